@@ -1,0 +1,269 @@
+#include "checkpoints/hdf5_checkpoint.h"
+
+#include <hdf5.h>
+
+#include <filesystem>
+#include <mutex>
+
+#include "common/error.h"
+#include "common/fs.h"
+
+namespace fs = std::filesystem;
+
+namespace lethe {
+
+namespace {
+
+// Every HDF5 call is checked; the message names the call, the file and the line.
+#define H5_CHECK(expr, what)                                                                  \
+  ([&]() {                                                                                    \
+    auto _rc = (expr);                                                                        \
+    if (_rc < 0) throw InputError(std::string(what) + " (HDF5 call `" #expr "` failed at " +  \
+                                  __FILE__ + ":" + std::to_string(__LINE__) + ")");          \
+    return _rc;                                                                               \
+  }())
+
+void silence_hdf5() {
+  static std::once_flag once;
+  std::call_once(once, [] { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); });
+}
+
+// RAII for HDF5 identifiers.
+struct H5Id {
+  hid_t id = -1;
+  herr_t (*close)(hid_t) = nullptr;
+  H5Id(hid_t i, herr_t (*c)(hid_t)) : id(i), close(c) {}
+  ~H5Id() {
+    if (id >= 0 && close) close(id);
+  }
+  H5Id(const H5Id&) = delete;
+  H5Id& operator=(const H5Id&) = delete;
+  operator hid_t() const { return id; }
+};
+
+std::string dtype_label(torch::ScalarType t) {
+  switch (t) {
+    case torch::kFloat: return "float32";
+    case torch::kBFloat16: return "bfloat16";
+    case torch::kHalf: return "float16";
+    case torch::kDouble: return "float64";
+    case torch::kLong: return "int64";
+    case torch::kInt: return "int32";
+    case torch::kByte: return "uint8";
+    default: throw InputError(std::string("HDF5 checkpoint: unsupported dtype ") + c10::toString(t));
+  }
+}
+
+torch::ScalarType dtype_from_label(const std::string& s, const std::string& what) {
+  if (s == "float32") return torch::kFloat;
+  if (s == "bfloat16") return torch::kBFloat16;
+  if (s == "float16") return torch::kHalf;
+  if (s == "float64") return torch::kDouble;
+  if (s == "int64") return torch::kLong;
+  if (s == "int32") return torch::kInt;
+  if (s == "uint8") return torch::kByte;
+  throw CorruptError(what + ": unknown dtype attribute '" + s + "'");
+}
+
+hid_t file_type(torch::ScalarType t) {
+  switch (t) {
+    case torch::kFloat: return H5T_IEEE_F32LE;
+    case torch::kDouble: return H5T_IEEE_F64LE;
+    case torch::kBFloat16:
+    case torch::kHalf: return H5T_STD_U16LE;  // raw 16-bit patterns
+    case torch::kLong: return H5T_STD_I64LE;
+    case torch::kInt: return H5T_STD_I32LE;
+    case torch::kByte: return H5T_STD_U8LE;
+    default: throw InputError("HDF5 checkpoint: unsupported dtype");
+  }
+}
+
+hid_t mem_type(torch::ScalarType t) {
+  switch (t) {
+    case torch::kFloat: return H5T_NATIVE_FLOAT;
+    case torch::kDouble: return H5T_NATIVE_DOUBLE;
+    case torch::kBFloat16:
+    case torch::kHalf: return H5T_NATIVE_UINT16;
+    case torch::kLong: return H5T_NATIVE_INT64;
+    case torch::kInt: return H5T_NATIVE_INT32;
+    case torch::kByte: return H5T_NATIVE_UINT8;
+    default: throw InputError("HDF5 checkpoint: unsupported dtype");
+  }
+}
+
+void write_string_attr(hid_t obj, const std::string& name, const std::string& value) {
+  H5Id type(H5Tcopy(H5T_C_S1), H5Tclose);
+  H5_CHECK(H5Tset_size(type, value.empty() ? 1 : value.size()), "HDF5 attribute " + name);
+  H5Id space(H5Screate(H5S_SCALAR), H5Sclose);
+  H5Id attr(H5_CHECK(H5Acreate2(obj, name.c_str(), type, space, H5P_DEFAULT, H5P_DEFAULT), "HDF5 attribute " + name),
+            H5Aclose);
+  std::string v = value.empty() ? std::string(1, '\0') : value;
+  H5_CHECK(H5Awrite(attr, type, v.data()), "HDF5 attribute " + name);
+}
+
+std::string read_string_attr(hid_t obj, const std::string& name, const std::string& what) {
+  H5Id attr(H5Aopen(obj, name.c_str(), H5P_DEFAULT), H5Aclose);
+  if (attr.id < 0) throw CorruptError(what + ": missing attribute '" + name + "'");
+  H5Id type(H5Aget_type(attr), H5Tclose);
+  size_t n = H5Tget_size(type);
+  if (n == 0 || n > (256u << 20)) throw CorruptError(what + ": attribute '" + name + "' has a bad size");
+  std::string v(n, '\0');
+  H5Id mtype(H5Tcopy(H5T_C_S1), H5Tclose);
+  H5Tset_size(mtype, n);
+  if (H5Aread(attr, mtype, v.data()) < 0) throw CorruptError(what + ": attribute '" + name + "' is unreadable");
+  while (!v.empty() && v.back() == '\0') v.pop_back();
+  return v;
+}
+
+}  // namespace
+
+void write_h5_tensors(const std::string& path, const NamedTensors& tensors, const std::map<std::string, json>& attrs) {
+  silence_hdf5();
+  H5Id fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
+  // Latest format: metadata blocks carry checksums too, so header corruption is detected.
+  H5_CHECK(H5Pset_libver_bounds(fapl, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST), path);
+  H5Id file(H5Fcreate(path.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, fapl), H5Fclose);
+  if (file.id < 0) throw InputError(path + ": cannot create HDF5 file (exists or not writable)");
+  for (auto& [k, v] : attrs) write_string_attr(file, k, v.dump());
+  for (auto& [name, t0] : tensors) {
+    const std::string what = path + ": dataset '" + name + "'";
+    auto t = t0.detach().to(torch::kCPU).contiguous();
+    std::vector<hsize_t> dims;
+    for (auto d : t.sizes()) dims.push_back(hsize_t(d));
+    bool scalar = dims.empty();
+    if (scalar) dims.push_back(1);
+    // Chunks of at most ~1 MiB: halve the leading dimensions until the chunk fits.
+    std::vector<hsize_t> chunk = dims;
+    for (auto& c : chunk) c = std::max<hsize_t>(c, 1);
+    size_t es = dtype_size(t.scalar_type());
+    auto chunk_bytes = [&] {
+      hsize_t n = es;
+      for (auto c : chunk) n *= c;
+      return n;
+    };
+    for (size_t d = 0; d < chunk.size() && chunk_bytes() > (1u << 20); ++d)
+      while (chunk[d] > 1 && chunk_bytes() > (1u << 20)) chunk[d] = (chunk[d] + 1) / 2;
+    H5Id space(H5Screate_simple(int(dims.size()), dims.data(), nullptr), H5Sclose);
+    H5Id dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+    H5_CHECK(H5Pset_chunk(dcpl, int(chunk.size()), chunk.data()), what);
+    H5_CHECK(H5Pset_fletcher32(dcpl), what);
+    H5Id ds(H5_CHECK(H5Dcreate2(file, name.c_str(), file_type(t.scalar_type()), space, H5P_DEFAULT, dcpl, H5P_DEFAULT), what),
+            H5Dclose);
+    if (t.numel() > 0) H5_CHECK(H5Dwrite(ds, mem_type(t.scalar_type()), H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr()), what);
+    write_string_attr(ds, "dtype", dtype_label(t.scalar_type()));
+    if (scalar) write_string_attr(ds, "scalar", "1");
+  }
+  H5_CHECK(H5Fflush(file, H5F_SCOPE_GLOBAL), path);
+}
+
+std::vector<std::string> list_h5_tensors(const std::string& path) {
+  silence_hdf5();
+  if (!fs::exists(path)) throw InputError(path + ": no such file");
+  if (H5Fis_hdf5(path.c_str()) <= 0) throw CorruptError(path + ": not an HDF5 file (truncated or overwritten?)");
+  H5Id file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+  if (file.id < 0) throw CorruptError(path + ": cannot open HDF5 file (corrupt metadata or truncated)");
+  H5G_info_t info;
+  if (H5Gget_info(file, &info) < 0) throw CorruptError(path + ": cannot list datasets (corrupt metadata)");
+  std::vector<std::string> names;
+  for (hsize_t i = 0; i < info.nlinks; ++i) {
+    ssize_t n = H5Lget_name_by_idx(file, ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
+    if (n < 0) throw CorruptError(path + ": cannot list datasets (corrupt metadata)");
+    std::string name(size_t(n) + 1, '\0');
+    H5Lget_name_by_idx(file, ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), name.size(), H5P_DEFAULT);
+    name.resize(size_t(n));
+    names.push_back(name);
+  }
+  return names;
+}
+
+TensorMap read_h5_tensors(const std::string& path, const std::vector<std::string>& names,
+                          std::map<std::string, json>* attrs) {
+  auto all = list_h5_tensors(path);
+  H5Id file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+  if (file.id < 0) throw CorruptError(path + ": cannot open HDF5 file");
+  if (attrs) {
+    std::vector<std::string> attr_names;
+    auto collect = [](hid_t, const char* name, const H5A_info_t*, void* data) -> herr_t {
+      static_cast<std::vector<std::string>*>(data)->push_back(name);
+      return 0;
+    };
+    if (H5Aiterate2(file, H5_INDEX_NAME, H5_ITER_INC, nullptr, collect, &attr_names) < 0)
+      throw CorruptError(path + ": cannot list attributes (corrupt metadata)");
+    for (auto& nm : attr_names) {
+      std::string text = read_string_attr(file, nm, path);
+      try {
+        (*attrs)[nm] = json::parse(text);
+      } catch (const json::parse_error&) {
+        throw CorruptError(path + ": attribute '" + nm + "' is not valid JSON");
+      }
+    }
+  }
+  const std::vector<std::string>& want = names.empty() ? all : names;
+  TensorMap out;
+  for (auto& name : want) {
+    const std::string what = path + ": dataset '" + name + "'";
+    if (std::find(all.begin(), all.end(), name) == all.end()) throw InputError(path + ": has no tensor '" + name + "'");
+    H5Id ds(H5Dopen2(file, name.c_str(), H5P_DEFAULT), H5Dclose);
+    if (ds.id < 0) throw CorruptError(what + " cannot be opened (corrupt metadata)");
+    auto dtype = dtype_from_label(read_string_attr(ds, "dtype", what), what);
+    H5Id space(H5Dget_space(ds), H5Sclose);
+    int rank = H5Sget_simple_extent_ndims(space);
+    if (rank < 0 || rank > 8) throw CorruptError(what + ": bad rank");
+    std::vector<hsize_t> dims(rank);
+    H5Sget_simple_extent_dims(space, dims.data(), nullptr);
+    std::vector<int64_t> shape(dims.begin(), dims.end());
+    bool scalar = H5Aexists(ds, "scalar") > 0;
+    auto t = torch::empty(shape, torch::TensorOptions().dtype(dtype));
+    if (t.numel() > 0 && H5Dread(ds, mem_type(dtype), H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr()) < 0)
+      throw CorruptError(what + " failed its Fletcher32 checksum or is truncated: the checkpoint is corrupt");
+    out.emplace(name, scalar ? t.reshape({}) : t);
+  }
+  return out;
+}
+
+void write_checkpoint_dir(const std::string& dir, const std::map<std::string, CheckpointFile>& files,
+                          const std::map<std::string, std::string>& text_files,
+                          const std::vector<std::string>& copy_files) {
+  if (fs::exists(dir)) throw InputError("checkpoint '" + dir + "' already exists; refusing to overwrite it");
+  fs::path parent = fs::absolute(dir).parent_path();
+  std::error_code ec;
+  fs::create_directories(parent, ec);
+  if (ec) throw InputError("cannot create " + parent.string() + ": " + ec.message());
+  const std::string tmp = temp_sibling(fs::absolute(dir).string());
+  fs::remove_all(tmp, ec);
+  fs::create_directory(tmp, ec);
+  if (ec) throw InputError("cannot create " + tmp + ": " + ec.message());
+  try {
+    for (auto& [name, f] : files) {
+      std::string p = (fs::path(tmp) / name).string();
+      write_h5_tensors(p, f.tensors, f.attrs);
+      fsync_path(p);
+    }
+    for (auto& [name, text] : text_files) write_file_atomic((fs::path(tmp) / name).string(), text);
+    for (auto& src : copy_files) {
+      std::string p = (fs::path(tmp) / fs::path(src).filename()).string();
+      copy_file_checked(src, p);
+      fsync_path(p);
+    }
+    fsync_path(tmp);
+  } catch (...) {
+    fs::remove_all(tmp, ec);
+    throw;
+  }
+  fs::rename(tmp, dir);
+  fsync_parent_dir(dir);
+  // The marker goes last: a directory without it was interrupted and is never loaded.
+  write_file_atomic((fs::path(dir) / kCompleteMarker).string(), "complete\n");
+}
+
+bool is_native_checkpoint(const std::string& dir) {
+  return fs::exists(fs::path(dir) / "model.h5") || fs::exists(fs::path(dir) / kCompleteMarker);
+}
+
+void require_complete(const std::string& dir) {
+  if (!fs::exists(fs::path(dir) / kCompleteMarker))
+    throw CorruptError("checkpoint '" + dir + "' is incomplete (no " + kCompleteMarker +
+                       " marker): it was interrupted while being written");
+}
+
+}  // namespace lethe

@@ -1,0 +1,40 @@
+// lethe's native checkpoint: a directory holding HDF5 files with one dataset per tensor
+// (named by its HF name), metadata as JSON-string attributes, bf16/f16 stored as 16-bit
+// integers with a `dtype` attribute (HDF5 1.10 has no bf16 type), and HDF5's Fletcher32 filter
+// checksumming every chunk. The directory is written under a temporary name, fsynced,
+// renamed, and a COMPLETE marker is written last; loading refuses a directory without it.
+#pragma once
+#include <torch/torch.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "checkpoints/safetensors.h"
+#include "common/json_io.h"
+
+namespace lethe {
+
+// One HDF5 file: tensors as datasets, attrs as JSON-string attributes on the root group.
+void write_h5_tensors(const std::string& path, const NamedTensors& tensors, const std::map<std::string, json>& attrs);
+// Reads `names` (all when empty). Corruption (checksum, truncation, bad header) -> CorruptError.
+TensorMap read_h5_tensors(const std::string& path, const std::vector<std::string>& names = {},
+                          std::map<std::string, json>* attrs = nullptr);
+std::vector<std::string> list_h5_tensors(const std::string& path);
+
+constexpr const char* kCompleteMarker = "COMPLETE";
+
+// Writes a checkpoint directory atomically. `files` maps a file name in the directory to its
+// tensors and attributes; `extra_files` are copied in (config.json, tokenizer.json, ...).
+struct CheckpointFile {
+  NamedTensors tensors;
+  std::map<std::string, json> attrs;
+};
+void write_checkpoint_dir(const std::string& dir, const std::map<std::string, CheckpointFile>& files,
+                          const std::map<std::string, std::string>& text_files,
+                          const std::vector<std::string>& copy_files);
+bool is_native_checkpoint(const std::string& dir);
+// Throws CorruptError when the completion marker is missing.
+void require_complete(const std::string& dir);
+
+}  // namespace lethe

@@ -1,0 +1,76 @@
+#include "checkpoints/model_io.h"
+
+#include <filesystem>
+
+#include "common/error.h"
+#include "common/fs.h"
+
+namespace fs = std::filesystem;
+
+namespace lethe {
+
+namespace {
+const char* kSideFiles[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"};
+}
+
+ModelFiles read_model_files(const std::string& dir) {
+  if (!fs::exists(dir)) throw InputError("model '" + dir + "': no such directory");
+  if (!fs::is_directory(dir)) throw InputError("model '" + dir + "' is not a directory");
+  ModelFiles mf;
+  if (is_native_checkpoint(dir)) {
+    require_complete(dir);
+    std::map<std::string, json> attrs;
+    std::string h5 = (fs::path(dir) / "model.h5").string();
+    mf.weights = read_h5_tensors(h5, {}, &attrs);
+    if (!attrs.count("model_config")) throw CorruptError(h5 + ": missing attribute 'model_config'");
+    mf.config = ModelConfig::from_json(attrs["model_config"], h5 + " model_config");
+    mf.run_config = attrs.count("run_config") ? attrs["run_config"] : json::object();
+    mf.format = "native";
+  } else {
+    std::string cfg = (fs::path(dir) / "config.json").string();
+    mf.config = ModelConfig::from_json(read_json_file(cfg), cfg);
+    mf.weights = read_hf_weights(dir);
+    mf.format = "hf";
+  }
+  return mf;
+}
+
+CausalLM load_model(const std::string& dir, const std::string& dtype) {
+  ModelFiles mf = read_model_files(dir);
+  auto st = parse_dtype(dtype.empty() ? mf.config.torch_dtype : dtype, "--dtype");
+  CausalLM model(mf.config);
+  model->to(st);
+  model->load_weights(mf.weights, dir);
+  model->config.torch_dtype = dtype.empty() ? mf.config.torch_dtype : dtype;
+  return model;
+}
+
+std::string tokenizer_path(const std::string& dir) {
+  fs::path p = fs::path(dir) / "tokenizer.json";
+  if (!fs::exists(p)) throw InputError("model '" + dir + "' has no tokenizer.json");
+  return p.string();
+}
+
+void save_model(CausalLM& model, const std::string& dir, const std::string& format, const json& run_config,
+                const std::string& source_dir, uint64_t max_shard_bytes) {
+  NamedTensors weights;
+  for (auto& [name, t] : model->named_weights()) weights.emplace_back(name, t.detach());
+  std::vector<std::string> copies;
+  if (!source_dir.empty())
+    for (auto* f : kSideFiles)
+      if (fs::exists(fs::path(source_dir) / f)) copies.push_back((fs::path(source_dir) / f).string());
+  json config = model->config.to_json();
+  if (format == "native") {
+    CheckpointFile mf{weights, {{"model_config", config}, {"run_config", run_config}, {"format_version", 1}}};
+    write_checkpoint_dir(dir, {{"model.h5", mf}}, {{"config.json", config.dump(2) + "\n"}}, copies);
+  } else if (format == "hf") {
+    create_output_dir(dir, "output directory");
+    write_json_file((fs::path(dir) / "config.json").string(), config);
+    for (auto& c : copies) copy_file_checked(c, (fs::path(dir) / fs::path(c).filename()).string());
+    write_hf_weights(dir, weights, max_shard_bytes);
+  } else {
+    throw InputError("--format: unknown checkpoint format '" + format + "' (native, hf)");
+  }
+}
+
+}  // namespace lethe

@@ -1,0 +1,244 @@
+#include "checkpoints/safetensors.h"
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "common/error.h"
+#include "common/fs.h"
+#include "common/json_io.h"
+
+namespace fs = std::filesystem;
+
+namespace lethe {
+
+namespace {
+
+constexpr uint64_t kMaxHeaderBytes = 100ull << 20;  // the reference implementation's bound
+
+struct DtypeInfo {
+  const char* name;
+  torch::ScalarType type;
+  size_t size;
+};
+const DtypeInfo kDtypes[] = {
+    {"F32", torch::kFloat, 4}, {"F16", torch::kHalf, 2},   {"BF16", torch::kBFloat16, 2}, {"F64", torch::kDouble, 8},
+    {"I64", torch::kLong, 8},  {"I32", torch::kInt, 4},    {"I16", torch::kShort, 2},     {"I8", torch::kChar, 1},
+    {"U8", torch::kByte, 1},   {"BOOL", torch::kBool, 1},
+};
+
+uint64_t file_size(const std::string& path) {
+  std::error_code ec;
+  auto n = fs::file_size(path, ec);
+  if (ec) throw InputError(path + ": cannot stat (" + ec.message() + ")");
+  return n;
+}
+
+}  // namespace
+
+size_t dtype_size(torch::ScalarType t) {
+  for (auto& d : kDtypes)
+    if (d.type == t) return d.size;
+  throw InputError(std::string("unsupported tensor dtype ") + c10::toString(t));
+}
+
+std::string safetensors_dtype_name(torch::ScalarType t) {
+  for (auto& d : kDtypes)
+    if (d.type == t) return d.name;
+  throw InputError(std::string("unsupported tensor dtype ") + c10::toString(t));
+}
+
+std::vector<SafetensorsEntry> read_safetensors_header(const std::string& path, uint64_t* data_offset,
+                                                      std::map<std::string, std::string>* metadata) {
+  if (!fs::exists(path)) throw InputError(path + ": no such file");
+  const uint64_t size = file_size(path);
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw InputError(path + ": cannot open");
+  if (size < 8) throw CorruptError(path + ": not a safetensors file (shorter than its 8-byte header length)");
+  uint8_t lenbuf[8];
+  in.read(reinterpret_cast<char*>(lenbuf), 8);
+  uint64_t hlen = 0;
+  for (int i = 7; i >= 0; --i) hlen = (hlen << 8) | lenbuf[i];
+  if (hlen > kMaxHeaderBytes) throw CorruptError(path + ": safetensors header length " + std::to_string(hlen) + " exceeds the 100 MiB bound");
+  if (hlen > size - 8) throw CorruptError(path + ": truncated (header length " + std::to_string(hlen) + " runs past the end of the file)");
+  std::string header(hlen, '\0');
+  in.read(header.data(), std::streamsize(hlen));
+  if (!in) throw CorruptError(path + ": truncated header");
+  json h;
+  try {
+    h = json::parse(header);
+  } catch (const json::parse_error& e) {
+    throw CorruptError(path + ": malformed safetensors header JSON (" + std::string(e.what()) + ")");
+  }
+  if (!h.is_object()) throw CorruptError(path + ": safetensors header is not a JSON object");
+  const uint64_t data_size = size - 8 - hlen;
+  std::vector<SafetensorsEntry> entries;
+  for (auto it = h.begin(); it != h.end(); ++it) {
+    if (it.key() == "__metadata__") {
+      if (!it.value().is_object()) throw CorruptError(path + ": __metadata__ is not an object");
+      if (metadata)
+        for (auto m = it.value().begin(); m != it.value().end(); ++m)
+          (*metadata)[m.key()] = m.value().is_string() ? m.value().get<std::string>() : m.value().dump();
+      continue;
+    }
+    const std::string what = path + ": tensor '" + it.key() + "'";
+    const json& e = it.value();
+    if (!e.is_object() || !e.contains("dtype") || !e.contains("shape") || !e.contains("data_offsets"))
+      throw CorruptError(what + " lacks dtype, shape or data_offsets");
+    SafetensorsEntry ent;
+    ent.name = it.key();
+    if (!e["dtype"].is_string()) throw CorruptError(what + ": dtype is not a string");
+    std::string dt = e["dtype"].get<std::string>();
+    const DtypeInfo* info = nullptr;
+    for (auto& d : kDtypes)
+      if (dt == d.name) info = &d;
+    if (!info) throw CorruptError(what + ": unknown dtype '" + dt + "'");
+    ent.dtype = info->type;
+    if (!e["shape"].is_array()) throw CorruptError(what + ": shape is not an array");
+    uint64_t numel = 1;
+    for (auto& d : e["shape"]) {
+      if (!d.is_number_unsigned()) throw CorruptError(what + ": shape has a non-integer or negative dimension");
+      uint64_t v = d.get<uint64_t>();
+      if (v != 0 && numel > (UINT64_MAX / 16) / v) throw CorruptError(what + ": shape overflows");
+      numel *= v;
+      ent.shape.push_back(int64_t(v));
+    }
+    const json& off = e["data_offsets"];
+    if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
+      throw CorruptError(what + ": data_offsets must be two non-negative integers");
+    ent.begin = off[0].get<uint64_t>();
+    ent.end = off[1].get<uint64_t>();
+    if (ent.end < ent.begin || ent.end > data_size)
+      throw CorruptError(what + ": data_offsets [" + std::to_string(ent.begin) + ", " + std::to_string(ent.end) +
+                         ") lie outside the file's " + std::to_string(data_size) + "-byte data section (truncated?)");
+    if (ent.end - ent.begin != numel * info->size)
+      throw CorruptError(what + ": byte length " + std::to_string(ent.end - ent.begin) + " does not match dtype " + dt +
+                         " and its shape (" + std::to_string(numel * info->size) + " bytes)");
+    entries.push_back(std::move(ent));
+  }
+  std::vector<const SafetensorsEntry*> sorted;
+  for (auto& e : entries) sorted.push_back(&e);
+  std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->begin < b->begin; });
+  for (size_t i = 1; i < sorted.size(); ++i)
+    if (sorted[i]->begin < sorted[i - 1]->end && sorted[i]->end > sorted[i]->begin)
+      throw CorruptError(path + ": tensors '" + sorted[i - 1]->name + "' and '" + sorted[i]->name + "' overlap");
+  if (data_offset) *data_offset = 8 + hlen;
+  return entries;
+}
+
+TensorMap read_safetensors_subset(const std::string& path, const std::vector<std::string>& names) {
+  uint64_t data_offset = 0;
+  auto entries = read_safetensors_header(path, &data_offset);
+  std::set<std::string> want(names.begin(), names.end());
+  std::ifstream in(path, std::ios::binary);
+  TensorMap out;
+  for (auto& e : entries) {
+    if (!want.empty() && !want.count(e.name)) continue;
+    auto t = torch::empty(e.shape, torch::TensorOptions().dtype(e.dtype));
+    in.seekg(std::streamoff(data_offset + e.begin));
+    in.read(static_cast<char*>(t.data_ptr()), std::streamsize(e.end - e.begin));
+    if (!in) throw CorruptError(path + ": truncated while reading tensor '" + e.name + "'");
+    out.emplace(e.name, t);
+  }
+  for (auto& n : want)
+    if (!out.count(n)) throw InputError(path + ": has no tensor '" + n + "'");
+  return out;
+}
+
+TensorMap read_safetensors(const std::string& path) { return read_safetensors_subset(path, {}); }
+
+void write_safetensors(const std::string& path, const NamedTensors& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  json h = json::object();
+  if (!metadata.empty()) h["__metadata__"] = metadata;
+  uint64_t offset = 0;
+  std::vector<torch::Tensor> contiguous;
+  for (auto& [name, t0] : tensors) {
+    auto t = t0.detach().to(torch::kCPU).contiguous();
+    uint64_t nbytes = uint64_t(t.numel()) * dtype_size(t.scalar_type());
+    h[name] = {{"dtype", safetensors_dtype_name(t.scalar_type())},
+               {"shape", t.sizes().vec()},
+               {"data_offsets", {offset, offset + nbytes}}};
+    offset += nbytes;
+    contiguous.push_back(t);
+  }
+  std::string header = h.dump();
+  header.append((8 - header.size() % 8) % 8, ' ');  // align the data section to 8 bytes
+  std::string tmp = temp_sibling(path);
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) throw InputError(path + ": cannot write");
+    uint64_t hlen = header.size();
+    uint8_t lenbuf[8];
+    for (int i = 0; i < 8; ++i) lenbuf[i] = uint8_t(hlen >> (8 * i));
+    out.write(reinterpret_cast<char*>(lenbuf), 8);
+    out.write(header.data(), std::streamsize(header.size()));
+    for (auto& t : contiguous)
+      out.write(static_cast<const char*>(t.data_ptr()), std::streamsize(uint64_t(t.numel()) * dtype_size(t.scalar_type())));
+    out.flush();
+    if (!out) throw InputError(path + ": write failed");
+  }
+  fsync_path(tmp);
+  fs::rename(tmp, path);
+}
+
+bool has_hf_weights(const std::string& dir) {
+  return fs::exists(fs::path(dir) / "model.safetensors") || fs::exists(fs::path(dir) / "model.safetensors.index.json");
+}
+
+TensorMap read_hf_weights(const std::string& dir) {
+  fs::path single = fs::path(dir) / "model.safetensors", index = fs::path(dir) / "model.safetensors.index.json";
+  if (fs::exists(single)) return read_safetensors(single.string());
+  if (!fs::exists(index))
+    throw InputError(dir + ": no model.safetensors or model.safetensors.index.json (pickled .bin weights are not read)");
+  json idx = read_json_file(index.string());
+  if (!idx.contains("weight_map") || !idx["weight_map"].is_object())
+    throw CorruptError(index.string() + ": missing 'weight_map' object");
+  std::map<std::string, std::vector<std::string>> by_file;
+  for (auto it = idx["weight_map"].begin(); it != idx["weight_map"].end(); ++it) {
+    if (!it.value().is_string()) throw CorruptError(index.string() + ": weight_map entry '" + it.key() + "' is not a file name");
+    std::string file = it.value().get<std::string>();
+    if (file.find('/') != std::string::npos || file.find("..") != std::string::npos)
+      throw CorruptError(index.string() + ": shard name '" + file + "' must be a plain file name in the directory");
+    by_file[file].push_back(it.key());
+  }
+  TensorMap out;
+  for (auto& [file, names] : by_file) {
+    auto part = read_safetensors_subset((fs::path(dir) / file).string(), names);
+    out.insert(part.begin(), part.end());
+  }
+  return out;
+}
+
+void write_hf_weights(const std::string& dir, const NamedTensors& tensors, uint64_t max_shard_bytes) {
+  uint64_t total = 0;
+  std::vector<NamedTensors> shards(1);
+  uint64_t in_shard = 0;
+  for (auto& nt : tensors) {
+    uint64_t nbytes = uint64_t(nt.second.numel()) * dtype_size(nt.second.scalar_type());
+    if (max_shard_bytes > 0 && in_shard > 0 && in_shard + nbytes > max_shard_bytes) {
+      shards.emplace_back();
+      in_shard = 0;
+    }
+    shards.back().push_back(nt);
+    in_shard += nbytes;
+    total += nbytes;
+  }
+  if (shards.size() == 1) {
+    write_safetensors((fs::path(dir) / "model.safetensors").string(), tensors, {{"format", "pt"}});
+    return;
+  }
+  json weight_map = json::object();
+  char buf[64];
+  for (size_t i = 0; i < shards.size(); ++i) {
+    std::snprintf(buf, sizeof buf, "model-%05zu-of-%05zu.safetensors", i + 1, shards.size());
+    write_safetensors((fs::path(dir) / buf).string(), shards[i], {{"format", "pt"}});
+    for (auto& nt : shards[i]) weight_map[nt.first] = buf;
+  }
+  write_json_file((fs::path(dir) / "model.safetensors.index.json").string(),
+                  json{{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}});
+}
+
+}  // namespace lethe

@@ -1,0 +1,42 @@
+// Hugging Face safetensors, single file and sharded (model.safetensors.index.json).
+// Input files are untrusted: the header is size-bounded, every tensor's byte range must lie
+// inside the file, match dtype x shape, and not overlap another; only known dtypes load.
+// Nothing is ever unpickled.
+#pragma once
+#include <torch/torch.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace lethe {
+
+using TensorMap = std::map<std::string, torch::Tensor>;
+using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
+
+struct SafetensorsEntry {
+  std::string name;
+  torch::ScalarType dtype;
+  std::vector<int64_t> shape;
+  uint64_t begin = 0, end = 0;  // relative to the data section
+};
+
+// Parses and validates the header only. Throws CorruptError naming the file and the problem.
+std::vector<SafetensorsEntry> read_safetensors_header(const std::string& path, uint64_t* data_offset = nullptr,
+                                                      std::map<std::string, std::string>* metadata = nullptr);
+TensorMap read_safetensors(const std::string& path);
+// Reads only `names` (all when empty): bounded memory for out-of-core work.
+TensorMap read_safetensors_subset(const std::string& path, const std::vector<std::string>& names);
+void write_safetensors(const std::string& path, const NamedTensors& tensors,
+                       const std::map<std::string, std::string>& metadata = {});
+
+// A directory holding model.safetensors or model.safetensors.index.json + shards.
+bool has_hf_weights(const std::string& dir);
+TensorMap read_hf_weights(const std::string& dir);
+// Splits into shards of at most max_shard_bytes (0: one file) and writes the index when sharded.
+void write_hf_weights(const std::string& dir, const NamedTensors& tensors, uint64_t max_shard_bytes = 0);
+
+std::string safetensors_dtype_name(torch::ScalarType t);
+size_t dtype_size(torch::ScalarType t);
+
+}  // namespace lethe

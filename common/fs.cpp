@@ -1,0 +1,80 @@
+#include "common/fs.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "common/error.h"
+
+namespace fs = std::filesystem;
+
+namespace lethe {
+
+std::string read_text_file(const std::string& path) {
+  if (!fs::exists(path)) throw InputError(path + ": no such file");
+  if (fs::is_directory(path)) throw InputError(path + ": is a directory, expected a file");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw InputError(path + ": cannot open (" + std::strerror(errno) + ")");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void fsync_path(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) throw InternalError("fsync: cannot open " + path + ": " + std::strerror(errno));
+  int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0) throw InternalError("fsync failed on " + path + ": " + std::strerror(errno));
+}
+
+void fsync_parent_dir(const std::string& path) {
+  fs::path parent = fs::absolute(path).parent_path();
+  fsync_path(parent.string());
+}
+
+std::string temp_sibling(const std::string& path) {
+  fs::path p(path);
+  return (p.parent_path() / ("." + p.filename().string() + ".tmp." + std::to_string(::getpid()))).string();
+}
+
+void write_file_atomic(const std::string& path, const std::string& content) {
+  std::string tmp = temp_sibling(path);
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) throw InputError(path + ": cannot write (" + std::strerror(errno) + ")");
+    out << content;
+    out.flush();
+    if (!out) throw InputError(path + ": write failed (" + std::strerror(errno) + ")");
+  }
+  fsync_path(tmp);
+  fs::rename(tmp, path);
+  fsync_parent_dir(path);
+}
+
+bool path_exists(const std::string& path) { return fs::exists(path); }
+
+void create_output_dir(const std::string& dir, const std::string& what) {
+  if (fs::exists(dir)) {
+    if (!fs::is_directory(dir)) throw InputError(what + " '" + dir + "' exists and is not a directory");
+    if (!fs::is_empty(dir))
+      throw InputError(what + " '" + dir + "' already exists and is not empty; refusing to overwrite it");
+    return;
+  }
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) throw InputError(what + " '" + dir + "': cannot create (" + ec.message() + ")");
+}
+
+void copy_file_checked(const std::string& from, const std::string& to) {
+  std::error_code ec;
+  fs::copy_file(from, to, fs::copy_options::none, ec);
+  if (ec) throw InputError("cannot copy " + from + " to " + to + ": " + ec.message());
+}
+
+}  // namespace lethe

@@ -1,0 +1,19 @@
+// File-system helpers. Nothing here overwrites existing user data: writers go through a
+// temporary name, fsync and rename, and directory creation refuses an existing output.
+#pragma once
+#include <string>
+
+namespace lethe {
+
+std::string read_text_file(const std::string& path);  // InputError naming the path on failure
+void write_file_atomic(const std::string& path, const std::string& content);
+void fsync_path(const std::string& path);              // file or directory
+void fsync_parent_dir(const std::string& path);
+bool path_exists(const std::string& path);
+// Refuses (InputError) when `dir` exists and is not empty; creates it (and parents) otherwise.
+void create_output_dir(const std::string& dir, const std::string& what);
+// A sibling temporary name for `path`, unique per process.
+std::string temp_sibling(const std::string& path);
+void copy_file_checked(const std::string& from, const std::string& to);
+
+}  // namespace lethe

@@ -1,0 +1,50 @@
+#include "common/json_io.h"
+
+#include <cstdint>
+#include <fstream>
+#include <sstream>
+
+#include "common/error.h"
+#include "common/fs.h"
+
+namespace lethe {
+
+json read_json_file(const std::string& path) {
+  std::string text = read_text_file(path);
+  try {
+    return json::parse(text);
+  } catch (const json::parse_error& e) {
+    throw InputError(path + ": malformed JSON (" + e.what() + ")");
+  }
+}
+
+void write_json_file(const std::string& path, const json& value) {
+  write_file_atomic(path, value.dump(2) + "\n");
+}
+
+template <typename T>
+T json_get(const json& obj, const std::string& key, const std::string& what) {
+  if (!obj.is_object() || !obj.contains(key)) throw InputError(what + ": missing field '" + key + "'");
+  try {
+    return obj.at(key).get<T>();
+  } catch (const json::exception&) {
+    throw InputError(what + ": field '" + key + "' has the wrong type (" + obj.at(key).dump() + ")");
+  }
+}
+
+template <typename T>
+T json_get_or(const json& obj, const std::string& key, const T& fallback, const std::string& what) {
+  if (!obj.is_object() || !obj.contains(key) || obj.at(key).is_null()) return fallback;
+  return json_get<T>(obj, key, what);
+}
+
+template std::string json_get<std::string>(const json&, const std::string&, const std::string&);
+template int64_t json_get<int64_t>(const json&, const std::string&, const std::string&);
+template double json_get<double>(const json&, const std::string&, const std::string&);
+template bool json_get<bool>(const json&, const std::string&, const std::string&);
+template std::string json_get_or<std::string>(const json&, const std::string&, const std::string&, const std::string&);
+template int64_t json_get_or<int64_t>(const json&, const std::string&, const int64_t&, const std::string&);
+template double json_get_or<double>(const json&, const std::string&, const double&, const std::string&);
+template bool json_get_or<bool>(const json&, const std::string&, const bool&, const std::string&);
+
+}  // namespace lethe

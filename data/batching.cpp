@@ -1,0 +1,81 @@
+#include "data/batching.h"
+
+#include "common/error.h"
+#include "common/rng.h"
+
+namespace lethe {
+
+TokenizedItem tokenize_item(const Tokenizer& tok, ChatTemplate tmpl, const Example& e, int64_t max_len) {
+  ChatText ct = apply_chat_template(tmpl, e.prompt, e.response);
+  TokenizedItem it;
+  it.ids = tok.encode(ct.prompt, false);
+  it.prompt_len = int64_t(it.ids.size());
+  auto ans = tok.encode(ct.response, false);
+  it.ids.insert(it.ids.end(), ans.begin(), ans.end());
+  if (int64_t(it.ids.size()) > max_len) {
+    // Keep the whole answer where possible: cut the prompt from the left.
+    int64_t excess = int64_t(it.ids.size()) - max_len;
+    int64_t cut = std::min(excess, std::max<int64_t>(it.prompt_len - 1, 0));
+    it.ids.erase(it.ids.begin(), it.ids.begin() + cut);
+    it.prompt_len -= cut;
+    if (int64_t(it.ids.size()) > max_len) it.ids.resize(size_t(max_len));
+  }
+  return it;
+}
+
+std::vector<TokenizedItem> tokenize_items(const Tokenizer& tok, ChatTemplate tmpl, const std::vector<Example>& ex,
+                                          int64_t max_len) {
+  std::vector<TokenizedItem> out;
+  out.reserve(ex.size());
+  for (auto& e : ex) out.push_back(tokenize_item(tok, tmpl, e, max_len));
+  return out;
+}
+
+Batch collate(const std::vector<TokenizedItem>& items, const std::vector<int64_t>& index, int64_t pad_id) {
+  int64_t B = int64_t(index.size()), T = 0;
+  for (auto i : index) T = std::max<int64_t>(T, int64_t(items[size_t(i)].ids.size()));
+  auto ids = torch::full({B, T}, pad_id, torch::kLong);
+  auto mask = torch::zeros({B, T}, torch::kLong);
+  auto labels = torch::full({B, T}, -100, torch::kLong);
+  auto pi = ids.accessor<int64_t, 2>(), pm = mask.accessor<int64_t, 2>(), pl = labels.accessor<int64_t, 2>();
+  for (int64_t b = 0; b < B; ++b) {
+    const auto& it = items[size_t(index[size_t(b)])];
+    for (int64_t t = 0; t < int64_t(it.ids.size()); ++t) {
+      pi[b][t] = it.ids[size_t(t)];
+      pm[b][t] = 1;
+      if (t >= it.prompt_len) pl[b][t] = it.ids[size_t(t)];
+    }
+  }
+  return {ids, mask, labels, index};
+}
+
+BatchIterator::BatchIterator(const std::vector<TokenizedItem>* items, int64_t batch_size, uint64_t seed, int64_t pad_id,
+                             bool shuffle)
+    : items_(items), batch_size_(batch_size), seed_(seed), pad_id_(pad_id), shuffle_(shuffle) {
+  if (items_->empty()) throw InputError("cannot iterate over an empty data set");
+  if (batch_size_ <= 0) throw InputError("--batch-size must be positive");
+}
+
+int64_t BatchIterator::batches_per_epoch() const {
+  return (int64_t(items_->size()) + batch_size_ - 1) / batch_size_;
+}
+
+Batch BatchIterator::next() {
+  const int64_t n = int64_t(items_->size());
+  if (order_.empty() || cursor_ >= n) {
+    if (!order_.empty()) ++epoch_;
+    if (shuffle_) {
+      order_ = permutation(n, seed_ * 1000003ULL + uint64_t(epoch_));
+    } else {
+      order_.resize(size_t(n));
+      for (int64_t i = 0; i < n; ++i) order_[size_t(i)] = i;
+    }
+    cursor_ = 0;
+  }
+  int64_t end = std::min(n, cursor_ + batch_size_);
+  std::vector<int64_t> idx(order_.begin() + cursor_, order_.begin() + end);
+  cursor_ = end;
+  return collate(*items_, idx, pad_id_);
+}
+
+}  // namespace lethe

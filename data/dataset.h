@@ -1,0 +1,25 @@
+// Question/answer records read from TOFU JSON, KnowUnDo JSON (`text`/`labels`) or JSONL with
+// `prompt`, `response` and arbitrary attribute fields (kept for splits and reports).
+#pragma once
+#include <string>
+#include <vector>
+
+#include "common/json_io.h"
+
+namespace lethe {
+
+struct Example {
+  std::string prompt;
+  std::string response;
+  json attrs = json::object();  // every other field of the record
+};
+
+// format: auto | tofu | knowundo | jsonl. Errors name the file and the record (line/index).
+std::vector<Example> read_examples(const std::string& path, const std::string& format = "auto");
+// Keeps records whose attribute `key` equals `value` for every "key=value" filter.
+std::vector<Example> filter_examples(const std::vector<Example>& in, const std::vector<std::string>& filters,
+                                     const std::string& what);
+void write_examples_jsonl(const std::string& path, const std::vector<Example>& examples);
+std::string attr_string(const Example& e, const std::string& key);  // "" when absent
+
+}  // namespace lethe

@@ -1,0 +1,78 @@
+// A tokenizer read from Hugging Face's tokenizer.json: the BPE model (byte-level as in
+// Llama-3 and Qwen, or character-level with byte fallback as in Llama-2), the normalizers and
+// pre-tokenizers those files use, added/special tokens, the template post-processor and the
+// decoders. Checked token for token against Hugging Face's own JS implementation.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/json_io.h"
+#include "data/unicode.h"
+
+namespace lethe {
+
+class Tokenizer {
+ public:
+  static Tokenizer from_file(const std::string& path);
+  static Tokenizer from_json(const json& j, const std::string& source);
+
+  // add_special_tokens applies the post-processor template (e.g. Llama-2's leading <s>).
+  std::vector<int64_t> encode(const std::string& text, bool add_special_tokens = true) const;
+  std::string decode(const std::vector<int64_t>& ids, bool skip_special_tokens = false) const;
+
+  int64_t token_to_id(const std::string& token) const;  // -1 when absent
+  std::string id_to_token(int64_t id) const;            // "" when absent
+  int64_t vocab_size() const { return int64_t(id_to_token_.size()); }
+  bool is_special(int64_t id) const;
+
+ private:
+  struct NormStep {
+    std::string kind;  // NFC NFD NFKC NFKD Lowercase Prepend Replace Strip
+    std::string a, b;
+    std::shared_ptr<Regex> re;
+    bool left = false, right = false;
+  };
+  struct PreStep {
+    std::string kind;  // Split ByteLevel Metaspace
+    std::shared_ptr<Regex> re;
+    std::string behavior;
+    bool add_prefix_space = false, use_regex = false, split = true;
+    std::string replacement, prepend_scheme;
+  };
+  struct DecStep {
+    std::string kind;  // ByteLevel Replace ByteFallback Fuse Strip Metaspace
+    std::string a, b;
+    int start = 0, stop = 0;
+    bool prepend = false;
+  };
+  struct AddedToken {
+    std::string content;
+    int64_t id;
+    bool special, lstrip, rstrip;
+  };
+
+  std::string normalize(const std::string& s) const;
+  std::vector<std::string> pre_tokenize(const std::string& s, bool first_segment) const;
+  void bpe(const std::string& word, std::vector<int64_t>& out) const;
+  std::vector<std::string> decode_chain(std::vector<std::string> tokens) const;
+
+  std::vector<NormStep> norm_;
+  std::vector<PreStep> pre_;
+  std::vector<DecStep> dec_;
+  std::vector<AddedToken> added_;  // longest content first
+  std::vector<std::string> post_single_;  // template: token strings, "$A" for the sequence
+
+  std::unordered_map<std::string, int64_t> vocab_;
+  std::vector<std::string> id_to_token_;
+  std::unordered_map<uint64_t, std::pair<int64_t, int64_t>> merges_;  // (a, b) -> (rank, merged id)
+  int64_t unk_id_ = -1;
+  bool byte_fallback_ = false, fuse_unk_ = false, ignore_merges_ = false;
+  std::vector<int64_t> byte_ids_;  // <0xXX> ids for byte fallback
+  mutable std::unordered_map<std::string, std::vector<int64_t>> cache_;
+  std::string source_;
+};
+
+}  // namespace lethe

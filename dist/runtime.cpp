@@ -1,0 +1,60 @@
+#include "dist/runtime.h"
+
+#include <H5public.h>
+#include <torch/torch.h>
+
+#include <cstdlib>
+#include <thread>
+
+#include "common/error.h"
+
+#ifdef LETHE_HAVE_NCCL
+namespace lethe {
+std::string nccl_version_string();
+}
+#endif
+
+namespace lethe {
+
+namespace {
+int env_int(std::initializer_list<const char*> names, int fallback) {
+  for (auto* n : names)
+    if (const char* v = std::getenv(n)) {
+      char* end = nullptr;
+      long x = std::strtol(v, &end, 10);
+      if (end && *end == '\0') return int(x);
+    }
+  return fallback;
+}
+}  // namespace
+
+RankInfo rank_from_env() {
+  RankInfo r;
+  r.world_rank = env_int({"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"}, 0);
+  r.world_size = env_int({"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_NTASKS"}, 1);
+  r.local_rank = env_int({"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"}, 0);
+  r.local_size = env_int({"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS_PER_NODE"}, 1);
+  return r;
+}
+
+int configure_threads(int requested, const RankInfo& r) {
+  int cores = int(std::thread::hardware_concurrency());
+  int n = requested > 0 ? requested : std::max(1, cores / std::max(1, r.local_size));
+  torch::set_num_threads(n);
+  return n;
+}
+
+std::string runtime_versions() {
+  unsigned maj = 0, min = 0, rel = 0;
+  H5get_libversion(&maj, &min, &rel);
+  std::string s = "LibTorch " + std::string(TORCH_VERSION) + ", HDF5 " + std::to_string(maj) + "." + std::to_string(min) +
+                  "." + std::to_string(rel);
+#ifdef LETHE_HAVE_NCCL
+  s += ", NCCL " + nccl_version_string();
+#else
+  s += ", NCCL not built";
+#endif
+  return s;
+}
+
+}  // namespace lethe

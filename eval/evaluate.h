@@ -1,0 +1,42 @@
+// Teacher-forced and generation metrics for one split of question/answer items.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "data/batching.h"
+#include "model/llama.h"
+
+namespace lethe {
+
+struct EvalOptions {
+  int64_t batch_size = 16;
+  bool generate = true;        // greedy generations for ROUGE-L
+  int64_t max_new_tokens = 64;
+};
+
+struct ItemMetrics {
+  int64_t index = 0;
+  int64_t answer_tokens = 0;
+  double nll = 0;       // mean answer-token NLL
+  double accuracy = 0;  // share of answer tokens predicted by argmax
+  std::string generation;
+  double rouge_l_f1 = 0, rouge_l_recall = 0;
+};
+
+struct SplitMetrics {
+  std::string name;
+  int64_t items = 0, answer_tokens = 0;
+  double accuracy = 0;    // pooled over all answer tokens
+  double mean_nll = 0;    // pooled answer-token NLL
+  double perplexity = 0;  // exp(mean_nll)
+  double rouge_l_f1 = 0, rouge_l_recall = 0;  // means over items (when generated)
+  std::vector<ItemMetrics> per_item;
+};
+
+// stop_ids end a generation (the template's end-of-turn token and the config's eos ids).
+SplitMetrics evaluate_split(CausalLM& model, const Tokenizer& tok, ChatTemplate tmpl, const std::string& name,
+                            const std::vector<Example>& examples, const EvalOptions& opt, int64_t max_len);
+std::vector<int64_t> stop_token_ids(const CausalLM& model, const Tokenizer& tok, ChatTemplate tmpl);
+int64_t pad_token_id(const Tokenizer& tok, ChatTemplate tmpl);
+
+}  // namespace lethe

@@ -1,0 +1,69 @@
+#include "eval/report.h"
+
+#include <fmt/format.h>
+
+namespace lethe {
+
+KnowUndoScores knowundo_scores(const SplitMetrics& forget, const SplitMetrics& retain) {
+  KnowUndoScores s;
+  s.unlearn_success = 100.0 * (1.0 - forget.accuracy);
+  s.retention_success = 100.0 * retain.accuracy;
+  s.average_success = 0.5 * (s.unlearn_success + s.retention_success);
+  return s;
+}
+
+json report_json(const std::vector<SplitMetrics>& splits, const KnowUndoScores* scores, const json& meta) {
+  json j = {{"meta", meta}, {"splits", json::object()}};
+  for (auto& m : splits)
+    j["splits"][m.name] = {{"items", m.items},           {"answer_tokens", m.answer_tokens}, {"accuracy", m.accuracy},
+                           {"mean_nll", m.mean_nll},     {"perplexity", m.perplexity},       {"rouge_l_f1", m.rouge_l_f1},
+                           {"rouge_l_recall", m.rouge_l_recall}};
+  if (scores)
+    j["knowundo"] = {{"unlearn_success", scores->unlearn_success},
+                     {"retention_success", scores->retention_success},
+                     {"average_success", scores->average_success}};
+  return j;
+}
+
+std::string report_markdown(const std::vector<SplitMetrics>& splits, const KnowUndoScores* scores, const std::string& title) {
+  std::string md = "### " + title + "\n\n";
+  if (scores)
+    md += fmt::format("Unlearn Success **{:.1f}** | Retention Success **{:.1f}** | Average Success **{:.1f}**\n\n",
+                      scores->unlearn_success, scores->retention_success, scores->average_success);
+  md += "| split | items | answer-token acc % | mean NLL | perplexity | ROUGE-L F1 |\n";
+  md += "|---|---:|---:|---:|---:|---:|\n";
+  for (auto& m : splits)
+    md += fmt::format("| {} | {} | {:.1f} | {:.3f} | {:.2f} | {:.3f} |\n", m.name, m.items, 100.0 * m.accuracy, m.mean_nll,
+                      m.perplexity, m.rouge_l_f1);
+  return md;
+}
+
+Report evaluate_report(CausalLM& model, const Tokenizer& tok, ChatTemplate tmpl, const std::vector<NamedSplit>& splits,
+                       const EvalOptions& opt, int64_t max_len) {
+  Report r;
+  const SplitMetrics *forget = nullptr, *retain = nullptr;
+  for (auto& s : splits) r.splits.push_back(evaluate_split(model, tok, tmpl, s.name, s.examples, opt, max_len));
+  for (auto& m : r.splits) {
+    if (m.name == "forget") forget = &m;
+    if (m.name == "retain") retain = &m;
+  }
+  if (forget && retain) {
+    r.has_scores = true;
+    r.scores = knowundo_scores(*forget, *retain);
+  }
+  return r;
+}
+
+std::string per_item_jsonl(const SplitMetrics& m, const std::vector<Example>& examples) {
+  std::string out;
+  for (auto& im : m.per_item) {
+    const Example& e = examples[size_t(im.index)];
+    json j = {{"split", m.name}, {"index", im.index},       {"prompt", e.prompt},
+              {"answer", e.response}, {"answer_tokens", im.answer_tokens}, {"nll", im.nll},
+              {"accuracy", im.accuracy}, {"generation", im.generation},   {"rouge_l_f1", im.rouge_l_f1}};
+    out += j.dump() + "\n";
+  }
+  return out;
+}
+
+}  // namespace lethe

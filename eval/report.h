@@ -1,0 +1,35 @@
+// KnowUnDo report: per-split metrics plus Unlearn Success (100 - forget accuracy), Retention
+// Success (retain accuracy) and their average, as JSON and as a Markdown table.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "common/json_io.h"
+#include "eval/evaluate.h"
+
+namespace lethe {
+
+struct KnowUndoScores {
+  double unlearn_success = 0, retention_success = 0, average_success = 0;
+};
+
+// forget/retain name the splits the scores come from.
+KnowUndoScores knowundo_scores(const SplitMetrics& forget, const SplitMetrics& retain);
+json report_json(const std::vector<SplitMetrics>& splits, const KnowUndoScores* scores, const json& meta);
+std::string report_markdown(const std::vector<SplitMetrics>& splits, const KnowUndoScores* scores, const std::string& title);
+struct NamedSplit {
+  std::string name;
+  std::vector<Example> examples;
+};
+struct Report {
+  std::vector<SplitMetrics> splits;
+  bool has_scores = false;  // true when splits named "forget" and "retain" exist
+  KnowUndoScores scores;
+};
+Report evaluate_report(CausalLM& model, const Tokenizer& tok, ChatTemplate tmpl, const std::vector<NamedSplit>& splits,
+                       const EvalOptions& opt, int64_t max_len);
+
+// One JSON line per item: split, index, prompt, answer, nll, accuracy, generation, rouge.
+std::string per_item_jsonl(const SplitMetrics& m, const std::vector<Example>& examples);
+
+}  // namespace lethe

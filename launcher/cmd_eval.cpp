@@ -1,0 +1,74 @@
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+#include <iostream>
+
+#include "checkpoints/model_io.h"
+#include "common/error.h"
+#include "common/fs.h"
+#include "data/dataset.h"
+#include "eval/report.h"
+#include "launcher/options.h"
+
+namespace fs = std::filesystem;
+
+namespace lethe {
+
+void add_eval_options(po::options_description& d) {
+  d.add_options()("model", po::value<std::string>(), "model directory (HF or native checkpoint)");
+  add_split_options(d, "forget", "unlearn-scope data (Unlearn Success = 100 - its answer-token accuracy)");
+  add_split_options(d, "retain", "retention-scope data (Retention Success = its answer-token accuracy)");
+  d.add_options()("split", po::value<std::vector<std::string>>()->multitoken(), "further splits as NAME=PATH (repeatable)")(
+      "data-format", po::value<std::string>()->default_value("auto"), "auto, tofu, knowundo or jsonl")(
+      "out", po::value<std::string>()->default_value(""), "report directory (report.json, report.md; must not exist)")(
+      "per-item", po::bool_switch()->default_value(false), "also write per_item.jsonl (NLL, accuracy, generation)")(
+      "no-generate", po::bool_switch()->default_value(false), "skip greedy generation (no ROUGE-L)")(
+      "max-new-tokens", po::value<int64_t>()->default_value(64), "generation length limit")(
+      "batch-size", po::value<int64_t>()->default_value(16), "items per forward pass")(
+      "max-len", po::value<int64_t>()->default_value(256), "longest tokenized item")(
+      "template", po::value<std::string>()->default_value("chatml"), "chat template: llama2, llama3, chatml, plain")(
+      "dtype", po::value<std::string>()->default_value(""), "float32 or bfloat16 (default: the model's)")(
+      "title", po::value<std::string>()->default_value(""), "report title (default: the model path)");
+}
+
+int run_eval(const po::variables_map& vm, const json& cfg) {
+  std::string model_dir = require_string(vm, "model");
+  for (auto* n : {"batch-size", "max-len"}) require_positive(vm, n);
+  std::vector<NamedSplit> splits;
+  if (vm.count("forget")) splits.push_back({"forget", load_split(vm, "forget")});
+  if (vm.count("retain")) splits.push_back({"retain", load_split(vm, "retain")});
+  if (vm.count("split"))
+    for (auto& s : vm["split"].as<std::vector<std::string>>()) {
+      size_t eq = s.find('=');
+      if (eq == std::string::npos || eq == 0) throw InputError("--split '" + s + "' is not NAME=PATH");
+      splits.push_back({s.substr(0, eq), read_examples(s.substr(eq + 1), vm["data-format"].as<std::string>())});
+    }
+  if (splits.empty()) throw InputError("nothing to evaluate: give --forget, --retain or --split");
+  std::string out = vm["out"].as<std::string>();
+  if (!out.empty()) create_output_dir(out, "--out");  // checked before the (slow) evaluation
+  CausalLM model = load_model(model_dir, vm["dtype"].as<std::string>());
+  Tokenizer tok = Tokenizer::from_file(tokenizer_path(model_dir));
+  ChatTemplate tmpl = parse_chat_template(vm["template"].as<std::string>());
+  EvalOptions eo;
+  eo.batch_size = vm["batch-size"].as<int64_t>();
+  eo.generate = !vm["no-generate"].as<bool>();
+  eo.max_new_tokens = vm["max-new-tokens"].as<int64_t>();
+  Report r = evaluate_report(model, tok, tmpl, splits, eo, vm["max-len"].as<int64_t>());
+  std::string title = vm["title"].as<std::string>().empty() ? model_dir : vm["title"].as<std::string>();
+  std::string md = report_markdown(r.splits, r.has_scores ? &r.scores : nullptr, title);
+  std::cout << md << std::flush;
+  if (!out.empty()) {
+    json meta = {{"model", model_dir}, {"config", cfg}};
+    write_json_file((fs::path(out) / "report.json").string(), report_json(r.splits, r.has_scores ? &r.scores : nullptr, meta));
+    write_file_atomic((fs::path(out) / "report.md").string(), md);
+    if (vm["per-item"].as<bool>()) {
+      std::string lines;
+      for (size_t i = 0; i < r.splits.size(); ++i) lines += per_item_jsonl(r.splits[i], splits[i].examples);
+      write_file_atomic((fs::path(out) / "per_item.jsonl").string(), lines);
+    }
+    spdlog::info("eval: report written to {}", out);
+  }
+  return 0;
+}
+
+}  // namespace lethe

@@ -1,0 +1,120 @@
+// Decoder-only transformer of the Llama family (Llama-2/3, Mistral, Qwen2) with Hugging Face
+// parameter names, so checkpoints map one to one:
+//   model.embed_tokens.weight, model.layers.{i}.self_attn.{q,k,v,o}_proj.{weight,bias},
+//   model.layers.{i}.mlp.{gate,up,down}_proj.weight, model.layers.{i}.{input,post_attention}_layernorm.weight,
+//   model.norm.weight, lm_head.weight (absent when embeddings are tied).
+// Shapes: B batch, T query length, S key length, C hidden, H heads, K kv heads, D head_dim, V vocab.
+#pragma once
+#include <torch/torch.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "model/config.h"
+#include "model/lora.h"
+
+namespace lethe {
+
+// Per-layer key/value cache for incremental decoding.
+struct KVCache {
+  std::vector<torch::Tensor> k, v;  // [B, K, S, D] per layer
+  int64_t length = 0;
+};
+
+class RMSNormImpl : public torch::nn::Module {
+ public:
+  RMSNormImpl(int64_t dim, double eps);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor weight;
+  double eps;
+};
+TORCH_MODULE(RMSNorm);
+
+class AttentionImpl : public torch::nn::Module {
+ public:
+  explicit AttentionImpl(const ModelConfig& c);
+  // mask: additive [B, 1, T, S] in x's dtype.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                        const torch::Tensor& mask, KVCache* cache, int64_t layer);
+  Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  int64_t n_heads, n_kv_heads, head_dim;
+};
+TORCH_MODULE(Attention);
+
+class MLPImpl : public torch::nn::Module {
+ public:
+  explicit MLPImpl(const ModelConfig& c);
+  torch::Tensor forward(const torch::Tensor& x);
+  Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+};
+TORCH_MODULE(MLP);
+
+class DecoderLayerImpl : public torch::nn::Module {
+ public:
+  explicit DecoderLayerImpl(const ModelConfig& c);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                        const torch::Tensor& mask, KVCache* cache, int64_t layer);
+  Attention self_attn{nullptr};
+  MLP mlp{nullptr};
+  RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
+};
+TORCH_MODULE(DecoderLayer);
+
+class DecoderImpl : public torch::nn::Module {
+ public:
+  explicit DecoderImpl(const ModelConfig& c);
+  torch::nn::Embedding embed_tokens{nullptr};
+  torch::nn::ModuleList layers_list{nullptr};
+  std::vector<DecoderLayer> layers;
+  RMSNorm norm{nullptr};
+};
+TORCH_MODULE(Decoder);
+
+class CausalLMImpl : public torch::nn::Module {
+ public:
+  explicit CausalLMImpl(const ModelConfig& c);
+  // input_ids [B, T] int64; attention_mask [B, T] (1 = token, 0 = padding) or undefined.
+  // With a cache, positions continue from cache->length and the cache is extended.
+  // hidden_states, when given, receives the output of every decoder layer ([B, T, C] each).
+  torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {},
+                        KVCache* cache = nullptr, std::vector<torch::Tensor>* hidden_states = nullptr);
+
+  void init_weights(uint64_t seed);
+  void add_lora(const LoraOptions& opt);  // freezes the base weights, adapters trainable
+  void merge_lora();                      // folds adapters into the weights; all trainable again
+  // Parameters in HF naming, in a stable order; excludes lm_head when tied.
+  std::vector<std::pair<std::string, torch::Tensor>> named_weights() const;
+  std::vector<torch::Tensor> trainable_parameters() const;
+  // Copies `weights` in; throws InputError naming missing/unexpected/mis-shaped tensors.
+  void load_weights(const std::map<std::string, torch::Tensor>& weights, const std::string& source);
+  torch::Tensor lm_head_weight() const;
+
+  ModelConfig config;
+  Decoder model{nullptr};
+  torch::Tensor lm_head;  // [V, C]; undefined when tied
+  torch::Tensor inv_freq;  // [D/2] float32 buffer
+
+ private:
+  std::pair<torch::Tensor, torch::Tensor> rope(const torch::Tensor& positions, torch::ScalarType dtype) const;
+};
+TORCH_MODULE(CausalLM);
+
+// Llama-3 style / linear RoPE frequency computation (float32, as HF does).
+torch::Tensor rope_inv_freq(const ModelConfig& c);
+
+// Answer-masked causal-LM loss pieces. labels [B, T] with -100 at ignored positions
+// (prompt, padding); the logits at position t predict labels at t + 1.
+struct TokenLoss {
+  torch::Tensor nll;   // [B, T-1] float32, 0 where masked
+  torch::Tensor mask;  // [B, T-1] float32, 1 on answer tokens
+  torch::Tensor correct;  // [B, T-1] float32, argmax == label on answer tokens
+};
+TokenLoss token_loss(const torch::Tensor& logits, const torch::Tensor& labels);
+torch::Tensor item_mean_nll(const TokenLoss& tl);  // [B]: mean answer-token NLL per item
+torch::Tensor item_sum_nll(const TokenLoss& tl);   // [B]: summed answer-token NLL per item
+torch::Tensor pooled_mean_nll(const TokenLoss& tl);  // scalar: mean over all answer tokens (HF)
+
+torch::ScalarType parse_dtype(const std::string& name, const std::string& what);
+
+}  // namespace lethe

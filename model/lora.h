@@ -1,0 +1,37 @@
+// A linear layer with HF parameter names (`weight`, `bias`) and optional LoRA adapters
+// (`lora_A.weight`, `lora_B.weight`, as PEFT names them) that can be merged into the weight.
+#pragma once
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+namespace lethe {
+
+struct LoraOptions {
+  int64_t rank = 8;
+  double alpha = 16.0;
+  double dropout = 0.1;
+  // Matched against the last component of the module name (q_proj, down_proj, ...).
+  std::vector<std::string> target_modules = {"q_proj", "k_proj", "v_proj", "o_proj",
+                                             "gate_proj", "up_proj", "down_proj"};
+};
+
+class LinearImpl : public torch::nn::Module {
+ public:
+  LinearImpl(int64_t in_features, int64_t out_features, bool bias);
+  torch::Tensor forward(const torch::Tensor& x);
+
+  void add_lora(const LoraOptions& opt);
+  void merge_lora();  // weight += (alpha / rank) * B @ A, then the adapters are removed
+  bool has_lora() const { return !lora_A.is_empty(); }
+
+  int64_t in_features, out_features;
+  torch::Tensor weight, bias;
+  torch::nn::Linear lora_A{nullptr}, lora_B{nullptr};
+  double lora_scale = 0.0;
+  double lora_dropout = 0.0;
+};
+TORCH_MODULE(Linear);
+
+}  // namespace lethe

@@ -1,0 +1,101 @@
+#include "optim/optimizer.h"
+
+#include <cmath>
+
+#include "common/error.h"
+
+namespace lethe {
+
+Optimizer::Optimizer(std::vector<std::pair<std::string, torch::Tensor>> params, const OptimizerOptions& opt) : opt_(opt) {
+  if (opt_.name != "adamw" && opt_.name != "sgd")
+    throw InputError("--optimizer: unknown optimizer '" + opt_.name + "' (adamw, sgd)");
+  for (auto& [name, p] : params) {
+    Slot s{name, p, {}, {}, {}};
+    if (p.scalar_type() != torch::kFloat) s.master = p.detach().to(torch::kFloat).clone();
+    auto like = torch::zeros_like(p, torch::kFloat);
+    if (opt_.name == "adamw") {
+      s.m = like;
+      s.v = like.clone();
+    } else if (opt_.momentum > 0) {
+      s.m = like;
+    }
+    slots_.push_back(std::move(s));
+  }
+}
+
+void Optimizer::zero_grad() {
+  for (auto& s : slots_)
+    if (s.param.grad().defined()) s.param.mutable_grad() = torch::Tensor();
+}
+
+void Optimizer::step(double lr) {
+  torch::NoGradGuard ng;
+  ++step_;
+  for (auto& s : slots_) {
+    if (!s.param.grad().defined()) continue;
+    auto g = s.param.grad().to(torch::kFloat);
+    auto w = s.master.defined() ? s.master : s.param;
+    if (opt_.weight_decay > 0) w.mul_(1.0 - lr * opt_.weight_decay);  // decoupled decay
+    if (opt_.name == "adamw") {
+      s.m.mul_(opt_.beta1).add_(g, 1.0 - opt_.beta1);
+      s.v.mul_(opt_.beta2).addcmul_(g, g, 1.0 - opt_.beta2);
+      double bc1 = 1.0 - std::pow(opt_.beta1, double(step_)), bc2 = 1.0 - std::pow(opt_.beta2, double(step_));
+      auto denom = (s.v / bc2).sqrt_().add_(opt_.eps);
+      w.addcdiv_(s.m, denom, -lr / bc1);
+    } else {
+      if (s.m.defined()) {
+        s.m.mul_(opt_.momentum).add_(g);
+        w.add_(s.m, -lr);
+      } else {
+        w.add_(g, -lr);
+      }
+    }
+    if (s.master.defined()) s.param.copy_(s.master);
+  }
+}
+
+std::map<std::string, torch::Tensor> Optimizer::state() const {
+  std::map<std::string, torch::Tensor> out;
+  for (auto& s : slots_) {
+    if (s.m.defined()) out[s.name + "/exp_avg"] = s.m;
+    if (s.v.defined()) out[s.name + "/exp_avg_sq"] = s.v;
+    if (s.master.defined()) out[s.name + "/master"] = s.master;
+  }
+  out["step"] = torch::tensor({step_}, torch::kLong);
+  return out;
+}
+
+void Optimizer::load_state(const std::map<std::string, torch::Tensor>& state, const std::string& source) {
+  torch::NoGradGuard ng;
+  auto get = [&](const std::string& key, torch::Tensor& dst) {
+    if (!dst.defined()) return;
+    auto it = state.find(key);
+    if (it == state.end()) throw InputError(source + ": optimizer state lacks '" + key + "'");
+    if (it->second.sizes() != dst.sizes()) throw InputError(source + ": optimizer state '" + key + "' has the wrong shape");
+    dst.copy_(it->second);
+  };
+  for (auto& s : slots_) {
+    get(s.name + "/exp_avg", s.m);
+    get(s.name + "/exp_avg_sq", s.v);
+    get(s.name + "/master", s.master);
+  }
+  auto it = state.find("step");
+  if (it == state.end()) throw InputError(source + ": optimizer state lacks 'step'");
+  step_ = it->second.item<int64_t>();
+}
+
+double clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm) {
+  torch::NoGradGuard ng;
+  double sq = 0.0;
+  for (auto& p : params)
+    if (p.grad().defined()) sq += p.grad().to(torch::kFloat).pow(2).sum().item<double>();
+  double norm = std::sqrt(sq);
+  if (max_norm > 0 && norm > max_norm) {
+    double scale = max_norm / (norm + 1e-6);
+    for (auto& p : params)
+      if (p.grad().defined()) p.mutable_grad().mul_(scale);
+  }
+  return norm;
+}
+
+}  // namespace lethe

@@ -1,0 +1,26 @@
+#include "unlearn/objective.h"
+
+#include "common/error.h"
+
+namespace lethe {
+
+const std::vector<ObjectiveSpec>& objective_registry() {
+  static const std::vector<ObjectiveSpec> specs = {ga_objective_spec(), gd_objective_spec()};
+  return specs;
+}
+
+const ObjectiveSpec& find_objective(const std::string& name) {
+  std::string known;
+  for (auto& s : objective_registry()) {
+    if (s.name == name) return s;
+    known += (known.empty() ? "" : ", ") + s.name;
+  }
+  throw InputError("--method: unknown unlearning method '" + name + "' (" + known + ")");
+}
+
+torch::Tensor mean_item_nll(CausalLM& model, const Batch& b) {
+  auto logits = model->forward(b.input_ids, b.attention_mask);
+  return item_mean_nll(token_loss(logits, b.labels)).mean();
+}
+
+}  // namespace lethe
