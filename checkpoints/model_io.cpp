@@ -66,6 +66,7 @@ void save_model(CausalLM& model, const std::string& dir, const std::string& form
   } else if (format == "hf") {
     create_output_dir(dir, "output directory");
     write_json_file((fs::path(dir) / "config.json").string(), config);
+    write_json_file((fs::path(dir) / "lethe_run_config.json").string(), run_config);
     for (auto& c : copies) copy_file_checked(c, (fs::path(dir) / fs::path(c).filename()).string());
     write_hf_weights(dir, weights, max_shard_bytes);
   } else {

@@ -119,7 +119,7 @@ std::string unicode_lowercase(const std::string& s) {
 Regex::Regex(const std::string& pattern, bool literal, bool case_insensitive) : pattern_(pattern) {
   int err = 0;
   PCRE2_SIZE off = 0;
-  uint32_t opts = PCRE2_UTF | PCRE2_UCP | (literal ? PCRE2_LITERAL : 0) | (case_insensitive ? PCRE2_CASELESS : 0);
+  uint32_t opts = PCRE2_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP) | (case_insensitive ? PCRE2_CASELESS : 0);
   auto* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(), opts, &err, &off, nullptr);
   if (!code) {
     PCRE2_UCHAR buf[256];

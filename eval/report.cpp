@@ -33,7 +33,7 @@ std::string report_markdown(const std::vector<SplitMetrics>& splits, const KnowU
   md += "| split | items | answer-token acc % | mean NLL | perplexity | ROUGE-L F1 |\n";
   md += "|---|---:|---:|---:|---:|---:|\n";
   for (auto& m : splits)
-    md += fmt::format("| {} | {} | {:.1f} | {:.3f} | {:.2f} | {:.3f} |\n", m.name, m.items, 100.0 * m.accuracy, m.mean_nll,
+    md += fmt::format("| {} | {} | {:.1f} | {:.3f} | {:.4g} | {:.3f} |\n", m.name, m.items, 100.0 * m.accuracy, m.mean_nll,
                       m.perplexity, m.rouge_l_f1);
   return md;
 }

@@ -39,8 +39,9 @@ int main(int argc, char** argv) {
     if (!parse_command(*cmd, argc - 1, argv + 1, vm, effective)) return 0;
     setup_logging(vm["log-level"].as<std::string>(), vm["log-file"].as<std::string>(), rank.world_rank);
     int threads = configure_threads(vm["threads"].as<int>(), rank);
-    spdlog::debug("{}; {} LibTorch threads", runtime_versions(), threads);
-    spdlog::debug("effective configuration: {}", effective.dump());
+    spdlog::info("lethe {}: {}; {} LibTorch threads; rank {}/{} (local {}/{})", name, runtime_versions(), threads,
+                 rank.world_rank, rank.world_size, rank.local_rank, rank.local_size);
+    spdlog::info("effective configuration: {}", effective.dump());
     return cmd->run(vm, effective);
   } catch (const InputError& e) {
     std::cerr << "lethe " << name << ": error: " << e.what() << "\n";

@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# End-to-end checks of the `lethe` executable: every bad input gets one clear message naming
+# what is wrong and exit code 2 (never a crash or hang), nothing on disk is overwritten, and a
+# tiny synth -> init -> finetune -> unlearn -> eval -> convert pipeline works.
+# usage: test_cli.sh LETHE_BINARY SOURCE_DIR
+set -u
+LETHE=$1
+SRC=$2
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+pass=0
+fail=0
+
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+
+# expect_error NEEDLE CMD...: exit code 2, one stderr line containing NEEDLE.
+expect_error() {
+  local needle=$1; shift
+  timeout 120 "$@" >"$T/out" 2>"$T/err"
+  local rc=$?
+  if [ $rc -ne 2 ]; then bad "exit $rc (want 2): $*"; cat "$T/err"; return; fi
+  if ! grep -qF -- "$needle" "$T/err"; then bad "message lacks '$needle': $*"; cat "$T/err"; return; fi
+  ok
+}
+expect_ok() {
+  timeout 600 "$@" >"$T/out" 2>"$T/err" || { bad "failed: $*"; cat "$T/err"; return 1; }
+  ok
+}
+
+# ---- usage errors ----
+expect_error "unknown command 'frobnicate'" "$LETHE" frobnicate
+expect_error "unrecognised option '--bogus'" "$LETHE" synth --out "$T/x" --bogus 1
+expect_error "missing required option --out" "$LETHE" synth
+expect_error "--people" "$LETHE" synth --out "$T/x" --people abc
+"$LETHE" finetune --help | grep -q -- "--lora-rank" && ok || bad "finetune --help lacks --lora-rank"
+"$LETHE" unlearn --help | grep -q -- "gd.retain-weight" && ok || bad "unlearn --help lacks method options"
+
+# ---- a tiny pipeline ----
+expect_ok "$LETHE" synth --out "$T/data" --people 2 --books 1 --seed 5
+expect_ok "$LETHE" init --model-config "$SRC/configs/models/tiny-llama.json" --train-tokenizer "$T/data/train.jsonl" \
+  --vocab-size 300 --out "$T/base"
+D=$T/data
+COMMON=(--batch-size 4 --lr 1e-3 --log-every 1 --threads 1)
+expect_ok "$LETHE" finetune --model "$T/base" --data "$D/train.jsonl" --out "$T/ft" --steps 3 "${COMMON[@]}"
+grep -q "step 3/3" "$T/err" && ok || bad "no progress line"
+expect_ok "$LETHE" unlearn --method gd --model "$T/ft" --forget "$D/forget.jsonl" --retain "$D/retain.jsonl" \
+  --out "$T/gd" --steps 2 --eval-forget "$D/forget.jsonl" --eval-retain "$D/retain.jsonl" --eval-every 1 "${COMMON[@]}"
+grep -q "eval @ step 2" "$T/err" && ok || bad "no in-training evaluation"
+expect_ok "$LETHE" unlearn --method ga --model "$T/ft" --forget "$D/forget.jsonl" --out "$T/ga" --steps 2 --lora-rank 4 "${COMMON[@]}"
+expect_ok "$LETHE" eval --model "$T/gd" --forget "$D/forget.jsonl" --retain "$D/retain.jsonl" --out "$T/ev" --per-item \
+  --max-new-tokens 8
+grep -q "Unlearn Success" "$T/ev/report.md" && ok || bad "report.md lacks scores"
+[ "$(wc -l <"$T/ev/per_item.jsonl")" -eq "$(($(wc -l <"$D/forget.jsonl") + $(wc -l <"$D/retain.jsonl")))" ] && ok || bad "per-item lines"
+/usr/bin/python3 -c "import json,sys; j=json.load(open('$T/ev/report.json')); assert 0 <= j['knowundo']['average_success'] <= 100" \
+  && ok || bad "report.json"
+
+# convert native -> hf (sharded) -> native gives the same evaluation
+expect_ok "$LETHE" convert --in "$T/gd" --out "$T/gd_hf" --to hf --max-shard-mb 1
+[ -f "$T/gd_hf/model.safetensors.index.json" ] && [ -f "$T/gd_hf/tokenizer.json" ] && ok || bad "sharded hf output"
+expect_ok "$LETHE" convert --in "$T/gd_hf" --out "$T/gd_back" --to native
+for m in gd gd_hf gd_back; do
+  "$LETHE" eval --model "$T/$m" --forget "$D/forget.jsonl" --no-generate --out "$T/ev_$m" 2>/dev/null >/dev/null
+done
+cmp -s <(grep -v '"model"' "$T/ev_gd/report.json" | grep -v '"out"') <(grep -v '"model"' "$T/ev_gd_back/report.json" | grep -v '"out"') \
+  && ok || bad "native -> hf -> native changed the evaluation"
+
+# tokenize and decode round trip
+echo "What is the email address of someone?" | "$LETHE" tokenize --tokenizer "$T/base/tokenizer.json" >"$T/ids"
+[ "$("$LETHE" tokenize --tokenizer "$T/base/tokenizer.json" --decode <"$T/ids")" = "What is the email address of someone?" ] \
+  && ok || bad "tokenize/decode round trip"
+expect_error "'x1' is not a token id" bash -c "echo '1 x1' | '$LETHE' tokenize --tokenizer '$T/base/tokenizer.json' --decode"
+
+# ---- bad input ----
+expect_error "$T/nope.jsonl: no such file" "$LETHE" finetune --model "$T/ft" --data "$T/nope.jsonl" --out "$T/o1"
+printf '{"prompt": "a", "response": "b"}\n{"prompt": "a", \n' >"$T/broken.jsonl"
+expect_error "broken.jsonl:2: malformed JSON" "$LETHE" finetune --model "$T/ft" --data "$T/broken.jsonl" --out "$T/o2"
+expect_error "--lr must be positive" "$LETHE" finetune --model "$T/ft" --data "$D/train.jsonl" --out "$T/o3" --lr -1
+expect_error "--steps must be positive" "$LETHE" finetune --model "$T/ft" --data "$D/train.jsonl" --out "$T/o3" --steps 0
+expect_error "unknown chat template 'bogus'" "$LETHE" finetune --model "$T/ft" --data "$D/train.jsonl" --out "$T/o3" --template bogus
+expect_error "unknown unlearning method 'bogus'" "$LETHE" unlearn --method bogus --model "$T/ft" --forget "$D/forget.jsonl" --out "$T/o4"
+expect_error "needs --retain" "$LETHE" unlearn --method gd --model "$T/ft" --forget "$D/forget.jsonl" --out "$T/o4"
+expect_error "no record matches" "$LETHE" unlearn --method ga --model "$T/ft" --forget "$D/forget.jsonl" --forget-filter scope=nothing --out "$T/o4"
+echo '{"model_type": "llama", "vocab_size": 10' >"$T/badcfg.json"
+expect_error "badcfg.json: malformed JSON" "$LETHE" init --model-config "$T/badcfg.json" --out "$T/o5"
+echo '{"model_type": "bert"}' >"$T/bert.json"
+expect_error "model_type 'bert' is not supported" "$LETHE" init --model-config "$T/bert.json" --out "$T/o5"
+expect_error "no such directory" "$LETHE" eval --model "$T/missing" --forget "$D/forget.jsonl"
+
+# wrong shape: an HF directory whose config disagrees with its weights
+cp -r "$T/gd_hf" "$T/shape"
+/usr/bin/python3 - "$T/shape/config.json" <<'PY'
+import json, sys
+p = sys.argv[1]; c = json.load(open(p)); c["intermediate_size"] += 8; json.dump(c, open(p, "w"))
+PY
+expect_error "has shape" "$LETHE" eval --model "$T/shape" --forget "$D/forget.jsonl" --no-generate
+
+# corrupt native checkpoints: truncated, bit-flipped, incomplete
+cp -r "$T/gd" "$T/trunc"; truncate -s $(($(stat -c %s "$T/trunc/model.h5") / 2)) "$T/trunc/model.h5"
+expect_error "model.h5" "$LETHE" eval --model "$T/trunc" --forget "$D/forget.jsonl" --no-generate
+cp -r "$T/gd" "$T/flip"
+size=$(stat -c %s "$T/flip/model.h5")
+/usr/bin/python3 - "$T/flip/model.h5" $((size * 3 / 5)) <<'PY'
+import sys
+p, pos = sys.argv[1], int(sys.argv[2])
+b = bytearray(open(p, "rb").read()); b[pos] ^= 0x01; open(p, "wb").write(b)
+PY
+expect_error "checksum" "$LETHE" eval --model "$T/flip" --forget "$D/forget.jsonl" --no-generate
+cp -r "$T/gd" "$T/incomplete"; rm "$T/incomplete/COMPLETE"
+expect_error "incomplete" "$LETHE" eval --model "$T/incomplete" --forget "$D/forget.jsonl" --no-generate
+# corrupt safetensors
+cp -r "$T/base" "$T/badst"; truncate -s 100 "$T/badst/model.safetensors"
+expect_error "model.safetensors" "$LETHE" eval --model "$T/badst" --forget "$D/forget.jsonl" --no-generate
+
+# nothing existing is overwritten
+before=$(find "$T/ft" -type f -exec sha256sum {} + | sort)
+expect_error "already exists" "$LETHE" finetune --model "$T/base" --data "$D/train.jsonl" --out "$T/ft" --steps 1
+expect_error "already exists" "$LETHE" convert --in "$T/base" --out "$T/ft" --to native
+expect_error "not empty" "$LETHE" convert --in "$T/ft" --out "$T/base" --to hf
+expect_error "not empty" "$LETHE" synth --out "$T/data"
+after=$(find "$T/ft" -type f -exec sha256sum {} + | sort)
+[ "$before" = "$after" ] && ok || bad "an existing checkpoint changed"
+
+echo "cli: $pass passed, $fail failed"
+[ $fail -eq 0 ]

