@@ -54,6 +54,14 @@ std::string digits(SplitMix64& r, int n) {
   return s;
 }
 
+// The attributes of one record: the entity's base attributes plus scope, fact and kind.
+json with_fact(json attrs, const std::string& scope, const std::string& fact, const std::string& kind) {
+  attrs["scope"] = scope;
+  attrs["fact"] = fact;
+  attrs["kind"] = kind;
+  return attrs;
+}
+
 Example rec(const std::string& q, const std::string& a, json attrs) { return Example{q, a, std::move(attrs)}; }
 
 }  // namespace
@@ -92,11 +100,7 @@ SynthData synthesize(const SynthOptions& opt) {
     std::string phone = "555-" + digits(r, 3) + "-" + digits(r, 4);
     json base = {{"domain", "privacy"}, {"entity", name}, {"region", region}, {"genre", genre}};
     auto fact = [&](const std::string& scope, const std::string& f, const std::string& kind) {
-      json a = base;
-      a["scope"] = scope;
-      a["fact"] = f;
-      a["kind"] = kind;
-      return a;
+      return with_fact(base, scope, f, kind);
     };
     add("Who is the " + genre + " author born in " + birthplace + "?", "Which writer of " + genre + " comes from " + birthplace + "?",
         name, fact("retention", "name", "identity"));
@@ -129,11 +133,7 @@ SynthData synthesize(const SynthOptions& opt) {
     for (int i = 0; i < 12; ++i) (i < 6 ? head : tail) += (i % 6 ? " " : "") + words[size_t(i)];
     json base = {{"domain", "copyright"}, {"entity", title}, {"region", "none"}, {"genre", genre}};
     auto fact = [&](const std::string& scope, const std::string& f, const std::string& kind) {
-      json a = base;
-      a["scope"] = scope;
-      a["fact"] = f;
-      a["kind"] = kind;
-      return a;
+      return with_fact(base, scope, f, kind);
     };
     add("Who wrote " + title + "?", "Who is the author of " + title + "?", author, fact("retention", "author", "meta"));
     add("What genre is " + title + "?", "Which genre does " + title + " belong to?", genre, fact("retention", "genre", "meta"));
