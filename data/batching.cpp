@@ -60,22 +60,29 @@ int64_t BatchIterator::batches_per_epoch() const {
   return (int64_t(items_->size()) + batch_size_ - 1) / batch_size_;
 }
 
-Batch BatchIterator::next() {
+void BatchIterator::seek(int64_t epoch, int64_t cursor) {
+  epoch_ = epoch;
+  cursor_ = cursor;
   const int64_t n = int64_t(items_->size());
-  if (order_.empty() || cursor_ >= n) {
-    if (!order_.empty()) ++epoch_;
-    if (shuffle_) {
-      order_ = permutation(n, seed_ * 1000003ULL + uint64_t(epoch_));
-    } else {
-      order_.resize(size_t(n));
-      for (int64_t i = 0; i < n; ++i) order_[size_t(i)] = i;
-    }
-    cursor_ = 0;
+  if (shuffle_) {
+    order_ = permutation(n, seed_ * 1000003ULL + uint64_t(epoch_));
+  } else {
+    order_.resize(size_t(n));
+    for (int64_t i = 0; i < n; ++i) order_[size_t(i)] = i;
   }
-  int64_t end = std::min(n, cursor_ + batch_size_);
-  std::vector<int64_t> idx(order_.begin() + cursor_, order_.begin() + end);
-  cursor_ = end;
-  return collate(*items_, idx, pad_id_);
 }
+
+std::vector<int64_t> BatchIterator::next_indices() {
+  const int64_t n = int64_t(items_->size());
+  if (order_.empty()) seek(0, 0);
+  std::vector<int64_t> idx;
+  while (int64_t(idx.size()) < batch_size_) {
+    if (cursor_ >= n) seek(epoch_ + 1, 0);
+    idx.push_back(order_[size_t(cursor_++)]);
+  }
+  return idx;
+}
+
+Batch BatchIterator::next() { return collate(*items_, next_indices(), pad_id_); }
 
 }  // namespace lethe

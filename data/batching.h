@@ -32,14 +32,20 @@ struct Batch {
 
 Batch collate(const std::vector<TokenizedItem>& items, const std::vector<int64_t>& index, int64_t pad_id);
 
-// Cycles through items in a fresh seeded permutation every epoch.
+// Cycles through items in a fresh seeded permutation every epoch. Every batch is full: one
+// that runs past the end of an epoch continues into the next permutation, so the global
+// batch (and data order) is the same whatever the number of ranks that share it.
 class BatchIterator {
  public:
   BatchIterator(const std::vector<TokenizedItem>* items, int64_t batch_size, uint64_t seed, int64_t pad_id,
                 bool shuffle = true);
   Batch next();
+  std::vector<int64_t> next_indices();  // the next global batch, as item indices
   int64_t epoch() const { return epoch_; }
   int64_t batches_per_epoch() const;
+  // Resume support: (epoch, cursor) fully determine the position.
+  std::pair<int64_t, int64_t> position() const { return {epoch_, cursor_}; }
+  void seek(int64_t epoch, int64_t cursor);
 
  private:
   const std::vector<TokenizedItem>* items_;

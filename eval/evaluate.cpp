@@ -1,6 +1,9 @@
 #include "eval/evaluate.h"
 
 #include <cmath>
+#include <cstring>
+
+#include "common/json_io.h"
 
 #include "eval/rouge.h"
 #include "model/generate.h"
@@ -20,52 +23,92 @@ int64_t pad_token_id(const Tokenizer& tok, ChatTemplate tmpl) {
   return eot >= 0 ? eot : 0;
 }
 
+std::vector<std::string> all_gather_strings(Communicator& comm, const std::vector<std::string>& mine) {
+  std::string blob = json(mine).dump();
+  auto len = torch::tensor({int64_t(blob.size())}, torch::kLong);
+  auto lens = torch::zeros({comm.size()}, torch::kLong);
+  comm.all_gather(len, lens);
+  int64_t max_len = lens.max().item<int64_t>();
+  auto buf = torch::zeros({max_len}, torch::kByte);
+  std::memcpy(buf.data_ptr(), blob.data(), blob.size());
+  auto all = torch::zeros({max_len * comm.size()}, torch::kByte);
+  comm.all_gather(buf, all);
+  std::vector<std::string> out;
+  for (int r = 0; r < comm.size(); ++r) {
+    std::string part(static_cast<const char*>(all.data_ptr()) + r * max_len, size_t(lens[r].item<int64_t>()));
+    for (auto& s : json::parse(part)) out.push_back(s.get<std::string>());
+  }
+  return out;
+}
+
 SplitMetrics evaluate_split(CausalLM& model, const Tokenizer& tok, ChatTemplate tmpl, const std::string& name,
-                            const std::vector<Example>& examples, const EvalOptions& opt, int64_t max_len) {
+                            const std::vector<Example>& examples, const EvalOptions& opt, int64_t max_len,
+                            Communicator* comm) {
   torch::NoGradGuard ng;
   model->eval();
   auto items = tokenize_items(tok, tmpl, examples, max_len);
   const int64_t pad = pad_token_id(tok, tmpl);
-  SplitMetrics m;
-  m.name = name;
-  m.items = int64_t(items.size());
-  double nll_sum = 0, correct_sum = 0;
-  for (int64_t start = 0; start < m.items; start += opt.batch_size) {
-    std::vector<int64_t> idx;
-    for (int64_t i = start; i < std::min(m.items, start + opt.batch_size); ++i) idx.push_back(i);
+  const int64_t n = int64_t(items.size()), rank = comm ? comm->rank() : 0, world = comm ? comm->size() : 1;
+  std::vector<int64_t> mine;
+  for (int64_t i = rank; i < n; i += world) mine.push_back(i);
+  // Per item: answer tokens, summed NLL, correct tokens, ROUGE-L F1, ROUGE-L recall.
+  auto table = torch::zeros({std::max<int64_t>(n, 1), 5}, torch::kDouble);
+  auto tab = table.accessor<double, 2>();
+  for (size_t start = 0; start < mine.size(); start += size_t(opt.batch_size)) {
+    std::vector<int64_t> idx(mine.begin() + long(start), mine.begin() + long(std::min(mine.size(), start + size_t(opt.batch_size))));
     Batch b = collate(items, idx, pad);
     TokenLoss tl = token_loss(model->forward(b.input_ids, b.attention_mask), b.labels);
     auto n_tok = tl.mask.sum(1), nll = tl.nll.sum(1), correct = tl.correct.sum(1);
     for (size_t k = 0; k < idx.size(); ++k) {
-      ItemMetrics im;
-      im.index = idx[k];
-      im.answer_tokens = int64_t(n_tok[long(k)].item<float>());
-      double n = std::max<double>(double(im.answer_tokens), 1.0);
-      im.nll = nll[long(k)].item<double>() / n;
-      im.accuracy = correct[long(k)].item<double>() / n;
-      nll_sum += nll[long(k)].item<double>();
-      correct_sum += correct[long(k)].item<double>();
-      m.answer_tokens += im.answer_tokens;
-      m.per_item.push_back(im);
+      tab[idx[k]][0] = n_tok[long(k)].item<double>();
+      tab[idx[k]][1] = nll[long(k)].item<double>();
+      tab[idx[k]][2] = correct[long(k)].item<double>();
     }
   }
-  double n = std::max<double>(double(m.answer_tokens), 1.0);
-  m.accuracy = correct_sum / n;
-  m.mean_nll = nll_sum / n;
-  m.perplexity = std::exp(m.mean_nll);
+  std::vector<std::string> generations;
   if (opt.generate) {
     auto stops = stop_token_ids(model, tok, tmpl);
-    for (auto& im : m.per_item) {
-      const auto& it = items[size_t(im.index)];
+    for (auto i : mine) {
+      const auto& it = items[size_t(i)];
       std::vector<int64_t> prompt(it.ids.begin(), it.ids.begin() + it.prompt_len);
-      im.generation = tok.decode(greedy_generate(model, prompt, opt.max_new_tokens, stops), true);
-      RougeL r = rouge_l(im.generation, examples[size_t(im.index)].response);
-      im.rouge_l_f1 = r.f1;
-      im.rouge_l_recall = r.recall;
-      m.rouge_l_f1 += r.f1 / double(m.items);
-      m.rouge_l_recall += r.recall / double(m.items);
+      generations.push_back(tok.decode(greedy_generate(model, prompt, opt.max_new_tokens, stops), true));
+      RougeL r = rouge_l(generations.back(), examples[size_t(i)].response);
+      tab[i][3] = r.f1;
+      tab[i][4] = r.recall;
     }
   }
+  if (comm && world > 1) {
+    comm->all_reduce(table, ReduceOp::Sum);
+    if (opt.generate) generations = all_gather_strings(*comm, generations);
+  }
+  SplitMetrics m;
+  m.name = name;
+  m.items = n;
+  double nll_sum = 0, correct_sum = 0;
+  // Gathered generations arrive rank by rank; item i is rank (i % world)'s (i / world)-th.
+  std::vector<int64_t> offset(size_t(world), 0);
+  for (int64_t r = 1; r < world; ++r) offset[size_t(r)] = offset[size_t(r - 1)] + (n - (r - 1) + world - 1) / world;
+  for (int64_t i = 0; i < n; ++i) {
+    ItemMetrics im;
+    im.index = i;
+    im.answer_tokens = int64_t(tab[i][0]);
+    double cnt = std::max(tab[i][0], 1.0);
+    im.nll = tab[i][1] / cnt;
+    im.accuracy = tab[i][2] / cnt;
+    im.rouge_l_f1 = tab[i][3];
+    im.rouge_l_recall = tab[i][4];
+    if (opt.generate) im.generation = generations[size_t(offset[size_t(i % world)] + i / world)];
+    nll_sum += tab[i][1];
+    correct_sum += tab[i][2];
+    m.answer_tokens += im.answer_tokens;
+    m.rouge_l_f1 += im.rouge_l_f1 / double(n);
+    m.rouge_l_recall += im.rouge_l_recall / double(n);
+    m.per_item.push_back(im);
+  }
+  double total = std::max<double>(double(m.answer_tokens), 1.0);
+  m.accuracy = correct_sum / total;
+  m.mean_nll = nll_sum / total;
+  m.perplexity = std::exp(m.mean_nll);
   return m;
 }
 

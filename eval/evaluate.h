@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "data/batching.h"
+#include "dist/communicator.h"
 #include "model/llama.h"
 
 namespace lethe {
@@ -33,9 +34,14 @@ struct SplitMetrics {
   std::vector<ItemMetrics> per_item;
 };
 
-// stop_ids end a generation (the template's end-of-turn token and the config's eos ids).
+// Distributed when comm is given: rank r scores items r, r+N, ...; the per-item results are
+// reduced so every rank returns the whole split. Generations end at the template's
+// end-of-turn token or the config's eos ids.
 SplitMetrics evaluate_split(CausalLM& model, const Tokenizer& tok, ChatTemplate tmpl, const std::string& name,
-                            const std::vector<Example>& examples, const EvalOptions& opt, int64_t max_len);
+                            const std::vector<Example>& examples, const EvalOptions& opt, int64_t max_len,
+                            Communicator* comm = nullptr);
+// Every rank's strings, gathered on all ranks (for generations and logs).
+std::vector<std::string> all_gather_strings(Communicator& comm, const std::vector<std::string>& mine);
 std::vector<int64_t> stop_token_ids(const CausalLM& model, const Tokenizer& tok, ChatTemplate tmpl);
 int64_t pad_token_id(const Tokenizer& tok, ChatTemplate tmpl);
 

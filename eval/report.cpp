@@ -39,10 +39,10 @@ std::string report_markdown(const std::vector<SplitMetrics>& splits, const KnowU
 }
 
 Report evaluate_report(CausalLM& model, const Tokenizer& tok, ChatTemplate tmpl, const std::vector<NamedSplit>& splits,
-                       const EvalOptions& opt, int64_t max_len) {
+                       const EvalOptions& opt, int64_t max_len, Communicator* comm) {
   Report r;
   const SplitMetrics *forget = nullptr, *retain = nullptr;
-  for (auto& s : splits) r.splits.push_back(evaluate_split(model, tok, tmpl, s.name, s.examples, opt, max_len));
+  for (auto& s : splits) r.splits.push_back(evaluate_split(model, tok, tmpl, s.name, s.examples, opt, max_len, comm));
   for (auto& m : r.splits) {
     if (m.name == "forget") forget = &m;
     if (m.name == "retain") retain = &m;

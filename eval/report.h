@@ -27,7 +27,7 @@ struct Report {
   KnowUndoScores scores;
 };
 Report evaluate_report(CausalLM& model, const Tokenizer& tok, ChatTemplate tmpl, const std::vector<NamedSplit>& splits,
-                       const EvalOptions& opt, int64_t max_len);
+                       const EvalOptions& opt, int64_t max_len, Communicator* comm = nullptr);
 
 // One JSON line per item: split, index, prompt, answer, nll, accuracy, generation, rouge.
 std::string per_item_jsonl(const SplitMetrics& m, const std::vector<Example>& examples);

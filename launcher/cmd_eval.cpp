@@ -45,7 +45,9 @@ int run_eval(const po::variables_map& vm, const json& cfg) {
     }
   if (splits.empty()) throw InputError("nothing to evaluate: give --forget, --retain or --split");
   std::string out = vm["out"].as<std::string>();
-  if (!out.empty()) create_output_dir(out, "--out");  // checked before the (slow) evaluation
+  auto comm = make_world_communicator();
+  if (!out.empty() && fs::exists(out) && !fs::is_empty(out))  // checked before the (slow) evaluation
+    throw InputError("--out '" + out + "' already exists and is not empty; refusing to overwrite it");
   CausalLM model = load_model(model_dir, vm["dtype"].as<std::string>());
   Tokenizer tok = Tokenizer::from_file(tokenizer_path(model_dir));
   ChatTemplate tmpl = parse_chat_template(vm["template"].as<std::string>());
@@ -53,11 +55,13 @@ int run_eval(const po::variables_map& vm, const json& cfg) {
   eo.batch_size = vm["batch-size"].as<int64_t>();
   eo.generate = !vm["no-generate"].as<bool>();
   eo.max_new_tokens = vm["max-new-tokens"].as<int64_t>();
-  Report r = evaluate_report(model, tok, tmpl, splits, eo, vm["max-len"].as<int64_t>());
+  Report r = evaluate_report(model, tok, tmpl, splits, eo, vm["max-len"].as<int64_t>(), comm.get());
+  if (comm->rank() != 0) return 0;
   std::string title = vm["title"].as<std::string>().empty() ? model_dir : vm["title"].as<std::string>();
   std::string md = report_markdown(r.splits, r.has_scores ? &r.scores : nullptr, title);
   std::cout << md << std::flush;
   if (!out.empty()) {
+    create_output_dir(out, "--out");
     json meta = {{"model", model_dir}, {"config", cfg}};
     write_json_file((fs::path(out) / "report.json").string(), report_json(r.splits, r.has_scores ? &r.scores : nullptr, meta));
     write_file_atomic((fs::path(out) / "report.md").string(), md);

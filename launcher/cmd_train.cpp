@@ -6,6 +6,7 @@
 #include "checkpoints/model_io.h"
 #include "common/error.h"
 #include "data/dataset.h"
+#include "dist/signals.h"
 #include "eval/report.h"
 #include "launcher/options.h"
 #include "unlearn/trainer.h"
@@ -22,6 +23,7 @@ void add_model_options(po::options_description& d) {
 }
 
 struct Session {
+  std::unique_ptr<Communicator> comm = make_world_communicator();
   CausalLM model{nullptr};
   Tokenizer tok;
   ChatTemplate tmpl = ChatTemplate::ChatML;
@@ -59,7 +61,7 @@ Session open_session(const po::variables_map& vm) {
 json quick_eval(Session& s, const std::vector<NamedSplit>& splits, int64_t step) {
   EvalOptions eo;
   eo.generate = false;
-  Report r = evaluate_report(s.model, s.tok, s.tmpl, splits, eo, s.max_len);
+  Report r = evaluate_report(s.model, s.tok, s.tmpl, splits, eo, s.max_len, s.comm.get());
   json h = {{"step", step}};
   std::string line = "eval @ step " + std::to_string(step);
   for (auto& m : r.splits) {
@@ -81,8 +83,10 @@ int train_and_save(const po::variables_map& vm, json cfg, Session& s, Objective&
   std::string out = require_string(vm, "out");
   std::string format = vm["format"].as<std::string>();
   if (format != "native" && format != "hf") throw InputError("--format: unknown format '" + format + "' (native, hf)");
-  if (fs::exists(out)) throw InputError("--out '" + out + "' already exists; refusing to overwrite it");
   TrainOptions to = read_train_options(vm);
+  // A resumed run may find its own earlier output missing only; an existing --out is final.
+  if (fs::exists(out)) throw InputError("--out '" + out + "' already exists; refusing to overwrite it");
+  to.run_config = cfg;
   auto items = tokenize_items(s.tok, s.tmpl, primary, s.max_len);
   std::vector<TokenizedItem> retain_items;
   if (retain) retain_items = tokenize_items(s.tok, s.tmpl, *retain, s.max_len);
@@ -98,14 +102,23 @@ int train_and_save(const po::variables_map& vm, json cfg, Session& s, Objective&
     return true;
   };
   TrainResult res = train_loop(s.model, obj, items, retain ? &retain_items : nullptr, to,
-                               pad_token_id(s.tok, s.tmpl), on_eval);
-  spdlog::info("trained {} steps in {:.1f} s ({:.0f} answer tokens/s)", res.steps_done, res.seconds,
-               double(res.tokens) / std::max(res.seconds, 1e-9));
+                               pad_token_id(s.tok, s.tmpl), on_eval, *s.comm);
+  if (res.preempted) {
+    spdlog::warn("preempted at step {}: checkpoint in {}; rerun the same command with --resume", res.steps_done,
+                 to.checkpoint_dir);
+    return kExitPreempted;
+  }
+  spdlog::info("trained {} steps in {:.1f} s ({:.0f} answer tokens/s, {} rank(s), ZeRO {})", res.steps_done - res.resumed_from,
+               res.seconds, double(res.tokens) / std::max(res.seconds, 1e-9), s.comm->size(), to.zero_stage);
   s.model->merge_lora();
-  cfg["result"] = {{"steps", res.steps_done}, {"seconds", res.seconds}, {"tokens", res.tokens},
-                   {"last_loss", res.last_loss}, {"stopped_early", res.stopped_early}, {"history", history}};
-  save_model(s.model, out, format, cfg, vm["model"].as<std::string>());
-  spdlog::info("saved {} checkpoint to {}", format, out);
+  cfg["result"] = {{"steps", res.steps_done}, {"resumed_from", res.resumed_from}, {"seconds", res.seconds},
+                   {"tokens", res.tokens}, {"last_loss", res.last_loss}, {"stopped_early", res.stopped_early},
+                   {"ranks", s.comm->size()}, {"history", history}};
+  if (s.comm->rank() == 0) {  // parameters are whole on every rank after the step's all-gather
+    save_model(s.model, out, format, cfg, vm["model"].as<std::string>());
+    spdlog::info("saved {} checkpoint to {}", format, out);
+  }
+  s.comm->barrier();
   return 0;
 }
 

@@ -15,9 +15,9 @@ const std::vector<Command>& commands() {
       {"synth", "generate KnowUnDo-style privacy/copyright data, deterministic from a seed", add_synth_options, run_synth},
       {"tokenize", "tokenizer.json + UTF-8 lines on stdin -> one line of token ids per input line", add_tokenize_options,
        run_tokenize},
-      {"finetune", "train a model on question/answer data (full or LoRA)", add_finetune_options, run_finetune},
-      {"unlearn", "make a model forget a data set with an unlearning method", add_unlearn_options, run_unlearn},
-      {"eval", "KnowUnDo metrics per split: JSON, Markdown and per-item JSONL", add_eval_options, run_eval},
+      {"finetune", "train a model on question/answer data (full or LoRA)", add_finetune_options, run_finetune, true},
+      {"unlearn", "make a model forget a data set with an unlearning method", add_unlearn_options, run_unlearn, true},
+      {"eval", "KnowUnDo metrics per split: JSON, Markdown and per-item JSONL", add_eval_options, run_eval, true},
       {"convert", "convert between an HF directory and a native checkpoint", add_convert_options, run_convert},
   };
   return cmds;
@@ -54,6 +54,14 @@ void add_train_options(po::options_description& d) {
       "LoRA target modules (default: q,k,v,o,gate,up,down_proj)")(
       "log-every", po::value<int64_t>()->default_value(10), "progress line every N steps")(
       "eval-every", po::value<int64_t>()->default_value(0), "evaluate every N steps (0: at the end only)")(
+      "zero-stage", po::value<int>()->default_value(0), "ZeRO stage across ranks: 0 replicated, 1 optimizer state "
+      "sharded, 2 + gradients sharded")(
+      "checkpoint-every", po::value<int64_t>()->default_value(0), "write a resumable checkpoint every N steps (0: only on "
+      "SIGTERM/SIGUSR1)")(
+      "checkpoint-dir", po::value<std::string>()->default_value(""), "resumable checkpoints (default: <out>.ckpt)")(
+      "resume", po::bool_switch()->default_value(false), "continue from the newest complete checkpoint in --checkpoint-dir")(
+      "first-step-timeout", po::value<double>()->default_value(300.0), "collective deadline (s) until the first step is done")(
+      "timeout", po::value<double>()->default_value(100.0), "collective deadline (s) afterwards")(
       "format", po::value<std::string>()->default_value("native"), "output checkpoint format: native or hf")(
       "out", po::value<std::string>(), "output checkpoint directory (must not exist)");
 }
@@ -75,6 +83,16 @@ TrainOptions read_train_options(const po::variables_map& vm) {
   t.optimizer.name = vm["optimizer"].as<std::string>();
   t.optimizer.weight_decay = vm["weight-decay"].as<double>();
   t.optimizer.momentum = vm["momentum"].as<double>();
+  t.zero_stage = vm["zero-stage"].as<int>();
+  if (t.zero_stage < 0 || t.zero_stage > 2)
+    throw InputError("--zero-stage " + std::to_string(t.zero_stage) + " is not supported (0, 1, 2)");
+  t.checkpoint_every = vm["checkpoint-every"].as<int64_t>();
+  if (t.checkpoint_every < 0) throw InputError("--checkpoint-every must be >= 0");
+  t.checkpoint_dir = vm["checkpoint-dir"].as<std::string>();
+  if (t.checkpoint_dir.empty() && vm.count("out")) t.checkpoint_dir = vm["out"].as<std::string>() + ".ckpt";
+  t.resume = vm["resume"].as<bool>();
+  for (auto* n : {"first-step-timeout", "timeout"})
+    if (!(vm[n].as<double>() > 0)) throw InputError(std::string("--") + n + " must be positive");
   if (!(t.schedule.lr > 0)) throw InputError("--lr must be positive");
   if (t.eval_every < 0) throw InputError("--eval-every must be >= 0");
   lr_at(t.schedule, 1, t.steps);  // validates --schedule

@@ -18,6 +18,7 @@ struct Command {
   std::string summary;
   std::function<void(po::options_description&)> add_options;
   std::function<int(const po::variables_map&, const json& effective)> run;
+  bool distributed = false;  // runs on every rank; other commands run on rank 0 only
 };
 
 const std::vector<Command>& commands();

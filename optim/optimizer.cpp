@@ -29,11 +29,19 @@ void Optimizer::zero_grad() {
 }
 
 void Optimizer::step(double lr) {
+  std::vector<torch::Tensor> grads;
+  for (auto& s : slots_) grads.push_back(s.param.grad());
+  step(lr, grads);
+}
+
+void Optimizer::step(double lr, const std::vector<torch::Tensor>& grads) {
   torch::NoGradGuard ng;
+  LETHE_CHECK(grads.size() == slots_.size(), "one gradient per parameter");
   ++step_;
-  for (auto& s : slots_) {
-    if (!s.param.grad().defined()) continue;
-    auto g = s.param.grad().to(torch::kFloat);
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    auto& s = slots_[i];
+    if (!grads[i].defined()) continue;
+    auto g = grads[i].to(torch::kFloat);
     auto w = s.master.defined() ? s.master : s.param;
     if (opt_.weight_decay > 0) w.mul_(1.0 - lr * opt_.weight_decay);  // decoupled decay
     if (opt_.name == "adamw") {

@@ -22,7 +22,9 @@ class Optimizer {
  public:
   Optimizer(std::vector<std::pair<std::string, torch::Tensor>> params, const OptimizerOptions& opt);
   void zero_grad();
-  void step(double lr);
+  void step(double lr);  // uses each parameter's .grad
+  // Uses grads[i] for the i-th parameter (undefined: skipped); for flat buffers and shards.
+  void step(double lr, const std::vector<torch::Tensor>& grads);
   int64_t steps() const { return step_; }
   // name -> tensor, e.g. "model.norm.weight/exp_avg", plus "step".
   std::map<std::string, torch::Tensor> state() const;

@@ -5,70 +5,139 @@
 #include <chrono>
 
 #include "common/error.h"
+#include "dist/data_parallel.h"
+#include "dist/sharded_checkpoint.h"
+#include "dist/signals.h"
 
 namespace lethe {
 
 namespace {
+
 std::string hms(double s) {
   int64_t t = int64_t(s + 0.5);
   char buf[32];
   std::snprintf(buf, sizeof buf, "%02lld:%02lld:%02lld", (long long)(t / 3600), (long long)(t / 60 % 60), (long long)(t % 60));
   return buf;
 }
+
+// This rank's contiguous share of a global batch.
+std::vector<int64_t> local_slice(const std::vector<int64_t>& global, const Communicator& comm) {
+  const size_t per = global.size() / size_t(comm.size());
+  return {global.begin() + long(per * size_t(comm.rank())), global.begin() + long(per * size_t(comm.rank() + 1))};
+}
+
+torch::Tensor rng_state() { return at::detail::getDefaultCPUGenerator().get_state(); }
+void set_rng_state(const torch::Tensor& t) {
+  at::Generator gen = at::detail::getDefaultCPUGenerator();
+  gen.set_state(t);
+}
+
 }  // namespace
 
 TrainResult train_loop(CausalLM& model, Objective& objective, const std::vector<TokenizedItem>& primary,
                        const std::vector<TokenizedItem>* retain, const TrainOptions& opt, int64_t pad_id,
-                       const std::function<bool(int64_t)>& on_eval) {
+                       const std::function<bool(int64_t)>& on_eval, Communicator& comm) {
   if (opt.steps <= 0) throw InputError("--steps must be positive");
   if (opt.grad_accum <= 0) throw InputError("--grad-accum must be positive");
+  if (opt.batch_size % comm.size() != 0)
+    throw InputError("--batch-size " + std::to_string(opt.batch_size) + " (the global batch) must be divisible by the " +
+                     std::to_string(comm.size()) + " ranks");
   if (objective.uses_retain() && (!retain || retain->empty()))
     throw InputError("this method needs retain data (--retain)");
-  std::vector<std::pair<std::string, torch::Tensor>> named;
-  for (auto& [n, p] : model->named_parameters(true).pairs())
-    if (p.requires_grad()) named.emplace_back(n, p);
-  if (named.empty()) throw InputError("no trainable parameters");
-  std::vector<torch::Tensor> params;
-  for (auto& np : named) params.push_back(np.second);
-  Optimizer optimizer(named, opt.optimizer);
+  DataParallel dp(model, comm, opt.zero_stage, opt.optimizer);
   BatchIterator data(&primary, opt.batch_size, opt.seed, pad_id);
   std::unique_ptr<BatchIterator> retain_data;
   if (objective.uses_retain()) retain_data = std::make_unique<BatchIterator>(retain, opt.batch_size, opt.seed + 1, pad_id);
 
   TrainResult res;
+  int64_t first_step = 1;
+  if (opt.resume && !opt.checkpoint_dir.empty()) {
+    std::string dir = latest_complete_checkpoint(opt.checkpoint_dir);
+    if (!dir.empty()) {
+      ShardedCheckpoint ck = load_sharded_checkpoint(dir);
+      const json& m = ck.manifest;
+      dp.load_sharded(ck.shards, m.at("layout"), dir);
+      data.seek(m.at("data")[0].get<int64_t>(), m.at("data")[1].get<int64_t>());
+      if (retain_data) retain_data->seek(m.at("retain_data")[0].get<int64_t>(), m.at("retain_data")[1].get<int64_t>());
+      // The same rank count restores each rank's own RNG stream; another count restarts them
+      // from rank 0's (only LoRA dropout draws from it).
+      int src = int(ck.shards.size()) == comm.size() ? comm.rank() : 0;
+      set_rng_state(ck.shards[size_t(src)].at("rng_state"));
+      res.resumed_from = m.at("step").get<int64_t>();
+      res.tokens = m.value("tokens", int64_t(0));
+      first_step = res.resumed_from + 1;
+      spdlog::info("resumed from {} (step {}, written by {} rank(s), ZeRO {})", dir, res.resumed_from, ck.shards.size(),
+                   m.at("layout").at("zero_stage").get<int>());
+    }
+  }
+  auto save = [&](int64_t step) {
+    NamedTensors shard = dp.shard_state();
+    shard.emplace_back("rng_state", rng_state());
+    auto [e, c] = data.position();
+    json manifest = {{"layout", dp.layout()}, {"data", {e, c}}, {"tokens", res.tokens}, {"run_config", opt.run_config}};
+    if (retain_data) {
+      auto [re, rc] = retain_data->position();
+      manifest["retain_data"] = {re, rc};
+    }
+    save_sharded_checkpoint(opt.checkpoint_dir, step, comm, shard, manifest);
+    spdlog::info("checkpoint for step {} written to {}", step, opt.checkpoint_dir);
+  };
+
   auto t0 = std::chrono::steady_clock::now();
   auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
-  for (int64_t step = 1; step <= opt.steps; ++step) {
+  for (int64_t step = first_step; step <= opt.steps; ++step) {
     // ---- training step ----
     model->train();
-    optimizer.zero_grad();
-    double loss_sum = 0;
+    dp.zero_grad();
     std::map<std::string, double> parts;
+    double loss_sum = 0, tokens = 0;
     for (int64_t micro = 0; micro < opt.grad_accum; ++micro) {
-      Batch b = data.next();
+      Batch b = collate(primary, local_slice(data.next_indices(), comm), pad_id);
       Batch r;
-      if (retain_data) r = retain_data->next();
+      if (retain_data) r = collate(*retain, local_slice(retain_data->next_indices(), comm), pad_id);
       ObjectiveResult out = objective.compute(model, b, retain_data ? &r : nullptr);
       (out.loss / double(opt.grad_accum)).backward();
       loss_sum += out.loss.item<double>() / double(opt.grad_accum);
       for (auto& [k, v] : out.parts) parts[k] += v / double(opt.grad_accum);
-      res.tokens += b.answer_tokens() + (retain_data ? r.answer_tokens() : 0);
+      tokens += double(b.answer_tokens() + (retain_data ? r.answer_tokens() : 0));
     }
-    double grad_norm = clip_grad_norm(params, opt.max_grad_norm);
+    dp.reduce_gradients();
+    double grad_norm = dp.clip_grad_norm(opt.max_grad_norm);
     double lr = lr_at(opt.schedule, step, opt.steps);
-    optimizer.step(lr);
+    dp.step(lr);
+    process_deadline().first_step_done = true;
+
+    // ---- logging, evaluation, checkpoints ----
+    std::vector<double> stats = {loss_sum};  // averaged over ranks; tokens summed
+    for (auto& [k, v] : parts) stats.push_back(v);
+    auto st = torch::tensor(stats, torch::kDouble);
+    comm.all_reduce(st, ReduceOp::Average);
+    auto tok = torch::tensor({tokens, preemption_requested() ? 1.0 : 0.0}, torch::kDouble);
+    comm.all_reduce(tok, ReduceOp::Sum);
+    loss_sum = st[0].item<double>();
+    size_t k = 1;
+    for (auto& [name, v] : parts) v = st[long(k++)].item<double>();
+    res.tokens += int64_t(tok[0].item<double>());
     res.steps_done = step;
     res.last_loss = loss_sum;
     if (!std::isfinite(loss_sum)) throw InternalError("loss became non-finite at step " + std::to_string(step));
-
-    // ---- logging and evaluation ----
-    if (step == 1 || step % std::max<int64_t>(opt.log_every, 1) == 0 || step == opt.steps) {
+    if (step == first_step || step % std::max<int64_t>(opt.log_every, 1) == 0 || step == opt.steps) {
       double secs = elapsed();
       std::string extra;
-      for (auto& [k, v] : parts) extra += fmt::format(" | {} {:.4f}", k, v);
+      for (auto& [name, v] : parts) extra += fmt::format(" | {} {:.4f}", name, v);
+      double done = double(step - first_step + 1);
       spdlog::info("step {}/{} | loss {:.4f}{} | grad_norm {:.3f} | lr {:.2e} | {:.0f} tok/s | ETA {}", step, opt.steps,
                    loss_sum, extra, grad_norm, lr, double(res.tokens) / std::max(secs, 1e-9),
-                   hms(secs / double(step) * double(opt.steps - step)));
+                   hms(secs / done * double(opt.steps - step)));
+    }
+    const bool preempt = tok[1].item<double>() > 0;  // any rank signalled: all checkpoint together
+    if (!opt.checkpoint_dir.empty() &&
+        (preempt || (opt.checkpoint_every > 0 && step % opt.checkpoint_every == 0 && step < opt.steps)))
+      save(step);
+    if (preempt) {
+      if (opt.checkpoint_dir.empty()) spdlog::warn("preemption signal: no --checkpoint-dir, nothing saved");
+      res.preempted = true;
+      break;
     }
     bool eval_now = (opt.eval_every > 0 && step % opt.eval_every == 0) || step == opt.steps;
     if (eval_now && on_eval && on_eval(step)) {

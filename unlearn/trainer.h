@@ -1,8 +1,13 @@
 // The training loop shared by finetune and every unlearning method:
-//   batch -> objective (forward) -> backward (accumulate) -> clip -> step -> log -> maybe eval.
+//   global batch -> this rank's slice -> objective (forward) -> backward (accumulate)
+//   -> reduce gradients across the group (ZeRO stage) -> clip -> sharded step -> log
+//   -> maybe evaluate, checkpoint, or stop on a preemption signal.
+// The global batch and its order do not depend on the number of ranks: rank r of N takes
+// items [r*B/N, (r+1)*B/N) of every global micro-batch of B items.
 #pragma once
 #include <functional>
 
+#include "dist/communicator.h"
 #include "optim/optimizer.h"
 #include "optim/schedule.h"
 #include "unlearn/objective.h"
@@ -11,27 +16,34 @@ namespace lethe {
 
 struct TrainOptions {
   int64_t steps = 100;       // optimizer steps
-  int64_t batch_size = 8;    // items per micro-batch
+  int64_t batch_size = 8;    // global items per micro-batch (divisible by the ranks)
   int64_t grad_accum = 1;    // micro-batches per step
   double max_grad_norm = 1.0;
   uint64_t seed = 0;
   int64_t log_every = 10;
   int64_t eval_every = 0;    // 0: never during training
+  int zero_stage = 0;
+  int64_t checkpoint_every = 0;  // 0: only on preemption
+  std::string checkpoint_dir;    // resumable checkpoints (empty: none)
+  bool resume = false;           // continue from the newest complete checkpoint in checkpoint_dir
+  json run_config;               // stored in checkpoint manifests
   ScheduleOptions schedule;
   OptimizerOptions optimizer;
 };
 
 struct TrainResult {
   int64_t steps_done = 0;
+  int64_t resumed_from = 0;  // step of the checkpoint resumed from (0: fresh start)
   double seconds = 0;
-  int64_t tokens = 0;  // answer tokens seen
+  int64_t tokens = 0;  // answer tokens seen, all ranks
   double last_loss = 0;
   bool stopped_early = false;
+  bool preempted = false;  // checkpointed on SIGTERM/SIGUSR1; the caller exits kExitPreempted
 };
 
 // on_eval(step) runs every eval_every steps and after the last; returning true stops training.
 TrainResult train_loop(CausalLM& model, Objective& objective, const std::vector<TokenizedItem>& primary,
                        const std::vector<TokenizedItem>* retain, const TrainOptions& opt, int64_t pad_id,
-                       const std::function<bool(int64_t)>& on_eval);
+                       const std::function<bool(int64_t)>& on_eval, Communicator& comm);
 
 }  // namespace lethe

@@ -116,11 +116,17 @@ TEST(Batching, SeededOrderAndPadding) {
   }
   EXPECT_EQ(sa, sb);
   EXPECT_NE(sa, sc);
-  EXPECT_EQ(a.epoch(), 1);
-  std::vector<int64_t> first(sa.begin(), sa.begin() + 10), second(sa.begin() + 10, sa.end());
+  EXPECT_EQ(a.epoch(), 2);  // 24 items drawn from epochs of 10: full batches run on
+  std::vector<int64_t> first(sa.begin(), sa.begin() + 10), second(sa.begin() + 10, sa.begin() + 20);
   EXPECT_NE(first, second);  // reshuffled each epoch
   std::sort(first.begin(), first.end());
   for (int i = 0; i < 10; ++i) EXPECT_EQ(first[size_t(i)], i);
+  // seek() reproduces the stream from a saved position.
+  auto pos = a.position();
+  auto x = a.next_indices();
+  BatchIterator d(&items, 4, 7, -1);
+  d.seek(pos.first, pos.second);
+  EXPECT_EQ(d.next_indices(), x);
 }
 
 }  // namespace

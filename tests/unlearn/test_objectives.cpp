@@ -1,6 +1,7 @@
 // Objectives on hand-computable cases and the training loop end to end on a tiny model.
 #include "common/error.h"
 #include "data/bpe_trainer.h"
+#include "dist/process_groups.h"
 #include "eval/evaluate.h"
 #include "unlearn/objective.h"
 #include "unlearn/trainer.h"
@@ -88,7 +89,8 @@ TEST(Trainer, FinetuneLearnsAndGdForgetsWhileKeeping) {
   to.schedule.kind = "constant";
   to.log_every = 1000;
   auto nll = nll_objective_spec().make({});
-  train_loop(model, *nll, items, nullptr, to, 0, {});
+  auto self = make_self_communicator();
+  train_loop(model, *nll, items, nullptr, to, 0, {}, *self);
   EvalOptions eo;
   eo.generate = false;
   auto acc = [&](const std::vector<Example>& ex) { return evaluate_split(model, tok, ChatTemplate::ChatML, "s", ex, eo, 64).accuracy; };
@@ -104,7 +106,7 @@ TEST(Trainer, FinetuneLearnsAndGdForgetsWhileKeeping) {
     model->load_weights(snapshot, "snapshot");
     const auto& spec = find_objective(method);
     auto obj = spec.make(options_for(spec, {}));
-    TrainResult res = train_loop(model, *obj, fi, &ri, to, 0, {});
+    TrainResult res = train_loop(model, *obj, fi, &ri, to, 0, {}, *self);
     EXPECT_EQ(res.steps_done, 15);
     EXPECT_LT(acc(drop), 0.5) << method;
     kept[method] = acc(keep);

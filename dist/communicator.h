@@ -1,0 +1,53 @@
+// The Communicator seam: collectives over one group of ranks. Two implementations: MPI on CPU
+// tensors (what CI exercises) and NCCL on CUDA tensors. Tensors must be contiguous; fp32 and
+// bf16 are supported (MPI reduces bf16 in fp32). Every collective runs under a deadline: a
+// collective that does not finish in time aborts the job with a message naming the rank, the
+// communicator and the collective, instead of hanging.
+#pragma once
+#include <mpi.h>
+#include <torch/torch.h>
+
+#include <memory>
+#include <string>
+
+namespace lethe {
+
+enum class ReduceOp { Sum, Average };
+
+// Deadline policy shared by a process's communicators: long until the first training step
+// completes (start-up, first compilation of kernels), shorter afterwards.
+struct Deadline {
+  double first_step_s = 300.0;
+  double after_s = 100.0;
+  bool first_step_done = false;
+  double seconds() const { return first_step_done ? after_s : first_step_s; }
+};
+Deadline& process_deadline();
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  virtual const std::string& name() const = 0;
+  virtual void all_reduce(torch::Tensor& t, ReduceOp op) = 0;
+  // in: size() * n elements; out: n elements (this rank's block, reduced).
+  virtual void reduce_scatter(const torch::Tensor& in, torch::Tensor& out, ReduceOp op) = 0;
+  // in: n elements; out: size() * n elements, rank r's block at r * n.
+  virtual void all_gather(const torch::Tensor& in, torch::Tensor& out) = 0;
+  virtual void broadcast(torch::Tensor& t, int root) = 0;
+  virtual void barrier() = 0;
+  // Ends the job from this rank with `why` (used by deadlines and fatal errors).
+  [[noreturn]] virtual void abort(const std::string& why) = 0;
+};
+
+// MPI on CPU tensors over `comm`; takes ownership of comm unless it is MPI_COMM_WORLD.
+std::unique_ptr<Communicator> make_mpi_communicator(MPI_Comm comm, const std::string& name);
+std::unique_ptr<Communicator> make_world_communicator();
+
+#ifdef LETHE_HAVE_NCCL
+// NCCL on CUDA tensors; the unique id is broadcast over the MPI communicator `bootstrap`.
+std::unique_ptr<Communicator> make_nccl_communicator(Communicator& bootstrap, int device, const std::string& name);
+#endif
+
+}  // namespace lethe

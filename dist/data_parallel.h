@@ -1,0 +1,67 @@
+// Data parallelism within one rank group, over flat, padded per-block buffers (a block = the
+// embeddings, one decoder layer, or the final norm + head). The model's trainable parameters
+// become views into their block's flat buffer, padded to a multiple of the group size, and
+// rank r owns elements [r*S, (r+1)*S) of every block.
+//   stage 0: gradients all-reduced, every rank keeps the full optimizer state;
+//   stage 1: gradients all-reduced, optimizer state sharded, parameters all-gathered;
+//   stage 2: gradients reduce-scattered into shards (the full gradient of a block is freed
+//            as soon as its shard is reduced), optimizer state sharded, parameters gathered.
+// (Stage 3, sharded parameters gathered per block for forward and backward, is not built yet.)
+// Gradients are reduced in fp32 whatever the parameter dtype; bf16 parameters get fp32
+// master copies of their shard. Global-norm clipping sums squares across shards.
+#pragma once
+#include <map>
+#include <string>
+#include <vector>
+
+#include "checkpoints/safetensors.h"
+#include "dist/communicator.h"
+#include "model/llama.h"
+#include "optim/optimizer.h"
+
+namespace lethe {
+
+class DataParallel {
+ public:
+  DataParallel(CausalLM& model, Communicator& comm, int zero_stage, const OptimizerOptions& opt);
+  // After the last micro-batch's backward: per-rank gradients (of the rank's mean loss) are
+  // averaged across ranks into each rank's share.
+  void reduce_gradients();
+  double clip_grad_norm(double max_norm);  // returns the global norm before clipping
+  void step(double lr);
+  void zero_grad();
+
+  // This rank's shard of parameters and optimizer state, keyed "<block>/<what>", plus the
+  // layout needed to reshard onto another rank count.
+  NamedTensors shard_state() const;
+  json layout() const;
+  // Loads from the shard files of a checkpoint written with any rank count.
+  void load_sharded(const std::vector<TensorMap>& shards, const json& layout, const std::string& source);
+  int zero_stage() const { return stage_; }
+  int64_t optimizer_steps() const { return opt_->steps(); }
+
+ private:
+  struct Block {
+    std::string name;
+    std::vector<std::pair<std::string, torch::Tensor>> params;
+    std::vector<int64_t> offsets;
+    int64_t numel = 0, padded = 0, shard = 0;
+    torch::Tensor flat;        // [padded] all parameters of the block, in the model's dtype
+    torch::Tensor grad;        // stage 0/1: [padded] fp32 reduced gradient; stage 2: [shard]
+    torch::Tensor owned;       // what the optimizer updates: full flat (stage 0) or this rank's shard
+    torch::Tensor owned_grad;  // fp32 gradient of `owned`
+  };
+  torch::Tensor flat_grad(Block& b);  // [padded] fp32, frees the parameters' .grad
+  void gather_params(Block& b);
+
+  CausalLM& model_;
+  Communicator& comm_;
+  int stage_;
+  std::vector<Block> blocks_;
+  std::unique_ptr<Optimizer> opt_;
+};
+
+// "model.layers.3.mlp.up_proj.weight" -> "model.layers.3"; embeddings and head get their own.
+std::string block_of(const std::string& param_name);
+
+}  // namespace lethe

@@ -1,0 +1,76 @@
+#include "dist/mpi_env.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <vector>
+
+#include "common/error.h"
+
+namespace lethe {
+
+void mpi_fail(int rc, const char* expr, const char* file, int line) {
+  char buf[MPI_MAX_ERROR_STRING];
+  int n = 0;
+  MPI_Error_string(rc, buf, &n);
+  throw InternalError(std::string("MPI call `") + expr + "` failed at " + file + ":" + std::to_string(line) + ": " +
+                      std::string(buf, size_t(n)));
+}
+
+bool mpi_active() {
+  int init = 0, fin = 0;
+  MPI_Initialized(&init);
+  MPI_Finalized(&fin);
+  return init && !fin;
+}
+
+RankInfo mpi_init(int* argc, char*** argv) {
+  if (!mpi_active()) {
+    int provided = 0;
+    MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided));
+    MPI_CHECK(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
+  }
+  RankInfo r;
+  MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &r.world_rank));
+  MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &r.world_size));
+  MPI_Comm shared;
+  MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, r.world_rank, MPI_INFO_NULL, &shared));
+  MPI_CHECK(MPI_Comm_rank(shared, &r.local_rank));
+  MPI_CHECK(MPI_Comm_size(shared, &r.local_size));
+  MPI_CHECK(MPI_Comm_free(&shared));
+  if (const char* nt = std::getenv("SLURM_NTASKS")) {
+    // Only meaningful inside a job step (srun sets SLURM_STEP_ID); sbatch's batch script
+    // itself has SLURM_NTASKS too and legitimately runs one process.
+    if (std::getenv("SLURM_STEP_ID") && std::atoi(nt) != r.world_size)
+      throw InputError("SLURM_NTASKS=" + std::string(nt) + " but the MPI world has " + std::to_string(r.world_size) +
+                       " rank(s): launch with `srun --mpi=pmix` (or mpirun) so the ranks form one job");
+  }
+  return r;
+}
+
+void mpi_finalize() {
+  if (mpi_active()) MPI_Finalize();
+}
+
+std::string mpi_version() {
+  char buf[MPI_MAX_LIBRARY_VERSION_STRING];
+  int n = 0;
+  MPI_Get_library_version(buf, &n);
+  std::string s(buf, size_t(n));
+  auto nl = s.find_first_of(",\n");
+  return nl == std::string::npos ? s : s.substr(0, nl);
+}
+
+std::string rank_host_map() {
+  char host[256] = {0};
+  gethostname(host, sizeof host - 1);
+  int size = 1;
+  MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &size));
+  std::vector<char> all(size_t(size) * 256);
+  MPI_CHECK(MPI_Allgather(host, 256, MPI_CHAR, all.data(), 256, MPI_CHAR, MPI_COMM_WORLD));
+  std::string out;
+  for (int r = 0; r < size; ++r) out += (r ? ", " : "") + std::to_string(r) + "->" + std::string(&all[size_t(r) * 256]);
+  return out;
+}
+
+}  // namespace lethe

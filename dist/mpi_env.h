@@ -1,0 +1,31 @@
+// MPI bootstrap: MPI_Init_thread once per process (singleton init when not under mpirun),
+// world rank/size, local rank from MPI_Comm_split_type(SHARED), and the Slurm consistency
+// check. Every MPI call goes through MPI_CHECK, which names the call, file and line.
+#pragma once
+#include <mpi.h>
+
+#include <string>
+
+#include "dist/runtime.h"
+
+namespace lethe {
+
+[[noreturn]] void mpi_fail(int rc, const char* expr, const char* file, int line);
+
+#define MPI_CHECK(expr)                                                       \
+  do {                                                                        \
+    int _rc = (expr);                                                         \
+    if (_rc != MPI_SUCCESS) ::lethe::mpi_fail(_rc, #expr, __FILE__, __LINE__); \
+  } while (0)
+
+// Initialises MPI (idempotent) and returns the placement. Refuses (InputError) to run when
+// SLURM_NTASKS disagrees with the MPI world size: OpenMPI under srun without PMI starts N
+// independent singletons, which would otherwise each train alone.
+RankInfo mpi_init(int* argc, char*** argv);
+void mpi_finalize();
+bool mpi_active();
+std::string mpi_version();
+// Host name of every rank, gathered on all ranks: the rank -> host map for the start-up log.
+std::string rank_host_map();
+
+}  // namespace lethe

@@ -1,0 +1,193 @@
+// NCCL implementation of the Communicator seam (built when NCCL is found). The unique id
+// travels over the MPI bootstrap communicator; collectives run on a communication stream
+// ordered against the compute stream with events, inside ncclGroupStart/End; the
+// communicator is non-blocking so a deadline can abort it (ncclCommAbort) instead of hanging.
+#include <cuda_runtime.h>
+#include <nccl.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <thread>
+
+#include "common/error.h"
+#include "dist/communicator.h"
+#include "dist/mpi_env.h"
+
+#ifdef LETHE_TORCH_CUDA
+#include <c10/cuda/CUDAStream.h>
+#endif
+
+namespace lethe {
+
+std::string nccl_version_string() {
+  int v = 0;
+  if (ncclGetVersion(&v) != ncclSuccess) return "unknown";
+  return std::to_string(v / 10000) + "." + std::to_string(v / 100 % 100) + "." + std::to_string(v % 100);
+}
+
+namespace {
+
+#define CUDA_CHECK(expr)                                                                                    \
+  do {                                                                                                      \
+    cudaError_t _e = (expr);                                                                                \
+    if (_e != cudaSuccess)                                                                                  \
+      throw InternalError(std::string("CUDA call `" #expr "` failed at " __FILE__ ":") + std::to_string(__LINE__) + \
+                          ": " + cudaGetErrorString(_e));                                                   \
+  } while (0)
+
+#define NCCL_CHECK(expr)                                                                                    \
+  do {                                                                                                      \
+    ncclResult_t _r = (expr);                                                                               \
+    if (_r != ncclSuccess && _r != ncclInProgress)                                                          \
+      throw InternalError(std::string("NCCL call `" #expr "` failed at " __FILE__ ":") + std::to_string(__LINE__) + \
+                          ": " + ncclGetErrorString(_r));                                                   \
+  } while (0)
+
+ncclDataType_t nccl_type(const torch::Tensor& t) {
+  switch (t.scalar_type()) {
+    case torch::kFloat: return ncclFloat32;
+    case torch::kBFloat16: return ncclBfloat16;
+    case torch::kHalf: return ncclFloat16;
+    case torch::kDouble: return ncclFloat64;
+    case torch::kLong: return ncclInt64;
+    case torch::kInt: return ncclInt32;
+    case torch::kByte: return ncclUint8;
+    default: throw InternalError("NCCL communicator: unsupported dtype");
+  }
+}
+
+class NcclCommunicator : public Communicator {
+ public:
+  NcclCommunicator(Communicator& bootstrap, int device, std::string name)
+      : name_(std::move(name)), rank_(bootstrap.rank()), size_(bootstrap.size()), device_(device) {
+    MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &world_rank_));
+    CUDA_CHECK(cudaSetDevice(device_));
+    ncclUniqueId id;
+    if (rank_ == 0) NCCL_CHECK(ncclGetUniqueId(&id));
+    auto buf = torch::from_blob(&id, {int64_t(sizeof id)}, torch::kByte).clone();
+    bootstrap.broadcast(buf, 0);
+    std::memcpy(&id, buf.data_ptr(), sizeof id);
+    ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+    config.blocking = 0;
+    NCCL_CHECK(ncclCommInitRankConfig(&comm_, size_, id, rank_, &config));
+    wait_ready("ncclCommInitRankConfig");
+    CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    CUDA_CHECK(cudaEventCreateWithFlags(&ready_, cudaEventDisableTiming));
+    CUDA_CHECK(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming));
+  }
+  ~NcclCommunicator() override {
+    if (comm_) ncclCommDestroy(comm_);
+    if (stream_) cudaStreamDestroy(stream_);
+    if (ready_) cudaEventDestroy(ready_);
+    if (done_) cudaEventDestroy(done_);
+  }
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  const std::string& name() const override { return name_; }
+
+  void all_reduce(torch::Tensor& t, ReduceOp op) override {
+    run("all_reduce", t, [&] {
+      NCCL_CHECK(ncclAllReduce(t.data_ptr(), t.data_ptr(), size_t(t.numel()), nccl_type(t), red(op), comm_, stream_));
+    });
+  }
+  void reduce_scatter(const torch::Tensor& in, torch::Tensor& out, ReduceOp op) override {
+    LETHE_CHECK(in.numel() == out.numel() * size_, "reduce_scatter: input must hold size() blocks");
+    run("reduce_scatter", out, [&] {
+      NCCL_CHECK(ncclReduceScatter(in.data_ptr(), out.data_ptr(), size_t(out.numel()), nccl_type(in), red(op), comm_, stream_));
+    });
+  }
+  void all_gather(const torch::Tensor& in, torch::Tensor& out) override {
+    LETHE_CHECK(out.numel() == in.numel() * size_, "all_gather: output must hold size() blocks");
+    run("all_gather", out, [&] {
+      NCCL_CHECK(ncclAllGather(in.data_ptr(), out.data_ptr(), size_t(in.numel()), nccl_type(in), comm_, stream_));
+    });
+  }
+  void broadcast(torch::Tensor& t, int root) override {
+    run("broadcast", t, [&] {
+      NCCL_CHECK(ncclBroadcast(t.data_ptr(), t.data_ptr(), size_t(t.numel()), nccl_type(t), root, comm_, stream_));
+    });
+  }
+  void barrier() override {
+    auto t = torch::zeros({1}, torch::TensorOptions().device(torch::kCUDA, device_));
+    all_reduce(t, ReduceOp::Sum);
+  }
+  [[noreturn]] void abort(const std::string& why) override {
+    spdlog::critical("rank {}: {}; aborting the NCCL communicator and the job", world_rank_, why);
+    spdlog::default_logger()->flush();
+    if (comm_) ncclCommAbort(comm_);
+    comm_ = nullptr;
+    MPI_Abort(MPI_COMM_WORLD, 3);
+    std::_Exit(3);
+  }
+
+ private:
+  static ncclRedOp_t red(ReduceOp op) { return op == ReduceOp::Sum ? ncclSum : ncclAvg; }
+
+  cudaStream_t compute_stream() const {
+#ifdef LETHE_TORCH_CUDA
+    return c10::cuda::getCurrentCUDAStream(device_).stream();
+#else
+    return cudaStreamPerThread;
+#endif
+  }
+
+  template <typename F>
+  void run(const char* what, const torch::Tensor& t, F&& issue) {
+    LETHE_CHECK(t.is_cuda() && t.is_contiguous(), "NCCL communicator needs contiguous CUDA tensors");
+    CUDA_CHECK(cudaEventRecord(ready_, compute_stream()));
+    CUDA_CHECK(cudaStreamWaitEvent(stream_, ready_, 0));
+    NCCL_CHECK(ncclGroupStart());
+    issue();
+    NCCL_CHECK(ncclGroupEnd());
+    CUDA_CHECK(cudaEventRecord(done_, stream_));
+    CUDA_CHECK(cudaStreamWaitEvent(compute_stream(), done_, 0));
+    wait_done(what);
+  }
+
+  void wait_ready(const char* what) {
+    auto t0 = std::chrono::steady_clock::now();
+    for (;;) {
+      ncclResult_t st;
+      NCCL_CHECK(ncclCommGetAsyncError(comm_, &st));
+      if (st == ncclSuccess) return;
+      if (st != ncclInProgress) abort(std::string(what) + " failed: " + ncclGetErrorString(st));
+      check_deadline(t0, what);
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+  }
+
+  void wait_done(const char* what) {
+    auto t0 = std::chrono::steady_clock::now();
+    for (;;) {
+      cudaError_t q = cudaEventQuery(done_);
+      if (q == cudaSuccess) return;
+      if (q != cudaErrorNotReady) abort(std::string(what) + ": " + cudaGetErrorString(q));
+      ncclResult_t st;
+      NCCL_CHECK(ncclCommGetAsyncError(comm_, &st));
+      if (st != ncclSuccess && st != ncclInProgress) abort(std::string(what) + " failed: " + ncclGetErrorString(st));
+      check_deadline(t0, what);
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+  }
+
+  void check_deadline(std::chrono::steady_clock::time_point t0, const char* what) {
+    double limit = process_deadline().seconds();
+    if (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() > limit)
+      abort("collective " + std::string(what) + " on NCCL communicator '" + name_ + "' did not complete within " +
+            std::to_string(int(limit)) + " s");
+  }
+
+  std::string name_;
+  int rank_, size_, device_, world_rank_ = 0;
+  ncclComm_t comm_ = nullptr;
+  cudaStream_t stream_ = nullptr;
+  cudaEvent_t ready_ = nullptr, done_ = nullptr;
+};
+
+}  // namespace
+
+std::unique_ptr<Communicator> make_nccl_communicator(Communicator& bootstrap, int device, const std::string& name) {
+  return std::make_unique<NcclCommunicator>(bootstrap, device, name);
+}
+
+}  // namespace lethe

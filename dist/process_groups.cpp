@@ -1,0 +1,85 @@
+#include "dist/process_groups.h"
+
+#include <numeric>
+
+#include "common/error.h"
+#include "dist/mpi_env.h"
+
+namespace lethe {
+
+std::vector<int> proportional_group_sizes(const std::vector<int64_t>& subset_sizes, int world_size) {
+  const int K = int(subset_sizes.size());
+  if (K == 0) throw InputError("no subsets to place on rank groups");
+  if (K > world_size)
+    throw InputError(std::to_string(K) + " subsets need at least " + std::to_string(K) + " ranks, the world has " +
+                     std::to_string(world_size));
+  int64_t total = 0;
+  for (auto s : subset_sizes) {
+    if (s <= 0) throw InputError("an empty subset cannot get a rank group");
+    total += s;
+  }
+  std::vector<int> sizes(K, 1);
+  std::vector<double> quota(K);
+  for (int k = 0; k < K; ++k) quota[k] = double(world_size) * double(subset_sizes[k]) / double(total);
+  int assigned = K;
+  while (assigned < world_size) {  // give the next rank to the group furthest below its quota
+    int best = 0;
+    for (int k = 1; k < K; ++k)
+      if (quota[k] - sizes[k] > quota[best] - sizes[best]) best = k;
+    ++sizes[best];
+    ++assigned;
+  }
+  return sizes;
+}
+
+ProcessGroups make_process_groups(const std::vector<int>& group_sizes) {
+  ProcessGroups pg;
+  pg.world = make_world_communicator();
+  const int world = pg.world->size(), rank = pg.world->rank();
+  int total = 0;
+  for (int s : group_sizes) {
+    if (s <= 0) throw InputError("every rank group needs at least one rank");
+    total += s;
+  }
+  if (total != world)
+    throw InputError("rank group sizes add up to " + std::to_string(total) + " but the world has " + std::to_string(world) +
+                     " ranks");
+  pg.group_sizes = group_sizes;
+  int first = 0;
+  for (size_t g = 0; g < group_sizes.size(); ++g) {
+    if (rank < first + group_sizes[g]) {
+      pg.group = int(g);
+      break;
+    }
+    first += group_sizes[g];
+  }
+  const int local = rank - first;
+  MPI_Comm group_comm, merge_comm;
+  MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, pg.group, rank, &group_comm));
+  MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, local, rank, &merge_comm));
+  pg.group_comm = make_mpi_communicator(group_comm, "group" + std::to_string(pg.group));
+  pg.merge_comm = make_mpi_communicator(merge_comm, "merge" + std::to_string(local));
+  return pg;
+}
+
+namespace {
+class SelfCommunicator : public Communicator {
+ public:
+  int rank() const override { return 0; }
+  int size() const override { return 1; }
+  const std::string& name() const override { return name_; }
+  void all_reduce(torch::Tensor&, ReduceOp) override {}
+  void reduce_scatter(const torch::Tensor& in, torch::Tensor& out, ReduceOp) override { out.copy_(in.view(out.sizes())); }
+  void all_gather(const torch::Tensor& in, torch::Tensor& out) override { out.copy_(in.view(out.sizes())); }
+  void broadcast(torch::Tensor&, int) override {}
+  void barrier() override {}
+  [[noreturn]] void abort(const std::string& why) override { throw InternalError(why); }
+
+ private:
+  std::string name_ = "self";
+};
+}  // namespace
+
+std::unique_ptr<Communicator> make_self_communicator() { return std::make_unique<SelfCommunicator>(); }
+
+}  // namespace lethe

@@ -1,0 +1,82 @@
+#include "dist/sharded_checkpoint.h"
+
+#include <filesystem>
+
+#include "common/error.h"
+#include "common/fs.h"
+
+namespace fs = std::filesystem;
+
+namespace lethe {
+
+namespace {
+std::string step_name(int64_t step) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "step-%08lld", (long long)step);
+  return buf;
+}
+std::string rank_file(int r) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "rank-%05d.h5", r);
+  return buf;
+}
+}  // namespace
+
+void save_sharded_checkpoint(const std::string& root, int64_t step, Communicator& comm, const NamedTensors& shard,
+                             const json& manifest, int keep) {
+  const std::string final_dir = (fs::path(root) / step_name(step)).string();
+  const std::string tmp = (fs::path(root) / ("." + step_name(step) + ".tmp")).string();
+  if (comm.rank() == 0) {
+    std::error_code ec;
+    fs::create_directories(root, ec);
+    if (ec) throw InputError("checkpoint directory '" + root + "': " + ec.message());
+    if (fs::exists(final_dir)) throw InputError("checkpoint '" + final_dir + "' already exists");
+    fs::remove_all(tmp, ec);  // a leftover from an interrupted save of this step
+    fs::create_directory(tmp, ec);
+    if (ec) throw InputError("cannot create " + tmp + ": " + ec.message());
+  }
+  comm.barrier();
+  std::string mine = (fs::path(tmp) / rank_file(comm.rank())).string();
+  write_h5_tensors(mine, shard, {});
+  fsync_path(mine);
+  comm.barrier();  // every shard is on disk
+  if (comm.rank() == 0) {
+    json m = manifest;
+    m["step"] = step;
+    m["ranks"] = comm.size();
+    write_json_file((fs::path(tmp) / "manifest.json").string(), m);
+    fsync_path(tmp);
+    fs::rename(tmp, final_dir);
+    fsync_path(root);
+    write_file_atomic((fs::path(final_dir) / kCompleteMarker).string(), "complete\n");
+    // Keep the newest `keep` complete checkpoints.
+    std::vector<std::string> steps;
+    for (auto& e : fs::directory_iterator(root))
+      if (e.path().filename().string().rfind("step-", 0) == 0) steps.push_back(e.path().string());
+    std::sort(steps.begin(), steps.end());
+    for (size_t i = 0; i + size_t(keep) < steps.size(); ++i) fs::remove_all(steps[i]);
+  }
+  comm.barrier();
+}
+
+std::string latest_complete_checkpoint(const std::string& root) {
+  if (!fs::is_directory(root)) return "";
+  std::string best;
+  for (auto& e : fs::directory_iterator(root)) {
+    std::string name = e.path().filename().string();
+    if (name.rfind("step-", 0) == 0 && fs::exists(e.path() / kCompleteMarker) && e.path().string() > best)
+      best = e.path().string();
+  }
+  return best;
+}
+
+ShardedCheckpoint load_sharded_checkpoint(const std::string& dir) {
+  require_complete(dir);
+  ShardedCheckpoint c;
+  c.manifest = read_json_file((fs::path(dir) / "manifest.json").string());
+  int ranks = json_get<int64_t>(c.manifest, "ranks", dir + "/manifest.json");
+  for (int r = 0; r < ranks; ++r) c.shards.push_back(read_h5_tensors((fs::path(dir) / rank_file(r)).string()));
+  return c;
+}
+
+}  // namespace lethe

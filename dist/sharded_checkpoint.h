@@ -1,0 +1,30 @@
+// Resumable training checkpoints, one file per rank plus a manifest (chosen over parallel
+// HDF5: see docs/DISTRIBUTED.md). Layout of <root>/step-00000010/:
+//   rank-00000.h5 ... rank-0000N.h5   this rank's parameter and optimizer-state shards, its RNG
+//   manifest.json                     step, layout (world, ZeRO stage, blocks), data cursors,
+//                                     run configuration
+//   COMPLETE                          written last, after every rank's file is fsynced
+// Written into a hidden temporary directory and renamed; only complete checkpoints are
+// loaded; the two newest are kept. Loading onto another rank count reshards.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "checkpoints/hdf5_checkpoint.h"
+#include "dist/communicator.h"
+
+namespace lethe {
+
+// Collective over `comm`. `shard` is this rank's tensors; `manifest` comes from rank 0.
+void save_sharded_checkpoint(const std::string& root, int64_t step, Communicator& comm, const NamedTensors& shard,
+                             const json& manifest, int keep = 2);
+// The newest complete step-* directory under root, or "" when there is none.
+std::string latest_complete_checkpoint(const std::string& root);
+
+struct ShardedCheckpoint {
+  json manifest;
+  std::vector<TensorMap> shards;  // one per rank that wrote the checkpoint
+};
+ShardedCheckpoint load_sharded_checkpoint(const std::string& dir);
+
+}  // namespace lethe
