@@ -2,6 +2,7 @@
 
 #include <hdf5.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <mutex>
 
@@ -22,6 +23,17 @@ namespace {
                                   __FILE__ + ":" + std::to_string(__LINE__) + ")");          \
     return _rc;                                                                               \
   }())
+
+// '/' separates groups in HDF5 paths; tensor names may contain it ("block/exp_avg"), so it is
+// stored as '|', which no HF parameter name uses.
+std::string to_h5_name(std::string n) {
+  std::replace(n.begin(), n.end(), '/', '|');
+  return n;
+}
+std::string from_h5_name(std::string n) {
+  std::replace(n.begin(), n.end(), '|', '/');
+  return n;
+}
 
 void silence_hdf5() {
   static std::once_flag once;
@@ -147,7 +159,7 @@ void write_h5_tensors(const std::string& path, const NamedTensors& tensors, cons
     H5Id dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
     H5_CHECK(H5Pset_chunk(dcpl, int(chunk.size()), chunk.data()), what);
     H5_CHECK(H5Pset_fletcher32(dcpl), what);
-    H5Id ds(H5_CHECK(H5Dcreate2(file, name.c_str(), file_type(t.scalar_type()), space, H5P_DEFAULT, dcpl, H5P_DEFAULT), what),
+    H5Id ds(H5_CHECK(H5Dcreate2(file, to_h5_name(name).c_str(), file_type(t.scalar_type()), space, H5P_DEFAULT, dcpl, H5P_DEFAULT), what),
             H5Dclose);
     if (t.numel() > 0) H5_CHECK(H5Dwrite(ds, mem_type(t.scalar_type()), H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr()), what);
     write_string_attr(ds, "dtype", dtype_label(t.scalar_type()));
@@ -171,7 +183,7 @@ std::vector<std::string> list_h5_tensors(const std::string& path) {
     std::string name(size_t(n) + 1, '\0');
     H5Lget_name_by_idx(file, ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), name.size(), H5P_DEFAULT);
     name.resize(size_t(n));
-    names.push_back(name);
+    names.push_back(from_h5_name(name));
   }
   return names;
 }
@@ -203,7 +215,7 @@ TensorMap read_h5_tensors(const std::string& path, const std::vector<std::string
   for (auto& name : want) {
     const std::string what = path + ": dataset '" + name + "'";
     if (std::find(all.begin(), all.end(), name) == all.end()) throw InputError(path + ": has no tensor '" + name + "'");
-    H5Id ds(H5Dopen2(file, name.c_str(), H5P_DEFAULT), H5Dclose);
+    H5Id ds(H5Dopen2(file, to_h5_name(name).c_str(), H5P_DEFAULT), H5Dclose);
     if (ds.id < 0) throw CorruptError(what + " cannot be opened (corrupt metadata)");
     auto dtype = dtype_from_label(read_string_attr(ds, "dtype", what), what);
     H5Id space(H5Dget_space(ds), H5Sclose);

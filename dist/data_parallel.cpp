@@ -9,8 +9,8 @@ namespace lethe {
 std::string block_of(const std::string& name) {
   const std::string layers = "model.layers.";
   if (name.compare(0, layers.size(), layers) == 0) return name.substr(0, name.find('.', layers.size()));
-  if (name.compare(0, 18, "model.embed_tokens") == 0) return "model.embed_tokens";
-  return "head";  // model.norm, lm_head
+  // model.embed_tokens, model.norm, lm_head: one block each (names unique per block).
+  return name.substr(0, name.rfind('.'));
 }
 
 DataParallel::DataParallel(CausalLM& model, Communicator& comm, int zero_stage, const OptimizerOptions& opt)
@@ -22,7 +22,10 @@ DataParallel::DataParallel(CausalLM& model, Communicator& comm, int zero_stage, 
   for (auto& [name, p] : model_->named_parameters(true).pairs()) {
     if (!p.requires_grad()) continue;
     std::string block = block_of(name);
-    if (blocks_.empty() || blocks_.back().name != block) blocks_.push_back(Block{block, {}, {}, 0, 0, 0, {}, {}, {}});
+    if (blocks_.empty() || blocks_.back().name != block) {
+      for (auto& b : blocks_) LETHE_CHECK(b.name != block, "parameters of block " + block + " are not contiguous");
+      blocks_.push_back(Block{block, {}, {}, 0, 0, 0, {}, {}, {}, {}});
+    }
     blocks_.back().params.emplace_back(name, p);
   }
   if (blocks_.empty()) throw InputError("no trainable parameters");

@@ -61,7 +61,7 @@ class DataParallel {
   std::unique_ptr<Optimizer> opt_;
 };
 
-// "model.layers.3.mlp.up_proj.weight" -> "model.layers.3"; embeddings and head get their own.
+// "model.layers.3.mlp.up_proj.weight" -> "model.layers.3"; "lm_head.weight" -> "lm_head".
 std::string block_of(const std::string& param_name);
 
 }  // namespace lethe

@@ -1,0 +1,239 @@
+// Multi-rank tests, run by ctest under `mpirun -np 1|2|4 --oversubscribe` on the CPU machine.
+// Every rank runs every test; a failure on any rank fails the run.
+#include <mpi.h>
+
+#include "common/error.h"
+#include "common/rng.h"
+#include "dist/mpi_env.h"
+#include "dist/process_groups.h"
+#include "dist/sharded_checkpoint.h"
+#include "unlearn/trainer.h"
+#include "tests/test_util.h"
+
+namespace lethe {
+namespace {
+
+int world_size() { return make_world_communicator()->size(); }
+
+TEST(Collectives, AllReduceReduceScatterAllGatherBroadcast) {
+  auto comm = make_world_communicator();
+  const int N = comm->size(), r = comm->rank();
+  for (auto dtype : {torch::kFloat, torch::kBFloat16}) {
+    auto t = torch::full({5}, double(r + 1)).to(dtype);
+    comm->all_reduce(t, ReduceOp::Sum);
+    EXPECT_TRUE(torch::allclose(t.to(torch::kFloat), torch::full({5}, N * (N + 1) / 2.0)));
+    auto a = torch::full({3}, double(r + 1)).to(dtype);
+    comm->all_reduce(a, ReduceOp::Average);
+    EXPECT_TRUE(torch::allclose(a.to(torch::kFloat), torch::full({3}, (N + 1) / 2.0)));
+    // reduce_scatter: every rank contributes arange(N*2); block r of the sum is N * [2r, 2r+1].
+    auto in = torch::arange(N * 2).to(dtype), out = torch::empty({2}, dtype);
+    comm->reduce_scatter(in, out, ReduceOp::Sum);
+    EXPECT_TRUE(torch::allclose(out.to(torch::kFloat), torch::tensor({2.0f * r * N, (2.0f * r + 1) * N})));
+    auto mine = torch::full({2}, double(r)).to(dtype), all = torch::empty({2 * N}, dtype);
+    comm->all_gather(mine, all);
+    for (int q = 0; q < N; ++q) EXPECT_EQ(all[2 * q].item<float>(), float(q));
+  }
+  auto b = torch::full({4}, r == 0 ? 7.0 : -1.0, torch::kLong);
+  comm->broadcast(b, 0);
+  EXPECT_TRUE(torch::equal(b, torch::full({4}, 7, torch::kLong)));
+  comm->barrier();
+}
+
+TEST(ProcessGroups, ContiguousGroupsAndMergeCommunicators) {
+  const int N = world_size();
+  std::vector<int> sizes = N >= 2 ? std::vector<int>{N / 2, N - N / 2} : std::vector<int>{1};
+  ProcessGroups pg = make_process_groups(sizes);
+  const int r = pg.world->rank();
+  int expect_group = N >= 2 && r >= N / 2 ? 1 : 0;
+  EXPECT_EQ(pg.group, expect_group);
+  EXPECT_EQ(pg.group_comm->size(), sizes[size_t(expect_group)]);
+  // The merge communicator joins local index i of every group: it reduces over groups.
+  auto t = torch::full({1}, double(pg.group + 1));
+  pg.merge_comm->all_reduce(t, ReduceOp::Sum);
+  EXPECT_EQ(t.item<float>(), N >= 2 && pg.merge_comm->size() == 2 ? 3.0f : float(pg.group + 1));
+  EXPECT_THROW(make_process_groups({N + 1}), InputError);
+}
+
+// ---- training equivalence ----
+
+ModelConfig tiny_config() {
+  json j = {{"model_type", "llama"}, {"vocab_size", 40}, {"hidden_size", 32}, {"intermediate_size", 48},
+            {"num_hidden_layers", 2}, {"num_attention_heads", 4}, {"num_key_value_heads", 2}};
+  return ModelConfig::from_json(j, "tiny");
+}
+
+std::vector<TokenizedItem> items(uint64_t seed, int n) {
+  SplitMix64 rng(seed);
+  std::vector<TokenizedItem> out;
+  for (int i = 0; i < n; ++i) {
+    TokenizedItem it;
+    int len = 6 + int(rng.below(6));
+    for (int t = 0; t < len; ++t) it.ids.push_back(int64_t(rng.below(40)));
+    it.prompt_len = 2 + int64_t(rng.below(3));
+    out.push_back(it);
+  }
+  return out;
+}
+
+CausalLM fresh_model() {
+  CausalLM m(tiny_config());
+  m->init_weights(5);
+  return m;
+}
+
+TrainOptions options(int stage, const std::string& ckpt = "") {
+  TrainOptions o;
+  o.steps = 10;
+  o.batch_size = 4;
+  o.grad_accum = 2;
+  o.seed = 3;
+  o.zero_stage = stage;
+  o.log_every = 1000;
+  o.schedule.lr = 5e-3;
+  o.schedule.warmup_steps = 2;
+  o.optimizer.weight_decay = 0.01;
+  o.checkpoint_dir = ckpt;
+  return o;
+}
+
+std::unique_ptr<Objective> objective(const std::string& name) {
+  if (name == "nll") return nll_objective_spec().make({});
+  po::options_description d;
+  find_objective(name).add_options(d);
+  po::variables_map vm;
+  const char* argv[] = {"x"};
+  po::store(po::parse_command_line(1, argv, d), vm);
+  po::notify(vm);
+  return find_objective(name).make(vm);
+}
+
+std::map<std::string, torch::Tensor> params(CausalLM& m) {
+  std::map<std::string, torch::Tensor> out;
+  for (auto& [n, p] : m->named_weights()) out[n] = p.detach().clone();
+  return out;
+}
+
+double max_rel_error(const std::map<std::string, torch::Tensor>& a, const std::map<std::string, torch::Tensor>& b) {
+  double worst = 0;
+  for (auto& [n, t] : a) worst = std::max(worst, test::rel_error(t, b.at(n)));
+  return worst;
+}
+
+std::map<std::string, torch::Tensor> train(const std::string& method, Communicator& comm, const TrainOptions& o,
+                                           const std::vector<TokenizedItem>& f, const std::vector<TokenizedItem>& r,
+                                           std::function<bool(int64_t)> on_eval = {}) {
+  CausalLM m = fresh_model();
+  auto obj = objective(method);
+  train_loop(m, *obj, f, obj->uses_retain() ? &r : nullptr, o, 0, on_eval, comm);
+  return params(m);
+}
+
+class Equivalence : public ::testing::TestWithParam<std::tuple<std::string, int>> {};
+
+TEST_P(Equivalence, NRanksMatchOneProcess) {
+  auto [method, stage] = GetParam();
+  auto f = items(1, 13), r = items(2, 9);
+  auto self = make_self_communicator();
+  auto world = make_world_communicator();
+  auto ref = train(method, *self, options(0), f, r);
+  auto got = train(method, *world, options(stage), f, r);
+  double err = max_rel_error(got, ref);
+  EXPECT_LT(err, 1e-5) << method << " ZeRO " << stage << " on " << world->size() << " ranks";
+  if (world->rank() == 0)
+    std::cout << "[ equivalence ] " << method << " ZeRO " << stage << ", " << world->size() << " ranks vs 1: max rel err "
+              << err << "\n";
+}
+
+INSTANTIATE_TEST_SUITE_P(MethodsAndStages, Equivalence,
+                         ::testing::Combine(::testing::Values("nll", "gd"), ::testing::Values(0, 1, 2)),
+                         [](const auto& info) {
+                           return std::get<0>(info.param) + "_zero" + std::to_string(std::get<1>(info.param));
+                         });
+
+std::string shared_temp(const std::string& tag) {
+  // Rank 0 picks the directory; everyone uses it.
+  auto comm = make_world_communicator();
+  std::string dir = (fs::temp_directory_path() / ("lethe_dist_" + tag + "_" + std::to_string(::getpid()))).string();
+  auto buf = torch::zeros({256}, torch::kByte);
+  if (comm->rank() == 0) {
+    fs::remove_all(dir);
+    std::memcpy(buf.data_ptr(), dir.data(), dir.size());
+  }
+  comm->broadcast(buf, 0);
+  return std::string(static_cast<const char*>(buf.data_ptr()));
+}
+
+class Resume : public ::testing::TestWithParam<int> {};
+
+TEST_P(Resume, SameRankCountIsBitIdenticalOtherCountWithinTolerance) {
+  const int stage = GetParam();
+  auto world = make_world_communicator();
+  auto f = items(4, 11), r = items(5, 7);
+  auto full = train("gd", *world, options(stage), f, r);
+
+  // Same rank count: stop after step 5 (checkpointed), resume to 10.
+  std::string dir = shared_temp("resume" + std::to_string(stage));
+  auto o = options(stage, dir);
+  o.checkpoint_every = 5;
+  o.eval_every = 5;
+  train("gd", *world, o, f, r, [](int64_t step) { return step == 5; });
+  ASSERT_FALSE(latest_complete_checkpoint(dir).empty());
+  o.resume = true;
+  o.eval_every = 0;
+  auto resumed = train("gd", *world, o, f, r);
+  for (auto& [n, t] : full) EXPECT_TRUE(torch::equal(t, resumed.at(n))) << n << " differs after resume";
+
+  // Another rank count: one process writes step 5, all ranks resume with this stage.
+  std::string dir1 = shared_temp("reshard" + std::to_string(stage));
+  if (world->rank() == 0) {
+    auto self = make_self_communicator();
+    auto o1 = options(0, dir1);
+    o1.checkpoint_every = 5;
+    o1.eval_every = 5;
+    train("gd", *self, o1, f, r, [](int64_t step) { return step == 5; });
+  }
+  world->barrier();
+  auto o2 = options(stage, dir1);
+  o2.resume = true;
+  auto resharded = train("gd", *world, o2, f, r);
+  EXPECT_LT(max_rel_error(resharded, full), 1e-5);
+  world->barrier();
+  if (world->rank() == 0) {
+    fs::remove_all(dir);
+    fs::remove_all(dir1);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Stages, Resume, ::testing::Values(0, 1, 2));
+
+TEST(Groups, TwoGroupsTrainTwoSubsetsConcurrently) {
+  const int N = world_size();
+  if (N < 2 || N % 2) GTEST_SKIP() << "needs an even number of ranks (ctest runs it on 2 and 4)";
+  ProcessGroups pg = make_process_groups({N / 2, N / 2});
+  std::vector<std::vector<TokenizedItem>> subsets = {items(10, 9), items(11, 12)};
+  auto r = items(12, 8);
+  auto mine = train("gd", *pg.group_comm, options(1), subsets[size_t(pg.group)], r);
+  auto self = make_self_communicator();
+  auto alone = train("gd", *self, options(0), subsets[size_t(pg.group)], r);
+  EXPECT_LT(max_rel_error(mine, alone), 1e-5) << "group " << pg.group;
+  auto other = train("gd", *self, options(0), subsets[size_t(1 - pg.group)], r);
+  EXPECT_GT(max_rel_error(mine, other), 1e-3);  // the groups really trained different data
+}
+
+}  // namespace
+}  // namespace lethe
+
+int main(int argc, char** argv) {
+  lethe::RankInfo r = lethe::mpi_init(&argc, &argv);
+  lethe::configure_threads(0, r);
+  ::testing::InitGoogleTest(&argc, argv);
+  if (r.world_rank != 0) {  // one rank reports; all ranks run and vote
+    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
+    delete listeners.Release(listeners.default_result_printer());
+  }
+  int failed = RUN_ALL_TESTS() != 0 ? 1 : 0, any = 0;
+  MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  if (any && r.world_rank == 0) std::cerr << "a test failed on some rank\n";
+  lethe::mpi_finalize();
+  return any;
+}
