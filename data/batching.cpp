@@ -31,9 +31,15 @@ std::vector<TokenizedItem> tokenize_items(const Tokenizer& tok, ChatTemplate tmp
   return out;
 }
 
-Batch collate(const std::vector<TokenizedItem>& items, const std::vector<int64_t>& index, int64_t pad_id) {
-  int64_t B = int64_t(index.size()), T = 0;
+int64_t max_length(const std::vector<TokenizedItem>& items, const std::vector<int64_t>& index) {
+  int64_t T = 0;
   for (auto i : index) T = std::max<int64_t>(T, int64_t(items[size_t(i)].ids.size()));
+  return T;
+}
+
+Batch collate(const std::vector<TokenizedItem>& items, const std::vector<int64_t>& index, int64_t pad_id,
+              int64_t min_len) {
+  int64_t B = int64_t(index.size()), T = std::max(min_len, max_length(items, index));
   auto ids = torch::full({B, T}, pad_id, torch::kLong);
   auto mask = torch::zeros({B, T}, torch::kLong);
   auto labels = torch::full({B, T}, -100, torch::kLong);

@@ -30,7 +30,10 @@ struct Batch {
   int64_t answer_tokens() const { return labels.ne(-100).sum().item<int64_t>(); }
 };
 
-Batch collate(const std::vector<TokenizedItem>& items, const std::vector<int64_t>& index, int64_t pad_id);
+// min_len pads further, so every rank's slice of a global batch has the same shape.
+Batch collate(const std::vector<TokenizedItem>& items, const std::vector<int64_t>& index, int64_t pad_id,
+              int64_t min_len = 0);
+int64_t max_length(const std::vector<TokenizedItem>& items, const std::vector<int64_t>& index);
 
 // Cycles through items in a fresh seeded permutation every epoch. Every batch is full: one
 // that runs past the end of an epoch continues into the next permutation, so the global

@@ -92,9 +92,14 @@ TrainResult train_loop(CausalLM& model, Objective& objective, const std::vector<
     std::map<std::string, double> parts;
     double loss_sum = 0, tokens = 0;
     for (int64_t micro = 0; micro < opt.grad_accum; ++micro) {
-      Batch b = collate(primary, local_slice(data.next_indices(), comm), pad_id);
+      // Slices are padded to the global batch's longest item: the same shapes on any rank count.
+      auto global = data.next_indices();
+      Batch b = collate(primary, local_slice(global, comm), pad_id, max_length(primary, global));
       Batch r;
-      if (retain_data) r = collate(*retain, local_slice(retain_data->next_indices(), comm), pad_id);
+      if (retain_data) {
+        auto rg = retain_data->next_indices();
+        r = collate(*retain, local_slice(rg, comm), pad_id, max_length(*retain, rg));
+      }
       ObjectiveResult out = objective.compute(model, b, retain_data ? &r : nullptr);
       (out.loss / double(opt.grad_accum)).backward();
       loss_sum += out.loss.item<double>() / double(opt.grad_accum);

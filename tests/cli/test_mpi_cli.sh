@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# `lethe` under mpirun on the CPU machine: N ranks give the same model as one process,
+# SIGUSR1 checkpoints and exits with code 75 and --resume continues bit-identically, and a
+# rank killed with SIGKILL never hangs the job (the last complete checkpoint resumes).
+# usage: test_mpi_cli.sh LETHE_BINARY SOURCE_DIR MPIRUN
+set -u
+LETHE=$1; SRC=$2; MPIRUN=$3
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+pass=0; fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+CMP="/usr/bin/python3 $SRC/tests/reference/compare_weights.py"
+
+"$LETHE" synth --out "$T/data" --people 3 --books 1 >/dev/null 2>&1
+"$LETHE" init --model-config "$SRC/configs/models/tiny-llama.json" --train-tokenizer "$T/data/train.jsonl" \
+  --vocab-size 300 --out "$T/base" >/dev/null 2>&1
+FT=(finetune --model "$T/base" --data "$T/data/train.jsonl" --batch-size 8 --lr 2e-3 --log-every 1 --format hf)
+
+# ---- 1 rank vs 2 and 4 ranks, ZeRO 0/1/2 ----
+"$LETHE" "${FT[@]}" --steps 6 --out "$T/one" >"$T/log1" 2>&1 || { bad "1-rank finetune"; cat "$T/log1"; }
+for np in 2 4; do
+  for z in 0 2; do
+    if "$MPIRUN" -np $np "$LETHE" "${FT[@]}" --steps 6 --zero-stage $z --out "$T/np${np}z$z" >"$T/log" 2>&1; then
+      $CMP "$T/np${np}z$z" "$T/one" --rtol 1e-5 && ok || bad "$np ranks ZeRO $z differ from 1 rank"
+    else
+      bad "$np-rank finetune ZeRO $z failed"; tail -20 "$T/log"
+    fi
+  done
+done
+"$MPIRUN" -np 2 "$LETHE" eval --model "$T/one" --forget "$T/data/forget.jsonl" --retain "$T/data/retain.jsonl" \
+  --out "$T/ev2" --max-new-tokens 8 >/dev/null 2>&1 && "$LETHE" eval --model "$T/one" --forget "$T/data/forget.jsonl" \
+  --retain "$T/data/retain.jsonl" --out "$T/ev1" --max-new-tokens 8 >/dev/null 2>&1
+/usr/bin/python3 - "$T/ev1/report.json" "$T/ev2/report.json" <<'PY' && ok || bad "2-rank evaluation differs from 1 rank"
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+for s in a["splits"]:
+    for k, v in a["splits"][s].items():
+        assert abs(v - b["splits"][s][k]) <= 1e-6 * max(1, abs(v)), (s, k, v, b["splits"][s][k])
+PY
+
+# ---- preemption: SIGUSR1 -> checkpoint, exit 75; --resume is bit-identical ----
+LONG=("${FT[@]}" --steps 40 --zero-stage 1)
+"$MPIRUN" -np 2 "$LETHE" "${LONG[@]}" --out "$T/straight" >"$T/log" 2>&1 || bad "uninterrupted 2-rank run"
+"$MPIRUN" -np 2 "$LETHE" "${LONG[@]}" --out "$T/pre" >"$T/logp" 2>&1 &
+mp=$!
+for _ in $(seq 600); do grep -q "step 5/40" "$T/logp" 2>/dev/null && break; sleep 0.1; done
+kill -USR1 $mp
+wait $mp; rc=$?
+[ $rc -eq 75 ] && ok || { bad "preempted run exited $rc, want 75"; tail -5 "$T/logp"; }
+grep -q "preempted at step" "$T/logp" && [ ! -e "$T/pre" ] && ok || bad "no preemption message, or output written"
+"$MPIRUN" -np 2 "$LETHE" "${LONG[@]}" --out "$T/pre" --resume >"$T/logr" 2>&1 || { bad "resume failed"; tail "$T/logr"; }
+grep -q "resumed from" "$T/logr" && ok || bad "did not resume"
+$CMP "$T/pre" "$T/straight" --exact && ok || bad "resumed run is not bit-identical"
+# and resume onto another rank count (4 ranks, ZeRO 2) from the 2-rank checkpoint
+"$MPIRUN" -np 2 "$LETHE" "${LONG[@]}" --out "$T/pre4" --checkpoint-every 10 >/dev/null 2>&1
+rm -rf "$T/pre4" "$T/pre4.ckpt/step-00000030" "$T/pre4.ckpt/step-00000040"
+"$MPIRUN" -np 4 "$LETHE" "${FT[@]}" --steps 40 --zero-stage 2 --out "$T/pre4" --resume >"$T/log4" 2>&1 \
+  && grep -q "written by 2 rank" "$T/log4" && $CMP "$T/pre4" "$T/straight" --rtol 1e-5 && ok \
+  || { bad "resume on 4 ranks from a 2-rank checkpoint"; tail "$T/log4"; }
+
+# ---- a rank killed with SIGKILL: the job ends non-zero within the deadline ----
+"$MPIRUN" -np 2 "$LETHE" "${FT[@]}" --steps 400 --checkpoint-every 3 --timeout 10 --out "$T/killed" >"$T/logk" 2>&1 &
+mp=$!
+for _ in $(seq 600); do grep -q "checkpoint for step 6" "$T/logk" 2>/dev/null && break; sleep 0.1; done
+victim=$(pgrep -f "lethe finetune.*$T/killed" | tail -1)
+start=$(date +%s)
+kill -9 "$victim"
+wait $mp; rc=$?
+took=$(( $(date +%s) - start ))
+[ $rc -ne 0 ] && [ $took -le 40 ] && ok || bad "after SIGKILL: exit $rc after ${took}s"
+pgrep -f "lethe finetune.*$T/killed" >/dev/null && bad "ranks still running after SIGKILL" || ok
+"$MPIRUN" -np 2 "$LETHE" "${FT[@]}" --steps 8 --checkpoint-every 3 --out "$T/killed" --resume >"$T/logk2" 2>&1 \
+  && grep -q "resumed from" "$T/logk2" && ok || { bad "last checkpoint did not resume"; tail "$T/logk2"; }
+
+echo "mpi cli: $pass passed, $fail failed"
+[ $fail -eq 0 ]
