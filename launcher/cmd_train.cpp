@@ -1,6 +1,8 @@
 // `lethe finetune` and `lethe unlearn`: the same loop with a different Objective.
 #include <spdlog/spdlog.h>
 
+#include <sys/resource.h>
+
 #include <filesystem>
 
 #include "checkpoints/model_io.h"
@@ -110,10 +112,18 @@ int train_and_save(const po::variables_map& vm, json cfg, Session& s, Objective&
   }
   spdlog::info("trained {} steps in {:.1f} s ({:.0f} answer tokens/s, {} rank(s), ZeRO {})", res.steps_done - res.resumed_from,
                res.seconds, double(res.tokens) / std::max(res.seconds, 1e-9), s.comm->size(), to.zero_stage);
+  // Peak resident memory of every rank (MiB), for the ZeRO memory table in docs/DISTRIBUTED.md.
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  auto mine = torch::tensor({int64_t(ru.ru_maxrss / 1024)}, torch::kLong);
+  auto peaks = torch::zeros({s.comm->size()}, torch::kLong);
+  s.comm->all_gather(mine, peaks);
+  std::vector<int64_t> peak_mib(peaks.data_ptr<int64_t>(), peaks.data_ptr<int64_t>() + peaks.numel());
+  spdlog::info("peak resident memory per rank (MiB): {}", json(peak_mib).dump());
   s.model->merge_lora();
   cfg["result"] = {{"steps", res.steps_done}, {"resumed_from", res.resumed_from}, {"seconds", res.seconds},
                    {"tokens", res.tokens}, {"last_loss", res.last_loss}, {"stopped_early", res.stopped_early},
-                   {"ranks", s.comm->size()}, {"history", history}};
+                   {"ranks", s.comm->size()}, {"peak_rss_mib", peak_mib}, {"history", history}};
   if (s.comm->rank() == 0) {  // parameters are whole on every rank after the step's all-gather
     save_model(s.model, out, format, cfg, vm["model"].as<std::string>());
     spdlog::info("saved {} checkpoint to {}", format, out);

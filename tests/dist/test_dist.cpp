@@ -220,6 +220,29 @@ TEST(Groups, TwoGroupsTrainTwoSubsetsConcurrently) {
   EXPECT_GT(max_rel_error(mine, other), 1e-3);  // the groups really trained different data
 }
 
+TEST(Nccl, AllReduceOnOneGpuPerRank) {
+#ifndef LETHE_HAVE_NCCL
+  GTEST_SKIP() << "built without NCCL (needs /usr/local/cuda with NCCL)";
+#else
+  if (!torch::cuda::is_available() || torch::cuda::device_count() < world_size())
+    GTEST_SKIP() << "needs a CUDA-enabled LibTorch and one GPU per rank (" << world_size() << ")";
+  auto world = make_world_communicator();
+  int device = world->rank() % int(torch::cuda::device_count());
+  auto nccl = make_nccl_communicator(*world, device, "nccl-world");
+  auto opts = torch::TensorOptions().device(torch::kCUDA, device);
+  for (auto dtype : {torch::kFloat, torch::kBFloat16}) {
+    auto t = torch::full({1000}, double(world->rank() + 1), opts.dtype(dtype));
+    nccl->all_reduce(t, ReduceOp::Sum);
+    EXPECT_TRUE(torch::allclose(t.cpu().to(torch::kFloat), torch::full({1000}, world->size() * (world->size() + 1) / 2.0)));
+    auto mine = torch::full({4}, double(world->rank()), opts.dtype(dtype));
+    auto all = torch::empty({4 * world->size()}, opts.dtype(dtype));
+    nccl->all_gather(mine, all);
+    EXPECT_EQ(all.cpu()[4 * (world->size() - 1)].item<float>(), float(world->size() - 1));
+  }
+  nccl->barrier();
+#endif
+}
+
 }  // namespace
 }  // namespace lethe
 
