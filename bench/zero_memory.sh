@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Peak resident memory per rank for ZeRO 0/1/2 at 1, 2 and 4 ranks on a 56M-parameter Llama
+# Peak resident memory per rank for ZeRO 0/1/2/3 at 1, 2 and 4 ranks on a 56M-parameter Llama
 # (configs/models/small-llama-50m.json with the Llama-2 tokenizer's 32000-token vocabulary),
 # next to the expected (params + grads + Adam state) / N share. Hardware: any CPU machine with
 # ~8 GiB; about 4 minutes on 2 cores. Results: docs/DISTRIBUTED.md.
@@ -19,7 +19,7 @@ $L convert --in "$W/base" --out "$W/base_native" --to native >/dev/null 2>&1  # 
 echo "| ranks | ZeRO | peak RSS per rank (MiB) | max | expected model state per rank (MiB) |"
 echo "|---:|---:|---|---:|---:|"
 for np in 1 2 4; do
-  for z in 0 1 2; do
+  for z in 0 1 2 3; do
     mpirun -np $np $L finetune --model "$W/base_native" --data "$W/data/train.jsonl" --template llama2 --steps "$STEPS" \
       --batch-size 4 --max-len 64 --zero-stage $z --out "$W/o_${np}_$z" --threads 1 >"$W/log" 2>&1 \
       || { tail "$W/log"; exit 1; }
@@ -29,7 +29,7 @@ import json, sys
 n, z, peaks = int(sys.argv[1]), int(sys.argv[2]), json.loads(sys.argv[3])
 P = 56369664 * 4 / 2**20          # fp32 parameters, MiB
 G, O = P, 2 * P                    # fp32 gradients, Adam m and v
-expected = P + G + O if z == 0 else P + G + O / n if z == 1 else P + (G + O) / n
+expected = P + G + O if z == 0 else P + G + O / n if z == 1 else P + (G + O) / n if z == 2 else (P + G + O) / n
 print(f"| {n} | {z} | {', '.join(map(str, peaks))} | {max(peaks)} | {expected:.0f} |")
 PY
     rm -rf "$W/o_${np}_$z" "$W/o_${np}_$z.ckpt"

@@ -13,10 +13,69 @@ std::string block_of(const std::string& name) {
   return name.substr(0, name.rfind('.'));
 }
 
+namespace {
+
+torch::Tensor rng_state() { return at::detail::getDefaultCPUGenerator().get_state(); }
+void set_rng_state(const torch::Tensor& t) {
+  at::Generator gen = at::detail::getDefaultCPUGenerator();
+  gen.set_state(t);
+}
+
+// ZeRO 3: one decoder layer whose parameters exist only while it runs. Forward gathers them,
+// runs the layer without building a graph and frees them; backward gathers them again,
+// recomputes the layer with the forward's RNG state (LoRA dropout), takes the gradients and
+// reduce-scatters the parameters' gradient into this rank's shard, which is what autograd
+// accumulates into the shard tensor.
+class ShardedLayerFn : public torch::autograd::Function<ShardedLayerFn> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, torch::Tensor x, torch::Tensor shard, int64_t dp_addr,
+                               int64_t block, torch::Tensor cos, torch::Tensor sin, torch::Tensor mask) {
+    auto* dp = reinterpret_cast<DataParallel*>(dp_addr);
+    auto& b = dp->block(size_t(block));
+    ctx->saved_data["dp"] = dp_addr;
+    ctx->saved_data["block"] = block;
+    ctx->saved_data["rng"] = rng_state();
+    ctx->save_for_backward({x, cos, sin, mask});
+    dp->gather_into_model(b);
+    torch::Tensor y;
+    {
+      torch::NoGradGuard ng;
+      y = dp->model()->model->layers[size_t(b.layer)](x, cos, sin, mask, nullptr, b.layer);
+    }
+    dp->release_from_model(b);
+    return y;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_out) {
+    auto* dp = reinterpret_cast<DataParallel*>(ctx->saved_data["dp"].toInt());
+    auto& b = dp->block(size_t(ctx->saved_data["block"].toInt()));
+    auto saved = ctx->get_saved_variables();
+    dp->gather_into_model(b);
+    auto now = rng_state();
+    set_rng_state(ctx->saved_data["rng"].toTensor());
+    torch::autograd::variable_list inputs, grads;
+    {
+      torch::AutoGradMode enable(true);
+      auto x = saved[0].detach().requires_grad_(true);
+      inputs.push_back(x);
+      for (auto& np : b.params) inputs.push_back(np.second);
+      auto y = dp->model()->model->layers[size_t(b.layer)](x, saved[1], saved[2], saved[3], nullptr, b.layer);
+      grads = torch::autograd::grad({y}, inputs, {grad_out[0]}, false, false, true);
+    }
+    set_rng_state(now);
+    std::vector<torch::Tensor> param_grads(grads.begin() + 1, grads.end());
+    auto shard_grad = dp->reduce_scatter_grads(b, param_grads);
+    dp->release_from_model(b);
+    return {grads[0], shard_grad, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
 DataParallel::DataParallel(CausalLM& model, Communicator& comm, int zero_stage, const OptimizerOptions& opt)
     : model_(model), comm_(comm), stage_(zero_stage) {
-  if (stage_ < 0 || stage_ > 2)
-    throw InputError("--zero-stage " + std::to_string(stage_) + " is not supported (0, 1, 2; stage 3 is not built yet)");
+  if (stage_ < 0 || stage_ > 3) throw InputError("--zero-stage " + std::to_string(stage_) + " is not supported (0-3)");
   const int64_t N = comm_.size();
   torch::NoGradGuard ng;
   for (auto& [name, p] : model_->named_parameters(true).pairs()) {
@@ -24,7 +83,8 @@ DataParallel::DataParallel(CausalLM& model, Communicator& comm, int zero_stage, 
     std::string block = block_of(name);
     if (blocks_.empty() || blocks_.back().name != block) {
       for (auto& b : blocks_) LETHE_CHECK(b.name != block, "parameters of block " + block + " are not contiguous");
-      blocks_.push_back(Block{block, {}, {}, 0, 0, 0, {}, {}, {}, {}});
+      blocks_.emplace_back();
+      blocks_.back().name = block;
     }
     blocks_.back().params.emplace_back(name, p);
   }
@@ -33,6 +93,8 @@ DataParallel::DataParallel(CausalLM& model, Communicator& comm, int zero_stage, 
   for (auto& b : blocks_) {
     for (auto& [n, p] : b.params) {
       b.offsets.push_back(b.numel);
+      b.param_numels.push_back(p.numel());
+      b.param_shapes.push_back(p.sizes().vec());
       b.numel += p.numel();
     }
     b.padded = (b.numel + N - 1) / N * N;
@@ -47,9 +109,72 @@ DataParallel::DataParallel(CausalLM& model, Communicator& comm, int zero_stage, 
       p.set_data(view);  // the model now computes with the flat buffer's storage
     }
     b.owned = stage_ == 0 ? b.flat : b.flat.narrow(0, comm_.rank() * b.shard, b.shard);
+    const std::string layers = "model.layers.";
+    if (stage_ == 3 && b.name.compare(0, layers.size(), layers) == 0) {
+      b.sharded_params = true;
+      b.layer = std::stoll(b.name.substr(layers.size()));
+      b.owned = b.owned.clone().set_requires_grad(true);  // the shard is all this rank keeps
+      release_from_model(b);
+      b.flat = torch::Tensor();
+    }
     owned.emplace_back(b.name, b.owned);
   }
   opt_ = std::make_unique<Optimizer>(owned, opt);
+  if (stage_ == 3) {
+    std::map<int64_t, size_t> layer_block;
+    for (size_t i = 0; i < blocks_.size(); ++i)
+      if (blocks_[i].sharded_params) layer_block[blocks_[i].layer] = i;
+    model_->layer_runner = [this, layer_block](int64_t layer, const torch::Tensor& x, const torch::Tensor& cos,
+                                               const torch::Tensor& sin, const torch::Tensor& mask, KVCache* cache) {
+      auto it = layer_block.find(layer);
+      auto& module = model_->model->layers[size_t(layer)];
+      if (it == layer_block.end() || !blocks_[it->second].sharded_params) return module(x, cos, sin, mask, cache, layer);
+      Block& b = blocks_[it->second];
+      if (!torch::GradMode::is_enabled() || cache) {  // evaluation, generation
+        gather_into_model(b);
+        auto y = module(x, cos, sin, mask, cache, layer);
+        release_from_model(b);
+        return y;
+      }
+      return ShardedLayerFn::apply(x, b.owned, reinterpret_cast<int64_t>(this), int64_t(it->second), cos, sin, mask);
+    };
+  }
+}
+
+DataParallel::~DataParallel() { model_->layer_runner = nullptr; }
+
+void DataParallel::gather_into_model(Block& b) {
+  torch::NoGradGuard ng;
+  auto full = torch::empty({b.padded}, b.owned.options().requires_grad(false));
+  comm_.all_gather(b.owned.detach(), full);
+  for (size_t i = 0; i < b.params.size(); ++i) {
+    auto& p = b.params[i].second;
+    p.set_data(full.narrow(0, b.offsets[i], b.param_numels[i]).view(b.param_shapes[i]));
+  }
+}
+
+void DataParallel::release_from_model(Block& b) {
+  for (auto& np : b.params) np.second.set_data(torch::empty({0}, np.second.options().requires_grad(false)));
+}
+
+torch::Tensor DataParallel::reduce_scatter_grads(Block& b, const std::vector<torch::Tensor>& grads) {
+  torch::NoGradGuard ng;
+  auto flat = torch::zeros({b.padded}, torch::kFloat);
+  for (size_t i = 0; i < grads.size(); ++i)
+    if (grads[i].defined()) flat.narrow(0, b.offsets[i], b.param_numels[i]).copy_(grads[i].reshape(-1));
+  auto shard = torch::empty({b.shard}, torch::kFloat);
+  comm_.reduce_scatter(flat, shard, ReduceOp::Average);
+  return shard.to(b.owned.scalar_type());
+}
+
+void DataParallel::materialize() {
+  torch::NoGradGuard ng;
+  for (auto& b : blocks_) {
+    if (!b.sharded_params) continue;
+    gather_into_model(b);  // the parameters keep the gathered buffer alive
+    b.sharded_params = false;
+  }
+  model_->layer_runner = nullptr;
 }
 
 void DataParallel::zero_grad() {
@@ -57,6 +182,7 @@ void DataParallel::zero_grad() {
     for (auto& [n, p] : b.params) p.mutable_grad() = torch::Tensor();
     b.grad = torch::Tensor();
     b.owned_grad = torch::Tensor();
+    if (b.sharded_params) b.owned.mutable_grad() = torch::Tensor();
   }
 }
 
@@ -73,6 +199,10 @@ torch::Tensor DataParallel::flat_grad(Block& b) {
 void DataParallel::reduce_gradients() {
   torch::NoGradGuard ng;
   for (auto& b : blocks_) {
+    if (b.sharded_params) {  // reduce-scattered during backward, accumulated by autograd
+      b.owned_grad = b.owned.grad().defined() ? b.owned.grad().to(torch::kFloat) : torch::zeros({b.shard}, torch::kFloat);
+      continue;
+    }
     auto g = flat_grad(b);
     if (stage_ < 2) {
       comm_.all_reduce(g, ReduceOp::Average);
@@ -104,7 +234,7 @@ double DataParallel::clip_grad_norm(double max_norm) {
 }
 
 void DataParallel::gather_params(Block& b) {
-  if (stage_ == 0) return;
+  if (stage_ == 0 || b.sharded_params) return;
   auto mine = b.owned.clone();
   comm_.all_gather(mine, b.flat);
 }
@@ -165,8 +295,8 @@ void DataParallel::load_sharded(const std::vector<TensorMap>& shards, const json
       padded.narrow(0, 0, b.numel).copy_(full);
       auto mine = stage_ == 0 ? padded : padded.narrow(0, comm_.rank() * b.shard, b.shard);
       if (std::string(what) == "param") {
-        b.owned.copy_(mine);
-        if (stage_ > 0) b.flat.copy_(padded.to(b.flat.scalar_type()));
+        b.owned.detach().copy_(mine);
+        if (stage_ > 0 && !b.sharded_params) b.flat.copy_(padded.to(b.flat.scalar_type()));
       } else {
         full_state[b.name + "/" + what] = mine.clone();
       }

@@ -5,8 +5,12 @@
 //   stage 0: gradients all-reduced, every rank keeps the full optimizer state;
 //   stage 1: gradients all-reduced, optimizer state sharded, parameters all-gathered;
 //   stage 2: gradients reduce-scattered into shards (the full gradient of a block is freed
-//            as soon as its shard is reduced), optimizer state sharded, parameters gathered.
-// (Stage 3, sharded parameters gathered per block for forward and backward, is not built yet.)
+//            as soon as its shard is reduced), optimizer state sharded, parameters gathered;
+//   stage 3: decoder layers keep only their parameter shard; a layer's parameters are
+//            all-gathered just before its forward and freed after it, gathered again in
+//            backward to recompute the layer (activation recompute) and freed again, and its
+//            gradient is reduce-scattered straight into the shard. Embeddings, final norm and
+//            lm_head are treated as in stage 2 (replicated parameters; ~4% of a 7B model).
 // Gradients are reduced in fp32 whatever the parameter dtype; bf16 parameters get fp32
 // master copies of their shard. Global-norm clipping sums squares across shards.
 #pragma once
@@ -30,6 +34,10 @@ class DataParallel {
   double clip_grad_norm(double max_norm);  // returns the global norm before clipping
   void step(double lr);
   void zero_grad();
+  // Stage 3: gathers every layer's parameters back into the model (to save or evaluate it
+  // whole) and stops sharding them. No-op for stages 0-2.
+  void materialize();
+  ~DataParallel();
 
   // This rank's shard of parameters and optimizer state, keyed "<block>/<what>", plus the
   // layout needed to reshard onto another rank count.
@@ -44,13 +52,26 @@ class DataParallel {
   struct Block {
     std::string name;
     std::vector<std::pair<std::string, torch::Tensor>> params;
-    std::vector<int64_t> offsets;
+    std::vector<int64_t> offsets, param_numels;
+    std::vector<std::vector<int64_t>> param_shapes;
     int64_t numel = 0, padded = 0, shard = 0;
     torch::Tensor flat;        // [padded] all parameters of the block, in the model's dtype
     torch::Tensor grad;        // stage 0/1: [padded] fp32 reduced gradient; stage 2: [shard]
     torch::Tensor owned;       // what the optimizer updates: full flat (stage 0) or this rank's shard
     torch::Tensor owned_grad;  // fp32 gradient of `owned`
+    bool sharded_params = false;  // stage 3 decoder layer: only `owned` persists
+    int64_t layer = -1;
   };
+
+ public:
+  // Stage 3 helpers used by the layer autograd function.
+  void gather_into_model(Block& b);
+  void release_from_model(Block& b);
+  torch::Tensor reduce_scatter_grads(Block& b, const std::vector<torch::Tensor>& grads);
+  Block& block(size_t i) { return blocks_[i]; }
+  CausalLM& model() { return model_; }
+
+ private:
   torch::Tensor flat_grad(Block& b);  // [padded] fp32, frees the parameters' .grad
   void gather_params(Block& b);
 

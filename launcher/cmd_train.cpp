@@ -47,6 +47,7 @@ Session open_session(const po::variables_map& vm) {
     lo.rank = vm["lora-rank"].as<int64_t>();
     lo.alpha = vm["lora-alpha"].as<double>();
     lo.dropout = vm["lora-dropout"].as<double>();
+    lo.seed = vm["seed"].as<uint64_t>();
     if (vm.count("lora-target")) lo.target_modules = vm["lora-target"].as<std::vector<std::string>>();
     s.model->add_lora(lo);
   } else if (vm["lora-rank"].as<int64_t>() < 0) {

@@ -55,7 +55,7 @@ void add_train_options(po::options_description& d) {
       "log-every", po::value<int64_t>()->default_value(10), "progress line every N steps")(
       "eval-every", po::value<int64_t>()->default_value(0), "evaluate every N steps (0: at the end only)")(
       "zero-stage", po::value<int>()->default_value(0), "ZeRO stage across ranks: 0 replicated, 1 optimizer state "
-      "sharded, 2 + gradients sharded")(
+      "sharded, 2 + gradients sharded, 3 + parameters sharded (gathered per layer)")(
       "checkpoint-every", po::value<int64_t>()->default_value(0), "write a resumable checkpoint every N steps (0: only on "
       "SIGTERM/SIGUSR1)")(
       "checkpoint-dir", po::value<std::string>()->default_value(""), "resumable checkpoints (default: <out>.ckpt)")(
@@ -84,8 +84,8 @@ TrainOptions read_train_options(const po::variables_map& vm) {
   t.optimizer.weight_decay = vm["weight-decay"].as<double>();
   t.optimizer.momentum = vm["momentum"].as<double>();
   t.zero_stage = vm["zero-stage"].as<int>();
-  if (t.zero_stage < 0 || t.zero_stage > 2)
-    throw InputError("--zero-stage " + std::to_string(t.zero_stage) + " is not supported (0, 1, 2)");
+  if (t.zero_stage < 0 || t.zero_stage > 3)
+    throw InputError("--zero-stage " + std::to_string(t.zero_stage) + " is not supported (0, 1, 2, 3)");
   t.checkpoint_every = vm["checkpoint-every"].as<int64_t>();
   if (t.checkpoint_every < 0) throw InputError("--checkpoint-every must be >= 0");
   t.checkpoint_dir = vm["checkpoint-dir"].as<std::string>();

@@ -165,7 +165,8 @@ torch::Tensor CausalLMImpl::forward(const torch::Tensor& input_ids, const torch:
   auto mask = torch::zeros({B, 1, T, S}, x.options()).masked_fill(allowed4.logical_not(), neg);
 
   for (size_t i = 0; i < model->layers.size(); ++i) {
-    x = model->layers[i](x, cos, sin, mask, cache, int64_t(i));
+    x = layer_runner ? layer_runner(int64_t(i), x, cos, sin, mask, cache)
+                     : model->layers[i](x, cos, sin, mask, cache, int64_t(i));
     if (hidden_states) hidden_states->push_back(x);
   }
   if (cache) cache->length = S;
@@ -185,6 +186,7 @@ void CausalLMImpl::init_weights(uint64_t seed) {
 
 void CausalLMImpl::add_lora(const LoraOptions& opt) {
   for (auto& p : parameters()) p.set_requires_grad(false);
+  auto gen = at::detail::createCPUGenerator(opt.seed);
   int64_t n = 0;
   for (auto& item : named_modules()) {
     auto* lin = dynamic_cast<LinearImpl*>(item.value().get());
@@ -192,7 +194,7 @@ void CausalLMImpl::add_lora(const LoraOptions& opt) {
     std::string leaf = item.key().substr(item.key().rfind('.') + 1);
     for (auto& t : opt.target_modules)
       if (leaf == t) {
-        lin->add_lora(opt);
+        lin->add_lora(opt, gen);
         ++n;
       }
   }

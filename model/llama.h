@@ -7,6 +7,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -94,6 +95,10 @@ class CausalLMImpl : public torch::nn::Module {
   Decoder model{nullptr};
   torch::Tensor lm_head;  // [V, C]; undefined when tied
   torch::Tensor inv_freq;  // [D/2] float32 buffer
+  // When set, runs decoder layer i in place of layers[i] (ZeRO 3 gathers its parameters).
+  std::function<torch::Tensor(int64_t layer, const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                              const torch::Tensor& mask, KVCache* cache)>
+      layer_runner;
 
  private:
   std::pair<torch::Tensor, torch::Tensor> rope(const torch::Tensor& positions, torch::ScalarType dtype) const;

@@ -19,16 +19,18 @@ torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
   return y;
 }
 
-void LinearImpl::add_lora(const LoraOptions& opt) {
+void LinearImpl::add_lora(const LoraOptions& opt, at::Generator& gen) {
   TORCH_CHECK(!has_lora(), "LoRA adapters are already attached");
   auto dtype = weight.scalar_type();
   lora_A = register_module("lora_A", torch::nn::Linear(torch::nn::LinearOptions(in_features, opt.rank).bias(false)));
   lora_B = register_module("lora_B", torch::nn::Linear(torch::nn::LinearOptions(opt.rank, out_features).bias(false)));
   {
     torch::NoGradGuard ng;
-    // PEFT's initialisation: A kaiming-uniform (a = sqrt(5)), B zero, so the adapted layer
-    // starts equal to the base layer.
-    torch::nn::init::kaiming_uniform_(lora_A->weight, std::sqrt(5.0));
+    // PEFT's initialisation: A kaiming-uniform with a = sqrt(5), i.e. U(-1/sqrt(fan_in),
+    // 1/sqrt(fan_in)), drawn from the seeded generator; B zero, so the adapted layer starts
+    // equal to the base layer.
+    double bound = 1.0 / std::sqrt(double(in_features));
+    lora_A->weight.uniform_(-bound, bound, gen);
     lora_B->weight.zero_();
   }
   lora_A->to(dtype);

@@ -12,6 +12,7 @@ struct LoraOptions {
   int64_t rank = 8;
   double alpha = 16.0;
   double dropout = 0.1;
+  uint64_t seed = 0;  // initialisation of lora_A: the same on every rank for the same seed
   // Matched against the last component of the module name (q_proj, down_proj, ...).
   std::vector<std::string> target_modules = {"q_proj", "k_proj", "v_proj", "o_proj",
                                              "gate_proj", "up_proj", "down_proj"};
@@ -22,7 +23,7 @@ class LinearImpl : public torch::nn::Module {
   LinearImpl(int64_t in_features, int64_t out_features, bool bias);
   torch::Tensor forward(const torch::Tensor& x);
 
-  void add_lora(const LoraOptions& opt);
+  void add_lora(const LoraOptions& opt, at::Generator& gen);
   void merge_lora();  // weight += (alpha / rank) * B @ A, then the adapters are removed
   bool has_lora() const { return !lora_A.is_empty(); }
 

@@ -44,6 +44,9 @@ TrainResult train_loop(CausalLM& model, Objective& objective, const std::vector<
                      std::to_string(comm.size()) + " ranks");
   if (objective.uses_retain() && (!retain || retain->empty()))
     throw InputError("this method needs retain data (--retain)");
+  // Dropout draws from the global generator: seeded per rank so runs reproduce (a resume
+  // restores each rank's stream from the checkpoint).
+  torch::manual_seed(opt.seed * 1000003ULL + uint64_t(comm.rank()));
   DataParallel dp(model, comm, opt.zero_stage, opt.optimizer);
   BatchIterator data(&primary, opt.batch_size, opt.seed, pad_id);
   std::unique_ptr<BatchIterator> retain_data;
@@ -151,6 +154,7 @@ TrainResult train_loop(CausalLM& model, Objective& objective, const std::vector<
     }
   }
   res.seconds = elapsed();
+  dp.materialize();  // ZeRO 3: the caller gets whole parameters back
   return res;
 }
 

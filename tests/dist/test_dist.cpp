@@ -145,7 +145,7 @@ TEST_P(Equivalence, NRanksMatchOneProcess) {
 }
 
 INSTANTIATE_TEST_SUITE_P(MethodsAndStages, Equivalence,
-                         ::testing::Combine(::testing::Values("nll", "gd"), ::testing::Values(0, 1, 2)),
+                         ::testing::Combine(::testing::Values("nll", "gd"), ::testing::Values(0, 1, 2, 3)),
                          [](const auto& info) {
                            return std::get<0>(info.param) + "_zero" + std::to_string(std::get<1>(info.param));
                          });
@@ -204,7 +204,7 @@ TEST_P(Resume, SameRankCountIsBitIdenticalOtherCountWithinTolerance) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Stages, Resume, ::testing::Values(0, 1, 2));
+INSTANTIATE_TEST_SUITE_P(Stages, Resume, ::testing::Values(0, 1, 2, 3));
 
 TEST(Groups, TwoGroupsTrainTwoSubsetsConcurrently) {
   const int N = world_size();
