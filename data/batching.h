@@ -28,6 +28,7 @@ struct Batch {
   torch::Tensor labels;          // [B, T] int64, -100 on prompt and padding
   std::vector<int64_t> index;    // item indices in the source list
   int64_t answer_tokens() const { return labels.ne(-100).sum().item<int64_t>(); }
+  Batch to(torch::Device d) const { return {input_ids.to(d), attention_mask.to(d), labels.to(d), index}; }
 };
 
 // min_len pads further, so every rank's slice of a global batch has the same shape.

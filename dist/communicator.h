@@ -30,6 +30,7 @@ class Communicator {
   virtual int rank() const = 0;
   virtual int size() const = 0;
   virtual const std::string& name() const = 0;
+  virtual torch::Device device() const { return torch::kCPU; }  // where its tensors must live
   virtual void all_reduce(torch::Tensor& t, ReduceOp op) = 0;
   // in: size() * n elements; out: n elements (this rank's block, reduced).
   virtual void reduce_scatter(const torch::Tensor& in, torch::Tensor& out, ReduceOp op) = 0;
@@ -40,6 +41,12 @@ class Communicator {
   // Ends the job from this rank with `why` (used by deadlines and fatal errors).
   [[noreturn]] virtual void abort(const std::string& why) = 0;
 };
+
+// Small host-side values (losses, metrics, strings) through any communicator: copied to its
+// device and back when it is not the CPU.
+void all_reduce_host(Communicator& comm, torch::Tensor& t, ReduceOp op);
+void all_gather_host(Communicator& comm, const torch::Tensor& in, torch::Tensor& out);
+void broadcast_host(Communicator& comm, torch::Tensor& t, int root);
 
 // MPI on CPU tensors over `comm`; takes ownership of comm unless it is MPI_COMM_WORLD.
 std::unique_ptr<Communicator> make_mpi_communicator(MPI_Comm comm, const std::string& name);

@@ -100,7 +100,7 @@ DataParallel::DataParallel(CausalLM& model, Communicator& comm, int zero_stage, 
     b.padded = (b.numel + N - 1) / N * N;
     b.shard = b.padded / N;
     auto dtype = b.params[0].second.scalar_type();
-    b.flat = torch::zeros({b.padded}, torch::TensorOptions().dtype(dtype));
+    b.flat = torch::zeros({b.padded}, torch::TensorOptions().dtype(dtype).device(b.params[0].second.device()));
     for (size_t i = 0; i < b.params.size(); ++i) {
       auto& p = b.params[i].second;
       LETHE_CHECK(p.scalar_type() == dtype, "parameters of one block must share a dtype");
@@ -159,10 +159,11 @@ void DataParallel::release_from_model(Block& b) {
 
 torch::Tensor DataParallel::reduce_scatter_grads(Block& b, const std::vector<torch::Tensor>& grads) {
   torch::NoGradGuard ng;
-  auto flat = torch::zeros({b.padded}, torch::kFloat);
+  const auto f32 = torch::TensorOptions().dtype(torch::kFloat).device(b.owned.device());
+  auto flat = torch::zeros({b.padded}, f32);
   for (size_t i = 0; i < grads.size(); ++i)
     if (grads[i].defined()) flat.narrow(0, b.offsets[i], b.param_numels[i]).copy_(grads[i].reshape(-1));
-  auto shard = torch::empty({b.shard}, torch::kFloat);
+  auto shard = torch::empty({b.shard}, f32);
   comm_.reduce_scatter(flat, shard, ReduceOp::Average);
   return shard.to(b.owned.scalar_type());
 }
@@ -187,7 +188,7 @@ void DataParallel::zero_grad() {
 }
 
 torch::Tensor DataParallel::flat_grad(Block& b) {
-  auto g = torch::zeros({b.padded}, torch::kFloat);
+  auto g = torch::zeros({b.padded}, torch::TensorOptions().dtype(torch::kFloat).device(b.flat.device()));
   for (size_t i = 0; i < b.params.size(); ++i) {
     auto& p = b.params[i].second;
     if (p.grad().defined()) g.narrow(0, b.offsets[i], p.numel()).copy_(p.grad().reshape(-1));
@@ -200,7 +201,8 @@ void DataParallel::reduce_gradients() {
   torch::NoGradGuard ng;
   for (auto& b : blocks_) {
     if (b.sharded_params) {  // reduce-scattered during backward, accumulated by autograd
-      b.owned_grad = b.owned.grad().defined() ? b.owned.grad().to(torch::kFloat) : torch::zeros({b.shard}, torch::kFloat);
+      b.owned_grad = b.owned.grad().defined() ? b.owned.grad().to(torch::kFloat)
+                                                 : torch::zeros({b.shard}, b.owned.options().dtype(torch::kFloat));
       continue;
     }
     auto g = flat_grad(b);
@@ -208,7 +210,7 @@ void DataParallel::reduce_gradients() {
       comm_.all_reduce(g, ReduceOp::Average);
       b.grad = g;
     } else {
-      b.grad = torch::empty({b.shard}, torch::kFloat);
+      b.grad = torch::empty({b.shard}, g.options());
       comm_.reduce_scatter(g, b.grad, ReduceOp::Average);
     }  // the full flat gradient `g` is freed here in stage 2
     b.owned_grad = stage_ == 1 ? b.grad.narrow(0, comm_.rank() * b.shard, b.shard) : b.grad;
@@ -222,7 +224,7 @@ double DataParallel::clip_grad_norm(double max_norm) {
   for (auto& b : blocks_) sq += b.owned_grad.to(torch::kDouble).pow(2).sum().item<double>();
   if (stage_ > 0) {
     auto t = torch::tensor({sq}, torch::kDouble);
-    comm_.all_reduce(t, ReduceOp::Sum);
+    all_reduce_host(comm_, t, ReduceOp::Sum);
     sq = t.item<double>();
   }
   double norm = std::sqrt(sq);
@@ -290,8 +292,8 @@ void DataParallel::load_sharded(const std::vector<TensorMap>& shards, const json
       }
       if (parts.empty()) continue;
       if (int(parts.size()) != old_world) throw CorruptError(source + ": '" + b.name + "/" + what + "' is missing in a shard");
-      auto full = torch::cat(parts).narrow(0, 0, b.numel);
-      auto padded = torch::zeros({b.padded}, full.options());
+      auto full = torch::cat(parts).narrow(0, 0, b.numel).to(b.owned.device());
+      auto padded = torch::zeros({b.padded}, full.options().device(b.owned.device()));
       padded.narrow(0, 0, b.numel).copy_(full);
       auto mine = stage_ == 0 ? padded : padded.narrow(0, comm_.rank() * b.shard, b.shard);
       if (std::string(what) == "param") {

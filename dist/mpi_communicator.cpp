@@ -141,6 +141,27 @@ class MpiCommunicator : public Communicator {
 
 }  // namespace
 
+void all_reduce_host(Communicator& comm, torch::Tensor& t, ReduceOp op) {
+  if (comm.device().is_cpu()) return comm.all_reduce(t, op);
+  auto d = t.to(comm.device());
+  comm.all_reduce(d, op);
+  t.copy_(d.cpu());
+}
+
+void all_gather_host(Communicator& comm, const torch::Tensor& in, torch::Tensor& out) {
+  if (comm.device().is_cpu()) return comm.all_gather(in, out);
+  auto o = out.to(comm.device());
+  comm.all_gather(in.to(comm.device()), o);
+  out.copy_(o.cpu());
+}
+
+void broadcast_host(Communicator& comm, torch::Tensor& t, int root) {
+  if (comm.device().is_cpu()) return comm.broadcast(t, root);
+  auto d = t.to(comm.device());
+  comm.broadcast(d, root);
+  t.copy_(d.cpu());
+}
+
 std::unique_ptr<Communicator> make_mpi_communicator(MPI_Comm comm, const std::string& name) {
   return std::make_unique<MpiCommunicator>(comm, name);
 }

@@ -84,6 +84,7 @@ class NcclCommunicator : public Communicator {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   const std::string& name() const override { return name_; }
+  torch::Device device() const override { return torch::Device(torch::kCUDA, int8_t(device_)); }
 
   void all_reduce(torch::Tensor& t, ReduceOp op) override {
     run("all_reduce", t, [&] {

@@ -62,6 +62,27 @@ ProcessGroups make_process_groups(const std::vector<int>& group_sizes) {
   return pg;
 }
 
+torch::Device select_device(const std::string& want) {
+  if (want != "auto" && want != "cpu" && want != "cuda")
+    throw InputError("--device: unknown device '" + want + "' (auto, cpu, cuda)");
+  const bool have_cuda = torch::cuda::is_available();
+  if (want == "cuda" && !have_cuda)
+    throw InputError("--device cuda: this LibTorch has no CUDA support or no GPU is visible");
+  if (want == "cpu" || !have_cuda) return torch::kCPU;
+  RankInfo r = mpi_init(nullptr, nullptr);
+  return torch::Device(torch::kCUDA, int8_t(r.local_rank % int(torch::cuda::device_count())));
+}
+
+std::unique_ptr<Communicator> make_device_communicator(torch::Device device) {
+  if (device.is_cpu()) return make_world_communicator();
+#ifdef LETHE_HAVE_NCCL
+  auto bootstrap = make_world_communicator();
+  return make_nccl_communicator(*bootstrap, device.index(), "world-nccl");
+#else
+  throw InputError("CUDA device selected but lethe was built without NCCL (configure with CUDA/NCCL present)");
+#endif
+}
+
 namespace {
 class SelfCommunicator : public Communicator {
  public:

@@ -22,6 +22,13 @@ std::vector<int> proportional_group_sizes(const std::vector<int64_t>& subset_siz
 // Collective over MPI_COMM_WORLD. InputError when the sizes do not add up to the world.
 ProcessGroups make_process_groups(const std::vector<int>& group_sizes);
 
+// --device auto|cpu|cuda: auto picks CUDA when this LibTorch has it and a GPU is visible.
+// On CUDA, rank r uses device (local rank % visible devices).
+torch::Device select_device(const std::string& want);
+// The world communicator for tensors on `device`: MPI on the CPU, NCCL (bootstrapped over
+// MPI) on CUDA.
+std::unique_ptr<Communicator> make_device_communicator(torch::Device device);
+
 // A communicator of one rank: every collective is the identity. Lets the training loop run
 // the same code in a process without MPI (unit tests, tools).
 std::unique_ptr<Communicator> make_self_communicator();

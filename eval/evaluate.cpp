@@ -27,12 +27,12 @@ std::vector<std::string> all_gather_strings(Communicator& comm, const std::vecto
   std::string blob = json(mine).dump();
   auto len = torch::tensor({int64_t(blob.size())}, torch::kLong);
   auto lens = torch::zeros({comm.size()}, torch::kLong);
-  comm.all_gather(len, lens);
+  all_gather_host(comm, len, lens);
   int64_t max_len = lens.max().item<int64_t>();
   auto buf = torch::zeros({max_len}, torch::kByte);
   std::memcpy(buf.data_ptr(), blob.data(), blob.size());
   auto all = torch::zeros({max_len * comm.size()}, torch::kByte);
-  comm.all_gather(buf, all);
+  all_gather_host(comm, buf, all);
   std::vector<std::string> out;
   for (int r = 0; r < comm.size(); ++r) {
     std::string part(static_cast<const char*>(all.data_ptr()) + r * max_len, size_t(lens[r].item<int64_t>()));
@@ -56,7 +56,7 @@ SplitMetrics evaluate_split(CausalLM& model, const Tokenizer& tok, ChatTemplate 
   auto tab = table.accessor<double, 2>();
   for (size_t start = 0; start < mine.size(); start += size_t(opt.batch_size)) {
     std::vector<int64_t> idx(mine.begin() + long(start), mine.begin() + long(std::min(mine.size(), start + size_t(opt.batch_size))));
-    Batch b = collate(items, idx, pad);
+    Batch b = collate(items, idx, pad).to(model->device());
     TokenLoss tl = token_loss(model->forward(b.input_ids, b.attention_mask), b.labels);
     auto n_tok = tl.mask.sum(1), nll = tl.nll.sum(1), correct = tl.correct.sum(1);
     for (size_t k = 0; k < idx.size(); ++k) {
@@ -78,7 +78,7 @@ SplitMetrics evaluate_split(CausalLM& model, const Tokenizer& tok, ChatTemplate 
     }
   }
   if (comm && world > 1) {
-    comm->all_reduce(table, ReduceOp::Sum);
+    all_reduce_host(*comm, table, ReduceOp::Sum);
     if (opt.generate) generations = all_gather_strings(*comm, generations);
   }
   SplitMetrics m;

@@ -8,6 +8,7 @@
 #include "common/fs.h"
 #include "data/dataset.h"
 #include "eval/report.h"
+#include "dist/process_groups.h"
 #include "launcher/options.h"
 
 namespace fs = std::filesystem;
@@ -28,6 +29,7 @@ void add_eval_options(po::options_description& d) {
       "max-len", po::value<int64_t>()->default_value(256), "longest tokenized item")(
       "template", po::value<std::string>()->default_value("chatml"), "chat template: llama2, llama3, chatml, plain")(
       "dtype", po::value<std::string>()->default_value(""), "float32 or bfloat16 (default: the model's)")(
+      "device", po::value<std::string>()->default_value("auto"), "auto, cpu or cuda (rank -> GPU local rank)")(
       "title", po::value<std::string>()->default_value(""), "report title (default: the model path)");
 }
 
@@ -45,10 +47,12 @@ int run_eval(const po::variables_map& vm, const json& cfg) {
     }
   if (splits.empty()) throw InputError("nothing to evaluate: give --forget, --retain or --split");
   std::string out = vm["out"].as<std::string>();
-  auto comm = make_world_communicator();
+  const torch::Device device = select_device(vm["device"].as<std::string>());
+  auto comm = make_device_communicator(device);
   if (!out.empty() && fs::exists(out) && !fs::is_empty(out))  // checked before the (slow) evaluation
     throw InputError("--out '" + out + "' already exists and is not empty; refusing to overwrite it");
   CausalLM model = load_model(model_dir, vm["dtype"].as<std::string>());
+  model->to(device);
   Tokenizer tok = Tokenizer::from_file(tokenizer_path(model_dir));
   ChatTemplate tmpl = parse_chat_template(vm["template"].as<std::string>());
   EvalOptions eo;

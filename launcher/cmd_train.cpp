@@ -8,6 +8,7 @@
 #include "checkpoints/model_io.h"
 #include "common/error.h"
 #include "data/dataset.h"
+#include "dist/process_groups.h"
 #include "dist/signals.h"
 #include "eval/report.h"
 #include "launcher/options.h"
@@ -25,7 +26,7 @@ void add_model_options(po::options_description& d) {
 }
 
 struct Session {
-  std::unique_ptr<Communicator> comm = make_world_communicator();
+  std::unique_ptr<Communicator> comm;
   CausalLM model{nullptr};
   Tokenizer tok;
   ChatTemplate tmpl = ChatTemplate::ChatML;
@@ -35,6 +36,8 @@ struct Session {
 Session open_session(const po::variables_map& vm) {
   Session s;
   std::string dir = require_string(vm, "model");
+  const torch::Device device = select_device(vm["device"].as<std::string>());
+  s.comm = make_device_communicator(device);
   s.model = load_model(dir, vm["dtype"].as<std::string>());
   s.tok = Tokenizer::from_file(tokenizer_path(dir));
   if (s.tok.vocab_size() > s.model->config.vocab_size)
@@ -53,10 +56,12 @@ Session open_session(const po::variables_map& vm) {
   } else if (vm["lora-rank"].as<int64_t>() < 0) {
     throw InputError("--lora-rank must be >= 0");
   }
+  s.model->to(device);
   int64_t trainable = 0;
   for (auto& p : s.model->trainable_parameters()) trainable += p.numel();
-  spdlog::info("model {}: {} parameters, {} trainable, {}", dir, s.model->config.num_parameters(), trainable,
-               s.model->config.torch_dtype);
+  spdlog::info("model {}: {} parameters, {} trainable, {}, on {} (rank r -> {}), communicator {}", dir,
+               s.model->config.num_parameters(), trainable, s.model->config.torch_dtype, device.str(),
+               device.is_cpu() ? "cpu" : "cuda:<local rank>", s.comm->name());
   return s;
 }
 
@@ -118,7 +123,7 @@ int train_and_save(const po::variables_map& vm, json cfg, Session& s, Objective&
   getrusage(RUSAGE_SELF, &ru);
   auto mine = torch::tensor({int64_t(ru.ru_maxrss / 1024)}, torch::kLong);
   auto peaks = torch::zeros({s.comm->size()}, torch::kLong);
-  s.comm->all_gather(mine, peaks);
+  all_gather_host(*s.comm, mine, peaks);
   std::vector<int64_t> peak_mib(peaks.data_ptr<int64_t>(), peaks.data_ptr<int64_t>() + peaks.numel());
   spdlog::info("peak resident memory per rank (MiB): {}", json(peak_mib).dump());
   s.model->merge_lora();

@@ -62,6 +62,7 @@ void add_train_options(po::options_description& d) {
       "resume", po::bool_switch()->default_value(false), "continue from the newest complete checkpoint in --checkpoint-dir")(
       "first-step-timeout", po::value<double>()->default_value(300.0), "collective deadline (s) until the first step is done")(
       "timeout", po::value<double>()->default_value(100.0), "collective deadline (s) afterwards")(
+      "device", po::value<std::string>()->default_value("auto"), "auto, cpu or cuda (rank -> GPU local rank)")(
       "format", po::value<std::string>()->default_value("native"), "output checkpoint format: native or hf")(
       "out", po::value<std::string>(), "output checkpoint directory (must not exist)");
 }

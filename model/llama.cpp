@@ -148,11 +148,12 @@ torch::Tensor CausalLMImpl::forward(const torch::Tensor& input_ids, const torch:
   }
   auto x = model->embed_tokens(input_ids);
   const auto dtype = x.scalar_type();
-  auto positions = torch::arange(past, S, torch::kLong);
+  const auto on = torch::TensorOptions().dtype(torch::kLong).device(input_ids.device());
+  auto positions = torch::arange(past, S, on);
   auto [cos, sin] = rope(positions, dtype);
 
   // Additive mask [B, 1, T, S]: causal, optional sliding window, key padding.
-  auto qpos = positions.view({T, 1}), kpos = torch::arange(0, S, torch::kLong).view({1, S});
+  auto qpos = positions.view({T, 1}), kpos = torch::arange(0, S, on).view({1, S});
   auto allowed = kpos <= qpos;
   if (config.sliding_window > 0) allowed = allowed.logical_and(qpos - kpos < config.sliding_window);
   auto allowed4 = allowed.view({1, 1, T, S}).expand({B, 1, T, S});

@@ -90,6 +90,7 @@ class CausalLMImpl : public torch::nn::Module {
   // Copies `weights` in; throws InputError naming missing/unexpected/mis-shaped tensors.
   void load_weights(const std::map<std::string, torch::Tensor>& weights, const std::string& source);
   torch::Tensor lm_head_weight() const;
+  torch::Device device() const { return model->embed_tokens->weight.device(); }
 
   ModelConfig config;
   Decoder model{nullptr};

@@ -97,11 +97,12 @@ TrainResult train_loop(CausalLM& model, Objective& objective, const std::vector<
     for (int64_t micro = 0; micro < opt.grad_accum; ++micro) {
       // Slices are padded to the global batch's longest item: the same shapes on any rank count.
       auto global = data.next_indices();
-      Batch b = collate(primary, local_slice(global, comm), pad_id, max_length(primary, global));
+      const auto dev = model->device();
+      Batch b = collate(primary, local_slice(global, comm), pad_id, max_length(primary, global)).to(dev);
       Batch r;
       if (retain_data) {
         auto rg = retain_data->next_indices();
-        r = collate(*retain, local_slice(rg, comm), pad_id, max_length(*retain, rg));
+        r = collate(*retain, local_slice(rg, comm), pad_id, max_length(*retain, rg)).to(dev);
       }
       ObjectiveResult out = objective.compute(model, b, retain_data ? &r : nullptr);
       (out.loss / double(opt.grad_accum)).backward();
@@ -119,9 +120,9 @@ TrainResult train_loop(CausalLM& model, Objective& objective, const std::vector<
     std::vector<double> stats = {loss_sum};  // averaged over ranks; tokens summed
     for (auto& [k, v] : parts) stats.push_back(v);
     auto st = torch::tensor(stats, torch::kDouble);
-    comm.all_reduce(st, ReduceOp::Average);
+    all_reduce_host(comm, st, ReduceOp::Average);
     auto tok = torch::tensor({tokens, preemption_requested() ? 1.0 : 0.0}, torch::kDouble);
-    comm.all_reduce(tok, ReduceOp::Sum);
+    all_reduce_host(comm, tok, ReduceOp::Sum);
     loss_sum = st[0].item<double>();
     size_t k = 1;
     for (auto& [name, v] : parts) v = st[long(k++)].item<double>();
