@@ -13,13 +13,13 @@ std::string block_of(const std::string& name) {
   return name.substr(0, name.rfind('.'));
 }
 
-namespace {
-
-torch::Tensor rng_state() { return at::detail::getDefaultCPUGenerator().get_state(); }
-void set_rng_state(const torch::Tensor& t) {
+torch::Tensor cpu_rng_state() { return at::detail::getDefaultCPUGenerator().get_state(); }
+void set_cpu_rng_state(const torch::Tensor& t) {
   at::Generator gen = at::detail::getDefaultCPUGenerator();
   gen.set_state(t);
 }
+
+namespace {
 
 // ZeRO 3: one decoder layer whose parameters exist only while it runs. Forward gathers them,
 // runs the layer without building a graph and frees them; backward gathers them again,
@@ -34,7 +34,7 @@ class ShardedLayerFn : public torch::autograd::Function<ShardedLayerFn> {
     auto& b = dp->block(size_t(block));
     ctx->saved_data["dp"] = dp_addr;
     ctx->saved_data["block"] = block;
-    ctx->saved_data["rng"] = rng_state();
+    ctx->saved_data["rng"] = cpu_rng_state();
     ctx->save_for_backward({x, cos, sin, mask});
     dp->gather_into_model(b);
     torch::Tensor y;
@@ -52,8 +52,8 @@ class ShardedLayerFn : public torch::autograd::Function<ShardedLayerFn> {
     auto& b = dp->block(size_t(ctx->saved_data["block"].toInt()));
     auto saved = ctx->get_saved_variables();
     dp->gather_into_model(b);
-    auto now = rng_state();
-    set_rng_state(ctx->saved_data["rng"].toTensor());
+    auto now = cpu_rng_state();
+    set_cpu_rng_state(ctx->saved_data["rng"].toTensor());
     torch::autograd::variable_list inputs, grads;
     {
       torch::AutoGradMode enable(true);
@@ -63,7 +63,7 @@ class ShardedLayerFn : public torch::autograd::Function<ShardedLayerFn> {
       auto y = dp->model()->model->layers[size_t(b.layer)](x, saved[1], saved[2], saved[3], nullptr, b.layer);
       grads = torch::autograd::grad({y}, inputs, {grad_out[0]}, false, false, true);
     }
-    set_rng_state(now);
+    set_cpu_rng_state(now);
     std::vector<torch::Tensor> param_grads(grads.begin() + 1, grads.end());
     auto shard_grad = dp->reduce_scatter_grads(b, param_grads);
     dp->release_from_model(b);

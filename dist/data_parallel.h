@@ -82,6 +82,11 @@ class DataParallel {
   std::unique_ptr<Optimizer> opt_;
 };
 
+// The default CPU generator's state (LoRA dropout draws from it): saved in checkpoints and
+// replayed when ZeRO 3 recomputes a layer.
+torch::Tensor cpu_rng_state();
+void set_cpu_rng_state(const torch::Tensor& t);
+
 // "model.layers.3.mlp.up_proj.weight" -> "model.layers.3"; "lm_head.weight" -> "lm_head".
 std::string block_of(const std::string& param_name);
 

@@ -26,11 +26,6 @@ std::vector<int64_t> local_slice(const std::vector<int64_t>& global, const Commu
   return {global.begin() + long(per * size_t(comm.rank())), global.begin() + long(per * size_t(comm.rank() + 1))};
 }
 
-torch::Tensor rng_state() { return at::detail::getDefaultCPUGenerator().get_state(); }
-void set_rng_state(const torch::Tensor& t) {
-  at::Generator gen = at::detail::getDefaultCPUGenerator();
-  gen.set_state(t);
-}
 
 }  // namespace
 
@@ -65,7 +60,7 @@ TrainResult train_loop(CausalLM& model, Objective& objective, const std::vector<
       // The same rank count restores each rank's own RNG stream; another count restarts them
       // from rank 0's (only LoRA dropout draws from it).
       int src = int(ck.shards.size()) == comm.size() ? comm.rank() : 0;
-      set_rng_state(ck.shards[size_t(src)].at("rng_state"));
+      set_cpu_rng_state(ck.shards[size_t(src)].at("rng_state"));
       res.resumed_from = m.at("step").get<int64_t>();
       res.tokens = m.value("tokens", int64_t(0));
       first_step = res.resumed_from + 1;
@@ -75,7 +70,7 @@ TrainResult train_loop(CausalLM& model, Objective& objective, const std::vector<
   }
   auto save = [&](int64_t step) {
     NamedTensors shard = dp.shard_state();
-    shard.emplace_back("rng_state", rng_state());
+    shard.emplace_back("rng_state", cpu_rng_state());
     auto [e, c] = data.position();
     json manifest = {{"layout", dp.layout()}, {"data", {e, c}}, {"tokens", res.tokens}, {"run_config", opt.run_config}};
     if (retain_data) {
