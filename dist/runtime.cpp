@@ -3,6 +3,8 @@
 #include <H5public.h>
 #include <torch/torch.h>
 
+#include <dlfcn.h>
+
 #include <cstdlib>
 #include <thread>
 
@@ -37,9 +39,14 @@ RankInfo rank_from_env() {
   return r;
 }
 
-int configure_threads(int requested, const RankInfo& r) {
-  int cores = int(std::thread::hardware_concurrency());
-  int n = requested > 0 ? requested : std::max(1, cores / std::max(1, r.local_size));
+int configure_threads(int requested, const RankInfo& r, int* blas_threads) {
+  const int cores = int(std::thread::hardware_concurrency());
+  const int budget = std::max(1, cores / std::max(1, r.local_size));
+  using SetThreads = void (*)(int);
+  auto* set_blas = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  if (set_blas) set_blas(budget);
+  if (blas_threads) *blas_threads = set_blas ? budget : 0;
+  const int n = requested > 0 ? requested : 1;
   torch::set_num_threads(n);
   return n;
 }

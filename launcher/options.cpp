@@ -26,7 +26,8 @@ const std::vector<Command>& commands() {
 void add_runtime_options(po::options_description& d) {
   d.add_options()("help,h", "show this help")("config", po::value<std::string>(),
                                              "INI-style file of option = value lines; command-line options win")(
-      "threads", po::value<int>()->default_value(0), "LibTorch threads per rank (0: cores / local ranks)")(
+      "threads", po::value<int>()->default_value(0), "LibTorch intra-op threads per rank (0: 1; OpenBLAS gets cores / "
+      "local ranks)")(
       "log-level", po::value<std::string>()->default_value("info"), "trace, debug, info, warn, error")(
       "log-file", po::value<std::string>()->default_value(""), "also log to this file (per rank: .rankN appended)")(
       "seed", po::value<uint64_t>()->default_value(1234), "random seed");
