@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 PKGS=(build-essential cmake ccache pkg-config libtorch-dev libopenmpi-dev openmpi-bin libhdf5-dev
       libboost-program-options-dev libspdlog-dev nlohmann-json3-dev libgtest-dev libopenblas0-pthread
-      libopenblas-dev libpcre2-dev libicu-dev python3-torch)
+      libopenblas-dev libpcre2-dev libicu-dev python3-torch procps)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
