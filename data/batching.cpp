@@ -62,10 +62,6 @@ BatchIterator::BatchIterator(const std::vector<TokenizedItem>* items, int64_t ba
   if (batch_size_ <= 0) throw InputError("--batch-size must be positive");
 }
 
-int64_t BatchIterator::batches_per_epoch() const {
-  return (int64_t(items_->size()) + batch_size_ - 1) / batch_size_;
-}
-
 void BatchIterator::seek(int64_t epoch, int64_t cursor) {
   epoch_ = epoch;
   cursor_ = cursor;

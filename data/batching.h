@@ -46,7 +46,6 @@ class BatchIterator {
   Batch next();
   std::vector<int64_t> next_indices();  // the next global batch, as item indices
   int64_t epoch() const { return epoch_; }
-  int64_t batches_per_epoch() const;
   // Resume support: (epoch, cursor) fully determine the position.
   std::pair<int64_t, int64_t> position() const { return {epoch_, cursor_}; }
   void seek(int64_t epoch, int64_t cursor);

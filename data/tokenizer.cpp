@@ -85,6 +85,7 @@ Tokenizer Tokenizer::from_json(const json& j, const std::string& source) {
                     json_get_or<bool>(a, "rstrip", false, what)};
       if (at.content.empty()) throw InputError(what + ": empty token content");
       t.vocab_[at.content] = at.id;
+      if (at.special) t.special_ids_.insert(at.id);
       t.added_.push_back(at);
     }
   std::sort(t.added_.begin(), t.added_.end(),
@@ -255,11 +256,7 @@ std::string Tokenizer::id_to_token(int64_t id) const {
   return id >= 0 && id < int64_t(id_to_token_.size()) ? id_to_token_[size_t(id)] : "";
 }
 
-bool Tokenizer::is_special(int64_t id) const {
-  for (auto& a : added_)
-    if (a.id == id) return a.special;
-  return false;
-}
+bool Tokenizer::is_special(int64_t id) const { return special_ids_.count(id) > 0; }
 
 std::string Tokenizer::normalize(const std::string& s0) const {
   std::string s = s0;

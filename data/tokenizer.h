@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "common/json_io.h"
@@ -63,6 +64,7 @@ class Tokenizer {
   std::vector<PreStep> pre_;
   std::vector<DecStep> dec_;
   std::vector<AddedToken> added_;  // longest content first
+  std::unordered_set<int64_t> special_ids_;
   std::vector<std::string> post_single_;  // template: token strings, "$A" for the sequence
 
   std::unordered_map<std::string, int64_t> vocab_;

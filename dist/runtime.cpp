@@ -18,27 +18,6 @@ std::string nccl_version_string();
 
 namespace lethe {
 
-namespace {
-int env_int(std::initializer_list<const char*> names, int fallback) {
-  for (auto* n : names)
-    if (const char* v = std::getenv(n)) {
-      char* end = nullptr;
-      long x = std::strtol(v, &end, 10);
-      if (end && *end == '\0') return int(x);
-    }
-  return fallback;
-}
-}  // namespace
-
-RankInfo rank_from_env() {
-  RankInfo r;
-  r.world_rank = env_int({"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"}, 0);
-  r.world_size = env_int({"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_NTASKS"}, 1);
-  r.local_rank = env_int({"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"}, 0);
-  r.local_size = env_int({"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS_PER_NODE"}, 1);
-  return r;
-}
-
 int configure_threads(int requested, const RankInfo& r, int* blas_threads) {
   const int cores = int(std::thread::hardware_concurrency());
   const int budget = std::max(1, cores / std::max(1, r.local_size));

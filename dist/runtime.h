@@ -1,4 +1,4 @@
-// Process placement read from the launcher's environment (mpirun, srun), and the thread
+// Process placement (filled by mpi_init in dist/mpi_env.h), and the thread
 // budget per rank: cores / local ranks (4 ranks x 2 threads on 2 cores ran 3.5x slower than
 // 4 x 1). The budget goes to OpenBLAS, which runs the GEMMs on its own pthreads; LibTorch's
 // OpenMP pool gets one thread by default, because both pools together oversubscribe the cores
@@ -14,7 +14,6 @@ struct RankInfo {
   int local_rank = 0, local_size = 1;
 };
 
-RankInfo rank_from_env();
 // Sets OpenBLAS threads to the budget and LibTorch threads to `requested` (<= 0: 1).
 // Returns the LibTorch thread count; *blas_threads receives the BLAS one (0: not OpenBLAS).
 int configure_threads(int requested, const RankInfo& r, int* blas_threads = nullptr);

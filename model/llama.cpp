@@ -1,6 +1,7 @@
 #include "model/llama.h"
 
 #include <cmath>
+#include <set>
 
 #include "common/error.h"
 
@@ -228,8 +229,9 @@ std::vector<torch::Tensor> CausalLMImpl::trainable_parameters() const {
 void CausalLMImpl::load_weights(const std::map<std::string, torch::Tensor>& weights, const std::string& source) {
   torch::NoGradGuard ng;
   std::vector<std::string> missing;
-  size_t used = 0;
+  std::set<std::string> known;
   for (auto& [name, p] : named_weights()) {
+    known.insert(name);
     auto it = weights.find(name);
     if (it == weights.end()) {
       missing.push_back(name);
@@ -242,16 +244,13 @@ void CausalLMImpl::load_weights(const std::map<std::string, torch::Tensor>& weig
       throw InputError(ss.str());
     }
     p.copy_(it->second);
-    ++used;
   }
   if (!missing.empty())
     throw InputError(source + ": missing tensor '" + missing[0] + "'" +
                      (missing.size() > 1 ? " and " + std::to_string(missing.size() - 1) + " more" : ""));
   for (auto& [name, t] : weights) {
-    bool known = false;
-    for (auto& [n2, p] : named_weights()) known = known || n2 == name;
     // HF keeps lm_head.weight in some tied checkpoints; it is ignored like HF ignores it.
-    if (!known && !(config.tie_word_embeddings && name == "lm_head.weight") &&
+    if (!known.count(name) && !(config.tie_word_embeddings && name == "lm_head.weight") &&
         name.find("rotary_emb.inv_freq") == std::string::npos)
       throw InputError(source + ": unexpected tensor '" + name + "' for this model config");
   }

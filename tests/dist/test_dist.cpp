@@ -224,7 +224,7 @@ TEST(Nccl, AllReduceOnOneGpuPerRank) {
 #ifndef LETHE_HAVE_NCCL
   GTEST_SKIP() << "built without NCCL (needs /usr/local/cuda with NCCL)";
 #else
-  if (!torch::cuda::is_available() || torch::cuda::device_count() < world_size())
+  if (!torch::cuda::is_available() || int(torch::cuda::device_count()) < world_size())
     GTEST_SKIP() << "needs a CUDA-enabled LibTorch and one GPU per rank (" << world_size() << ")";
   auto world = make_world_communicator();
   int device = world->rank() % int(torch::cuda::device_count());
