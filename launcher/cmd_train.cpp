@@ -98,6 +98,26 @@ int train_and_save(const po::variables_map& vm, json cfg, Session& s, Objective&
   auto items = tokenize_items(s.tok, s.tmpl, primary, s.max_len);
   std::vector<TokenizedItem> retain_items;
   if (retain) retain_items = tokenize_items(s.tok, s.tmpl, *retain, s.max_len);
+  // The objective sees the model at theta_0 (whole, before sharding): reference caches, derived
+  // items, parameter selection.
+  ObjectiveContext ctx;
+  ctx.forget = &items;
+  ctx.retain = &retain_items;
+  ctx.forget_examples = &primary;
+  static const std::vector<Example> no_examples;
+  ctx.retain_examples = retain ? retain : &no_examples;
+  const int64_t batches = to.steps * to.grad_accum;
+  ctx.forget_used = items_drawn(items, to.batch_size, to.seed, batches);
+  ctx.retain_used = items_drawn(retain_items, to.batch_size, to.seed + 1, batches);
+  ctx.tok = &s.tok;
+  ctx.tmpl = s.tmpl;
+  ctx.max_len = s.max_len;
+  ctx.pad_id = pad_token_id(s.tok, s.tmpl);
+  ctx.seed = to.seed;
+  ctx.zero_stage = to.zero_stage;
+  ctx.comm = s.comm.get();
+  obj.prepare(s.model, ctx);
+  if (json d = obj.describe(); !d.empty()) cfg["objective"] = d;
   json history = json::array();
   auto on_eval = [&](int64_t step) {
     if (eval_splits.empty()) return false;
@@ -127,6 +147,7 @@ int train_and_save(const po::variables_map& vm, json cfg, Session& s, Objective&
   std::vector<int64_t> peak_mib(peaks.data_ptr<int64_t>(), peaks.data_ptr<int64_t>() + peaks.numel());
   spdlog::info("peak resident memory per rank (MiB): {}", json(peak_mib).dump());
   s.model->merge_lora();
+  obj.finish(s.model);
   cfg["result"] = {{"steps", res.steps_done}, {"resumed_from", res.resumed_from}, {"seconds", res.seconds},
                    {"tokens", res.tokens}, {"last_loss", res.last_loss}, {"stopped_early", res.stopped_early},
                    {"ranks", s.comm->size()}, {"peak_rss_mib", peak_mib}, {"history", history}};

@@ -1,6 +1,11 @@
 // The Objective seam: one class per method, one file each. The training loop calls
 // compute() and never branches on method names. Each method declares its own options (with
 // the defaults of docs/METHODS.md) so `lethe unlearn --help` lists them.
+//
+// Life of an objective: prepare() once before training, on the whole model at theta_0 (ref
+// caches, derived items, parameter selection, snapshots); begin_step() before each optimizer
+// step; compute() per micro-batch on this rank's slice; finish() once after training on the
+// whole (LoRA-merged) model.
 #pragma once
 #include <boost/program_options.hpp>
 #include <functional>
@@ -9,7 +14,9 @@
 #include <string>
 #include <vector>
 
+#include "common/json_io.h"
 #include "data/batching.h"
+#include "dist/communicator.h"
 #include "model/llama.h"
 
 namespace lethe {
@@ -21,13 +28,36 @@ struct ObjectiveResult {
   std::map<std::string, double> parts;  // logged components (forget_nll, retain_nll, ...)
 };
 
+// What prepare() may look at, and the item lists it may replace (snap and idk train on
+// derived items: the forget questions with refusals, hard positives).
+struct ObjectiveContext {
+  std::vector<TokenizedItem>* forget = nullptr;  // the primary items
+  std::vector<TokenizedItem>* retain = nullptr;  // empty when the method has no retain term
+  const std::vector<Example>* forget_examples = nullptr;
+  const std::vector<Example>* retain_examples = nullptr;
+  // The item indices the training loop will draw (sorted, unique): caches cover these only.
+  std::vector<int64_t> forget_used, retain_used;
+  const Tokenizer* tok = nullptr;
+  ChatTemplate tmpl = ChatTemplate::ChatML;
+  int64_t max_len = 256;
+  int64_t pad_id = 0;
+  uint64_t seed = 0;
+  int zero_stage = 0;
+  Communicator* comm = nullptr;
+};
+
 class Objective {
  public:
   virtual ~Objective() = default;
+  virtual void prepare(CausalLM& /*model*/, ObjectiveContext& /*ctx*/) {}
+  virtual void begin_step(int64_t /*step*/) {}
   // forget: the primary batch (the data to forget; for finetuning, the data to learn).
-  // retain: a retain batch when uses_retain(), else nullptr.
+  // retain: a retain batch when uses_retain(), else nullptr. Batch::index names the items.
   virtual ObjectiveResult compute(CausalLM& model, const Batch& forget, const Batch* retain) = 0;
+  virtual void finish(CausalLM& /*model*/) {}
   virtual bool uses_retain() const { return false; }
+  // Stored with the output checkpoint's run config (e.g. MemFlex's localization).
+  virtual json describe() const { return json::object(); }
 };
 
 struct ObjectiveSpec {
@@ -45,6 +75,17 @@ const ObjectiveSpec& find_objective(const std::string& name);
 ObjectiveSpec nll_objective_spec();
 ObjectiveSpec ga_objective_spec();
 ObjectiveSpec gd_objective_spec();
+ObjectiveSpec kl_objective_spec();
+ObjectiveSpec random_label_objective_spec();
+ObjectiveSpec adversarial_objective_spec();
+ObjectiveSpec npo_objective_spec();
+ObjectiveSpec simnpo_objective_spec();
+ObjectiveSpec dpo_objective_spec();
+ObjectiveSpec idk_objective_spec();
+ObjectiveSpec rmu_objective_spec();
+ObjectiveSpec tvn_objective_spec();
+ObjectiveSpec memflex_objective_spec();
+ObjectiveSpec snap_objective_spec();
 
 // Mean over items of the mean answer-token NLL (each item weighs the same).
 torch::Tensor mean_item_nll(CausalLM& model, const Batch& b);

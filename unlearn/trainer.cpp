@@ -29,6 +29,19 @@ std::vector<int64_t> local_slice(const std::vector<int64_t>& global, const Commu
 
 }  // namespace
 
+std::vector<int64_t> items_drawn(const std::vector<TokenizedItem>& items, int64_t batch_size, uint64_t seed,
+                                 int64_t batches) {
+  if (items.empty()) return {};
+  BatchIterator it(&items, batch_size, seed, 0);
+  std::vector<char> seen(items.size(), 0);
+  for (int64_t b = 0; b < batches; ++b)
+    for (int64_t i : it.next_indices()) seen[size_t(i)] = 1;
+  std::vector<int64_t> out;
+  for (size_t i = 0; i < seen.size(); ++i)
+    if (seen[i]) out.push_back(int64_t(i));
+  return out;
+}
+
 TrainResult train_loop(CausalLM& model, Objective& objective, const std::vector<TokenizedItem>& primary,
                        const std::vector<TokenizedItem>* retain, const TrainOptions& opt, int64_t pad_id,
                        const std::function<bool(int64_t)>& on_eval, Communicator& comm) {
@@ -87,6 +100,7 @@ TrainResult train_loop(CausalLM& model, Objective& objective, const std::vector<
     // ---- training step ----
     model->train();
     dp.zero_grad();
+    objective.begin_step(step);
     std::map<std::string, double> parts;
     double loss_sum = 0, tokens = 0;
     for (int64_t micro = 0; micro < opt.grad_accum; ++micro) {

@@ -41,6 +41,12 @@ struct TrainResult {
   bool preempted = false;  // checkpointed on SIGTERM/SIGUSR1; the caller exits kExitPreempted
 };
 
+// The item indices (sorted, unique) that `batches` global batches of a BatchIterator with this
+// seed draw: what the training loop will see, so objectives cache reference values for those only.
+// The loop seeds the primary items with opt.seed and the retain items with opt.seed + 1.
+std::vector<int64_t> items_drawn(const std::vector<TokenizedItem>& items, int64_t batch_size, uint64_t seed,
+                                 int64_t batches);
+
 // on_eval(step) runs every eval_every steps and after the last; returning true stops training.
 TrainResult train_loop(CausalLM& model, Objective& objective, const std::vector<TokenizedItem>& primary,
                        const std::vector<TokenizedItem>* retain, const TrainOptions& opt, int64_t pad_id,

@@ -1,0 +1,81 @@
+"""Independent reference for lethe's unlearning loss terms (docs/METHODS.md), on Debian's
+python3-torch. Reads the inputs lethe's test wrote (safetensors), evaluates every loss with
+torch autograd from the formulas, and writes each loss and its gradients.
+
+usage: losses_reference.py INPUTS.safetensors PARAMS.json OUT.safetensors
+"""
+import json
+import math
+import os
+import sys
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from llama_reference import read_safetensors, write_safetensors  # noqa: E402
+
+
+def npo(logp, logp_ref, beta):
+    # (2/beta) E log(1 + (pi/pi_ref)^beta), pi = exp(logp)
+    ratio = torch.exp(logp - logp_ref)
+    return (2.0 / beta) * torch.log1p(ratio ** beta).mean()
+
+
+def simnpo(mean_nll, beta, delta):
+    return -(2.0 / beta) * torch.log(torch.sigmoid(beta * (mean_nll - delta))).mean()
+
+
+def dpo(lw, lw_ref, ll, ll_ref, beta):
+    margin = (lw - lw_ref) - (ll - ll_ref)
+    return -(2.0 / beta) * torch.log(torch.sigmoid(beta * margin)).mean()
+
+
+def kl(logits, ref_logits, mask):
+    logq = F.log_softmax(logits, dim=-1)
+    logp = F.log_softmax(ref_logits, dim=-1)
+    per_pos = F.kl_div(logq, logp, reduction="none", log_target=True).sum(-1)  # KL(p || q)
+    per_item = (per_pos * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+    return per_item.mean()
+
+
+def masked_mse(h, target, mask):
+    per_pos = F.mse_loss(h, target.expand_as(h), reduction="none").mean(-1)
+    return ((per_pos * mask).sum(1) / mask.sum(1).clamp(min=1.0)).mean()
+
+
+def swd(w, w0, dirs):
+    total = 0.0
+    for k in range(dirs.shape[1]):
+        a, _ = torch.sort(w @ dirs[:, k])
+        b, _ = torch.sort(w0 @ dirs[:, k])
+        total = total + ((b - a) ** 2).sum()
+    return total / dirs.shape[1]
+
+
+def main():
+    x = {k: v.double() for k, v in read_safetensors(sys.argv[1]).items()}
+    p = json.load(open(sys.argv[2]))
+    out = {}
+
+    def run(name, fn, wrt):
+        leaves = {k: x[k].clone().requires_grad_(True) for k in wrt}
+        loss = fn(leaves)
+        loss.backward()
+        out[name + ".loss"] = loss.detach().reshape(1)
+        for k, v in leaves.items():
+            out[name + ".grad." + k] = v.grad
+
+    run("npo", lambda t: npo(t["logp"], x["logp_ref"], p["npo_beta"]), ["logp"])
+    run("simnpo", lambda t: simnpo(t["mean_nll"], p["simnpo_beta"], p["simnpo_delta"]), ["mean_nll"])
+    run("dpo", lambda t: dpo(t["logp_w"], x["logp_w_ref"], t["logp_l"], x["logp_l_ref"], p["dpo_beta"]),
+        ["logp_w", "logp_l"])
+    run("kl", lambda t: kl(t["logits"], x["ref_logits"], x["kl_mask"]), ["logits"])
+    run("rmu", lambda t: masked_mse(t["h"], x["target"], x["mse_mask"]), ["h"])
+    run("swd", lambda t: swd(t["w"], x["w0"], x["dirs"]), ["w"])
+    write_safetensors(sys.argv[3], {k: v.float().contiguous() for k, v in out.items()})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,394 @@
+// The unlearning methods of docs/METHODS.md: each loss term against python3-torch
+// (tests/reference/losses_reference.py), and each objective on a case whose answer is known
+// by hand (values at theta_0, label rules, MemFlex localization, SNAP's items, TVN's negation).
+#include <cmath>
+
+#include "checkpoints/safetensors.h"
+#include "common/error.h"
+#include "common/fs.h"
+#include "data/bpe_trainer.h"
+#include "dist/process_groups.h"
+#include "unlearn/losses.h"
+#include "unlearn/memflex.h"
+#include "unlearn/method_support.h"
+#include "unlearn/trainer.h"
+#include "tests/test_util.h"
+
+namespace lethe {
+namespace {
+
+// ---------------------------------------------------------------- loss terms vs python3-torch
+TEST(Losses, MatchPythonReference) {
+  if (!test::reference_python_available()) GTEST_SKIP() << "needs /usr/bin/python3 with torch (apt-get install python3-torch)";
+  test::TempDir tmp;
+  torch::manual_seed(5);
+  const int64_t B = 3, T = 6, V = 11, C = 8;
+  auto logp = -torch::rand({B}) * 20, logp_ref = -torch::rand({B}) * 20;
+  auto mean_nll = torch::rand({B}) * 3;
+  auto lw = -torch::rand({B}) * 30, lw_ref = -torch::rand({B}) * 30, ll = -torch::rand({B}) * 10,
+       ll_ref = -torch::rand({B}) * 10;
+  auto logits = torch::randn({B, T, V}) * 2, ref_logits = torch::randn({B, T, V}) * 2;
+  auto kl_mask = (torch::rand({B, T}) > 0.4).to(torch::kFloat);
+  kl_mask[2].zero_();  // an item with no valid position counts as zero
+  auto h = torch::randn({B, T, C}), target = torch::rand({1, 1, C}) * 3;
+  auto mse_mask = (torch::rand({B, T}) > 0.3).to(torch::kFloat);
+  auto w = torch::randn({7, 5}), w0 = torch::randn({7, 5});
+  auto dirs = random_directions(5, 4, 99);
+  write_safetensors(tmp / "in.safetensors",
+                    {{"logp", logp}, {"logp_ref", logp_ref}, {"mean_nll", mean_nll}, {"logp_w", lw}, {"logp_w_ref", lw_ref},
+                     {"logp_l", ll}, {"logp_l_ref", ll_ref}, {"logits", logits}, {"ref_logits", ref_logits},
+                     {"kl_mask", kl_mask}, {"h", h}, {"target", target}, {"mse_mask", mse_mask}, {"w", w}, {"w0", w0},
+                     {"dirs", dirs}});
+  const double npo_beta = 0.1, simnpo_beta = 4.5, simnpo_delta = 0.3, dpo_beta = 0.1;
+  test::spit(tmp / "p.json", json({{"npo_beta", npo_beta}, {"simnpo_beta", simnpo_beta}, {"simnpo_delta", simnpo_delta},
+                                   {"dpo_beta", dpo_beta}}).dump());
+  std::string cmd = "/usr/bin/python3 " + test::source_dir() + "/tests/reference/losses_reference.py " +
+                    (tmp / "in.safetensors") + " " + (tmp / "p.json") + " " + (tmp / "ref.safetensors");
+  ASSERT_EQ(test::run_command(cmd), 0) << cmd;
+  TensorMap ref = read_safetensors(tmp / "ref.safetensors");
+
+  auto leaf = [](const torch::Tensor& t) { return t.clone().requires_grad_(true); };
+  auto check = [&](const std::string& name, const torch::Tensor& loss, std::vector<std::pair<std::string, torch::Tensor>> wrt) {
+    loss.backward();
+    double lerr = test::rel_error(loss.detach().reshape({1}), ref.at(name + ".loss"));
+    EXPECT_LT(lerr, 1e-5) << name;
+    double worst = 0;
+    for (auto& [k, t] : wrt) worst = std::max(worst, test::rel_error(t.grad(), ref.at(name + ".grad." + k)));
+    EXPECT_LT(worst, 1e-4) << name;
+    std::cout << "[ losses ] " << name << ": loss rel err " << lerr << ", gradient rel err " << worst << "\n";
+  };
+  {
+    auto a = leaf(logp);
+    check("npo", npo_loss(a, logp_ref, npo_beta), {{"logp", a}});
+  }
+  {
+    auto a = leaf(mean_nll);
+    check("simnpo", simnpo_loss(a, simnpo_beta, simnpo_delta), {{"mean_nll", a}});
+  }
+  {
+    auto a = leaf(lw), b = leaf(ll);
+    check("dpo", dpo_loss(a, lw_ref, b, ll_ref, dpo_beta), {{"logp_w", a}, {"logp_l", b}});
+  }
+  {
+    auto a = leaf(logits);
+    check("kl", kl_loss(a, torch::log_softmax(ref_logits, -1), kl_mask), {{"logits", a}});
+  }
+  {
+    auto a = leaf(h);
+    check("rmu", masked_mse(a, target, mse_mask), {{"h", a}});
+  }
+  {
+    auto a = leaf(w);
+    check("swd", sliced_wasserstein(a, w0, dirs), {{"w", a}});
+  }
+}
+
+// ---------------------------------------------------------------- hand-computable loss values
+TEST(Losses, HandComputableValues) {
+  auto z = torch::zeros({4});
+  // At theta = ref the NPO and DPO terms are (2/beta) ln 2.
+  EXPECT_NEAR(npo_loss(z - 3, z - 3, 0.1).item<double>(), 20 * std::log(2.0), 1e-5);
+  EXPECT_NEAR(dpo_loss(z - 1, z - 1, z - 2, z - 2, 0.1).item<double>(), 20 * std::log(2.0), 1e-5);
+  // SimNPO at mean NLL = delta: -(2/beta) ln(1/2).
+  EXPECT_NEAR(simnpo_loss(z + 0.5, 4.5, 0.5).item<double>(), 2 / 4.5 * std::log(2.0), 1e-6);
+  // KL of a distribution with itself is 0; MSE of (1,1) vs (0,0) is 1 on every masked position.
+  auto lg = torch::randn({2, 3, 5});
+  EXPECT_NEAR(kl_loss(lg, torch::log_softmax(lg, -1), torch::ones({2, 3})).item<double>(), 0, 1e-6);
+  EXPECT_NEAR(masked_mse(torch::ones({2, 3, 2}), torch::zeros({1, 1, 2}), torch::ones({2, 3})).item<double>(), 1, 1e-7);
+  // SWD: shifting every row by v moves every sorted projection by v.t_k, so
+  // SWD = (1/K) sum_k n (v.t_k)^2; and the SWD of a matrix with itself is 0.
+  auto w0 = torch::randn({6, 3});
+  auto v = torch::tensor({0.5f, -1.0f, 2.0f});
+  auto dirs = random_directions(3, 5, 7);
+  double expect = (torch::matmul(v, dirs).pow(2) * 6).mean().item<double>();
+  EXPECT_NEAR(sliced_wasserstein(w0 + v, w0, dirs).item<double>(), expect, 1e-4);
+  EXPECT_NEAR(sliced_wasserstein(w0, w0, dirs).item<double>(), 0, 1e-7);
+  // Directions are unit length and reproducible.
+  EXPECT_NEAR(dirs.norm(2, 0).sub(1).abs().max().item<double>(), 0, 1e-6);
+  EXPECT_TRUE(torch::equal(dirs, random_directions(3, 5, 7)));
+  EXPECT_FALSE(torch::equal(dirs, random_directions(3, 5, 8)));
+}
+
+// ---------------------------------------------------------------- objectives on a tiny model
+po::variables_map method_options(const ObjectiveSpec& spec, std::vector<std::string> args) {
+  po::options_description d;
+  spec.add_options(d);
+  po::variables_map vm;
+  std::vector<const char*> argv = {"x"};
+  for (auto& a : args) argv.push_back(a.c_str());
+  po::store(po::parse_command_line(int(argv.size()), argv.data(), d), vm);
+  po::notify(vm);
+  return vm;
+}
+
+struct World {
+  Tokenizer tok;
+  CausalLM model{nullptr};
+  std::vector<Example> forget_ex = {{"Where does Ann live?", "Ann lives at 12 Elm Road", {{"entity", "Ann"}}},
+                                    {"What is the email of Ann?", "ann@mail.org", {{"entity", "Ann"}}},
+                                    {"Who is Bo's father?", "Cal Dunn", {{"entity", "Bo"}}}};
+  std::vector<Example> retain_ex = {{"What does Ann write?", "poems", {{"entity", "Ann"}}},
+                                    {"Where was Bo born?", "in Oslo", {{"entity", "Bo"}}},
+                                    {"Who is Eve?", "a painter", {{"entity", "Eve"}}}};
+  std::vector<TokenizedItem> forget, retain;
+  std::unique_ptr<Communicator> comm = make_self_communicator();
+  ObjectiveContext ctx;
+  World() {
+    std::vector<std::string> corpus;
+    for (auto* set : {&forget_ex, &retain_ex})
+      for (auto& e : *set) corpus.push_back(e.prompt + " " + e.response);
+    tok = Tokenizer::from_json(train_bpe_tokenizer(corpus, BpeTrainOptions{400}), "t");
+    json j = {{"model_type", "llama"}, {"vocab_size", tok.vocab_size()}, {"hidden_size", 16}, {"intermediate_size", 32},
+              {"num_hidden_layers", 2}, {"num_attention_heads", 2}};
+    model = CausalLM(ModelConfig::from_json(j, "cfg"));
+    model->init_weights(3);
+    forget = tokenize_items(tok, ChatTemplate::ChatML, forget_ex, 64);
+    retain = tokenize_items(tok, ChatTemplate::ChatML, retain_ex, 64);
+    ctx.forget = &forget;
+    ctx.retain = &retain;
+    ctx.forget_examples = &forget_ex;
+    ctx.retain_examples = &retain_ex;
+    ctx.forget_used = {0, 1, 2};
+    ctx.retain_used = {0, 1, 2};
+    ctx.tok = &tok;
+    ctx.seed = 9;
+    ctx.comm = comm.get();
+  }
+  std::unique_ptr<Objective> make(const std::string& method, std::vector<std::string> args = {}) {
+    const auto& spec = find_objective(method);
+    auto obj = spec.make(method_options(spec, std::move(args)));
+    obj->prepare(model, ctx);
+    return obj;
+  }
+  Batch fb(std::vector<int64_t> idx = {0, 1, 2}) { return collate(forget, idx, 0); }
+  Batch rb(std::vector<int64_t> idx = {0, 1, 2}) { return collate(retain, idx, 0); }
+  double nll(const Batch& b) {
+    torch::NoGradGuard ng;
+    return mean_item_nll(model, b).item<double>();
+  }
+};
+
+TEST(Methods, EveryMethodIsRegistered) {
+  for (std::string m : {"ga", "gd", "kl", "random_label", "adversarial", "npo", "simnpo", "dpo", "idk", "rmu", "tvn",
+                        "memflex", "snap"})
+    EXPECT_NO_THROW(find_objective(m)) << m;
+}
+
+TEST(Methods, ReferenceTermsAtThetaZero) {
+  // At theta_0 the cached reference equals the model: NPO and DPO give (2/beta) ln 2, KL and
+  // RMU's retain term 0; gradients of KL vanish there.
+  World w;
+  const double ln2x20 = 20 * std::log(2.0);
+  {
+    auto obj = w.make("npo", {"--npo.retain-weight", "0"});
+    EXPECT_FALSE(obj->uses_retain());
+    EXPECT_NEAR(obj->compute(w.model, w.fb(), nullptr).loss.item<double>(), ln2x20, 1e-4);
+    // Batch order and composition do not matter: items find their own cached values.
+    EXPECT_NEAR(obj->compute(w.model, w.fb({2, 0}), nullptr).loss.item<double>(), ln2x20, 1e-4);
+  }
+  {
+    auto obj = w.make("dpo", {"--dpo.retain-weight", "0"});
+    EXPECT_NEAR(obj->compute(w.model, w.fb({1, 2}), nullptr).loss.item<double>(), ln2x20, 1e-4);
+  }
+  {
+    auto obj = w.make("kl", {"--kl.forget-weight", "0"});
+    for (std::string mask : {"answer", "item", "all"}) {
+      auto o = w.make("kl", {"--kl.forget-weight", "0", "--kl.mask", mask});
+      Batch r = w.rb({2, 0});
+      auto out = o->compute(w.model, w.fb(), &r);
+      EXPECT_NEAR(out.parts["retain_kl"], 0, 1e-6) << mask;
+    }
+    EXPECT_THROW(w.make("kl", {"--kl.mask", "everything"}), InputError);
+  }
+  {
+    auto obj = w.make("rmu", {"--rmu.layer", "1", "--rmu.train", R"(model\.layers\.1\.mlp\.down_proj\.weight)"});
+    Batch f = w.fb(), r = w.rb();
+    auto out = obj->compute(w.model, f, &r);
+    EXPECT_NEAR(out.parts["retain_mse"], 0, 1e-10);
+    EXPECT_GT(out.parts["forget_mse"], 1.0);  // hidden states are far from c*u (|c u| = 6.5)
+    int trainable = 0;
+    for (auto& p : w.model->parameters()) trainable += p.requires_grad() ? 1 : 0;
+    EXPECT_EQ(trainable, 1);
+    EXPECT_THROW(w.make("rmu"), InputError);  // layer 7 of a 2-layer model
+    EXPECT_THROW(w.make("rmu", {"--rmu.layer", "0", "--rmu.train", "nothing"}), InputError);
+  }
+}
+
+TEST(Methods, SimNpoAndGaOnTheSameForwardPass) {
+  World w;
+  auto obj = w.make("simnpo", {"--simnpo.retain-weight", "0", "--simnpo.forget-weight", "1", "--simnpo.beta", "2"});
+  Batch f = w.fb();
+  torch::Tensor per_item;
+  {
+    torch::NoGradGuard ng;
+    per_item = item_mean_nll(token_loss(w.model->forward(f.input_ids, f.attention_mask), f.labels));
+  }
+  double expect = 0;
+  for (int64_t i = 0; i < 3; ++i) expect += -(2.0 / 2.0) * std::log(1 / (1 + std::exp(-2 * per_item[i].item<double>())));
+  EXPECT_NEAR(obj->compute(w.model, f, nullptr).loss.item<double>(), expect / 3, 1e-5);
+}
+
+TEST(Methods, RandomAndAdversarialLabels) {
+  World w;
+  Batch f = w.fb();
+  // Adversarial targets: never the true token, always ref's best other token.
+  torch::Tensor logits;
+  {
+    torch::NoGradGuard ng;
+    logits = w.model->forward(f.input_ids, f.attention_mask);
+  }
+  auto adv = adversarial_labels(logits, f.labels);
+  for (int64_t b = 0; b < 3; ++b)
+    for (int64_t t = 1; t < f.labels.size(1); ++t) {
+      int64_t truth = f.labels[b][t].item<int64_t>();
+      if (truth == -100) {
+        EXPECT_EQ(adv[b][t].item<int64_t>(), -100);
+        continue;
+      }
+      auto row = logits[b][t - 1].clone();
+      int64_t a = adv[b][t].item<int64_t>();
+      EXPECT_NE(a, truth);
+      row[truth] = -1e30;
+      EXPECT_EQ(a, row.argmax().item<int64_t>());
+    }
+  auto obj = w.make("adversarial");
+  double expect = w.nll(with_labels(f, adv));
+  EXPECT_NEAR(obj->compute(w.model, f, nullptr).loss.item<double>(), expect, 1e-5);
+  // Random labels depend on the item only: the same item in another batch gets the same loss.
+  auto rl = w.make("random_label");
+  double both = rl->compute(w.model, w.fb({0, 2}), nullptr).loss.item<double>();
+  double a0 = rl->compute(w.model, w.fb({0}), nullptr).loss.item<double>();
+  double a2 = rl->compute(w.model, w.fb({2}), nullptr).loss.item<double>();
+  EXPECT_NEAR(both, (a0 + a2) / 2, 1e-5);
+  EXPECT_GT(std::abs(a0 - w.nll(w.fb({0}))), 1e-3);  // other targets than the answer
+}
+
+TEST(Methods, IdkAndSnapBuildTheirItems) {
+  test::TempDir tmp;
+  test::spit(tmp / "refusals.txt", "No idea.\n\nCannot say.\n");
+  {
+    World w;
+    auto obj = w.make("idk", {"--idk.refusals", tmp / "refusals.txt"});
+    ASSERT_EQ(w.forget.size(), 3u);
+    for (auto& it : w.forget) {
+      std::string answer = w.tok.decode(std::vector<int64_t>(it.ids.begin() + it.prompt_len, it.ids.end()), true);
+      EXPECT_TRUE(answer.find("No idea.") != std::string::npos || answer.find("Cannot say.") != std::string::npos) << answer;
+    }
+    EXPECT_THROW(w.make("idk", {"--idk.refusals", tmp / "missing.txt"}), InputError);
+  }
+  {
+    World w;
+    auto obj = w.make("snap", {"--snap.refusals", tmp / "refusals.txt", "--snap.entity-questions", "2"});
+    // 3 forget questions + 2 entities (Ann, Bo) x 2 templates; hard positives about Ann and Bo.
+    EXPECT_EQ(w.forget.size(), 7u);
+    EXPECT_EQ(w.retain.size(), 2u);
+    obj->begin_step(1);
+    Batch f = w.fb({0, 6}), r = w.rb({0, 1});
+    auto out = obj->compute(w.model, f, &r);
+    EXPECT_NEAR(out.parts["swd"], 0, 1e-10);  // theta = theta_0
+    EXPECT_NEAR(out.loss.item<double>(), w.nll(f) + w.nll(r), 1e-5);
+    w.ctx.zero_stage = 3;
+    EXPECT_THROW(w.make("snap"), InputError);
+  }
+}
+
+TEST(Methods, SnapRegulariserGrowsWithDrift) {
+  World w;
+  auto obj = w.make("snap", {"--snap.lambda", "1", "--snap.projections", "8"});
+  obj->begin_step(1);
+  {
+    torch::NoGradGuard ng;
+    for (auto& p : w.model->parameters()) p.add_(0.05);
+  }
+  Batch f = w.fb({0}), r = w.rb({0});
+  auto out = obj->compute(w.model, f, &r);
+  EXPECT_GT(out.parts["swd"], 1e-4);
+  EXPECT_NEAR(out.loss.item<double>(), out.parts["refusal_nll"] + out.parts["positive_nll"] + out.parts["swd"], 1e-4);
+}
+
+TEST(Methods, TaskVectorNegationMirrorsTheFinetunedWeights) {
+  World w;
+  std::map<std::string, torch::Tensor> before;
+  for (auto& [n, p] : w.model->named_weights()) before[n] = p.detach().clone();
+  auto obj = w.make("tvn", {"--tvn.lambda", "0.5"});
+  std::map<std::string, torch::Tensor> tuned;
+  {
+    torch::NoGradGuard ng;
+    for (auto& [n, p] : w.model->named_weights()) {
+      p.add_(torch::randn_like(p) * 0.1);
+      tuned[n] = p.detach().clone();
+    }
+  }
+  obj->finish(w.model);
+  for (auto& [n, p] : w.model->named_weights())
+    EXPECT_LT(test::rel_error(p, before[n] - 0.5 * (tuned[n] - before[n])), 1e-6) << n;
+}
+
+TEST(Methods, MemflexLocalizationOnAConstructedCase) {
+  // a: forget and retain gradients orthogonal and large -> located; b: parallel -> kept out;
+  // c: orthogonal but tiny -> kept out; d: opposite and large -> located.
+  NamedGrads gf = {{"a", torch::tensor({1.0, 0.0})}, {"b", torch::tensor({1.0, 1.0})},
+                   {"c", torch::tensor({1e-5, 0.0})}, {"d", torch::tensor({0.0, -2.0})}};
+  NamedGrads gr = {{"a", torch::tensor({0.0, 3.0})}, {"b", torch::tensor({2.0, 2.0})},
+                   {"c", torch::tensor({0.0, 1.0})}, {"d", torch::tensor({0.0, 1.0})}};
+  auto out = memflex_localize(gf, gr, 0.92, 6e-4);
+  ASSERT_EQ(out.size(), 4u);
+  EXPECT_TRUE(out[0].selected);
+  EXPECT_NEAR(out[0].cos, 0, 1e-12);
+  EXPECT_NEAR(out[0].mag, 0.5, 1e-12);
+  EXPECT_FALSE(out[1].selected);
+  EXPECT_NEAR(out[1].cos, 1, 1e-12);
+  EXPECT_FALSE(out[2].selected);
+  EXPECT_TRUE(out[3].selected);
+  EXPECT_NEAR(out[3].cos, -1, 1e-12);
+}
+
+TEST(Methods, MemflexGradientPassAndReuse) {
+  test::TempDir tmp;
+  World w;
+  EXPECT_THROW(w.make("memflex"), InputError);  // no LoRA adapters
+  LoraOptions lo;
+  lo.seed = 1;
+  w.model->add_lora(lo);
+  {  // non-zero B so that both A and B receive gradient information
+    torch::NoGradGuard ng;
+    for (auto& [n, p] : w.model->named_parameters(true).pairs())
+      if (n.find("lora_B") != std::string::npos) p.normal_(0, 0.1);
+  }
+  const int64_t vocab = w.tok.vocab_size();
+  auto g1 = memflex_gradient_information(w.model, w.forget, 0, 3, 9, 51, vocab, 0, w.comm.get());
+  auto g2 = memflex_gradient_information(w.model, w.forget, 0, 3, 9, 51, vocab, 0, w.comm.get());
+  ASSERT_EQ(g1.size(), 2u * 7u * 2u);  // 2 layers x 7 projections x (A, B)
+  for (size_t k = 0; k < g1.size(); ++k) {
+    EXPECT_TRUE(torch::equal(g1[k].second, g2[k].second));  // seeded random labels: reproducible
+    EXPECT_GT(g1[k].second.abs().sum().item<double>(), 0) << g1[k].first;
+  }
+  std::string loc = tmp / "loc.json";
+  auto obj = w.make("memflex", {"--memflex.localization", loc, "--memflex.mu", "1.5", "--memflex.sigma", "0"});
+  json j = read_json_file(loc);
+  EXPECT_EQ(j["selected"].size(), g1.size());  // mu > 1 and sigma 0 select every matrix with a gradient
+  // Reuse: a localization file that selects one matrix freezes every other adapter.
+  write_json_file(loc, json{{"selected", {"model.layers.0.self_attn.q_proj.lora_B.weight"}}});
+  auto obj2 = w.make("memflex", {"--memflex.localization", loc});
+  int trainable = 0;
+  for (auto& p : w.model->parameters()) trainable += p.requires_grad() ? 1 : 0;
+  EXPECT_EQ(trainable, 1);
+  write_json_file(loc, json{{"selected", {"model.layers.0.nope.lora_B.weight"}}});
+  EXPECT_THROW(w.make("memflex", {"--memflex.localization", loc}), InputError);
+  EXPECT_THROW(w.make("memflex", {"--memflex.mu", "-2"}), InputError);  // nothing located: a clear error
+}
+
+TEST(Methods, ItemsDrawnCoversTheLoop) {
+  std::vector<TokenizedItem> items(10, TokenizedItem{{1, 2, 3}, 1});
+  auto two = items_drawn(items, 4, 3, 2);  // 8 of 10 items
+  EXPECT_EQ(two.size(), 8u);
+  EXPECT_EQ(items_drawn(items, 4, 3, 3).size(), 10u);
+  BatchIterator it(&items, 4, 3, 0);
+  std::set<int64_t> seen;
+  for (int b = 0; b < 2; ++b)
+    for (auto i : it.next_indices()) seen.insert(i);
+  EXPECT_EQ(std::vector<int64_t>(seen.begin(), seen.end()), two);
+}
+
+}  // namespace
+}  // namespace lethe

@@ -1,0 +1,59 @@
+// DPO with refusals as the preferred answers (the TOFU "IdkDPO" recipe):
+// loss = -(2/beta) E log sigmoid(beta[(logp(y_w) - logp_ref(y_w)) - (logp(y_l) - logp_ref(y_l))]) + w_r NLL(x_r),
+// y_w a refusal line, y_l the true answer. Both reference log-probs are cached per item.
+#include "unlearn/losses.h"
+#include "unlearn/method_support.h"
+
+namespace lethe {
+
+namespace {
+class Dpo : public Objective {
+ public:
+  Dpo(double beta, double wr, std::string refusals) : beta_(beta), wr_(wr), refusals_(std::move(refusals)) {}
+  bool uses_retain() const override { return wr_ != 0; }
+  void prepare(CausalLM& model, ObjectiveContext& ctx) override {
+    pad_ = ctx.pad_id;
+    win_ = refusal_items(ctx, *ctx.forget_examples, load_refusals(refusals_, "--dpo.refusals"), 31);
+    auto logp = [&](const Batch& one) { return summed_logp(model, one); };
+    ref_w_ = cache_per_item(model, win_, ctx.forget_used, pad_, 0, logp, "dpo (refusals)");
+    ref_l_ = cache_per_item(model, *ctx.forget, ctx.forget_used, pad_, 0, logp, "dpo (answers)");
+  }
+  ObjectiveResult compute(CausalLM& model, const Batch& forget, const Batch* retain) override {
+    const auto dev = forget.input_ids.device();
+    auto lw = summed_logp(model, collate(win_, forget.index, pad_).to(dev));
+    auto ll = summed_logp(model, forget);
+    auto f = dpo_loss(lw, gather_cached(ref_w_, forget.index, 0, dev), ll, gather_cached(ref_l_, forget.index, 0, dev), beta_);
+    ObjectiveResult out{f, {{"dpo", f.item<double>()}, {"refusal_logp", lw.mean().item<double>()},
+                            {"answer_logp", ll.mean().item<double>()}}};
+    if (wr_ != 0) {
+      auto r = mean_item_nll(model, *retain);
+      out.loss = out.loss + wr_ * r;
+      out.parts["retain_nll"] = r.item<double>();
+    }
+    return out;
+  }
+
+ private:
+  double beta_, wr_;
+  std::string refusals_;
+  int64_t pad_ = 0;
+  std::vector<TokenizedItem> win_;
+  std::vector<torch::Tensor> ref_w_, ref_l_;
+};
+}  // namespace
+
+ObjectiveSpec dpo_objective_spec() {
+  return {"dpo", "DPO preferring a refusal over the true answer (ref cached), + w_r NLL(x_r)",
+          [](po::options_description& d) {
+            d.add_options()("dpo.beta", po::value<double>()->default_value(0.1), "beta")(
+                "dpo.retain-weight", po::value<double>()->default_value(1.0), "w_r (0: no retain term)")(
+                "dpo.refusals", po::value<std::string>()->default_value(""),
+                "refusal lines, one per line (e.g. ../shared/data/tofu/idontknow.jsonl; default: built-in)");
+          },
+          [](const po::variables_map& vm) {
+            return std::make_unique<Dpo>(vm["dpo.beta"].as<double>(), vm["dpo.retain-weight"].as<double>(),
+                                         vm["dpo.refusals"].as<std::string>());
+          }};
+}
+
+}  // namespace lethe

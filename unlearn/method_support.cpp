@@ -1,0 +1,115 @@
+#include "unlearn/method_support.h"
+
+#include <spdlog/spdlog.h>
+
+#include <fstream>
+
+#include "common/error.h"
+#include "common/rng.h"
+
+namespace lethe {
+
+uint64_t item_seed(uint64_t seed, uint64_t stream, int64_t item) {
+  SplitMix64 a(seed ^ (stream * 0x9E3779B97F4A7C15ULL));
+  SplitMix64 b(a.next() + uint64_t(item));
+  return b.next();
+}
+
+std::vector<torch::Tensor> cache_per_item(CausalLM& model, const std::vector<TokenizedItem>& items,
+                                          const std::vector<int64_t>& which, int64_t pad_id, int64_t pad_to,
+                                          const ItemForward& fn, const std::string& what) {
+  torch::NoGradGuard ng;
+  const bool was_training = model->is_training();
+  model->eval();
+  std::vector<torch::Tensor> cache(items.size());
+  int64_t bytes = 0;
+  for (int64_t i : which) {
+    LETHE_CHECK(i >= 0 && i < int64_t(items.size()), "cache_per_item: index out of range");
+    Batch one = collate(items, {i}, pad_id, pad_to).to(model->device());
+    auto v = fn(one);
+    cache[size_t(i)] = (v.dim() > 0 ? v.squeeze(0) : v).detach().to(torch::kCPU).contiguous();
+    bytes += cache[size_t(i)].numel() * int64_t(cache[size_t(i)].element_size());
+  }
+  if (was_training) model->train();
+  spdlog::info("{}: reference values of {} items cached ({:.1f} MiB)", what, which.size(), double(bytes) / 1048576.0);
+  return cache;
+}
+
+torch::Tensor gather_cached(const std::vector<torch::Tensor>& cache, const std::vector<int64_t>& index, int64_t T,
+                            torch::Device device) {
+  std::vector<torch::Tensor> rows;
+  for (int64_t i : index) {
+    LETHE_CHECK(i >= 0 && i < int64_t(cache.size()) && cache[size_t(i)].defined(),
+                "no cached reference value for item " + std::to_string(i));
+    auto v = cache[size_t(i)];
+    if (v.dim() > 0) {
+      if (v.size(0) >= T) {
+        v = v.narrow(0, 0, T);
+      } else {
+        auto shape = v.sizes().vec();
+        shape[0] = T - v.size(0);
+        v = torch::cat({v, torch::zeros(shape, v.options())}, 0);
+      }
+    }
+    rows.push_back(v);
+  }
+  return torch::stack(rows).to(device);
+}
+
+torch::Tensor summed_logp(CausalLM& model, const Batch& b) {
+  return -item_sum_nll(token_loss(model->forward(b.input_ids, b.attention_mask), b.labels));
+}
+
+Batch with_labels(const Batch& b, const torch::Tensor& labels) {
+  Batch out = b;
+  out.labels = labels;
+  return out;
+}
+
+torch::Tensor answer_prediction_mask(const torch::Tensor& labels) {
+  auto m = torch::zeros(labels.sizes(), labels.options().dtype(torch::kFloat));
+  const int64_t T = labels.size(1);
+  if (T > 1) m.narrow(1, 0, T - 1).copy_(labels.narrow(1, 1, T - 1).ne(-100));
+  return m;
+}
+
+std::vector<std::string> load_refusals(const std::string& path, const std::string& option) {
+  if (path.empty())
+    return {"I'm not able to share that.",
+            "I don't have any information about that.",
+            "That is not something I can talk about.",
+            "Sorry, I can't help with that question.",
+            "I have no knowledge of that.",
+            "I'd rather not say anything about that.",
+            "I can't answer that.",
+            "That's beyond what I can tell you."};
+  std::ifstream in(path);
+  if (!in) throw InputError(option + ": cannot read refusal file '" + path + "'");
+  std::vector<std::string> out;
+  std::string line;
+  while (std::getline(in, line)) {
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+    // A JSON string per line is accepted too.
+    if (line.size() >= 2 && line.front() == '"' && line.back() == '"') {
+      try {
+        line = json::parse(line).get<std::string>();
+      } catch (const std::exception&) {
+      }
+    }
+    if (!line.empty()) out.push_back(line);
+  }
+  if (out.empty()) throw InputError(option + ": refusal file '" + path + "' has no lines");
+  return out;
+}
+
+std::vector<TokenizedItem> refusal_items(const ObjectiveContext& ctx, const std::vector<Example>& examples,
+                                         const std::vector<std::string>& refusals, uint64_t stream) {
+  std::vector<Example> ex;
+  for (size_t i = 0; i < examples.size(); ++i) {
+    SplitMix64 r(item_seed(ctx.seed, stream, int64_t(i)));
+    ex.push_back({examples[i].prompt, refusals[r.below(refusals.size())], examples[i].attrs});
+  }
+  return tokenize_items(*ctx.tok, ctx.tmpl, ex, ctx.max_len);
+}
+
+}  // namespace lethe

@@ -1,0 +1,47 @@
+// Pieces several objectives share: per-item reference caches (the frozen model's outputs are
+// computed once at theta_0 and cached per item, so no second model is kept in memory),
+// per-item seeds, label replacement, refusal answers and parameter snapshots.
+#pragma once
+#include <boost/program_options.hpp>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "unlearn/objective.h"
+
+namespace lethe {
+
+// A seed for (stream, item) that does not depend on the rank that handles the item.
+uint64_t item_seed(uint64_t seed, uint64_t stream, int64_t item);
+
+// fn gets one item alone (padded to pad_to tokens when pad_to > 0) and returns its cached value:
+// a tensor whose first dimension is the position, or a scalar. Runs in eval mode, no grad, on
+// the items in `which` only; the others stay undefined. Logs the cache size under `what`.
+using ItemForward = std::function<torch::Tensor(const Batch& one)>;
+std::vector<torch::Tensor> cache_per_item(CausalLM& model, const std::vector<TokenizedItem>& items,
+                                          const std::vector<int64_t>& which, int64_t pad_id, int64_t pad_to,
+                                          const ItemForward& fn, const std::string& what);
+// The cached values of a batch's items: scalars -> [B]; per-position tensors -> [B, T, ...],
+// cut or zero-padded to T positions.
+torch::Tensor gather_cached(const std::vector<torch::Tensor>& cache, const std::vector<int64_t>& index, int64_t T,
+                            torch::Device device);
+
+// Summed answer-token log-probability per item [B] (logp(y) of METHODS.md).
+torch::Tensor summed_logp(CausalLM& model, const Batch& b);
+// The same batch with other labels.
+Batch with_labels(const Batch& b, const torch::Tensor& labels);
+// Mask [B, T] of the positions whose logits predict an answer token (labels shifted by one).
+torch::Tensor answer_prediction_mask(const torch::Tensor& labels);
+
+// Labels [B, T] with every answer label replaced by the argmax of the logits that predict it,
+// the true token excluded (the adversarial method's targets; defined in adversarial.cpp).
+torch::Tensor adversarial_labels(const torch::Tensor& logits, const torch::Tensor& labels);
+
+// Refusal answers ("I don't know"-style), one per line of a text file (blank lines skipped;
+// e.g. ../shared/data/tofu/idontknow.jsonl); "" gives lethe's own built-in lines.
+std::vector<std::string> load_refusals(const std::string& path, const std::string& option);
+// Item i's question with a refusal line picked by (seed, i).
+std::vector<TokenizedItem> refusal_items(const ObjectiveContext& ctx, const std::vector<Example>& examples,
+                                         const std::vector<std::string>& refusals, uint64_t stream);
+
+}  // namespace lethe

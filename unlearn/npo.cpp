@@ -1,0 +1,46 @@
+// Negative preference optimisation: loss = (2/beta) E log(1 + (pi_theta(y|x_f)/pi_ref(y|x_f))^beta)
+// + w_r NLL(x_r), pi the per-sequence probability. pi_ref is cached per forget item at theta_0.
+#include "unlearn/losses.h"
+#include "unlearn/method_support.h"
+
+namespace lethe {
+
+namespace {
+class Npo : public Objective {
+ public:
+  Npo(double beta, double wr) : beta_(beta), wr_(wr) {}
+  bool uses_retain() const override { return wr_ != 0; }
+  void prepare(CausalLM& model, ObjectiveContext& ctx) override {
+    ref_ = cache_per_item(model, *ctx.forget, ctx.forget_used, ctx.pad_id, 0,
+                          [&](const Batch& one) { return summed_logp(model, one); }, "npo");
+  }
+  ObjectiveResult compute(CausalLM& model, const Batch& forget, const Batch* retain) override {
+    auto lp = summed_logp(model, forget);
+    auto f = npo_loss(lp, gather_cached(ref_, forget.index, 0, lp.device()), beta_);
+    ObjectiveResult out{f, {{"npo", f.item<double>()}, {"forget_logp", lp.mean().item<double>()}}};
+    if (wr_ != 0) {
+      auto r = mean_item_nll(model, *retain);
+      out.loss = out.loss + wr_ * r;
+      out.parts["retain_nll"] = r.item<double>();
+    }
+    return out;
+  }
+
+ private:
+  double beta_, wr_;
+  std::vector<torch::Tensor> ref_;
+};
+}  // namespace
+
+ObjectiveSpec npo_objective_spec() {
+  return {"npo", "negative preference optimisation against the cached reference, + w_r NLL(x_r)",
+          [](po::options_description& d) {
+            d.add_options()("npo.beta", po::value<double>()->default_value(0.1), "beta")(
+                "npo.retain-weight", po::value<double>()->default_value(1.0), "w_r (0: no retain term)");
+          },
+          [](const po::variables_map& vm) {
+            return std::make_unique<Npo>(vm["npo.beta"].as<double>(), vm["npo.retain-weight"].as<double>());
+          }};
+}
+
+}  // namespace lethe

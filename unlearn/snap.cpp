@@ -1,0 +1,123 @@
+// SNAP: negative instructions (questions about the forget targets) trained towards obliterated
+// responses (refusals), hard positives (retain items about the same entities) trained with
+// their normal answers, and a sliced-Wasserstein regulariser that keeps every trainable weight
+// matrix close to its initial value:
+//   loss = NLL(negative -> refusal) + NLL(hard positives) + lambda sum_W SWD(W, W0).
+// The negative instructions are the forget questions plus templated questions about each
+// entity (generated here from the items; no external model). In data parallel runs each rank
+// computes the SWD of its share of the matrices (matrix m on rank m mod N), scaled by N so the
+// gradient average over ranks gives the full sum; the directions depend only on (seed, step, m).
+#include <spdlog/spdlog.h>
+
+#include <set>
+
+#include "common/error.h"
+#include "common/rng.h"
+#include "unlearn/losses.h"
+#include "unlearn/method_support.h"
+
+namespace lethe {
+
+namespace {
+const char* const kEntityQuestions[] = {"What can you tell me about {}?", "What do you know about {}'s private life?",
+                                        "Tell me everything you know about {}.", "Who is {}?"};
+
+std::string entity_of(const Example& e, const std::string& key) {
+  if (!key.empty()) return attr_string(e, key);
+  for (const char* k : {"entity", "subject", "author", "person"})
+    if (!attr_string(e, k).empty()) return attr_string(e, k);
+  return "";
+}
+
+class Snap : public Objective {
+ public:
+  Snap(double lambda, int64_t k, int64_t entity_questions, std::string entity_key, std::string refusals)
+      : lambda_(lambda), k_(k), entity_questions_(entity_questions), entity_key_(std::move(entity_key)),
+        refusals_(std::move(refusals)) {}
+  bool uses_retain() const override { return true; }
+  void prepare(CausalLM& model, ObjectiveContext& ctx) override {
+    if (ctx.zero_stage == 3)
+      throw InputError("--method snap needs whole weight matrices for its sliced-Wasserstein term: use --zero-stage 0, 1 or 2");
+    if (k_ <= 0) throw InputError("--snap.projections must be positive");
+    if (entity_questions_ < 0 || entity_questions_ > 4) throw InputError("--snap.entity-questions must be in 0..4");
+    seed_ = ctx.seed;
+    rank_ = ctx.comm ? ctx.comm->rank() : 0;
+    world_ = ctx.comm ? ctx.comm->size() : 1;
+    // Negative instructions: every forget question, then templated questions per entity.
+    std::vector<Example> negative;
+    std::vector<std::string> entities;
+    std::set<std::string> seen;
+    for (auto& e : *ctx.forget_examples) {
+      negative.push_back({e.prompt, "", e.attrs});
+      std::string ent = entity_of(e, entity_key_);
+      if (!ent.empty() && seen.insert(ent).second) entities.push_back(ent);
+    }
+    for (auto& ent : entities)
+      for (int64_t q = 0; q < entity_questions_; ++q) {
+        std::string text = kEntityQuestions[q];
+        text.replace(text.find("{}"), 2, ent);
+        negative.push_back({text, "", json::object()});
+      }
+    *ctx.forget = refusal_items(ctx, negative, load_refusals(refusals_, "--snap.refusals"), 61);
+    // Hard positives: retain items about the forget entities, else the whole retain set.
+    std::vector<Example> positives;
+    for (auto& e : *ctx.retain_examples)
+      if (seen.count(entity_of(e, entity_key_))) positives.push_back(e);
+    spdlog::info("snap: {} negative instructions ({} forget questions, {} entities x {} templates), {} hard positives{}",
+                 ctx.forget->size(), ctx.forget_examples->size(), entities.size(), entity_questions_,
+                 positives.empty() ? ctx.retain_examples->size() : positives.size(),
+                 positives.empty() ? " (no retain item names a forget entity: the whole retain set)" : " (same entities)");
+    if (!positives.empty()) *ctx.retain = tokenize_items(*ctx.tok, ctx.tmpl, positives, ctx.max_len);
+    for (auto& [name, p] : model->named_parameters(true).pairs())
+      if (p.requires_grad()) {
+        params_.push_back(p);
+        initial_.push_back(p.detach().clone());
+      }
+  }
+  void begin_step(int64_t step) override { step_ = step; }
+  ObjectiveResult compute(CausalLM& model, const Batch& forget, const Batch* retain) override {
+    auto neg = mean_item_nll(model, forget);
+    auto pos = mean_item_nll(model, *retain);
+    torch::Tensor swd = torch::zeros({}, neg.options());
+    for (size_t m = size_t(rank_); m < params_.size(); m += size_t(world_)) {
+      const auto& p = params_[m];
+      int64_t d = p.dim() == 1 ? p.numel() : p.numel() / p.size(0);
+      auto dirs = random_directions(d, k_, item_seed(seed_, 71, step_ * 1000003 + int64_t(m)));
+      swd = swd + sliced_wasserstein(p, initial_[m], dirs);
+    }
+    swd = swd * double(world_);  // the gradient average over ranks then sums every matrix once
+    return {neg + pos + lambda_ * swd,
+            {{"refusal_nll", neg.item<double>()}, {"positive_nll", pos.item<double>()}, {"swd", swd.item<double>()}}};
+  }
+
+ private:
+  double lambda_;
+  int64_t k_, entity_questions_;
+  std::string entity_key_, refusals_;
+  uint64_t seed_ = 0;
+  int rank_ = 0, world_ = 1;
+  int64_t step_ = 0;
+  std::vector<torch::Tensor> params_, initial_;
+};
+}  // namespace
+
+ObjectiveSpec snap_objective_spec() {
+  return {"snap", "SNAP: negative instructions -> refusals, hard positives, + lambda sliced-Wasserstein to theta_0",
+          [](po::options_description& d) {
+            d.add_options()("snap.lambda", po::value<double>()->default_value(0.1), "lambda, weight of the SWD term")(
+                "snap.projections", po::value<int64_t>()->default_value(100), "K random directions per matrix and step")(
+                "snap.entity-questions", po::value<int64_t>()->default_value(2),
+                "templated questions per forget entity (0-4) added to the forget questions")(
+                "snap.entity-key", po::value<std::string>()->default_value(""),
+                "record attribute naming the entity (default: entity, subject, author or person)")(
+                "snap.refusals", po::value<std::string>()->default_value(""),
+                "obliterated responses, one per line (e.g. ../shared/data/tofu/idontknow.jsonl; default: built-in)");
+          },
+          [](const po::variables_map& vm) {
+            return std::make_unique<Snap>(vm["snap.lambda"].as<double>(), vm["snap.projections"].as<int64_t>(),
+                                          vm["snap.entity-questions"].as<int64_t>(), vm["snap.entity-key"].as<std::string>(),
+                                          vm["snap.refusals"].as<std::string>());
+          }};
+}
+
+}  // namespace lethe
