@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Every unlearning method end to end through `lethe unlearn` (a reduced run: tiny model, few
+# steps), on 1 rank and on 2 ranks under mpirun with the ZeRO stages rotated over the methods:
+# the 2-rank parameters must equal the 1-rank ones within 1e-5 relative. Also the methods'
+# bad-input messages (exit code 2, nothing written).
+# usage: test_methods_mpi.sh LETHE_BINARY SOURCE_DIR MPIRUN
+set -u
+LETHE=$1; SRC=$2; MPIRUN=$3
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+pass=0; fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+CMP="/usr/bin/python3 $SRC/tests/reference/compare_weights.py"
+
+"$LETHE" synth --out "$T/data" --people 3 --books 1 >/dev/null 2>&1
+"$LETHE" init --model-config "$SRC/configs/models/tiny-llama.json" --train-tokenizer "$T/data/train.jsonl" \
+  --vocab-size 300 --out "$T/base" >/dev/null 2>&1
+"$LETHE" finetune --model "$T/base" --data "$T/data/train.jsonl" --batch-size 8 --lr 3e-3 --steps 20 --log-every 20 \
+  --out "$T/ft" >/dev/null 2>&1 || bad "finetune"
+D="$T/data"
+UN=(unlearn --model "$T/ft" --forget "$D/forget.jsonl" --retain "$D/retain.jsonl" --steps 3 --batch-size 8 --lr 1e-3
+    --log-every 1 --format hf)
+REFUSALS="$SRC/../shared/data/tofu/idontknow.jsonl"
+[ -f "$REFUSALS" ] || REFUSALS=""
+declare -A EXTRA=(
+  [rmu]="--rmu.layer 2 --rmu.train model\\.layers\\.[12]\\.mlp\\.down_proj\\.weight --rmu.alpha 10"
+  [memflex]="--lora-rank 4 --lora-alpha 8 --lora-dropout 0 --memflex.sigma 0"
+  [dpo]="${REFUSALS:+--dpo.refusals $REFUSALS}"
+  [snap]="--snap.projections 16"
+  [kl]="--kl.mask all")
+stage=0
+for m in ga gd kl random_label adversarial npo simnpo dpo idk rmu tvn memflex snap; do
+  z=$stage; [ $m = snap ] && [ $z = 3 ] && z=1
+  stage=$(( (stage + 1) % 4 ))
+  x=${EXTRA[$m]:-}
+  loc1=(); loc2=()
+  [ $m = memflex ] && { loc1=(--memflex.localization "$T/loc1.json"); loc2=(--memflex.localization "$T/loc2.json"); }
+  # shellcheck disable=SC2086
+  if ! "$LETHE" "${UN[@]}" --method $m $x "${loc1[@]}" --out "$T/$m.1" >"$T/$m.log1" 2>&1; then
+    bad "$m on 1 rank failed"; tail -5 "$T/$m.log1"; continue
+  fi
+  grep -q "step 3/3" "$T/$m.log1" && ok || bad "$m: no step 3 logged"
+  # shellcheck disable=SC2086
+  if "$MPIRUN" -np 2 "$LETHE" "${UN[@]}" --method $m $x "${loc2[@]}" --zero-stage $z --out "$T/$m.2" >"$T/$m.log2" 2>&1; then
+    if $CMP "$T/$m.2" "$T/$m.1" --rtol 1e-5 >"$T/$m.cmp" 2>&1; then
+      ok; echo "$m: 1 vs 2 ranks (ZeRO $z): $(tail -1 "$T/$m.cmp")"
+    else
+      bad "$m: 2 ranks (ZeRO $z) differ from 1 rank"; cat "$T/$m.cmp"
+    fi
+  else
+    bad "$m on 2 ranks (ZeRO $z) failed"; tail -5 "$T/$m.log2"
+  fi
+done
+# MemFlex's distributed gradient pass locates the same matrices on 1 and 2 ranks, and the
+# localization is stored with the output model.
+/usr/bin/python3 - "$T/loc1.json" "$T/loc2.json" "$T/memflex.1" <<'PY' && ok || bad "memflex localization differs or is not stored"
+import json, sys, os
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+assert a["selected"] and a["selected"] == b["selected"], (a["selected"], b["selected"])
+for k in a["matrices"]:
+    assert abs(a["matrices"][k]["cos"] - b["matrices"][k]["cos"]) < 1e-5, k
+cfg = json.load(open(os.path.join(sys.argv[3], "lethe_run_config.json")))
+assert cfg["objective"]["memflex_localization"]["selected"] == a["selected"]
+PY
+# Reuse: the saved localization gives the same model without the gradient pass.
+"$LETHE" "${UN[@]}" --method memflex ${EXTRA[memflex]} --memflex.localization "$T/loc1.json" --out "$T/memflex.reuse" \
+  >"$T/reuse.log" 2>&1 && grep -q "reusing the localization" "$T/reuse.log" && $CMP "$T/memflex.reuse" "$T/memflex.1" --exact \
+  >/dev/null && ok || bad "memflex localization reuse"
+
+# ---- bad input: one clear message, exit 2, nothing written ----
+expect_error() {  # expect_error PATTERN ARGS...
+  local pat=$1; shift
+  "$LETHE" "$@" >"$T/err" 2>&1; local rc=$?
+  if [ $rc -eq 2 ] && grep -q -- "$pat" "$T/err"; then ok; else bad "'$*': rc $rc, want 2 and '$pat'"; cat "$T/err"; fi
+}
+expect_error "unknown unlearning method 'nope'" "${UN[@]}" --method nope --out "$T/x"
+expect_error "needs LoRA adapters" "${UN[@]}" --method memflex --out "$T/x"
+expect_error "use --zero-stage 0, 1 or 2" "${UN[@]}" --method snap --zero-stage 3 --out "$T/x"
+expect_error "kl.mask: unknown value" "${UN[@]}" --method kl --kl.mask sometimes --out "$T/x"
+expect_error "rmu.layer 7" "${UN[@]}" --method rmu --out "$T/x"
+expect_error "cannot read refusal file" "${UN[@]}" --method idk --idk.refusals "$T/none.txt" --out "$T/x"
+echo "{broken" >"$T/badloc.json"
+expect_error "badloc.json" "${UN[@]}" --method memflex --lora-rank 4 --memflex.localization "$T/badloc.json" --out "$T/x"
+[ ! -e "$T/x" ] && ok || bad "a failed run wrote its output"
+
+echo "methods: $pass passed, $fail failed"
+[ $fail -eq 0 ]
