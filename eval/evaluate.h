@@ -13,6 +13,7 @@ struct EvalOptions {
   int64_t batch_size = 16;
   bool generate = true;        // greedy generations for ROUGE-L
   int64_t max_new_tokens = 64;
+  bool tofu = true;            // answer probability, truth ratio, leakage (eval/tofu.h)
 };
 
 struct ItemMetrics {
@@ -22,6 +23,8 @@ struct ItemMetrics {
   double accuracy = 0;  // share of answer tokens predicted by argmax
   std::string generation;
   double rouge_l_f1 = 0, rouge_l_recall = 0;
+  bool leaked = false;      // a sensitive string of the answer appears in the generation
+  double truth_ratio = 0;   // TOFU R (when the record has paraphrased/perturbed answers)
 };
 
 struct SplitMetrics {
@@ -31,6 +34,12 @@ struct SplitMetrics {
   double mean_nll = 0;    // pooled answer-token NLL
   double perplexity = 0;  // exp(mean_nll)
   double rouge_l_f1 = 0, rouge_l_recall = 0;  // means over items (when generated)
+  double answer_prob = 0;                      // TOFU: mean exp(-mean answer NLL)
+  double leakage = 0;                          // share of items with sensitive strings that leak
+  int64_t leakage_items = 0;                   // items that have sensitive strings
+  bool has_truth_ratio = false;
+  double truth_ratio_forget = 0;  // mean min(R, 1/R)
+  double truth_ratio_retain = 0;  // mean max(0, 1 - 1/R)
   std::vector<ItemMetrics> per_item;
 };
 

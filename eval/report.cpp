@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "eval/tofu.h"
+
 namespace lethe {
 
 KnowUndoScores knowundo_scores(const SplitMetrics& forget, const SplitMetrics& retain) {
@@ -17,7 +19,21 @@ json report_json(const std::vector<SplitMetrics>& splits, const KnowUndoScores* 
   for (auto& m : splits)
     j["splits"][m.name] = {{"items", m.items},           {"answer_tokens", m.answer_tokens}, {"accuracy", m.accuracy},
                            {"mean_nll", m.mean_nll},     {"perplexity", m.perplexity},       {"rouge_l_f1", m.rouge_l_f1},
-                           {"rouge_l_recall", m.rouge_l_recall}};
+                           {"rouge_l_recall", m.rouge_l_recall}, {"answer_prob", m.answer_prob}};
+  for (auto& m : splits) {
+    json& js = j["splits"][m.name];
+    if (m.leakage_items > 0) {
+      js["leakage"] = m.leakage;
+      js["leakage_items"] = m.leakage_items;
+    }
+    if (m.has_truth_ratio) {
+      js["truth_ratio_forget"] = m.truth_ratio_forget;
+      js["truth_ratio_retain"] = m.truth_ratio_retain;
+      std::vector<double> r;
+      for (auto& im : m.per_item) r.push_back(im.truth_ratio);
+      js["truth_ratios"] = r;
+    }
+  }
   if (scores)
     j["knowundo"] = {{"unlearn_success", scores->unlearn_success},
                      {"retention_success", scores->retention_success},
@@ -30,11 +46,15 @@ std::string report_markdown(const std::vector<SplitMetrics>& splits, const KnowU
   if (scores)
     md += fmt::format("Unlearn Success **{:.1f}** | Retention Success **{:.1f}** | Average Success **{:.1f}**\n\n",
                       scores->unlearn_success, scores->retention_success, scores->average_success);
-  md += "| split | items | answer-token acc % | mean NLL | perplexity | ROUGE-L F1 |\n";
-  md += "|---|---:|---:|---:|---:|---:|\n";
-  for (auto& m : splits)
-    md += fmt::format("| {} | {} | {:.1f} | {:.3f} | {:.4g} | {:.3f} |\n", m.name, m.items, 100.0 * m.accuracy, m.mean_nll,
-                      m.perplexity, m.rouge_l_f1);
+  md += "| split | items | answer-token acc % | mean NLL | perplexity | ROUGE-L F1 | ROUGE-L recall | answer prob | "
+        "truth ratio (forget / retain form) | leakage % |\n";
+  md += "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+  for (auto& m : splits) {
+    std::string tr = m.has_truth_ratio ? fmt::format("{:.3f} / {:.3f}", m.truth_ratio_forget, m.truth_ratio_retain) : "-";
+    std::string leak = m.leakage_items > 0 ? fmt::format("{:.1f} (of {})", 100.0 * m.leakage, m.leakage_items) : "-";
+    md += fmt::format("| {} | {} | {:.1f} | {:.3f} | {:.4g} | {:.3f} | {:.3f} | {:.3f} | {} | {} |\n", m.name, m.items,
+                      100.0 * m.accuracy, m.mean_nll, m.perplexity, m.rouge_l_f1, m.rouge_l_recall, m.answer_prob, tr, leak);
+  }
   return md;
 }
 
@@ -42,7 +62,10 @@ Report evaluate_report(CausalLM& model, const Tokenizer& tok, ChatTemplate tmpl,
                        const EvalOptions& opt, int64_t max_len, Communicator* comm) {
   Report r;
   const SplitMetrics *forget = nullptr, *retain = nullptr;
-  for (auto& s : splits) r.splits.push_back(evaluate_split(model, tok, tmpl, s.name, s.examples, opt, max_len, comm));
+  for (auto& s : splits) {
+    r.splits.push_back(evaluate_split(model, tok, tmpl, s.name, s.examples, opt, max_len, comm));
+    if (opt.tofu) add_tofu_metrics(r.splits.back(), model, tok, tmpl, s.examples, opt, max_len, comm);
+  }
   for (auto& m : r.splits) {
     if (m.name == "forget") forget = &m;
     if (m.name == "retain") retain = &m;
@@ -60,7 +83,9 @@ std::string per_item_jsonl(const SplitMetrics& m, const std::vector<Example>& ex
     const Example& e = examples[size_t(im.index)];
     json j = {{"split", m.name}, {"index", im.index},       {"prompt", e.prompt},
               {"answer", e.response}, {"answer_tokens", im.answer_tokens}, {"nll", im.nll},
-              {"accuracy", im.accuracy}, {"generation", im.generation},   {"rouge_l_f1", im.rouge_l_f1}};
+              {"accuracy", im.accuracy}, {"generation", im.generation},   {"rouge_l_f1", im.rouge_l_f1},
+              {"rouge_l_recall", im.rouge_l_recall}, {"leaked", im.leaked}};
+    if (m.has_truth_ratio) j["truth_ratio"] = im.truth_ratio;
     out += j.dump() + "\n";
   }
   return out;

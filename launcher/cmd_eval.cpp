@@ -8,6 +8,7 @@
 #include "common/fs.h"
 #include "data/dataset.h"
 #include "eval/report.h"
+#include "eval/tofu.h"
 #include "dist/process_groups.h"
 #include "launcher/options.h"
 
@@ -30,7 +31,10 @@ void add_eval_options(po::options_description& d) {
       "template", po::value<std::string>()->default_value("chatml"), "chat template: llama2, llama3, chatml, plain")(
       "dtype", po::value<std::string>()->default_value(""), "float32 or bfloat16 (default: the model's)")(
       "device", po::value<std::string>()->default_value("auto"), "auto, cpu or cuda (rank -> GPU local rank)")(
-      "title", po::value<std::string>()->default_value(""), "report title (default: the model path)");
+      "title", po::value<std::string>()->default_value(""), "report title (default: the model path)")(
+      "tofu-reference", po::value<std::string>()->default_value(""),
+      "report.json of a model trained on the retain set only, evaluated on the same --forget data: adds TOFU "
+      "forget quality (KS-test p-value between the two models' forget truth ratios)");
 }
 
 int run_eval(const po::variables_map& vm, const json& cfg) {
@@ -46,6 +50,19 @@ int run_eval(const po::variables_map& vm, const json& cfg) {
       splits.push_back({s.substr(0, eq), read_examples(s.substr(eq + 1), vm["data-format"].as<std::string>())});
     }
   if (splits.empty()) throw InputError("nothing to evaluate: give --forget, --retain or --split");
+  // The reference's truth ratios are checked before the (slow) evaluation.
+  std::vector<double> ref_ratios;
+  const std::string ref_path = vm["tofu-reference"].as<std::string>();
+  if (!ref_path.empty()) {
+    json ref = read_json_file(ref_path);
+    try {
+      ref_ratios = ref.at("splits").at("forget").at("truth_ratios").get<std::vector<double>>();
+    } catch (const std::exception&) {
+      throw InputError("--tofu-reference '" + ref_path + "': no splits.forget.truth_ratios (evaluate the retain-only "
+                       "model with --forget on a TOFU forget file first)");
+    }
+    if (!vm.count("forget")) throw InputError("--tofu-reference needs --forget (TOFU forget data)");
+  }
   std::string out = vm["out"].as<std::string>();
   const torch::Device device = select_device(vm["device"].as<std::string>());
   auto comm = make_device_communicator(device);
@@ -63,11 +80,34 @@ int run_eval(const po::variables_map& vm, const json& cfg) {
   if (comm->rank() != 0) return 0;
   std::string title = vm["title"].as<std::string>().empty() ? model_dir : vm["title"].as<std::string>();
   std::string md = report_markdown(r.splits, r.has_scores ? &r.scores : nullptr, title);
+  json tofu;
+  if (!ref_ratios.empty()) {
+    const SplitMetrics& f = r.splits.front();  // --forget is the first split
+    if (!f.has_truth_ratio)
+      throw InputError("--tofu-reference: the --forget data has no paraphrased_answer/perturbed_answer fields");
+    std::vector<double> mine;
+    for (auto& im : f.per_item) mine.push_back(im.truth_ratio);
+    KsTest ks = ks_two_sample(mine, ref_ratios);
+    tofu = {{"forget_quality", ks.p_value}, {"ks_statistic", ks.statistic}, {"reference", ref_path}};
+    md += fmt::format("\nTOFU forget quality (KS p-value vs {}): **{:.3g}** (D = {:.3f})\n", ref_path, ks.p_value,
+                      ks.statistic);
+  }
+  for (auto& m : r.splits)
+    if (m.name == "retain") {  // TOFU model utility: harmonic mean of the retain metrics available
+      std::vector<double> parts = {m.answer_prob};
+      if (m.rouge_l_recall > 0 || eo.generate) parts.push_back(m.rouge_l_recall);
+      if (m.has_truth_ratio) parts.push_back(m.truth_ratio_retain);
+      double inv = 0;
+      for (double v : parts) inv += 1.0 / std::max(v, 1e-12);
+      tofu["model_utility"] = double(parts.size()) / inv;
+    }
   std::cout << md << std::flush;
   if (!out.empty()) {
     create_output_dir(out, "--out");
     json meta = {{"model", model_dir}, {"config", cfg}};
-    write_json_file((fs::path(out) / "report.json").string(), report_json(r.splits, r.has_scores ? &r.scores : nullptr, meta));
+    json rj = report_json(r.splits, r.has_scores ? &r.scores : nullptr, meta);
+    if (!tofu.is_null()) rj["tofu"] = tofu;
+    write_json_file((fs::path(out) / "report.json").string(), rj);
     write_file_atomic((fs::path(out) / "report.md").string(), md);
     if (vm["per-item"].as<bool>()) {
       std::string lines;

@@ -69,6 +69,7 @@ Session open_session(const po::variables_map& vm) {
 json quick_eval(Session& s, const std::vector<NamedSplit>& splits, int64_t step) {
   EvalOptions eo;
   eo.generate = false;
+  eo.tofu = false;
   Report r = evaluate_report(s.model, s.tok, s.tmpl, splits, eo, s.max_len, s.comm.get());
   json h = {{"step", step}};
   std::string line = "eval @ step " + std::to_string(step);
