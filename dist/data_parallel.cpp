@@ -71,6 +71,44 @@ class ShardedLayerFn : public torch::autograd::Function<ShardedLayerFn> {
   }
 };
 
+// ZeRO 2: one decoder layer with whole parameters whose backward takes the layer's parameter
+// gradients itself (they never accumulate in the parameters' .grad) and reduce-scatters them
+// into this rank's shard at once; autograd accumulates the shard into the block's grad sink.
+// The layer's graph is built in forward (no recompute) and kept alive by the saved tensors.
+class ReducingLayerFn : public torch::autograd::Function<ReducingLayerFn> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, torch::Tensor x, torch::Tensor sink, int64_t dp_addr,
+                               int64_t block, torch::Tensor cos, torch::Tensor sin, torch::Tensor mask) {
+    auto* dp = reinterpret_cast<DataParallel*>(dp_addr);
+    auto& b = dp->block(size_t(block));
+    torch::Tensor xin, y;
+    {
+      torch::AutoGradMode enable(true);
+      xin = x.detach().requires_grad_(true);
+      y = dp->model()->model->layers[size_t(b.layer)](xin, cos, sin, mask, nullptr, b.layer);
+    }
+    ctx->saved_data["dp"] = dp_addr;
+    ctx->saved_data["block"] = block;
+    ctx->saved_data["x"] = xin;
+    ctx->saved_data["y"] = y;
+    return y.detach();
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_out) {
+    auto* dp = reinterpret_cast<DataParallel*>(ctx->saved_data["dp"].toInt());
+    auto& b = dp->block(size_t(ctx->saved_data["block"].toInt()));
+    torch::autograd::variable_list inputs = {ctx->saved_data["x"].toTensor()};
+    for (auto& np : b.params) inputs.push_back(np.second);
+    auto grads = torch::autograd::grad({ctx->saved_data["y"].toTensor()}, inputs, {grad_out[0]}, false, false, true);
+    ctx->saved_data.erase("x");  // frees the layer's graph
+    ctx->saved_data.erase("y");
+    std::vector<torch::Tensor> param_grads(grads.begin() + 1, grads.end());
+    auto shard_grad = dp->reduce_scatter_grads(b, param_grads).to(torch::kFloat);
+    return {grads[0], shard_grad, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
 }  // namespace
 
 DataParallel::DataParallel(CausalLM& model, Communicator& comm, int zero_stage, const OptimizerOptions& opt)
@@ -116,10 +154,28 @@ DataParallel::DataParallel(CausalLM& model, Communicator& comm, int zero_stage, 
       b.owned = b.owned.clone().set_requires_grad(true);  // the shard is all this rank keeps
       release_from_model(b);
       b.flat = torch::Tensor();
+    } else if (stage_ == 2 && b.name.compare(0, layers.size(), layers) == 0) {
+      b.reduce_in_backward = true;
+      b.layer = std::stoll(b.name.substr(layers.size()));
+      b.grad_sink = torch::zeros({b.shard}, torch::TensorOptions().dtype(torch::kFloat).device(b.flat.device()))
+                        .set_requires_grad(true);
     }
     owned.emplace_back(b.name, b.owned);
   }
   opt_ = std::make_unique<Optimizer>(owned, opt);
+  if (stage_ == 2) {
+    std::map<int64_t, size_t> layer_block;
+    for (size_t i = 0; i < blocks_.size(); ++i)
+      if (blocks_[i].reduce_in_backward) layer_block[blocks_[i].layer] = i;
+    model_->layer_runner = [this, layer_block](int64_t layer, const torch::Tensor& x, const torch::Tensor& cos,
+                                               const torch::Tensor& sin, const torch::Tensor& mask, KVCache* cache) {
+      auto it = layer_block.find(layer);
+      auto& module = model_->model->layers[size_t(layer)];
+      if (it == layer_block.end() || !torch::GradMode::is_enabled() || cache) return module(x, cos, sin, mask, cache, layer);
+      return ReducingLayerFn::apply(x, blocks_[it->second].grad_sink, reinterpret_cast<int64_t>(this),
+                                    int64_t(it->second), cos, sin, mask);
+    };
+  }
   if (stage_ == 3) {
     std::map<int64_t, size_t> layer_block;
     for (size_t i = 0; i < blocks_.size(); ++i)
@@ -184,6 +240,7 @@ void DataParallel::zero_grad() {
     b.grad = torch::Tensor();
     b.owned_grad = torch::Tensor();
     if (b.sharded_params) b.owned.mutable_grad() = torch::Tensor();
+    if (b.reduce_in_backward) b.grad_sink.mutable_grad() = torch::Tensor();
   }
 }
 
@@ -199,10 +256,35 @@ torch::Tensor DataParallel::flat_grad(Block& b) {
 
 void DataParallel::reduce_gradients() {
   torch::NoGradGuard ng;
-  for (auto& b : blocks_) {
+  // Stage 2 layers: which blocks' parameters hold gradient from outside the layer (any rank).
+  std::vector<double> direct(blocks_.size(), 0.0);
+  if (stage_ == 2) {
+    for (size_t i = 0; i < blocks_.size(); ++i)
+      for (auto& np : blocks_[i].params)
+        if (blocks_[i].reduce_in_backward && np.second.grad().defined()) direct[i] = 1;
+    auto t = torch::tensor(direct, torch::kDouble);
+    all_reduce_host(comm_, t, ReduceOp::Sum);
+    for (size_t i = 0; i < blocks_.size(); ++i) direct[i] = t[long(i)].item<double>();
+  }
+  for (size_t bi = 0; bi < blocks_.size(); ++bi) {
+    Block& b = blocks_[bi];
     if (b.sharded_params) {  // reduce-scattered during backward, accumulated by autograd
       b.owned_grad = b.owned.grad().defined() ? b.owned.grad().to(torch::kFloat)
                                                  : torch::zeros({b.shard}, b.owned.options().dtype(torch::kFloat));
+      continue;
+    }
+    if (b.reduce_in_backward) {  // reduce-scattered during backward, accumulated in the sink
+      b.owned_grad = b.grad_sink.grad().defined()
+                         ? b.grad_sink.grad().clone()
+                         : torch::zeros({b.shard}, b.grad_sink.options().requires_grad(false));
+      // Gradient that reached the parameters by another path (a weight regulariser such as
+      // SNAP's, which each rank computes for its share of the matrices) is reduced here.
+      if (direct[bi] > 0) {
+        auto g = flat_grad(b);
+        auto shard = torch::empty({b.shard}, g.options());
+        comm_.reduce_scatter(g, shard, ReduceOp::Average);
+        b.owned_grad += shard;
+      }
       continue;
     }
     auto g = flat_grad(b);

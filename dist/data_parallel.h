@@ -4,8 +4,9 @@
 // rank r owns elements [r*S, (r+1)*S) of every block.
 //   stage 0: gradients all-reduced, every rank keeps the full optimizer state;
 //   stage 1: gradients all-reduced, optimizer state sharded, parameters all-gathered;
-//   stage 2: gradients reduce-scattered into shards (the full gradient of a block is freed
-//            as soon as its shard is reduced), optimizer state sharded, parameters gathered;
+//   stage 2: gradients reduce-scattered into shards, optimizer state sharded, parameters
+//            gathered; a decoder layer's gradient is reduce-scattered during backward, right
+//            after that layer's backward (the full gradient of one layer exists at a time);
 //   stage 3: decoder layers keep only their parameter shard; a layer's parameters are
 //            all-gathered just before its forward and freed after it, gathered again in
 //            backward to recompute the layer (activation recompute) and freed again, and its
@@ -60,6 +61,10 @@ class DataParallel {
     torch::Tensor owned;       // what the optimizer updates: full flat (stage 0) or this rank's shard
     torch::Tensor owned_grad;  // fp32 gradient of `owned`
     bool sharded_params = false;  // stage 3 decoder layer: only `owned` persists
+    // Stage 2 decoder layer: its gradient is reduce-scattered in backward as soon as the
+    // layer's backward has run, and accumulated (fp32, [shard]) in grad_sink's .grad.
+    bool reduce_in_backward = false;
+    torch::Tensor grad_sink;
     int64_t layer = -1;
   };
 

@@ -118,6 +118,10 @@ int train_and_save(const po::variables_map& vm, json cfg, Session& s, Objective&
   ctx.zero_stage = to.zero_stage;
   ctx.comm = s.comm.get();
   obj.prepare(s.model, ctx);
+  int64_t trainable = 0;
+  for (auto& p : s.model->trainable_parameters()) trainable += p.numel();
+  spdlog::info("training {} parameters ({} items{})", trainable, items.size(),
+               retain ? fmt::format(", {} retain items", retain_items.size()) : "");
   if (json d = obj.describe(); !d.empty()) cfg["objective"] = d;
   json history = json::array();
   auto on_eval = [&](int64_t step) {

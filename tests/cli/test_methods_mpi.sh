@@ -32,7 +32,7 @@ declare -A EXTRA=(
   [kl]="--kl.mask all")
 stage=0
 for m in ga gd kl random_label adversarial npo simnpo dpo idk rmu tvn memflex snap; do
-  z=$stage; [ $m = snap ] && [ $z = 3 ] && z=1
+  z=$stage; [ $m = snap ] && z=2  # snap: its regulariser takes the after-backward path of ZeRO 2
   stage=$(( (stage + 1) % 4 ))
   x=${EXTRA[$m]:-}
   loc1=(); loc2=()

@@ -1,0 +1,198 @@
+#!/usr/bin/python3
+"""Writes docs/RESULTS.md and its plots (gnuplot) from a bench/run_results.sh run.
+usage: results_report.py RUN_DIR RESULTS_MD PLOT_DIR"""
+import json
+import os
+import re
+import subprocess
+import sys
+
+run, md_path, plot_dir = sys.argv[1:4]
+os.makedirs(plot_dir, exist_ok=True)
+rows = {}
+for line in open(os.path.join(run, "results.jsonl")):
+    r = json.loads(line)
+    rows[(r["dataset"], r["method"])] = r  # the last record of a method wins
+ORDER = ["before", "retain90_only", "ga", "gd", "kl", "random_label", "adversarial", "npo", "simnpo", "dpo", "idk",
+         "rmu", "tvn", "snap", "memflex", "gd_lora_all"]
+
+
+def report(r):
+    return json.load(open(os.path.join(r["eval"], "report.json")))
+
+
+def params(r):
+    log = os.path.join(os.path.dirname(r["eval"]), "unlearn.log")
+    if os.path.exists(log):
+        m = re.search(r": (\d+) parameters, (\d+) trainable", open(log).read())
+        if m:
+            return int(m.group(1)), int(m.group(2))
+    return None, None
+
+
+def history(r):
+    p = os.path.join(r["model"], "lethe_run_config.json")
+    if not os.path.exists(p):
+        return []
+    return json.load(open(p)).get("result", {}).get("history", [])
+
+
+def fmt(v, spec=".1f"):
+    return "-" if v is None else format(v, spec)
+
+
+def gnuplot(script):
+    subprocess.run(["gnuplot"], input=script.encode(), check=True)
+
+
+def ordered(ds):
+    return [(m, rows[(ds, m)]) for m in ORDER if (ds, m) in rows]
+
+
+out = ["# Results: every unlearning method, side by side", "",
+       "Produced by `bash bench/run_results.sh` (then `bench/results_report.py`) on the 2-core CPU machine; "
+       "not part of CI. Every method gets the same step budget on the same finetuned model; wall time is the "
+       "`lethe unlearn` command alone (reference caches, localization and training; evaluation excluded). "
+       "Hyper-parameters are the METHODS.md defaults except where the command line says otherwise "
+       "(learning rates are scaled up for a model this small: 1e-3 full-parameter, 1e-2 for LoRA).", ""]
+
+# ---------------------------------------------------------------- synthetic KnowUnDo-style data
+syn = ordered("synth")
+if syn:
+    out += ["## (a) Synthetic KnowUnDo-style data (`lethe synth`: privacy + copyright, unlearn vs retention scope)", ""]
+    n_params = next((params(r)[0] for _, r in syn if params(r)[0]), None)
+    out += [f"Model: `configs/models/tiny-llama.json` ({n_params:,} parameters) finetuned until both scopes are "
+            "learned (`configs/demo/finetune.ini`); unlearning: `configs/demo/unlearn.ini` (50 steps, batch 16). "
+            "Unlearn/Retention Success are teacher-forced answer-token accuracies on the trained items (as "
+            "KnowUnDo scores its splits); held-out columns are the paraphrased questions of `eval_forget` / "
+            "`eval_retain`. Leakage: share of unlearn-scope items whose e-mail, number or name appears verbatim in "
+            "the greedy generation.", "",
+            "| method | Unlearn Success | Retention Success | **Average Success** | held-out forget acc % | "
+            "held-out retain acc % | forget ppl | retain ppl | forget ROUGE-L | retain ROUGE-L | leakage % | "
+            "trainable params | wall s |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for m, r in syn:
+        j = report(r)
+        k, s = j["knowundo"], j["splits"]
+        _, tr = params(r)
+        out.append(f"| {m} | {k['unlearn_success']:.1f} | {k['retention_success']:.1f} | **{k['average_success']:.1f}** | "
+                   f"{100 * s['eval_forget']['accuracy']:.1f} | {100 * s['eval_retain']['accuracy']:.1f} | "
+                   f"{s['forget']['perplexity']:.3g} | {s['retain']['perplexity']:.3g} | "
+                   f"{s['forget']['rouge_l_f1']:.3f} | {s['retain']['rouge_l_f1']:.3f} | "
+                   f"{fmt(100 * s['forget'].get('leakage', 0))} | {fmt(tr, ',') if tr else '-'} | "
+                   f"{r['seconds']:.1f} |")
+    out.append("")
+
+# ---------------------------------------------------------------- TOFU
+tofu = ordered("tofu")
+if tofu:
+    times = open(os.path.join(run, "tofu", "finetune_times.txt")).read().strip() if os.path.exists(
+        os.path.join(run, "tofu", "finetune_times.txt")) else ""
+    n_params = next((params(r)[0] for _, r in tofu if params(r)[0]), None)
+    out += ["## (b) TOFU forget10 / retain90", "",
+            f"Model: `configs/models/tiny-llama.json` with a 2,048-token BPE vocabulary trained on TOFU "
+            f"({fmt(n_params, ',')} parameters), finetuned on all 4,000 TOFU pairs (`before`) and, as the forget-quality "
+            f"reference, a twin finetuned on retain90 only (1,500 steps of 16 each, lr 3e-3 cosine; {times.replace(chr(10), '; ')}). "
+            "Unlearning: 40 steps of 16, lr 1e-3 constant. Forget metrics on all 400 forget10 items; retain metrics on "
+            "400 seeded retain90 items. Forget quality = KS-test p-value between the forget truth ratios of the model "
+            "and of the retain90-only twin (higher: closer to never having seen the data); model utility = harmonic "
+            "mean of retain answer probability and ROUGE-L recall (TOFU's retain file has no perturbed answers, so "
+            "its truth ratio is not part of it here).", "",
+            "| method | forget quality | model utility | forget answer prob | forget truth ratio | forget ROUGE-L recall | "
+            "retain answer prob | retain ROUGE-L recall | leakage % | trainable params | wall s |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for m, r in tofu:
+        j = report(r)
+        s, t = j["splits"], j.get("tofu", {})
+        _, tr = params(r)
+        out.append(f"| {m} | {fmt(t.get('forget_quality'), '.3g')} | {fmt(t.get('model_utility'), '.3f')} | "
+                   f"{s['forget']['answer_prob']:.3f} | {s['forget']['truth_ratio_forget']:.3f} | "
+                   f"{s['forget']['rouge_l_recall']:.3f} | {s['retain']['answer_prob']:.3f} | "
+                   f"{s['retain']['rouge_l_recall']:.3f} | {fmt(100 * s['forget'].get('leakage', 0))} | "
+                   f"{fmt(tr, ',') if tr else '-'} | {r['seconds']:.1f} |")
+    out.append("")
+
+# ---------------------------------------------------------------- plots
+plots = []
+for ds, xs, ys, xl, yl in [("synth", ("knowundo", "unlearn_success"), ("knowundo", "retention_success"),
+                            "Unlearn Success (higher: forgot more)", "Retention Success (higher: kept more)"),
+                           ("tofu", ("splits", "forget", "rouge_l_recall"), ("tofu", "model_utility"),
+                            "forget ROUGE-L recall (lower: forgot more)", "model utility (higher: kept more)")]:
+    pts = ordered(ds)
+    if not pts:
+        continue
+    dat = os.path.join(plot_dir, f"{ds}_tradeoff.dat")
+    with open(dat, "w") as f:
+        for m, r in pts:
+            j = report(r)
+            try:
+                x, y = j, j
+                for k in xs:
+                    x = x[k]
+                for k in ys:
+                    y = y[k]
+            except KeyError:
+                continue
+            f.write(f"{x} {y} {m}\n")
+    png = os.path.join(plot_dir, f"{ds}_tradeoff.png")
+    gnuplot(f"""set terminal pngcairo size 900,650 font 'sans,11'
+set output '{png}'
+set title 'Forget vs retain per method ({ds})'
+set xlabel '{xl}'
+set ylabel '{yl}'
+set grid
+set key off
+set offsets graph 0.08, graph 0.12, graph 0.08, graph 0.08
+plot '{dat}' using 1:2 with points pt 7 ps 1.6 lc rgb '#3366aa', '' using 1:2:3 with labels offset 0.8,0.8 left font 'sans,10'
+""")
+    plots.append((ds, "tradeoff", png))
+    # metrics over training steps (teacher-forced answer accuracy on the forget and retain items)
+    series = []
+    for m, r in pts:
+        h = history(r)
+        if not h:
+            continue
+        dat = os.path.join(plot_dir, f"{ds}_steps_{m}.dat")
+        with open(dat, "w") as f:
+            for e in h:
+                f.write(f"{e['step']} {100 * e['forget']['accuracy']} {100 * e['retain']['accuracy']}\n")
+        series.append((m, dat))
+    if series:
+        png = os.path.join(plot_dir, f"{ds}_steps.png")
+        f_plot = ", ".join(f"'{d}' using 1:2 with linespoints title '{m}'" for m, d in series)
+        r_plot = ", ".join(f"'{d}' using 1:3 with linespoints title '{m}'" for m, d in series)
+        gnuplot(f"""set terminal pngcairo size 1300,560 font 'sans,10'
+set output '{png}'
+set multiplot layout 1,2 title 'Answer-token accuracy during unlearning ({ds})'
+set xlabel 'step'
+set grid
+set key outside right
+set ylabel 'forget accuracy %'
+plot {f_plot}
+set ylabel 'retain accuracy %'
+plot {r_plot}
+unset multiplot
+""")
+        plots.append((ds, "steps", png))
+
+if plots:
+    out += ["## Plots", ""]
+    for ds, kind, png in plots:
+        rel = os.path.relpath(png, os.path.dirname(os.path.abspath(md_path)))
+        title = "forget vs retain trade-off" if kind == "tradeoff" else "metrics over training steps"
+        out += [f"### {ds}: {title}", "", f"![{ds} {title}]({rel})", ""]
+
+out += ["## Exact commands", ""]
+for (ds, m), r in sorted(rows.items(), key=lambda kv: (kv[0][0], ORDER.index(kv[0][1]) if kv[0][1] in ORDER else 99)):
+    out += [f"- {ds} / {m}: `{r['command']}`"]
+out.append("")
+for f in os.listdir(plot_dir):
+    if f.endswith(".dat"):
+        os.remove(os.path.join(plot_dir, f))
+# The reading of the numbers (written by a person after looking at them) follows the tables.
+analysis = os.path.join(plot_dir, "analysis.md")
+if os.path.exists(analysis):
+    out.insert(out.index("## Exact commands"), open(analysis).read().rstrip() + "\n")
+with open(md_path, "w") as f:
+    f.write("\n".join(out) + "\n")
+print(f"results_report: {md_path} and plots in {plot_dir} written")
