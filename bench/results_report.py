@@ -14,7 +14,7 @@ for line in open(os.path.join(run, "results.jsonl")):
     r = json.loads(line)
     rows[(r["dataset"], r["method"])] = r  # the last record of a method wins
 ORDER = ["before", "retain90_only", "ga", "gd", "kl", "random_label", "adversarial", "npo", "simnpo", "dpo", "idk",
-         "rmu", "tvn", "snap", "memflex", "gd_lora_all"]
+         "rmu", "rmu_alpha10", "tvn", "snap", "memflex", "gd_lora_all"]
 
 
 def report(r):
@@ -24,9 +24,11 @@ def report(r):
 def params(r):
     log = os.path.join(os.path.dirname(r["eval"]), "unlearn.log")
     if os.path.exists(log):
-        m = re.search(r": (\d+) parameters, (\d+) trainable", open(log).read())
+        text = open(log).read()
+        m = re.search(r": (\d+) parameters, (\d+) trainable", text)
+        sel = re.search(r"training (\d+) parameters", text)  # after the method's own selection
         if m:
-            return int(m.group(1)), int(m.group(2))
+            return int(m.group(1)), int(sel.group(1)) if sel else int(m.group(2))
     return None, None
 
 

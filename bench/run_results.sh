@@ -60,6 +60,8 @@ run_all_methods() {  # run_all_methods DATASET
   # 4 decoder layers here: steer the output of layer 1, train down_proj of layers 0 and 1
   # (the WMDP recipe's layer 7 and 5-7 of 32 layers, scaled down).
   run_method "$ds" rmu rmu --rmu.layer 1 --rmu.train 'model\.layers\.(0|1)\.mlp\.down_proj\.weight'
+  # The same with the retain weight scaled to this model (see the analysis in docs/RESULTS.md).
+  run_method "$ds" rmu_alpha10 rmu --rmu.layer 1 --rmu.train 'model\.layers\.(0|1)\.mlp\.down_proj\.weight' --rmu.alpha 10 --lr 1e-2
   run_method "$ds" tvn tvn
   run_method "$ds" snap snap --snap.refusals "$REFUSALS"
   # MemFlex and the paper's baseline setting for it: the same LoRA, all matrices.

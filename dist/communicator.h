@@ -40,6 +40,9 @@ class Communicator {
   virtual void barrier() = 0;
   // Ends the job from this rank with `why` (used by deadlines and fatal errors).
   [[noreturn]] virtual void abort(const std::string& why) = 0;
+  // Collective over this communicator: a new one joining the ranks that pass the same color,
+  // ordered by key (MPI_Comm_split; ncclCommSplit on NCCL >= 2.18).
+  virtual std::unique_ptr<Communicator> split(int color, int key, const std::string& name) = 0;
 };
 
 // Small host-side values (losses, metrics, strings) through any communicator: copied to its

@@ -274,8 +274,8 @@ void DataParallel::reduce_gradients() {
       continue;
     }
     if (b.reduce_in_backward) {  // reduce-scattered during backward, accumulated in the sink
-      b.owned_grad = b.grad_sink.grad().defined()
-                         ? b.grad_sink.grad().clone()
+      b.owned_grad = b.grad_sink.grad().defined()  // the sink's own buffer: no copy
+                         ? b.grad_sink.grad()
                          : torch::zeros({b.shard}, b.grad_sink.options().requires_grad(false));
       // Gradient that reached the parameters by another path (a weight regulariser such as
       // SNAP's, which each rank computes for its share of the matrices) is reduced here.

@@ -75,6 +75,17 @@ class NcclCommunicator : public Communicator {
     CUDA_CHECK(cudaEventCreateWithFlags(&ready_, cudaEventDisableTiming));
     CUDA_CHECK(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming));
   }
+  // A communicator made by ncclCommSplit: takes ownership of `comm`.
+  NcclCommunicator(ncclComm_t comm, int device, std::string name) : name_(std::move(name)), device_(device), comm_(comm) {
+    MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &world_rank_));
+    CUDA_CHECK(cudaSetDevice(device_));
+    wait_ready("ncclCommSplit");
+    NCCL_CHECK(ncclCommUserRank(comm_, &rank_));
+    NCCL_CHECK(ncclCommCount(comm_, &size_));
+    CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    CUDA_CHECK(cudaEventCreateWithFlags(&ready_, cudaEventDisableTiming));
+    CUDA_CHECK(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming));
+  }
   ~NcclCommunicator() override {
     if (comm_) ncclCommDestroy(comm_);
     if (stream_) cudaStreamDestroy(stream_);
@@ -111,6 +122,19 @@ class NcclCommunicator : public Communicator {
   void barrier() override {
     auto t = torch::zeros({1}, torch::TensorOptions().device(torch::kCUDA, device_));
     all_reduce(t, ReduceOp::Sum);
+  }
+  std::unique_ptr<Communicator> split(int color, int key, const std::string& name) override {
+#if defined(NCCL_VERSION_CODE) && NCCL_VERSION_CODE >= NCCL_VERSION(2, 18, 0)
+    ncclComm_t sub = nullptr;
+    ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+    config.blocking = 0;
+    NCCL_CHECK(ncclCommSplit(comm_, color, key, &sub, &config));
+    return std::unique_ptr<Communicator>(new NcclCommunicator(sub, device_, name));
+#else
+    (void)color;
+    (void)key;
+    throw InternalError("NCCL communicator '" + name + "': splitting needs NCCL >= 2.18 (ncclCommSplit)");
+#endif
   }
   [[noreturn]] void abort(const std::string& why) override {
     spdlog::critical("rank {}: {}; aborting the NCCL communicator and the job", world_rank_, why);
@@ -179,7 +203,7 @@ class NcclCommunicator : public Communicator {
   }
 
   std::string name_;
-  int rank_, size_, device_, world_rank_ = 0;
+  int rank_ = 0, size_ = 1, device_ = 0, world_rank_ = 0;
   ncclComm_t comm_ = nullptr;
   cudaStream_t stream_ = nullptr;
   cudaEvent_t ready_ = nullptr, done_ = nullptr;

@@ -32,9 +32,9 @@ std::vector<int> proportional_group_sizes(const std::vector<int64_t>& subset_siz
   return sizes;
 }
 
-ProcessGroups make_process_groups(const std::vector<int>& group_sizes) {
+ProcessGroups make_process_groups(const std::vector<int>& group_sizes, torch::Device device) {
   ProcessGroups pg;
-  pg.world = make_world_communicator();
+  pg.world = make_device_communicator(device);
   const int world = pg.world->size(), rank = pg.world->rank();
   int total = 0;
   for (int s : group_sizes) {
@@ -54,11 +54,9 @@ ProcessGroups make_process_groups(const std::vector<int>& group_sizes) {
     first += group_sizes[g];
   }
   const int local = rank - first;
-  MPI_Comm group_comm, merge_comm;
-  MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, pg.group, rank, &group_comm));
-  MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, local, rank, &merge_comm));
-  pg.group_comm = make_mpi_communicator(group_comm, "group" + std::to_string(pg.group));
-  pg.merge_comm = make_mpi_communicator(merge_comm, "merge" + std::to_string(local));
+  // Split from the world communicator: MPI_Comm_split on CPU, ncclCommSplit on GPUs.
+  pg.group_comm = pg.world->split(pg.group, rank, "group" + std::to_string(pg.group));
+  pg.merge_comm = pg.world->split(local, rank, "merge" + std::to_string(local));
   return pg;
 }
 
@@ -95,6 +93,9 @@ class SelfCommunicator : public Communicator {
   void broadcast(torch::Tensor&, int) override {}
   void barrier() override {}
   [[noreturn]] void abort(const std::string& why) override { throw InternalError(why); }
+  std::unique_ptr<Communicator> split(int, int, const std::string&) override {
+    return std::make_unique<SelfCommunicator>();
+  }
 
  private:
   std::string name_ = "self";

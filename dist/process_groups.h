@@ -20,7 +20,7 @@ struct ProcessGroups {
 // Largest-remainder apportionment of `world_size` ranks to subsets, at least one each.
 std::vector<int> proportional_group_sizes(const std::vector<int64_t>& subset_sizes, int world_size);
 // Collective over MPI_COMM_WORLD. InputError when the sizes do not add up to the world.
-ProcessGroups make_process_groups(const std::vector<int>& group_sizes);
+ProcessGroups make_process_groups(const std::vector<int>& group_sizes, torch::Device device = torch::kCPU);
 
 // --device auto|cpu|cuda: auto picks CUDA when this LibTorch has it and a GPU is visible.
 // On CUDA, rank r uses device (local rank % visible devices).
