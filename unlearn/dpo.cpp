@@ -25,11 +25,7 @@ class Dpo : public Objective {
     auto f = dpo_loss(lw, gather_cached(ref_w_, forget.index, 0, dev), ll, gather_cached(ref_l_, forget.index, 0, dev), beta_);
     ObjectiveResult out{f, {{"dpo", f.item<double>()}, {"refusal_logp", lw.mean().item<double>()},
                             {"answer_logp", ll.mean().item<double>()}}};
-    if (wr_ != 0) {
-      auto r = mean_item_nll(model, *retain);
-      out.loss = out.loss + wr_ * r;
-      out.parts["retain_nll"] = r.item<double>();
-    }
+    add_retain_term(out, model, retain, wr_);
     return out;
   }
 

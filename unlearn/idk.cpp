@@ -15,11 +15,7 @@ class Idk : public Objective {
   ObjectiveResult compute(CausalLM& model, const Batch& forget, const Batch* retain) override {
     auto f = mean_item_nll(model, forget);
     ObjectiveResult out{f, {{"refusal_nll", f.item<double>()}}};
-    if (wr_ != 0) {
-      auto r = mean_item_nll(model, *retain);
-      out.loss = out.loss + wr_ * r;
-      out.parts["retain_nll"] = r.item<double>();
-    }
+    add_retain_term(out, model, retain, wr_);
     return out;
   }
 

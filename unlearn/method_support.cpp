@@ -56,6 +56,13 @@ torch::Tensor gather_cached(const std::vector<torch::Tensor>& cache, const std::
   return torch::stack(rows).to(device);
 }
 
+void add_retain_term(ObjectiveResult& out, CausalLM& model, const Batch* retain, double weight) {
+  if (weight == 0) return;
+  auto r = mean_item_nll(model, *retain);
+  out.loss = out.loss + weight * r;
+  out.parts["retain_nll"] = r.item<double>();
+}
+
 torch::Tensor summed_logp(CausalLM& model, const Batch& b) {
   return -item_sum_nll(token_loss(model->forward(b.input_ids, b.attention_mask), b.labels));
 }

@@ -26,6 +26,9 @@ std::vector<torch::Tensor> cache_per_item(CausalLM& model, const std::vector<Tok
 torch::Tensor gather_cached(const std::vector<torch::Tensor>& cache, const std::vector<int64_t>& index, int64_t T,
                             torch::Device device);
 
+// out.loss += weight * NLL(retain), logged as retain_nll; nothing when weight is 0.
+void add_retain_term(ObjectiveResult& out, CausalLM& model, const Batch* retain, double weight);
+
 // Summed answer-token log-probability per item [B] (logp(y) of METHODS.md).
 torch::Tensor summed_logp(CausalLM& model, const Batch& b);
 // The same batch with other labels.

@@ -18,11 +18,7 @@ class Npo : public Objective {
     auto lp = summed_logp(model, forget);
     auto f = npo_loss(lp, gather_cached(ref_, forget.index, 0, lp.device()), beta_);
     ObjectiveResult out{f, {{"npo", f.item<double>()}, {"forget_logp", lp.mean().item<double>()}}};
-    if (wr_ != 0) {
-      auto r = mean_item_nll(model, *retain);
-      out.loss = out.loss + wr_ * r;
-      out.parts["retain_nll"] = r.item<double>();
-    }
+    add_retain_term(out, model, retain, wr_);
     return out;
   }
 

@@ -14,11 +14,7 @@ class SimNpo : public Objective {
     auto nll = item_mean_nll(token_loss(model->forward(forget.input_ids, forget.attention_mask), forget.labels));
     auto f = simnpo_loss(nll, beta_, delta_);
     ObjectiveResult out{wf_ * f, {{"simnpo", f.item<double>()}, {"forget_nll", nll.mean().item<double>()}}};
-    if (wr_ != 0) {
-      auto r = mean_item_nll(model, *retain);
-      out.loss = out.loss + wr_ * r;
-      out.parts["retain_nll"] = r.item<double>();
-    }
+    add_retain_term(out, model, retain, wr_);
     return out;
   }
 

@@ -6,13 +6,8 @@
 # usage: test_methods_mpi.sh LETHE_BINARY SOURCE_DIR MPIRUN
 set -u
 LETHE=$1; SRC=$2; MPIRUN=$3
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
-CMP="/usr/bin/python3 $SRC/tests/reference/compare_weights.py"
+# shellcheck source=mpi_common.sh
+source "$SRC/tests/cli/mpi_common.sh"
 
 "$LETHE" synth --out "$T/data" --people 3 --books 1 >/dev/null 2>&1
 "$LETHE" init --model-config "$SRC/configs/models/tiny-llama.json" --train-tokenizer "$T/data/train.jsonl" \

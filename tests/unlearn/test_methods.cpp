@@ -13,6 +13,7 @@
 #include "unlearn/method_support.h"
 #include "unlearn/trainer.h"
 #include "tests/test_util.h"
+#include "tests/unlearn/objective_options.h"
 
 namespace lethe {
 namespace {
@@ -110,17 +111,6 @@ TEST(Losses, HandComputableValues) {
 }
 
 // ---------------------------------------------------------------- objectives on a tiny model
-po::variables_map method_options(const ObjectiveSpec& spec, std::vector<std::string> args) {
-  po::options_description d;
-  spec.add_options(d);
-  po::variables_map vm;
-  std::vector<const char*> argv = {"x"};
-  for (auto& a : args) argv.push_back(a.c_str());
-  po::store(po::parse_command_line(int(argv.size()), argv.data(), d), vm);
-  po::notify(vm);
-  return vm;
-}
-
 struct World {
   Tokenizer tok;
   CausalLM model{nullptr};
@@ -156,7 +146,7 @@ struct World {
   }
   std::unique_ptr<Objective> make(const std::string& method, std::vector<std::string> args = {}) {
     const auto& spec = find_objective(method);
-    auto obj = spec.make(method_options(spec, std::move(args)));
+    auto obj = spec.make(test::objective_options(spec, std::move(args)));
     obj->prepare(model, ctx);
     return obj;
   }

@@ -6,6 +6,7 @@
 #include "unlearn/objective.h"
 #include "unlearn/trainer.h"
 #include "tests/test_util.h"
+#include "tests/unlearn/objective_options.h"
 
 namespace lethe {
 namespace {
@@ -30,20 +31,9 @@ struct Fixture {
   }
 };
 
-po::variables_map options_for(const ObjectiveSpec& spec, std::vector<std::string> args) {
-  po::options_description d;
-  spec.add_options(d);
-  po::variables_map vm;
-  std::vector<const char*> argv = {"x"};
-  for (auto& a : args) argv.push_back(a.c_str());
-  po::store(po::parse_command_line(int(argv.size()), argv.data(), d), vm);
-  po::notify(vm);
-  return vm;
-}
-
 TEST(Objectives, GradientAscentIsNegatedNll) {
   Fixture fx;
-  auto obj = find_objective("ga").make(options_for(find_objective("ga"), {}));
+  auto obj = find_objective("ga").make(test::objective_options(find_objective("ga"), {}));
   EXPECT_FALSE(obj->uses_retain());
   auto out = obj->compute(fx.model, fx.forget, nullptr);
   EXPECT_NEAR(out.loss.item<double>(), -fx.nll(fx.forget), 1e-6);
@@ -52,7 +42,7 @@ TEST(Objectives, GradientAscentIsNegatedNll) {
 TEST(Objectives, GradientDifferenceWeighsBothTerms) {
   Fixture fx;
   const auto& spec = find_objective("gd");
-  auto obj = spec.make(options_for(spec, {"--gd.forget-weight", "0.5", "--gd.retain-weight", "2"}));
+  auto obj = spec.make(test::objective_options(spec, {"--gd.forget-weight", "0.5", "--gd.retain-weight", "2"}));
   EXPECT_TRUE(obj->uses_retain());
   auto out = obj->compute(fx.model, fx.forget, &fx.retain);
   EXPECT_NEAR(out.loss.item<double>(), -0.5 * fx.nll(fx.forget) + 2.0 * fx.nll(fx.retain), 1e-6);
@@ -105,7 +95,7 @@ TEST(Trainer, FinetuneLearnsAndGdForgetsWhileKeeping) {
   for (std::string method : {"ga", "gd"}) {
     model->load_weights(snapshot, "snapshot");
     const auto& spec = find_objective(method);
-    auto obj = spec.make(options_for(spec, {}));
+    auto obj = spec.make(test::objective_options(spec, {}));
     TrainResult res = train_loop(model, *obj, fi, &ri, to, 0, {}, *self);
     EXPECT_EQ(res.steps_done, 15);
     EXPECT_LT(acc(drop), 0.5) << method;

@@ -1,0 +1,10 @@
+# Shared by the mpirun CLI tests (sourced after LETHE, SRC and MPIRUN are set): mpirun as root
+# with oversubscription, a scratch directory removed on exit, pass/fail counters, and the
+# weight comparison of tests/reference/compare_weights.py.
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+pass=0; fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+CMP="/usr/bin/python3 $SRC/tests/reference/compare_weights.py"
