@@ -63,7 +63,7 @@ syn = ordered("synth")
 if syn:
     out += ["## (a) Synthetic KnowUnDo-style data (`lethe synth`: privacy + copyright, unlearn vs retention scope)", ""]
     n_params = next((params(r)[0] for _, r in syn if params(r)[0]), None)
-    out += [f"Model: `configs/models/tiny-llama.json` ({n_params:,} parameters) finetuned until both scopes are "
+    out += [f"Model: `configs/models/tiny-llama.json` ({fmt(n_params, ',')} parameters) finetuned until both scopes are "
             "learned (`configs/demo/finetune.ini`); unlearning: `configs/demo/unlearn.ini` (50 steps, batch 16). "
             "Unlearn/Retention Success are teacher-forced answer-token accuracies on the trained items (as "
             "KnowUnDo scores its splits); held-out columns are the paraphrased questions of `eval_forget` / "

@@ -36,7 +36,8 @@ run_method() {
   local dir=$RUN/$ds/$name
   [ -e "$dir/eval/report.json" ] && { echo "== $ds/$name: done already"; return; }
   rm -rf "$dir"; mkdir -p "$dir"
-  local cmd=("$L" unlearn --method "$method" "${UNLEARN[@]}" "$@" --format hf --out "$dir/model" --log-file "$dir/unlearn.log")
+  local lr=(); [[ " $* " == *" --lr "* ]] || [ -z "${BASE_LR:-}" ] || lr=(--lr "$BASE_LR")
+  local cmd=("$L" unlearn --method "$method" "${UNLEARN[@]}" "${lr[@]}" "$@" --format hf --out "$dir/model" --log-file "$dir/unlearn.log")
   echo "== $ds/$name: ${cmd[*]}"
   local t0; t0=$(date +%s.%N)
   "${cmd[@]}" >/dev/null
@@ -134,8 +135,9 @@ PY
     record tofu before 0 "$B/full" "$B/before/eval" "(finetuned on all of TOFU)"
   fi
   UNLEARN=(--model "$B/full" --forget "$TOFU/forget10.json" --retain "$TOFU/retain90.json" --steps 40 --batch-size 16
-           --lr 1e-3 --schedule constant --eval-every 10 --log-every 10 --template chatml
+           --schedule constant --eval-every 10 --log-every 10 --template chatml
            --eval-forget "$TOFU/forget10.json" --eval-retain "$B/data/retain_eval.json")
+  BASE_LR=1e-3
   LORA_LR=1e-2
   run_all_methods tofu
 fi
