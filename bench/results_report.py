@@ -137,7 +137,7 @@ for ds, xs, ys, xl, yl in [("synth", ("knowundo", "unlearn_success"), ("knowundo
                 continue
             f.write(f"{x} {y} {m}\n")
     png = os.path.join(plot_dir, f"{ds}_tradeoff.png")
-    gnuplot(f"""set terminal pngcairo size 900,650 font 'sans,11'
+    gnuplot(f"""set terminal pngcairo size 900,650 font 'sans,11' noenhanced
 set output '{png}'
 set title 'Forget vs retain per method ({ds})'
 set xlabel '{xl}'
@@ -163,7 +163,7 @@ plot '{dat}' using 1:2 with points pt 7 ps 1.6 lc rgb '#3366aa', '' using 1:2:3 
         png = os.path.join(plot_dir, f"{ds}_steps.png")
         f_plot = ", ".join(f"'{d}' using 1:2 with linespoints title '{m}'" for m, d in series)
         r_plot = ", ".join(f"'{d}' using 1:3 with linespoints title '{m}'" for m, d in series)
-        gnuplot(f"""set terminal pngcairo size 1300,560 font 'sans,10'
+        gnuplot(f"""set terminal pngcairo size 1300,560 font 'sans,10' noenhanced
 set output '{png}'
 set multiplot layout 1,2 title 'Answer-token accuracy during unlearning ({ds})'
 set xlabel 'step'
