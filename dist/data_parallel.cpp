@@ -128,7 +128,10 @@ DataParallel::DataParallel(CausalLM& model, Communicator& comm, int zero_stage, 
   }
   if (blocks_.empty()) throw InputError("no trainable parameters");
   std::vector<std::pair<std::string, torch::Tensor>> owned;
+  int64_t param_index = 0;
   for (auto& b : blocks_) {
+    b.first_param = param_index;
+    param_index += int64_t(b.params.size());
     for (auto& [n, p] : b.params) {
       b.offsets.push_back(b.numel);
       b.param_numels.push_back(p.numel());
@@ -271,6 +274,7 @@ void DataParallel::reduce_gradients() {
     if (b.sharded_params) {  // reduce-scattered during backward, accumulated by autograd
       b.owned_grad = b.owned.grad().defined() ? b.owned.grad().to(torch::kFloat)
                                                  : torch::zeros({b.shard}, b.owned.options().dtype(torch::kFloat));
+      if (penalty_) add_penalty_grad(b);
       continue;
     }
     if (b.reduce_in_backward) {  // reduce-scattered during backward, accumulated in the sink
@@ -297,6 +301,28 @@ void DataParallel::reduce_gradients() {
     }  // the full flat gradient `g` is freed here in stage 2
     b.owned_grad = stage_ == 1 ? b.grad.narrow(0, comm_.rank() * b.shard, b.shard) : b.grad;
   }
+}
+
+void DataParallel::add_penalty_grad(Block& b) {
+  const int64_t N = comm_.size();
+  auto flat = torch::zeros({b.padded}, torch::TensorOptions().dtype(torch::kFloat).device(b.owned.device()));
+  gather_into_model(b);
+  for (size_t i = 0; i < b.params.size(); ++i) {
+    const int64_t index = b.first_param + int64_t(i);
+    if (index % N != comm_.rank()) continue;
+    torch::Tensor g;
+    {
+      torch::AutoGradMode enable(true);
+      auto w = b.params[i].second.detach().requires_grad_(true);
+      g = torch::autograd::grad({penalty_(index, w)}, {w})[0];
+    }
+    // Scaled by N: the reduce-scatter averages over ranks and only this rank has the term.
+    flat.narrow(0, b.offsets[i], b.param_numels[i]).copy_(g.reshape(-1).to(torch::kFloat) * double(N));
+  }
+  release_from_model(b);
+  auto shard = torch::empty({b.shard}, flat.options());
+  comm_.reduce_scatter(flat, shard, ReduceOp::Average);
+  b.owned_grad += shard;
 }
 
 double DataParallel::clip_grad_norm(double max_norm) {

@@ -15,6 +15,7 @@
 // Gradients are reduced in fp32 whatever the parameter dtype; bf16 parameters get fp32
 // master copies of their shard. Global-norm clipping sums squares across shards.
 #pragma once
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -47,6 +48,12 @@ class DataParallel {
   // Loads from the shard files of a checkpoint written with any rank count.
   void load_sharded(const std::vector<TensorMap>& shards, const json& layout, const std::string& source);
   int zero_stage() const { return stage_; }
+  // A penalty on whole weight tensors (index among the trainable parameters, value) for the
+  // parameters that ZeRO 3 shards, which are never whole during the objective's forward.
+  // reduce_gradients gathers each sharded layer, rank index mod N differentiates the penalty
+  // of its share, and the gradients are reduce-scattered into the shards with the rest.
+  using WeightPenalty = std::function<torch::Tensor(int64_t index, const torch::Tensor& w)>;
+  void set_weight_penalty(WeightPenalty fn) { penalty_ = std::move(fn); }
   int64_t optimizer_steps() const { return opt_->steps(); }
 
  private:
@@ -66,6 +73,7 @@ class DataParallel {
     bool reduce_in_backward = false;
     torch::Tensor grad_sink;
     int64_t layer = -1;
+    int64_t first_param = 0;  // index of the block's first parameter among all trainable ones
   };
 
  public:
@@ -78,11 +86,13 @@ class DataParallel {
 
  private:
   torch::Tensor flat_grad(Block& b);  // [padded] fp32, frees the parameters' .grad
+  void add_penalty_grad(Block& b);    // stage 3: the weight penalty's share of a sharded layer
   void gather_params(Block& b);
 
   CausalLM& model_;
   Communicator& comm_;
   int stage_;
+  WeightPenalty penalty_;
   std::vector<Block> blocks_;
   std::unique_ptr<Optimizer> opt_;
 };

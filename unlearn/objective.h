@@ -56,6 +56,9 @@ class Objective {
   virtual ObjectiveResult compute(CausalLM& model, const Batch& forget, const Batch* retain) = 0;
   virtual void finish(CausalLM& /*model*/) {}
   virtual bool uses_retain() const { return false; }
+  // A penalty on whole trainable tensors (index among them, value) that the data-parallel
+  // engine applies itself to the parameters ZeRO 3 shards (SNAP's regulariser); none by default.
+  virtual std::function<torch::Tensor(int64_t, const torch::Tensor&)> weight_penalty() { return {}; }
   // Stored with the output checkpoint's run config (e.g. MemFlex's localization).
   virtual json describe() const { return json::object(); }
 };

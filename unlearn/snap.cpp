@@ -7,6 +7,8 @@
 // entity (generated here from the items; no external model). In data parallel runs each rank
 // computes the SWD of its share of the matrices (matrix m on rank m mod N), scaled by N so the
 // gradient average over ranks gives the full sum; the directions depend only on (seed, step, m).
+// Under ZeRO 3 the decoder layers' matrices are never whole in forward: the data-parallel engine
+// applies the same term to them through weight_penalty(), on the gathered layer after backward.
 #include <spdlog/spdlog.h>
 
 #include <set>
@@ -36,8 +38,6 @@ class Snap : public Objective {
         refusals_(std::move(refusals)) {}
   bool uses_retain() const override { return true; }
   void prepare(CausalLM& model, ObjectiveContext& ctx) override {
-    if (ctx.zero_stage == 3)
-      throw InputError("--method snap needs whole weight matrices for its sliced-Wasserstein term: use --zero-stage 0, 1 or 2");
     if (k_ <= 0) throw InputError("--snap.projections must be positive");
     if (entity_questions_ < 0 || entity_questions_ > 4) throw InputError("--snap.entity-questions must be in 0..4");
     seed_ = ctx.seed;
@@ -75,22 +75,29 @@ class Snap : public Objective {
       }
   }
   void begin_step(int64_t step) override { step_ = step; }
+  std::function<torch::Tensor(int64_t, const torch::Tensor&)> weight_penalty() override {
+    return [this](int64_t m, const torch::Tensor& w) { return lambda_ * swd_term(m, w); };
+  }
   ObjectiveResult compute(CausalLM& model, const Batch& forget, const Batch* retain) override {
     auto neg = mean_item_nll(model, forget);
     auto pos = mean_item_nll(model, *retain);
     torch::Tensor swd = torch::zeros({}, neg.options());
-    for (size_t m = size_t(rank_); m < params_.size(); m += size_t(world_)) {
-      const auto& p = params_[m];
-      int64_t d = p.dim() == 1 ? p.numel() : p.numel() / p.size(0);
-      auto dirs = random_directions(d, k_, item_seed(seed_, 71, step_ * 1000003 + int64_t(m)));
-      swd = swd + sliced_wasserstein(p, initial_[m], dirs);
-    }
+    for (size_t m = size_t(rank_); m < params_.size(); m += size_t(world_))
+      if (params_[m].numel() > 0)  // ZeRO 3 shards decoder layers: the engine applies weight_penalty()
+        swd = swd + swd_term(int64_t(m), params_[m]);
     swd = swd * double(world_);  // the gradient average over ranks then sums every matrix once
     return {neg + pos + lambda_ * swd,
             {{"refusal_nll", neg.item<double>()}, {"positive_nll", pos.item<double>()}, {"swd", swd.item<double>()}}};
   }
 
  private:
+  // SWD of trainable tensor m against its initial value, along directions drawn from (seed, step, m).
+  torch::Tensor swd_term(int64_t m, const torch::Tensor& w) const {
+    const auto& w0 = initial_[size_t(m)];
+    int64_t d = w0.dim() == 1 ? w0.numel() : w0.numel() / w0.size(0);
+    auto dirs = random_directions(d, k_, item_seed(seed_, 71, step_ * 1000003 + m));
+    return sliced_wasserstein(w.view(w0.sizes()), w0, dirs);
+  }
   double lambda_;
   int64_t k_, entity_questions_;
   std::string entity_key_, refusals_;

@@ -56,6 +56,7 @@ TrainResult train_loop(CausalLM& model, Objective& objective, const std::vector<
   // restores each rank's stream from the checkpoint).
   torch::manual_seed(opt.seed * 1000003ULL + uint64_t(comm.rank()));
   DataParallel dp(model, comm, opt.zero_stage, opt.optimizer);
+  if (auto penalty = objective.weight_penalty()) dp.set_weight_penalty(penalty);
   BatchIterator data(&primary, opt.batch_size, opt.seed, pad_id);
   std::unique_ptr<BatchIterator> retain_data;
   if (objective.uses_retain()) retain_data = std::make_unique<BatchIterator>(retain, opt.batch_size, opt.seed + 1, pad_id);
