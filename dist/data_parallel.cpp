@@ -65,7 +65,7 @@ class ShardedLayerFn : public torch::autograd::Function<ShardedLayerFn> {
     }
     set_cpu_rng_state(now);
     std::vector<torch::Tensor> param_grads(grads.begin() + 1, grads.end());
-    auto shard_grad = dp->reduce_scatter_grads(b, param_grads);
+    auto shard_grad = dp->reduce_scatter_grads(b, param_grads).to(b.owned.scalar_type());
     dp->release_from_model(b);
     return {grads[0], shard_grad, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
@@ -104,7 +104,7 @@ class ReducingLayerFn : public torch::autograd::Function<ReducingLayerFn> {
     ctx->saved_data.erase("x");  // frees the layer's graph
     ctx->saved_data.erase("y");
     std::vector<torch::Tensor> param_grads(grads.begin() + 1, grads.end());
-    auto shard_grad = dp->reduce_scatter_grads(b, param_grads).to(torch::kFloat);
+    auto shard_grad = dp->reduce_scatter_grads(b, param_grads);
     return {grads[0], shard_grad, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
@@ -166,36 +166,29 @@ DataParallel::DataParallel(CausalLM& model, Communicator& comm, int zero_stage, 
     owned.emplace_back(b.name, b.owned);
   }
   opt_ = std::make_unique<Optimizer>(owned, opt);
-  if (stage_ == 2) {
+  if (stage_ >= 2) {
+    // Decoder layers run through the engine: ZeRO 2 reduce-scatters their gradient in backward,
+    // ZeRO 3 also gathers their parameters around forward and backward.
     std::map<int64_t, size_t> layer_block;
     for (size_t i = 0; i < blocks_.size(); ++i)
-      if (blocks_[i].reduce_in_backward) layer_block[blocks_[i].layer] = i;
+      if (blocks_[i].sharded_params || blocks_[i].reduce_in_backward) layer_block[blocks_[i].layer] = i;
     model_->layer_runner = [this, layer_block](int64_t layer, const torch::Tensor& x, const torch::Tensor& cos,
                                                const torch::Tensor& sin, const torch::Tensor& mask, KVCache* cache) {
       auto it = layer_block.find(layer);
       auto& module = model_->model->layers[size_t(layer)];
-      if (it == layer_block.end() || !torch::GradMode::is_enabled() || cache) return module(x, cos, sin, mask, cache, layer);
-      return ReducingLayerFn::apply(x, blocks_[it->second].grad_sink, reinterpret_cast<int64_t>(this),
-                                    int64_t(it->second), cos, sin, mask);
-    };
-  }
-  if (stage_ == 3) {
-    std::map<int64_t, size_t> layer_block;
-    for (size_t i = 0; i < blocks_.size(); ++i)
-      if (blocks_[i].sharded_params) layer_block[blocks_[i].layer] = i;
-    model_->layer_runner = [this, layer_block](int64_t layer, const torch::Tensor& x, const torch::Tensor& cos,
-                                               const torch::Tensor& sin, const torch::Tensor& mask, KVCache* cache) {
-      auto it = layer_block.find(layer);
-      auto& module = model_->model->layers[size_t(layer)];
-      if (it == layer_block.end() || !blocks_[it->second].sharded_params) return module(x, cos, sin, mask, cache, layer);
+      if (it == layer_block.end()) return module(x, cos, sin, mask, cache, layer);
       Block& b = blocks_[it->second];
-      if (!torch::GradMode::is_enabled() || cache) {  // evaluation, generation
-        gather_into_model(b);
-        auto y = module(x, cos, sin, mask, cache, layer);
-        release_from_model(b);
-        return y;
-      }
-      return ShardedLayerFn::apply(x, b.owned, reinterpret_cast<int64_t>(this), int64_t(it->second), cos, sin, mask);
+      const bool training = torch::GradMode::is_enabled() && !cache;
+      const auto dp = reinterpret_cast<int64_t>(this);
+      if (b.reduce_in_backward)
+        return training ? ReducingLayerFn::apply(x, b.grad_sink, dp, int64_t(it->second), cos, sin, mask)
+                        : module(x, cos, sin, mask, cache, layer);
+      if (!b.sharded_params) return module(x, cos, sin, mask, cache, layer);
+      if (training) return ShardedLayerFn::apply(x, b.owned, dp, int64_t(it->second), cos, sin, mask);
+      gather_into_model(b);  // evaluation, generation
+      auto y = module(x, cos, sin, mask, cache, layer);
+      release_from_model(b);
+      return y;
     };
   }
 }
@@ -224,7 +217,7 @@ torch::Tensor DataParallel::reduce_scatter_grads(Block& b, const std::vector<tor
     if (grads[i].defined()) flat.narrow(0, b.offsets[i], b.param_numels[i]).copy_(grads[i].reshape(-1));
   auto shard = torch::empty({b.shard}, f32);
   comm_.reduce_scatter(flat, shard, ReduceOp::Average);
-  return shard.to(b.owned.scalar_type());
+  return shard;
 }
 
 void DataParallel::materialize() {
@@ -284,10 +277,10 @@ void DataParallel::reduce_gradients() {
       // Gradient that reached the parameters by another path (a weight regulariser such as
       // SNAP's, which each rank computes for its share of the matrices) is reduced here.
       if (direct[bi] > 0) {
-        auto g = flat_grad(b);
-        auto shard = torch::empty({b.shard}, g.options());
-        comm_.reduce_scatter(g, shard, ReduceOp::Average);
-        b.owned_grad += shard;
+        std::vector<torch::Tensor> grads;
+        for (auto& np : b.params) grads.push_back(np.second.grad());
+        b.owned_grad += reduce_scatter_grads(b, grads);
+        for (auto& np : b.params) np.second.mutable_grad() = torch::Tensor();
       }
       continue;
     }
@@ -305,24 +298,18 @@ void DataParallel::reduce_gradients() {
 
 void DataParallel::add_penalty_grad(Block& b) {
   const int64_t N = comm_.size();
-  auto flat = torch::zeros({b.padded}, torch::TensorOptions().dtype(torch::kFloat).device(b.owned.device()));
+  std::vector<torch::Tensor> grads(b.params.size());
   gather_into_model(b);
   for (size_t i = 0; i < b.params.size(); ++i) {
     const int64_t index = b.first_param + int64_t(i);
     if (index % N != comm_.rank()) continue;
-    torch::Tensor g;
-    {
-      torch::AutoGradMode enable(true);
-      auto w = b.params[i].second.detach().requires_grad_(true);
-      g = torch::autograd::grad({penalty_(index, w)}, {w})[0];
-    }
+    torch::AutoGradMode enable(true);
+    auto w = b.params[i].second.detach().requires_grad_(true);
     // Scaled by N: the reduce-scatter averages over ranks and only this rank has the term.
-    flat.narrow(0, b.offsets[i], b.param_numels[i]).copy_(g.reshape(-1).to(torch::kFloat) * double(N));
+    grads[i] = torch::autograd::grad({penalty_(index, w)}, {w})[0].to(torch::kFloat) * double(N);
   }
   release_from_model(b);
-  auto shard = torch::empty({b.shard}, flat.options());
-  comm_.reduce_scatter(flat, shard, ReduceOp::Average);
-  b.owned_grad += shard;
+  b.owned_grad += reduce_scatter_grads(b, grads);
 }
 
 double DataParallel::clip_grad_norm(double max_norm) {

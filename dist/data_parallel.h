@@ -77,9 +77,11 @@ class DataParallel {
   };
 
  public:
-  // Stage 3 helpers used by the layer autograd function.
+  // Helpers of the layer autograd functions (ZeRO 2 and 3).
   void gather_into_model(Block& b);
   void release_from_model(Block& b);
+  // The block's parameter gradients (undefined: zero), averaged across ranks into this rank's
+  // fp32 shard.
   torch::Tensor reduce_scatter_grads(Block& b, const std::vector<torch::Tensor>& grads);
   Block& block(size_t i) { return blocks_[i]; }
   CausalLM& model() { return model_; }

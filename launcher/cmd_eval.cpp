@@ -95,7 +95,7 @@ int run_eval(const po::variables_map& vm, const json& cfg) {
   for (auto& m : r.splits)
     if (m.name == "retain") {  // TOFU model utility: harmonic mean of the retain metrics available
       std::vector<double> parts = {m.answer_prob};
-      if (m.rouge_l_recall > 0 || eo.generate) parts.push_back(m.rouge_l_recall);
+      if (eo.generate) parts.push_back(m.rouge_l_recall);
       if (m.has_truth_ratio) parts.push_back(m.truth_ratio_retain);
       double inv = 0;
       for (double v : parts) inv += 1.0 / std::max(v, 1e-12);
