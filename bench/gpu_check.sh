@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The checks that need a GPU (one is enough), after scripts/build_offline.sh (or a normal build
+# with CUDA + NCCL): device and versions; the distributed test binary on one rank with its NCCL
+# test; lethe on the GPU vs the CPU (finetune and unlearning, ZeRO 0 and 3 on the NCCL
+# communicator: the same model within fp32 kernel-rounding tolerance); training-step throughput vs
+# Hugging Face transformers on the same GPU. Writes logs and a summary into OUT.
+# Hardware: one CUDA GPU; about 5 minutes on an H100. usage: bench/gpu_check.sh BUILD OUT
+set -uo pipefail
+SRC=$(cd "$(dirname "$0")/.." && pwd); B=$(cd "$1" && pwd); O=$2; mkdir -p "$O"
+[ -f "$B/env.sh" ] && source "$B/env.sh"
+PY=${PYTHON:-python3}; L=$B/lethe; MPIRUN=${MPIRUN:-mpirun.openmpi}
+S=$O/summary.txt; : >"$S"
+say() { echo "$*" | tee -a "$S"; }
+{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+  "$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "nccl", torch.cuda.nccl.version())'; } 2>&1 | tee -a "$S"
+
+"$MPIRUN" -np 1 "$B/tests/lethe_dist_tests" >"$O/dist_np1.log" 2>&1; say "dist tests, 1 rank (NCCL test included): exit $?"
+grep -E "^\[ +(OK|SKIPPED|FAILED) +\] Nccl|PASSED|FAILED" "$O/dist_np1.log" | tee -a "$S"
+
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+"$L" synth --out "$T/data" --people 3 --books 1 >/dev/null 2>&1
+"$L" init --model-config "$SRC/configs/models/tiny-llama.json" --train-tokenizer "$T/data/train.jsonl" \
+  --vocab-size 300 --out "$T/base" >/dev/null 2>&1
+FT=(finetune --model "$T/base" --data "$T/data/train.jsonl" --batch-size 8 --lr 2e-3 --steps 20 --format hf)
+UL=(unlearn --method npo --forget "$T/data/forget.jsonl" --retain "$T/data/retain.jsonl" --batch-size 8 --lr 1e-3
+    --steps 10 --format hf)
+CMP="$PY $SRC/tests/reference/compare_weights.py"
+for dev in cpu cuda; do
+  "$L" "${FT[@]}" --device $dev --out "$T/ft_$dev" >"$O/ft_$dev.log" 2>&1 || say "finetune on $dev failed"
+done
+say "finetune 20 steps, cuda vs cpu: $($CMP "$T/ft_cuda" "$T/ft_cpu" --rtol 1e-4 2>&1 | tail -1)"
+for z in 0 3; do
+  for dev in cpu cuda; do
+    "$L" "${UL[@]}" --model "$T/ft_cpu" --zero-stage $z --device $dev --out "$T/npo_${dev}_$z" >"$O/npo_${dev}_z$z.log" 2>&1 \
+      || say "npo on $dev ZeRO $z failed"
+  done
+  say "npo 10 steps ZeRO $z (NCCL communicator), cuda vs cpu: $($CMP "$T/npo_cuda_$z" "$T/npo_cpu_$z" --rtol 1e-4 2>&1 | tail -1)"
+done
+
+for spec in "tiny-llama.json 16 64 20 float32 hf-eager" "small-llama-50m.json 8 256 10 float32 hf-eager" \
+            "small-llama-50m.json 8 256 10 bfloat16 hf-sdpa" "llama-1b.json 4 512 5 bfloat16 hf-eager" \
+            "llama-1b.json 4 512 5 bfloat16 hf-sdpa" "llama-1b.json 4 512 5 float32 hf-sdpa"; do
+  read -r cfg b t n dt peer <<<"$spec"
+  say "$(PYTHON=$PY BUILD=$B bash "$SRC/bench/run_train_step.sh" "$SRC/configs/models/$cfg" $b $t $n 1 2 cuda $dt $peer 2>&1)"
+done
