@@ -26,12 +26,12 @@ UL=(unlearn --method npo --forget "$T/data/forget.jsonl" --retain "$T/data/retai
     --steps 10 --format hf)
 CMP="$PY $SRC/tests/reference/compare_weights.py"
 for dev in cpu cuda; do
-  "$L" "${FT[@]}" --device $dev --out "$T/ft_$dev" >"$O/ft_$dev.log" 2>&1 || say "finetune on $dev failed"
+  "$L" "${FT[@]}" --device $dev --out "$T/ft_$dev" >>"$O/runs.log" 2>&1 || say "finetune on $dev failed"
 done
 say "finetune 20 steps, cuda vs cpu: $($CMP "$T/ft_cuda" "$T/ft_cpu" --rtol 1e-4 2>&1 | tail -1)"
 for z in 0 3; do
   for dev in cpu cuda; do
-    "$L" "${UL[@]}" --model "$T/ft_cpu" --zero-stage $z --device $dev --out "$T/npo_${dev}_$z" >"$O/npo_${dev}_z$z.log" 2>&1 \
+    "$L" "${UL[@]}" --model "$T/ft_cpu" --zero-stage $z --device $dev --out "$T/npo_${dev}_$z" >>"$O/runs.log" 2>&1 \
       || say "npo on $dev ZeRO $z failed"
   done
   say "npo 10 steps ZeRO $z (NCCL communicator), cuda vs cpu: $($CMP "$T/npo_cuda_$z" "$T/npo_cpu_$z" --rtol 1e-4 2>&1 | tail -1)"

@@ -37,7 +37,10 @@ ENV
 source "$B/env.sh"
 export PKG_CONFIG_LIBDIR=$ML/pkgconfig:$P/usr/share/pkgconfig PKG_CONFIG_SYSROOT_DIR=$P
 GEN=(); KEEP=(); if command -v ninja >/dev/null; then GEN=(-G Ninja); KEEP=(-- -k 0); fi
-cmake -S "$SRC" -B "$B" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release \
+# spdlog 1.10 needs its fmt 9, not the newer fmt that LibTorch bundles: a folder holding only fmt,
+# named with -I (searched before every -isystem folder, LibTorch's included).
+mkdir -p "$P/fmt-first" && ln -sfn "$P/usr/include/fmt" "$P/fmt-first/fmt"
+cmake -S "$SRC" -B "$B" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS="-I$P/fmt-first" \
   -DCMAKE_PREFIX_PATH="$TORCH_PREFIX;$P/usr" -DCMAKE_INCLUDE_PATH="$P/usr/include/hdf5/serial" \
   -DCMAKE_LIBRARY_PATH="$ML/hdf5/serial" -DHDF5_C_COMPILER_EXECUTABLE=HDF5_C_COMPILER_EXECUTABLE-NOTFOUND \
   -DMPI_C_COMPILER="$P/usr/bin/mpicc.openmpi" -DMPIEXEC_EXECUTABLE="$P/usr/bin/mpirun.openmpi" \
