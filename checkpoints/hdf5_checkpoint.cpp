@@ -188,6 +188,27 @@ std::vector<std::string> list_h5_tensors(const std::string& path) {
   return names;
 }
 
+std::map<std::string, H5TensorInfo> h5_tensor_infos(const std::string& path) {
+  auto all = list_h5_tensors(path);
+  H5Id file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+  if (file.id < 0) throw CorruptError(path + ": cannot open HDF5 file");
+  std::map<std::string, H5TensorInfo> out;
+  for (auto& name : all) {
+    const std::string what = path + ": dataset '" + name + "'";
+    H5Id ds(H5Dopen2(file, to_h5_name(name).c_str(), H5P_DEFAULT), H5Dclose);
+    if (ds.id < 0) throw CorruptError(what + " cannot be opened (corrupt metadata)");
+    H5TensorInfo info{dtype_from_label(read_string_attr(ds, "dtype", what), what), {}};
+    H5Id space(H5Dget_space(ds), H5Sclose);
+    int rank = H5Sget_simple_extent_ndims(space);
+    if (rank < 0 || rank > 8) throw CorruptError(what + ": bad rank");
+    std::vector<hsize_t> dims(rank);
+    H5Sget_simple_extent_dims(space, dims.data(), nullptr);
+    if (H5Aexists(ds, "scalar") <= 0) info.shape.assign(dims.begin(), dims.end());
+    out.emplace(name, info);
+  }
+  return out;
+}
+
 TensorMap read_h5_tensors(const std::string& path, const std::vector<std::string>& names,
                           std::map<std::string, json>* attrs) {
   auto all = list_h5_tensors(path);
@@ -269,7 +290,8 @@ void write_checkpoint_dir(const std::string& dir, const std::map<std::string, Ch
 }
 
 bool is_native_checkpoint(const std::string& dir) {
-  return fs::exists(fs::path(dir) / "model.h5") || fs::exists(fs::path(dir) / kCompleteMarker);
+  return fs::exists(fs::path(dir) / "model.h5") || fs::exists(fs::path(dir) / kNativeIndex) ||
+         fs::exists(fs::path(dir) / kCompleteMarker);
 }
 
 void require_complete(const std::string& dir) {

@@ -21,8 +21,17 @@ void write_h5_tensors(const std::string& path, const NamedTensors& tensors, cons
 TensorMap read_h5_tensors(const std::string& path, const std::vector<std::string>& names = {},
                           std::map<std::string, json>* attrs = nullptr);
 std::vector<std::string> list_h5_tensors(const std::string& path);
+// dtype and shape of every tensor in the file, without reading the data.
+struct H5TensorInfo {
+  torch::ScalarType dtype;
+  std::vector<int64_t> shape;
+};
+std::map<std::string, H5TensorInfo> h5_tensor_infos(const std::string& path);
 
 constexpr const char* kCompleteMarker = "COMPLETE";
+// A native checkpoint holds model.h5, or shards listed in this index (HF's index layout:
+// {"metadata": {...}, "weight_map": {tensor: file}}), as `lethe merge` and `lethe spunge` write.
+constexpr const char* kNativeIndex = "model.h5.index.json";
 
 // Writes a checkpoint directory atomically. `files` maps a file name in the directory to its
 // tensors and attributes; `extra_files` are copied in (config.json, tokenizer.json, ...).

@@ -1,7 +1,9 @@
 #include "checkpoints/model_io.h"
 
 #include <filesystem>
+#include <set>
 
+#include "checkpoints/tensor_reader.h"
 #include "common/error.h"
 #include "common/fs.h"
 
@@ -9,8 +11,12 @@ namespace fs = std::filesystem;
 
 namespace lethe {
 
-namespace {
-const char* kSideFiles[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"};
+std::vector<std::string> side_files(const std::string& dir) {
+  std::vector<std::string> out;
+  for (auto* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
+                  "tokenizer.model"})
+    if (fs::exists(fs::path(dir) / f)) out.push_back((fs::path(dir) / f).string());
+  return out;
 }
 
 ModelFiles read_model_files(const std::string& dir) {
@@ -21,7 +27,17 @@ ModelFiles read_model_files(const std::string& dir) {
     require_complete(dir);
     std::map<std::string, json> attrs;
     std::string h5 = (fs::path(dir) / "model.h5").string();
-    mf.weights = read_h5_tensors(h5, {}, &attrs);
+    if (fs::exists(h5)) {
+      mf.weights = read_h5_tensors(h5, {}, &attrs);
+    } else {  // sharded: every file listed in the index carries the same attributes
+      TensorReader reader(dir);
+      std::set<std::string> files;
+      for (auto& [name, info] : reader.tensors()) files.insert(info.file);
+      for (auto& f : files) {
+        h5 = f;
+        for (auto& [name, t] : read_h5_tensors(f, {}, &attrs)) mf.weights.emplace(name, t);
+      }
+    }
     if (!attrs.count("model_config")) throw CorruptError(h5 + ": missing attribute 'model_config'");
     mf.config = ModelConfig::from_json(attrs["model_config"], h5 + " model_config");
     mf.run_config = attrs.count("run_config") ? attrs["run_config"] : json::object();
@@ -56,9 +72,7 @@ void save_model(CausalLM& model, const std::string& dir, const std::string& form
   NamedTensors weights;
   for (auto& [name, t] : model->named_weights()) weights.emplace_back(name, t.detach());
   std::vector<std::string> copies;
-  if (!source_dir.empty())
-    for (auto* f : kSideFiles)
-      if (fs::exists(fs::path(source_dir) / f)) copies.push_back((fs::path(source_dir) / f).string());
+  if (!source_dir.empty()) copies = side_files(source_dir);
   json config = model->config.to_json();
   if (format == "native") {
     CheckpointFile mf{weights, {{"model_config", config}, {"run_config", run_config}, {"format_version", 1}}};

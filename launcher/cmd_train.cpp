@@ -12,6 +12,7 @@
 #include "dist/signals.h"
 #include "eval/report.h"
 #include "launcher/options.h"
+#include "launcher/train_common.h"
 #include "unlearn/trainer.h"
 
 namespace fs = std::filesystem;
@@ -33,18 +34,14 @@ struct Session {
   int64_t max_len = 256;
 };
 
-Session open_session(const po::variables_map& vm) {
-  Session s;
-  std::string dir = require_string(vm, "model");
-  const torch::Device device = select_device(vm["device"].as<std::string>());
-  s.comm = make_device_communicator(device);
-  s.model = load_model(dir, vm["dtype"].as<std::string>());
-  s.tok = Tokenizer::from_file(tokenizer_path(dir));
-  if (s.tok.vocab_size() > s.model->config.vocab_size)
-    throw InputError(dir + ": tokenizer has " + std::to_string(s.tok.vocab_size()) + " ids but the model only " +
-                     std::to_string(s.model->config.vocab_size));
-  s.tmpl = parse_chat_template(vm["template"].as<std::string>());
-  s.max_len = vm["max-len"].as<int64_t>();
+}  // namespace
+
+CausalLM load_for_training(const po::variables_map& vm, const std::string& dir, const Tokenizer& tok,
+                           torch::Device device, Communicator& comm) {
+  CausalLM model = load_model(dir, vm["dtype"].as<std::string>());
+  if (tok.vocab_size() > model->config.vocab_size)
+    throw InputError(dir + ": tokenizer has " + std::to_string(tok.vocab_size()) + " ids but the model only " +
+                     std::to_string(model->config.vocab_size));
   if (vm["lora-rank"].as<int64_t>() > 0) {
     LoraOptions lo;
     lo.rank = vm["lora-rank"].as<int64_t>();
@@ -52,16 +49,63 @@ Session open_session(const po::variables_map& vm) {
     lo.dropout = vm["lora-dropout"].as<double>();
     lo.seed = vm["seed"].as<uint64_t>();
     if (vm.count("lora-target")) lo.target_modules = vm["lora-target"].as<std::vector<std::string>>();
-    s.model->add_lora(lo);
+    model->add_lora(lo);
   } else if (vm["lora-rank"].as<int64_t>() < 0) {
     throw InputError("--lora-rank must be >= 0");
   }
-  s.model->to(device);
+  model->to(device);
   int64_t trainable = 0;
-  for (auto& p : s.model->trainable_parameters()) trainable += p.numel();
+  for (auto& p : model->trainable_parameters()) trainable += p.numel();
   spdlog::info("model {}: {} parameters, {} trainable, {}, on {} (rank r -> {}), communicator {}", dir,
-               s.model->config.num_parameters(), trainable, s.model->config.torch_dtype, device.str(),
-               device.is_cpu() ? "cpu" : "cuda:<local rank>", s.comm->name());
+               model->config.num_parameters(), trainable, model->config.torch_dtype, device.str(),
+               device.is_cpu() ? "cpu" : "cuda:<local rank>", comm.name());
+  return model;
+}
+
+TrainResult fit_objective(CausalLM& model, Objective& obj, const Tokenizer& tok, ChatTemplate tmpl, int64_t max_len,
+                          const std::vector<Example>& primary, const std::vector<Example>* retain, const TrainOptions& to,
+                          Communicator& comm, const std::function<bool(int64_t)>& on_eval, json* description) {
+  auto items = tokenize_items(tok, tmpl, primary, max_len);
+  std::vector<TokenizedItem> retain_items;
+  if (retain) retain_items = tokenize_items(tok, tmpl, *retain, max_len);
+  // The objective sees the model at theta_0 (whole, before sharding): reference caches, derived
+  // items, parameter selection.
+  ObjectiveContext ctx;
+  ctx.forget = &items;
+  ctx.retain = &retain_items;
+  ctx.forget_examples = &primary;
+  static const std::vector<Example> no_examples;
+  ctx.retain_examples = retain ? retain : &no_examples;
+  const int64_t batches = to.steps * to.grad_accum;
+  ctx.forget_used = items_drawn(items, to.batch_size, to.seed, batches);
+  ctx.retain_used = items_drawn(retain_items, to.batch_size, to.seed + 1, batches);
+  ctx.tok = &tok;
+  ctx.tmpl = tmpl;
+  ctx.max_len = max_len;
+  ctx.pad_id = pad_token_id(tok, tmpl);
+  ctx.seed = to.seed;
+  ctx.zero_stage = to.zero_stage;
+  ctx.comm = &comm;
+  obj.prepare(model, ctx);
+  int64_t trainable = 0;
+  for (auto& p : model->trainable_parameters()) trainable += p.numel();
+  spdlog::info("training {} parameters ({} items{})", trainable, items.size(),
+               retain ? fmt::format(", {} retain items", retain_items.size()) : "");
+  if (description) *description = obj.describe();
+  return train_loop(model, obj, items, retain ? &retain_items : nullptr, to, pad_token_id(tok, tmpl), on_eval, comm);
+}
+
+namespace {
+
+Session open_session(const po::variables_map& vm) {
+  Session s;
+  std::string dir = require_string(vm, "model");
+  const torch::Device device = select_device(vm["device"].as<std::string>());
+  s.comm = make_device_communicator(device);
+  s.tok = Tokenizer::from_file(tokenizer_path(dir));
+  s.tmpl = parse_chat_template(vm["template"].as<std::string>());
+  s.max_len = vm["max-len"].as<int64_t>();
+  s.model = load_for_training(vm, dir, s.tok, device, *s.comm);
   return s;
 }
 
@@ -96,33 +140,6 @@ int train_and_save(const po::variables_map& vm, json cfg, Session& s, Objective&
   // A resumed run may find its own earlier output missing only; an existing --out is final.
   if (fs::exists(out)) throw InputError("--out '" + out + "' already exists; refusing to overwrite it");
   to.run_config = cfg;
-  auto items = tokenize_items(s.tok, s.tmpl, primary, s.max_len);
-  std::vector<TokenizedItem> retain_items;
-  if (retain) retain_items = tokenize_items(s.tok, s.tmpl, *retain, s.max_len);
-  // The objective sees the model at theta_0 (whole, before sharding): reference caches, derived
-  // items, parameter selection.
-  ObjectiveContext ctx;
-  ctx.forget = &items;
-  ctx.retain = &retain_items;
-  ctx.forget_examples = &primary;
-  static const std::vector<Example> no_examples;
-  ctx.retain_examples = retain ? retain : &no_examples;
-  const int64_t batches = to.steps * to.grad_accum;
-  ctx.forget_used = items_drawn(items, to.batch_size, to.seed, batches);
-  ctx.retain_used = items_drawn(retain_items, to.batch_size, to.seed + 1, batches);
-  ctx.tok = &s.tok;
-  ctx.tmpl = s.tmpl;
-  ctx.max_len = s.max_len;
-  ctx.pad_id = pad_token_id(s.tok, s.tmpl);
-  ctx.seed = to.seed;
-  ctx.zero_stage = to.zero_stage;
-  ctx.comm = s.comm.get();
-  obj.prepare(s.model, ctx);
-  int64_t trainable = 0;
-  for (auto& p : s.model->trainable_parameters()) trainable += p.numel();
-  spdlog::info("training {} parameters ({} items{})", trainable, items.size(),
-               retain ? fmt::format(", {} retain items", retain_items.size()) : "");
-  if (json d = obj.describe(); !d.empty()) cfg["objective"] = d;
   json history = json::array();
   auto on_eval = [&](int64_t step) {
     if (eval_splits.empty()) return false;
@@ -134,8 +151,10 @@ int train_and_save(const po::variables_map& vm, json cfg, Session& s, Objective&
     spdlog::info("target accuracy {:.1f}% reached at step {}", 100 * target_accuracy, step);
     return true;
   };
-  TrainResult res = train_loop(s.model, obj, items, retain ? &retain_items : nullptr, to,
-                               pad_token_id(s.tok, s.tmpl), on_eval, *s.comm);
+  json description;
+  TrainResult res = fit_objective(s.model, obj, s.tok, s.tmpl, s.max_len, primary, retain, to, *s.comm, on_eval,
+                                  &description);
+  if (!description.empty()) cfg["objective"] = description;
   if (res.preempted) {
     spdlog::warn("preempted at step {}: checkpoint in {}; rerun the same command with --resume", res.steps_done,
                  to.checkpoint_dir);

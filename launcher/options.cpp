@@ -19,6 +19,10 @@ const std::vector<Command>& commands() {
       {"unlearn", "make a model forget a data set with an unlearning method", add_unlearn_options, run_unlearn, true},
       {"eval", "KnowUnDo metrics per split: JSON, Markdown and per-item JSONL", add_eval_options, run_eval, true},
       {"convert", "convert between an HF directory and a native checkpoint", add_convert_options, run_convert},
+      {"merge", "merge checkpoints of one base model from disk (TIES, DARE, task arithmetic, linear)",
+       add_merge_command_options, run_merge, true},
+      {"spunge", "SPUNGE: split the forget set by an attribute, unlearn the subsets on rank groups in parallel, "
+                 "merge, evaluate", add_spunge_options, run_spunge, true},
   };
   return cmds;
 }

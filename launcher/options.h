@@ -62,5 +62,16 @@ void add_finetune_options(po::options_description& d);
 void add_unlearn_options(po::options_description& d);
 void add_eval_options(po::options_description& d);
 void add_convert_options(po::options_description& d);
+int run_merge(const po::variables_map& vm, const json& cfg);
+int run_spunge(const po::variables_map& vm, const json& cfg);
+void add_merge_command_options(po::options_description& d);
+void add_spunge_options(po::options_description& d);
+
+// Merge-rule options shared by `merge` and `spunge` (--merge, --merge.*, --max-shard-size).
+struct MergeOptions;
+void add_merge_options(po::options_description& d);
+MergeOptions read_merge_options(const po::variables_map& vm);
+uint64_t parse_byte_size(const std::string& s, const std::string& what);
+json merge_job_json(const MergeOptions& o, const std::string& format, uint64_t max_shard);
 
 }  // namespace lethe

@@ -6,7 +6,9 @@
 #include "common/rng.h"
 #include "dist/mpi_env.h"
 #include "dist/process_groups.h"
+#include "checkpoints/model_io.h"
 #include "dist/sharded_checkpoint.h"
+#include "merge/merge_io.h"
 #include "unlearn/trainer.h"
 #include "tests/test_util.h"
 
@@ -219,6 +221,79 @@ TEST(Groups, TwoGroupsTrainTwoSubsetsConcurrently) {
   auto other = train("gd", *self, options(0), subsets[size_t(1 - pg.group)], r);
   EXPECT_GT(max_rel_error(mine, other), 1e-3);  // the groups really trained different data
 }
+
+// theta_g of group g: the base weights plus seeded noise (the same on every rank of the group).
+std::map<std::string, torch::Tensor> perturbed(const TensorReader& base, int g) {
+  torch::manual_seed(uint64_t(100 + g));
+  std::map<std::string, torch::Tensor> out;
+  for (auto& [name, info] : base.tensors()) {
+    auto b = base.read(name);
+    out[name] = b + 0.01 * torch::randn(b.sizes(), b.options());
+  }
+  return out;
+}
+
+class ShardedMerge : public ::testing::TestWithParam<std::string> {};
+
+// The sharded in-memory merge of `lethe spunge` (merge communicators, parts of the tensors,
+// staged per tensor, shards assembled on all ranks) equals merging the same K deltas in one
+// process with the same rule, bit for bit, for every group layout this world allows.
+TEST_P(ShardedMerge, EqualsSingleProcessMerge) {
+  const int N = world_size();
+  std::vector<std::vector<int>> layouts;
+  for (int k = 2; k <= N; ++k)
+    if (N % k == 0) layouts.push_back(std::vector<int>(size_t(k), N / k));
+  if (N == 3) layouts.push_back({2, 1});
+  if (layouts.empty()) GTEST_SKIP() << "needs 2 or more ranks (ctest runs it on 2 and 4)";
+  auto world = make_world_communicator();
+  std::string dir = shared_temp("merge_" + GetParam());
+  if (world->rank() == 0) {
+    CausalLM model(tiny_config());
+    model->init_weights(3);
+    save_model(model, dir + "/base", "hf", json::object(), "");
+  }
+  world->barrier();
+  TensorReader base(dir + "/base");
+  MergeOptions mopt;
+  mopt.method = GetParam();
+  mopt.density = 0.4;
+  mopt.seed = 11;
+  for (size_t l = 0; l < layouts.size(); ++l) {
+    const auto& sizes = layouts[l];
+    const size_t K = sizes.size();
+    mopt.weights.assign(K, 1.0);
+    mopt.weights[0] = 2.0;
+    auto rule = make_merge_method(mopt, K);
+    ProcessGroups pg = make_process_groups(sizes);
+    const std::string out = dir + "/out" + std::to_string(l);
+    MergeOutput mo = plan_merge_output(base, out, "hf", 2000);  // several shards
+    ASSERT_GT(mo.shards.size(), 2u);
+    json job = {{"layout", sizes}, {"method", mopt.method}};
+    open_merge_output(mo, job, *world);
+    const int S = *std::min_element(sizes.begin(), sizes.end());
+    if (pg.group_comm->rank() < S)
+      merge_sharded(base, perturbed(base, pg.group), *rule, mo, *pg.merge_comm, pg.group_comm->rank(), S);
+    world->barrier();
+    assemble_merge_output(mo, base, job, *world);
+    if (world->rank() == 0) {
+      std::vector<std::map<std::string, torch::Tensor>> thetas;
+      for (size_t g = 0; g < K; ++g) thetas.push_back(perturbed(base, int(g)));
+      TensorReader merged(out);
+      require_same_tensors(base, merged);
+      for (auto& name : mo.names) {
+        auto b = base.read(name);
+        std::vector<torch::Tensor> deltas;
+        for (auto& th : thetas) deltas.push_back(th.at(name) - b);
+        auto want = apply_delta(b, rule->merge(name, deltas));
+        EXPECT_TRUE(torch::equal(merged.read(name), want)) << name << " with groups " << json(sizes).dump();
+      }
+    }
+    world->barrier();
+  }
+  if (world->rank() == 0) fs::remove_all(dir);
+}
+
+INSTANTIATE_TEST_SUITE_P(Rules, ShardedMerge, ::testing::Values("ties", "dare_ties", "task_arithmetic"));
 
 TEST(Nccl, AllReduceOnOneGpuPerRank) {
 #ifndef LETHE_HAVE_NCCL

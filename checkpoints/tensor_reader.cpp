@@ -1,0 +1,96 @@
+#include "checkpoints/tensor_reader.h"
+
+#include <filesystem>
+
+#include "checkpoints/hdf5_checkpoint.h"
+#include "checkpoints/safetensors.h"
+#include "common/error.h"
+#include "common/json_io.h"
+
+namespace fs = std::filesystem;
+
+namespace lethe {
+
+namespace {
+
+std::string shape_string(const std::vector<int64_t>& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+// The files of an index ({"weight_map": {tensor: file}}), each once, in order.
+std::vector<std::string> index_files(const std::string& dir, const std::string& index) {
+  json j = read_json_file((fs::path(dir) / index).string());
+  if (!j.contains("weight_map") || !j["weight_map"].is_object())
+    throw CorruptError((fs::path(dir) / index).string() + ": no weight_map object");
+  std::vector<std::string> files;
+  for (auto& [name, f] : j["weight_map"].items()) {
+    if (!f.is_string()) throw CorruptError((fs::path(dir) / index).string() + ": weight_map['" + name + "'] is not a file name");
+    std::string p = (fs::path(dir) / f.get<std::string>()).string();
+    if (std::find(files.begin(), files.end(), p) == files.end()) files.push_back(p);
+  }
+  return files;
+}
+
+}  // namespace
+
+int64_t TensorInfo::bytes() const {
+  int64_t n = int64_t(dtype_size(dtype));
+  for (auto d : shape) n *= d;
+  return n;
+}
+
+TensorReader::TensorReader(const std::string& dir) : dir_(dir) {
+  if (!fs::exists(dir)) throw InputError("model '" + dir + "': no such directory");
+  if (!fs::is_directory(dir)) throw InputError("model '" + dir + "' is not a directory");
+  auto add = [&](const std::string& name, TensorInfo info) {
+    if (!infos_.emplace(name, std::move(info)).second)
+      throw CorruptError(dir + ": tensor '" + name + "' appears in more than one file");
+  };
+  if (is_native_checkpoint(dir)) {
+    require_complete(dir);
+    format_ = "native";
+    std::vector<std::string> files;
+    if (fs::exists(fs::path(dir) / "model.h5")) files = {(fs::path(dir) / "model.h5").string()};
+    else files = index_files(dir, kNativeIndex);
+    for (auto& f : files)
+      for (auto& [name, i] : h5_tensor_infos(f)) add(name, {i.dtype, i.shape, f});
+  } else if (has_hf_weights(dir)) {
+    format_ = "hf";
+    std::vector<std::string> files;
+    if (fs::exists(fs::path(dir) / "model.safetensors")) files = {(fs::path(dir) / "model.safetensors").string()};
+    else files = index_files(dir, "model.safetensors.index.json");
+    for (auto& f : files)
+      for (auto& e : read_safetensors_header(f)) add(e.name, {e.dtype, e.shape, f});
+  } else {
+    throw InputError("model '" + dir + "' holds no weights (model.safetensors[.index.json] or a native checkpoint)");
+  }
+}
+
+torch::Tensor TensorReader::read(const std::string& name) const {
+  auto it = infos_.find(name);
+  if (it == infos_.end()) throw InputError(dir_ + ": has no tensor '" + name + "'");
+  TensorMap m = format_ == "native" ? read_h5_tensors(it->second.file, {name})
+                                    : read_safetensors_subset(it->second.file, {name});
+  return m.at(name);
+}
+
+void require_same_tensors(const TensorReader& a, const TensorReader& b) {
+  for (auto& [name, ia] : a.tensors()) {
+    auto it = b.tensors().find(name);
+    if (it == b.tensors().end())
+      throw InputError("mismatched checkpoints: '" + b.dir() + "' has no tensor '" + name + "' (present in '" + a.dir() + "')");
+    if (it->second.dtype != ia.dtype)
+      throw InputError("mismatched checkpoints: tensor '" + name + "' is " + safetensors_dtype_name(ia.dtype) + " in '" +
+                       a.dir() + "' but " + safetensors_dtype_name(it->second.dtype) + " in '" + b.dir() + "'");
+    if (it->second.shape != ia.shape)
+      throw InputError("mismatched checkpoints: tensor '" + name + "' has shape " + shape_string(ia.shape) + " in '" +
+                       a.dir() + "' but " + shape_string(it->second.shape) + " in '" + b.dir() + "'");
+  }
+  for (auto& [name, ib] : b.tensors())
+    if (!a.tensors().count(name))
+      throw InputError("mismatched checkpoints: '" + b.dir() + "' has a tensor '" + name + "' that '" + a.dir() + "' lacks");
+}
+
+}  // namespace lethe

@@ -1,0 +1,37 @@
+// Tensor-by-tensor access to a model checkpoint directory without loading it whole: Hugging
+// Face safetensors (model.safetensors or an index with shards) and native HDF5 (model.h5 or
+// model.h5.index.json with shards). Names, dtypes and shapes come from the headers alone, so
+// checkpoints can be compared before any data is read; read() loads one tensor.
+#pragma once
+#include <torch/torch.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace lethe {
+
+struct TensorInfo {
+  torch::ScalarType dtype;
+  std::vector<int64_t> shape;
+  std::string file;  // full path of the file that holds it
+  int64_t bytes() const;
+};
+
+class TensorReader {
+ public:
+  explicit TensorReader(const std::string& dir);  // InputError/CorruptError naming the problem
+  const std::string& dir() const { return dir_; }
+  const std::string& format() const { return format_; }  // "hf" | "native"
+  const std::map<std::string, TensorInfo>& tensors() const { return infos_; }
+  torch::Tensor read(const std::string& name) const;
+
+ private:
+  std::string dir_, format_;
+  std::map<std::string, TensorInfo> infos_;
+};
+
+// InputError naming the first tensor whose name, dtype or shape differs between `a` and `b`.
+void require_same_tensors(const TensorReader& a, const TensorReader& b);
+
+}  // namespace lethe

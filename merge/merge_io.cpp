@@ -1,0 +1,243 @@
+#include "merge/merge_io.h"
+
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <filesystem>
+
+#include "checkpoints/hdf5_checkpoint.h"
+#include "checkpoints/model_io.h"
+#include "checkpoints/safetensors.h"
+#include "common/error.h"
+#include "common/fs.h"
+#include "dist/signals.h"
+
+namespace fs = std::filesystem;
+
+namespace lethe {
+
+namespace {
+
+constexpr const char* kStaging = ".lethe-merge";
+
+std::string staging_dir(const MergeOutput& mo) { return (fs::path(mo.out) / kStaging).string(); }
+
+std::string staged_path(const MergeOutput& mo, size_t i) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "t-%06zu.safetensors", i);
+  return (fs::path(staging_dir(mo)) / buf).string();
+}
+
+std::string shard_name(const MergeOutput& mo, size_t j) {
+  const char* ext = mo.format == "hf" ? "safetensors" : "h5";
+  if (mo.shards.size() == 1) return std::string("model.") + ext;
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "model-%05zu-of-%05zu.%s", j + 1, mo.shards.size(), ext);
+  return buf;
+}
+
+}  // namespace
+
+void check_on_rank0(Communicator& comm, const std::function<std::string()>& check) {
+  std::string err = comm.rank() == 0 ? check() : "";
+  auto buf = torch::zeros({1024}, torch::kByte);
+  std::memcpy(buf.data_ptr(), err.data(), std::min<size_t>(err.size(), 1023));
+  broadcast_host(comm, buf, 0);
+  std::string msg(static_cast<const char*>(buf.data_ptr()));
+  if (!msg.empty()) throw InputError(msg);
+}
+
+std::vector<int> assign_by_size(const std::vector<int64_t>& bytes, int parts) {
+  std::vector<size_t> order(bytes.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return bytes[a] > bytes[b]; });
+  std::vector<int64_t> load(size_t(parts), 0);
+  std::vector<int> owner(bytes.size(), 0);
+  for (size_t i : order) {
+    size_t best = size_t(std::min_element(load.begin(), load.end()) - load.begin());
+    owner[i] = int(best);
+    load[best] += bytes[i];
+  }
+  return owner;
+}
+
+MergeOutput plan_merge_output(const TensorReader& base, const std::string& out, const std::string& format,
+                              uint64_t max_shard_bytes) {
+  if (format != "hf" && format != "native") throw InputError("--format: unknown format '" + format + "' (hf, native)");
+  MergeOutput mo;
+  mo.out = out;
+  mo.format = format;
+  uint64_t current = 0;
+  for (auto& [name, info] : base.tensors()) {
+    const size_t i = mo.names.size();
+    mo.names.push_back(name);
+    const uint64_t b = uint64_t(info.bytes());
+    if (mo.shards.empty() || (max_shard_bytes > 0 && current > 0 && current + b > max_shard_bytes)) {
+      mo.shards.emplace_back();
+      current = 0;
+    }
+    mo.shards.back().push_back(i);
+    current += b;
+  }
+  return mo;
+}
+
+void open_merge_output(const MergeOutput& mo, const json& job, Communicator& comm) {
+  check_on_rank0(comm, [&]() -> std::string {
+    const fs::path job_file = fs::path(staging_dir(mo)) / "job.json";
+    if (fs::exists(mo.out)) {
+      if (!fs::exists(job_file))
+        return "--out '" + mo.out + "' already exists and is not an interrupted merge; refusing to overwrite it";
+      json before;
+      try {
+        before = read_json_file(job_file.string());
+      } catch (const std::exception& e) {
+        return std::string("cannot resume the merge in '") + mo.out + "': " + e.what();
+      }
+      if (before != job)
+        return "--out '" + mo.out + "' holds an interrupted merge of a different job (" + job_file.string() +
+               "); use another --out";
+      spdlog::info("merge: resuming the interrupted merge in {}", mo.out);
+      return "";
+    }
+    try {
+      create_output_dir(mo.out, "--out");
+      fs::create_directories(staging_dir(mo));
+      write_json_file(job_file.string(), job);
+    } catch (const std::exception& e) {
+      return e.what();
+    }
+    return "";
+  });
+  comm.barrier();
+}
+
+bool is_staged(const MergeOutput& mo, size_t i) { return fs::exists(staged_path(mo, i)); }
+
+void stage_tensor(const MergeOutput& mo, size_t i, const torch::Tensor& t) {
+  const std::string path = staged_path(mo, i), tmp = path + ".tmp";
+  std::error_code ec;
+  fs::remove(tmp, ec);
+  write_safetensors(tmp, {{mo.names[i], t.detach().to(torch::kCPU).contiguous()}});
+  fsync_path(tmp);
+  fs::rename(tmp, path);
+}
+
+torch::Tensor apply_delta(const torch::Tensor& base, const torch::Tensor& merged_delta) {
+  return (base.to(torch::kFloat) + merged_delta.to(base.device(), torch::kFloat)).to(base.scalar_type());
+}
+
+void assemble_merge_output(const MergeOutput& mo, const TensorReader& base, const json& job, Communicator& comm) {
+  json config = read_json_file((fs::path(base.dir()) / "config.json").string());
+  for (size_t j = size_t(comm.rank()); j < mo.shards.size(); j += size_t(comm.size())) {
+    const std::string path = (fs::path(mo.out) / shard_name(mo, j)).string();
+    if (fs::exists(path)) continue;  // assembled before an interruption
+    NamedTensors tensors;
+    for (size_t i : mo.shards[j]) {
+      if (!is_staged(mo, i)) throw InternalError("merge: tensor '" + mo.names[i] + "' was never staged");
+      tensors.emplace_back(mo.names[i], read_safetensors(staged_path(mo, i)).at(mo.names[i]));
+    }
+    const std::string tmp = path + ".tmp";
+    std::error_code ec;
+    fs::remove(tmp, ec);
+    if (mo.format == "hf")
+      write_safetensors(tmp, tensors, {{"format", "pt"}});
+    else
+      write_h5_tensors(tmp, tensors, {{"model_config", config}, {"run_config", job}, {"format_version", 1}});
+    fsync_path(tmp);
+    fs::rename(tmp, path);
+  }
+  comm.barrier();
+  if (comm.rank() == 0) {
+    if (mo.shards.size() > 1) {
+      json wm = json::object();
+      int64_t total = 0;
+      for (size_t j = 0; j < mo.shards.size(); ++j)
+        for (size_t i : mo.shards[j]) {
+          wm[mo.names[i]] = shard_name(mo, j);
+          total += base.tensors().at(mo.names[i]).bytes();
+        }
+      write_json_file((fs::path(mo.out) / (mo.format == "hf" ? "model.safetensors.index.json" : kNativeIndex)).string(),
+                      {{"metadata", {{"total_size", total}}}, {"weight_map", wm}});
+    }
+    write_json_file((fs::path(mo.out) / "config.json").string(), config);
+    for (auto& f : side_files(base.dir())) {
+      const std::string to = (fs::path(mo.out) / fs::path(f).filename()).string();
+      if (!fs::exists(to)) copy_file_checked(f, to);
+    }
+    write_json_file((fs::path(mo.out) / "lethe_merge.json").string(), job);
+    fs::remove_all(staging_dir(mo));
+    fsync_path(mo.out);
+    if (mo.format == "native") write_file_atomic((fs::path(mo.out) / kCompleteMarker).string(), "complete\n");
+  }
+  comm.barrier();
+}
+
+void merge_sharded(const TensorReader& base, const std::map<std::string, torch::Tensor>& theta, const MergeMethod& rule,
+                   const MergeOutput& mo, Communicator& merge_comm, int shard, int shards) {
+  const int64_t K = merge_comm.size();
+  std::vector<int64_t> bytes;
+  for (auto& n : mo.names) bytes.push_back(base.tensors().at(n).bytes());
+  const std::vector<int> part = assign_by_size(bytes, shards);
+  int64_t j = 0, staged = 0;
+  for (size_t i = 0; i < mo.names.size(); ++i) {
+    if (part[i] != shard) continue;
+    const int owner = int(j++ % K);
+    if (is_staged(mo, i)) continue;  // every member sees the same files
+    const std::string& name = mo.names[i];
+    auto it = theta.find(name);
+    if (it == theta.end()) throw InternalError("merge: this rank's model has no tensor '" + name + "'");
+    torch::Tensor theta0 = base.read(name);
+    auto delta = (it->second.to(torch::kFloat) - theta0.to(it->second.device(), torch::kFloat)).contiguous();
+    auto all = torch::empty({K * delta.numel()}, delta.options());
+    merge_comm.all_gather(delta.reshape({-1}), all);
+    if (merge_comm.rank() != owner) continue;
+    std::vector<torch::Tensor> deltas;
+    for (int64_t g = 0; g < K; ++g)
+      deltas.push_back(all.narrow(0, g * delta.numel(), delta.numel()).view(delta.sizes()).to(torch::kCPU));
+    stage_tensor(mo, i, apply_delta(theta0, rule.merge(name, deltas)));
+    ++staged;
+  }
+  spdlog::info("merge: part {} of {}: staged {} tensors on this rank", shard, shards, staged);
+}
+
+int merge_from_disk(const TensorReader& base, const std::vector<TensorReader>& models, const MergeMethod& rule,
+                    const MergeOutput& mo, const json& job, Communicator& comm, int64_t max_tensors) {
+  std::vector<int64_t> bytes;
+  for (auto& n : mo.names) bytes.push_back(base.tensors().at(n).bytes());
+  const std::vector<int> owner = assign_by_size(bytes, comm.size());
+  int64_t done = 0, skipped = 0, mine = 0;
+  bool stopped = false;
+  for (size_t i = 0; i < mo.names.size(); ++i) {
+    if (owner[i] != comm.rank()) continue;
+    ++mine;
+    if (is_staged(mo, i)) {
+      ++skipped;
+      continue;
+    }
+    if ((max_tensors > 0 && done >= max_tensors) || preemption_requested()) {
+      stopped = true;
+      break;
+    }
+    const std::string& name = mo.names[i];
+    torch::Tensor theta0 = base.read(name);
+    std::vector<torch::Tensor> deltas;
+    for (auto& m : models) deltas.push_back(m.read(name).to(torch::kFloat) - theta0.to(torch::kFloat));
+    stage_tensor(mo, i, apply_delta(theta0, rule.merge(name, deltas)));
+    ++done;
+  }
+  auto flag = torch::tensor({stopped ? 1.0 : 0.0, double(done), double(skipped)}, torch::kDouble);
+  all_reduce_host(comm, flag, ReduceOp::Sum);
+  spdlog::info("merge: {} tensors merged in this run, {} already staged (this rank: {} of {} tensors)",
+               int64_t(flag[1].item<double>()), int64_t(flag[2].item<double>()), mine, mo.names.size());
+  if (flag[0].item<double>() > 0) {
+    spdlog::warn("merge: stopped before the end; rerun the same command to resume (finished tensors are kept in {})",
+                 staging_dir(mo));
+    return kExitPreempted;
+  }
+  assemble_merge_output(mo, base, job, comm);
+  spdlog::info("merge: wrote {} ({} shard(s), {})", mo.out, mo.shards.size(), mo.format);
+  return 0;
+}
+
+}  // namespace lethe

@@ -1,0 +1,61 @@
+// Writing a merged model, shared by `lethe merge` (from disk) and `lethe spunge` (in memory):
+// every finished tensor is staged as its own file under OUT/.lethe-merge/ (atomic rename), so an
+// interrupted merge resumes without redoing finished tensors; then the shards are assembled in
+// parallel (shard j on rank j mod N, at most --max-shard-size of tensors in memory), and rank 0
+// writes the index, config.json, the tokenizer files and the job description. HF output is a
+// directory transformers loads; native output is lethe's HDF5 checkpoint with a COMPLETE marker.
+#pragma once
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "checkpoints/tensor_reader.h"
+#include "common/json_io.h"
+#include "dist/communicator.h"
+#include "merge/merge_rules.h"
+
+namespace lethe {
+
+// Rank 0 runs `check` (an empty string: fine, else an error message) and every rank throws the
+// same InputError, so a bad input seen by one rank never leaves the others waiting.
+void check_on_rank0(Communicator& comm, const std::function<std::string()>& check);
+
+struct MergeOutput {
+  std::string out;
+  std::string format = "hf";  // hf | native
+  std::vector<std::string> names;           // every tensor, sorted
+  std::vector<std::vector<size_t>> shards;  // indices into names, name order, each <= max_shard_bytes
+};
+
+MergeOutput plan_merge_output(const TensorReader& base, const std::string& out, const std::string& format,
+                              uint64_t max_shard_bytes);
+// Greedy largest-first assignment of items (by bytes) to `parts` parts; deterministic.
+std::vector<int> assign_by_size(const std::vector<int64_t>& bytes, int parts);
+
+// Collective. Creates OUT with its staging folder, or re-opens an interrupted merge of the same
+// job (the job JSON must match); an existing finished or foreign OUT is refused.
+void open_merge_output(const MergeOutput& mo, const json& job, Communicator& comm);
+bool is_staged(const MergeOutput& mo, size_t i);
+void stage_tensor(const MergeOutput& mo, size_t i, const torch::Tensor& t);
+// theta_0 + merged delta, in theta_0's dtype.
+torch::Tensor apply_delta(const torch::Tensor& base, const torch::Tensor& merged_delta);
+// Collective. Every tensor must be staged.
+void assemble_merge_output(const MergeOutput& mo, const TensorReader& base, const json& job, Communicator& comm);
+
+// `lethe spunge`'s in-memory merge, called by the members of one cross-group merge communicator
+// (local rank `shard` of every group; its rank g belongs to group g and holds theta_g whole).
+// The tensors are split into `shards` parts by size; this communicator owns part `shard`: for
+// each of its tensors the members all-gather their deltas (one tensor's K deltas in memory at a
+// time) and member (j mod K) merges and stages the part's j-th tensor. Staged tensors of an
+// interrupted run are skipped. assemble_merge_output() follows, over all ranks.
+void merge_sharded(const TensorReader& base, const std::map<std::string, torch::Tensor>& theta, const MergeMethod& rule,
+                   const MergeOutput& mo, Communicator& merge_comm, int shard, int shards);
+
+// `lethe merge`: each rank merges its share of the tensors from disk (one tensor and its K
+// deltas in memory at a time). Stops early, with exit code kExitPreempted, after `max_tensors`
+// tensors per rank (0: no limit) or on a preemption signal; rerunning the same command resumes.
+int merge_from_disk(const TensorReader& base, const std::vector<TensorReader>& models, const MergeMethod& rule,
+                    const MergeOutput& mo, const json& job, Communicator& comm, int64_t max_tensors);
+
+}  // namespace lethe

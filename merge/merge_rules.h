@@ -1,0 +1,43 @@
+// Merge rules for SPUNGE and `lethe merge` (docs/METHODS.md "Merging"). A rule sees one tensor's
+// K deltas (delta_g = theta_g - theta_0, float32, the same shape) and returns the merged delta;
+// the result is theta_0 + merged. Every caller (the sharded in-memory merge of `lethe spunge`,
+// the out-of-core `lethe merge`, the tests) calls the same code with the deltas in subset order,
+// so the same inputs give bit-identical outputs however the work is spread over ranks.
+#pragma once
+#include <torch/torch.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace lethe {
+
+struct MergeOptions {
+  std::string method = "ties";      // task_arithmetic | linear | ties | dare_linear | dare_ties
+  std::vector<double> weights;      // w_g per model (empty: all 1)
+  double density = 0.2;             // ties: share of entries kept per tensor; dare: keep probability
+  double lambda = 1.0;              // scale of the merged delta (not used by linear)
+  uint64_t seed = 0;                // dare's drop masks: from (seed, model index, tensor name)
+  std::string rescale = "inverse";  // dare: "inverse" (kept / density) or "l1" (match the delta's L1 norm)
+};
+
+class MergeMethod {
+ public:
+  virtual ~MergeMethod() = default;
+  // deltas[g]: model g's delta of tensor `name` (float32). Returns the merged delta (float32).
+  virtual torch::Tensor merge(const std::string& name, const std::vector<torch::Tensor>& deltas) const = 0;
+};
+
+const std::vector<std::string>& merge_method_names();
+// Validates the options for k models (InputError naming the option) and builds the rule.
+std::unique_ptr<MergeMethod> make_merge_method(const MergeOptions& opt, size_t k);
+std::string describe(const MergeOptions& opt);
+
+// The building blocks, exposed for the tests.
+torch::Tensor ties_trim(const torch::Tensor& delta, double density);  // keep the top density share by |.|
+torch::Tensor dare_drop(const torch::Tensor& delta, double density, uint64_t seed, size_t model,
+                        const std::string& name, const std::string& rescale);
+// TIES sign election and disjoint weighted mean over the given (trimmed or dropped) deltas.
+torch::Tensor disjoint_mean(const std::vector<torch::Tensor>& deltas, const std::vector<double>& weights);
+
+}  // namespace lethe

@@ -1,0 +1,98 @@
+// Merge rules on small hand-computed tensors (docs/METHODS.md "Merging"), DARE's seeded masks,
+// option validation and the output planning helpers.
+#include <gtest/gtest.h>
+
+#include "common/error.h"
+#include "merge/merge_io.h"
+#include "merge/merge_rules.h"
+
+namespace lethe {
+namespace {
+
+torch::Tensor t(std::vector<float> v) { return torch::tensor(v, torch::kFloat); }
+
+void expect_eq(const torch::Tensor& got, std::vector<float> want) {
+  ASSERT_EQ(got.numel(), int64_t(want.size()));
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_FLOAT_EQ(got[int64_t(i)].item<float>(), want[i]) << "entry " << i;
+}
+
+const std::vector<torch::Tensor> kDeltas = {t({4, -1, 2, -3}), t({-2, 5, -1, 1})};
+
+MergeOptions opts(const std::string& m, std::vector<double> w = {}, double density = 0.5, double lambda = 1) {
+  MergeOptions o;
+  o.method = m;
+  o.weights = std::move(w);
+  o.density = density;
+  o.lambda = lambda;
+  return o;
+}
+
+TEST(Merge, TiesTrimKeepsTopDensityShareByMagnitude) {
+  expect_eq(ties_trim(kDeltas[0], 0.5), {4, 0, 0, -3});
+  expect_eq(ties_trim(kDeltas[1], 0.5), {-2, 5, 0, 0});
+  expect_eq(ties_trim(kDeltas[0], 0.25), {4, 0, 0, 0});
+  expect_eq(ties_trim(kDeltas[0], 1.0), {4, -1, 2, -3});
+  expect_eq(ties_trim(kDeltas[0], 0.1), {0, 0, 0, 0});  // floor(0.4) = 0 entries kept
+}
+
+TEST(Merge, TiesElectsSignAndAveragesAgreeingEntries) {
+  // trimmed: [4,0,0,-3] and [-2,5,0,0]; sum [2,5,0,-3] -> signs [+,+,+,-] (0 counts as +);
+  // entry 2 has no agreeing non-zero entry -> 0.
+  expect_eq(make_merge_method(opts("ties"), 2)->merge("w", kDeltas), {4, 5, 0, -3});
+  expect_eq(make_merge_method(opts("ties", {}, 0.5, 0.5), 2)->merge("w", kDeltas), {2, 2.5, 0, -1.5});
+  // weights 1 and 3: weighted sum [-2,15,0,-3] -> signs [-,+,+,-]; entry 0 = 3*(-2)/3.
+  expect_eq(make_merge_method(opts("ties", {1, 3}), 2)->merge("w", kDeltas), {-2, 5, 0, -3});
+}
+
+TEST(Merge, TaskArithmeticAndLinear) {
+  expect_eq(make_merge_method(opts("task_arithmetic", {1, 3}, 0.5, 0.5), 2)->merge("w", kDeltas), {-1, 7, -0.5, 0});
+  expect_eq(make_merge_method(opts("linear", {1, 3}), 2)->merge("w", kDeltas), {-0.5, 3.5, -0.25, 0});
+  expect_eq(make_merge_method(opts("linear"), 2)->merge("w", kDeltas), {1, 2, 0.5, -1});
+}
+
+TEST(Merge, DareWithDensityOneIsTheUndroppedRule) {
+  expect_eq(make_merge_method(opts("dare_linear", {1, 3}, 1.0, 0.5), 2)->merge("w", kDeltas), {-1, 7, -0.5, 0});
+  // dare_ties at density 1: sign election over the raw deltas: sum [2,4,1,-2] -> [+,+,+,-].
+  expect_eq(make_merge_method(opts("dare_ties", {}, 1.0), 2)->merge("w", kDeltas), {4, 5, 2, -3});
+}
+
+TEST(Merge, DareDropsWithTheKeepProbabilityAndRescales) {
+  auto d = torch::randn({100000}, torch::TensorOptions().dtype(torch::kFloat));
+  auto a = dare_drop(d, 0.3, 7, 0, "layer.w", "inverse");
+  auto kept = a != 0;
+  EXPECT_NEAR(kept.to(torch::kFloat).mean().item<double>(), 0.3, 0.01);
+  EXPECT_TRUE(torch::allclose(a.masked_select(kept), d.masked_select(kept) / 0.3));
+  EXPECT_TRUE(torch::equal(a, dare_drop(d, 0.3, 7, 0, "layer.w", "inverse")));  // seeded
+  EXPECT_FALSE(torch::equal(a, dare_drop(d, 0.3, 7, 1, "layer.w", "inverse")));  // per model
+  EXPECT_FALSE(torch::equal(a, dare_drop(d, 0.3, 7, 0, "layer.v", "inverse")));  // per tensor
+  EXPECT_FALSE(torch::equal(a, dare_drop(d, 0.3, 8, 0, "layer.w", "inverse")));  // per seed
+  auto l1 = dare_drop(d, 0.3, 7, 0, "layer.w", "l1");
+  EXPECT_NEAR(l1.abs().sum().item<double>() / d.abs().sum().item<double>(), 1.0, 1e-5);
+  EXPECT_TRUE(torch::equal(l1 != 0, kept));
+}
+
+TEST(Merge, BadOptionsAreNamed) {
+  auto msg = [](const MergeOptions& o, size_t k) {
+    try {
+      make_merge_method(o, k);
+    } catch (const InputError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(msg(opts("average"), 2).find("unknown merge method 'average'"), std::string::npos);
+  EXPECT_NE(msg(opts("ties", {1, 2, 3}), 2).find("3 weights for 2 models"), std::string::npos);
+  EXPECT_NE(msg(opts("ties", {1, -1}), 2).find(">= 0"), std::string::npos);
+  EXPECT_NE(msg(opts("ties", {0, 0}), 2).find("sum to 0"), std::string::npos);
+  EXPECT_NE(msg(opts("ties", {}, 0.0), 2).find("--merge.density"), std::string::npos);
+  EXPECT_NE(msg(opts("ties", {}, 1.5), 2).find("--merge.density"), std::string::npos);
+}
+
+TEST(Merge, AssignBySizeBalancesLargestFirst) {
+  auto owner = assign_by_size({10, 1, 7, 3, 3}, 2);
+  EXPECT_EQ(owner, (std::vector<int>{0, 1, 1, 1, 0}));  // loads 13 and 11
+  EXPECT_EQ(assign_by_size({5, 5, 5}, 1), (std::vector<int>{0, 0, 0}));
+}
+
+}  // namespace
+}  // namespace lethe
