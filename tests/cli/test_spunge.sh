@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# SPUNGE and `lethe merge` end to end on the CPU machine:
+# - K = 2 groups on 4 ranks give the same merged checkpoint (byte for byte) as unlearning the two
+#   subsets one after the other on 2 ranks each and merging them with `lethe merge`;
+# - `lethe merge` on 1 rank and on 2 ranks, and from HF or native inputs, write the same files;
+# - subsets that outnumber the groups queue, and their merge equals `lethe merge` of them;
+# - an interrupted `lethe merge` resumes without redoing finished tensors and writes the same files;
+# - bad input: missing attribute, empty subset, mismatched checkpoints (names, shapes, dtypes),
+#   corrupt input, an existing --out: one clear message, non-zero exit, nothing written over.
+# usage: test_spunge.sh LETHE_BINARY SOURCE_DIR MPIRUN
+set -u
+LETHE=$1; SRC=$2; MPIRUN=$3
+# shellcheck source=mpi_common.sh
+source "$SRC/tests/cli/mpi_common.sh"
+
+"$LETHE" synth --out "$T/data" --people 3 --books 1 >/dev/null 2>&1
+"$LETHE" init --model-config "$SRC/configs/models/tiny-llama.json" --train-tokenizer "$T/data/train.jsonl" \
+  --vocab-size 300 --out "$T/base" >/dev/null 2>&1
+"$LETHE" finetune --model "$T/base" --data "$T/data/train.jsonl" --batch-size 8 --lr 2e-3 --steps 20 --format hf \
+  --out "$T/ft" >/dev/null 2>&1 || bad "finetune"
+UN=(--method gd --retain "$T/data/retain.jsonl" --steps 4 --batch-size 4 --lr 1e-3)
+SP=(spunge --model "$T/ft" --forget "$T/data/forget.jsonl" "${UN[@]}" --no-generate)
+
+# ---- 2 groups on 4 ranks == 2 subsets one after the other on 2 ranks + lethe merge ----
+if "$MPIRUN" -np 4 "$LETHE" "${SP[@]}" --split-by domain --group-sizes 2,2 --merge ties --format hf --compare \
+     --out "$T/sp4" >"$T/sp4.log" 2>&1; then
+  ok
+  grep -q "SPUNGE vs plain unlearning" "$T/sp4/report.md" && [ -f "$T/sp4/eval/report.json" ] \
+    && [ -f "$T/sp4/eval_plain/report.json" ] && ok || bad "spunge --compare report missing"
+  for s in copyright privacy; do
+    "$MPIRUN" -np 2 "$LETHE" unlearn --model "$T/ft" --forget "$T/sp4/subsets/$s.jsonl" "${UN[@]}" --format hf \
+      --out "$T/u_$s" >"$T/u.log" 2>&1 || { bad "unlearn subset $s"; tail "$T/u.log"; }
+  done
+  "$MPIRUN" -np 2 "$LETHE" merge --base "$T/ft" --models "$T/u_copyright" "$T/u_privacy" --merge ties \
+    --out "$T/m2" >"$T/m.log" 2>&1 || { bad "lethe merge on 2 ranks"; tail "$T/m.log"; }
+  cmp -s "$T/sp4/merged/model.safetensors" "$T/m2/model.safetensors" && ok \
+    || bad "spunge (2 groups x 2 ranks) differs from sequential unlearning + lethe merge"
+  $CMP "$T/sp4/merged" "$T/ft" --rtol 0 >/dev/null && bad "the merged model equals the base model" || ok
+else
+  bad "spunge on 4 ranks"; tail -20 "$T/sp4.log"
+fi
+
+# ---- lethe merge: 1 rank == 2 ranks; native inputs == HF inputs; native output; sharded output ----
+"$LETHE" merge --base "$T/ft" --models "$T/u_copyright" "$T/u_privacy" --merge ties --out "$T/m1" >/dev/null 2>&1
+cmp -s "$T/m1/model.safetensors" "$T/m2/model.safetensors" && ok || bad "lethe merge: 1 rank differs from 2 ranks"
+for s in copyright privacy; do "$LETHE" convert --in "$T/u_$s" --to native --out "$T/n_$s" >/dev/null 2>&1; done
+"$LETHE" merge --base "$T/ft" --models "$T/n_copyright" "$T/n_privacy" --merge ties --out "$T/mn" >/dev/null 2>&1
+cmp -s "$T/mn/model.safetensors" "$T/m2/model.safetensors" && ok || bad "lethe merge from native inputs differs"
+"$MPIRUN" -np 2 "$LETHE" merge --base "$T/ft" --models "$T/u_copyright" "$T/u_privacy" --merge dare_ties \
+  --merge.seed 5 --max-shard-size 200KB --out "$T/ms" >/dev/null 2>&1 \
+  && [ -f "$T/ms/model.safetensors.index.json" ] && [ -f "$T/ms/tokenizer.json" ] && [ -f "$T/ms/config.json" ] \
+  && [ ! -e "$T/ms/.lethe-merge" ] && ok || bad "sharded HF output incomplete"
+"$LETHE" merge --base "$T/ft" --models "$T/u_copyright" "$T/u_privacy" --merge dare_ties --merge.seed 5 \
+  --out "$T/ms1" >/dev/null 2>&1
+$CMP "$T/ms" "$T/ms1" --exact >/dev/null && ok || bad "sharded dare_ties output differs from the single-file one"
+"$LETHE" merge --base "$T/ft" --models "$T/u_copyright" "$T/u_privacy" --merge task_arithmetic --format native \
+  --out "$T/mnat" >/dev/null 2>&1 && "$LETHE" eval --model "$T/mnat" --forget "$T/data/forget.jsonl" --no-generate \
+  >/dev/null 2>&1 && ok || bad "native merge output does not load"
+
+# ---- an interrupted merge resumes and writes the same files ----
+"$MPIRUN" -np 2 "$LETHE" merge --base "$T/ft" --models "$T/u_copyright" "$T/u_privacy" --merge ties --max-tensors 5 \
+  --out "$T/mi" >"$T/mi.log" 2>&1; rc=$?
+[ $rc -eq 75 ] && [ -d "$T/mi/.lethe-merge" ] && [ ! -e "$T/mi/model.safetensors" ] && ok \
+  || { bad "interrupted merge: rc $rc, want 75 and a staging folder"; tail -5 "$T/mi.log"; }
+staged=$(ls "$T/mi/.lethe-merge" | grep -c '^t-')
+"$MPIRUN" -np 2 "$LETHE" merge --base "$T/ft" --models "$T/u_copyright" "$T/u_privacy" --merge ties --merge.lambda 2 \
+  --out "$T/mi" >"$T/err" 2>&1 && bad "resume with another job accepted" || { grep -q "different job" "$T/err" && ok || bad "resume with another job: $(tail -2 "$T/err")"; }
+"$MPIRUN" -np 2 "$LETHE" merge --base "$T/ft" --models "$T/u_copyright" "$T/u_privacy" --merge ties \
+  --out "$T/mi" >"$T/mi2.log" 2>&1 || bad "resumed merge failed"
+grep -q "already staged" "$T/mi2.log" && grep -q "$staged already staged" "$T/mi2.log" && ok \
+  || bad "resumed merge did not reuse the $staged staged tensors: $(grep staged "$T/mi2.log")"
+diff -r "$T/mi" "$T/m2" >/dev/null && ok || bad "resumed merge output differs from an uninterrupted one"
+
+# ---- subsets that outnumber the groups queue; their merge equals lethe merge of them ----
+if "$MPIRUN" -np 2 "$LETHE" "${SP[@]}" --split-by kind --split-map verbatim=book,continuation=book --groups 2 \
+     --merge dare_linear --merge.seed 3 --format hf --out "$T/spq" >"$T/spq.log" 2>&1; then
+  ls "$T/spq/unlearned" | tr '\n' ' ' | grep -q "book contact family" && ok || bad "queued subsets: $(ls "$T/spq/unlearned")"
+  "$LETHE" merge --base "$T/ft" --models "$T/spq/unlearned/book" "$T/spq/unlearned/contact" "$T/spq/unlearned/family" \
+    --merge dare_linear --merge.seed 3 --out "$T/mq" >/dev/null 2>&1
+  cmp -s "$T/spq/merged/model.safetensors" "$T/mq/model.safetensors" && ok || bad "queued spunge merge differs from lethe merge"
+else
+  bad "queued spunge"; tail -20 "$T/spq.log"
+fi
+
+# ---- bad input: one clear message, non-zero exit, nothing written over ----
+expect_error() {  # expect_error PATTERN ARGS...  (exit 2, the message, no $T/x)
+  local pat=$1; shift
+  "$@" >"$T/err" 2>&1; local rc=$?
+  if [ $rc -ne 0 ] && grep -q -- "$pat" "$T/err" && [ ! -e "$T/x" ]; then ok; else
+    bad "'$*': rc $rc, want non-zero, '$pat' and no output"; tail -5 "$T/err"; fi
+}
+/usr/bin/python3 - "$T/data/forget.jsonl" "$T/noattr.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+del rows[2]["domain"]
+open(sys.argv[2], "w").write("".join(json.dumps(r) + "\n" for r in rows))
+PY
+expect_error "forget record 3 has no attribute 'domain'" "$MPIRUN" -np 2 "$LETHE" spunge --model "$T/ft" \
+  --forget "$T/noattr.jsonl" "${UN[@]}" --split-by domain --out "$T/x"
+expect_error "value 'poetry' (subset 'p') matches no forget record" "$LETHE" "${SP[@]}" --split-by domain \
+  --split-map poetry=p --out "$T/x"
+expect_error "SPUNGE needs two or more" "$LETHE" "${SP[@]}" --split-by scope --out "$T/x"
+expect_error "2 subsets need at least 2 ranks" "$LETHE" "${SP[@]}" --split-by domain --out "$T/x"
+expect_error "unknown merge method 'mean'" "$LETHE" merge --base "$T/ft" --models "$T/u_copyright" "$T/u_privacy" \
+  --merge mean --out "$T/x"
+sed 's/"num_hidden_layers": 4/"num_hidden_layers": 3/' "$SRC/configs/models/tiny-llama.json" >"$T/l3.json"
+sed 's/"intermediate_size": [0-9]*/"intermediate_size": 96/' "$SRC/configs/models/tiny-llama.json" >"$T/i96.json"
+"$LETHE" init --model-config "$T/l3.json" --train-tokenizer "$T/data/train.jsonl" --vocab-size 300 --out "$T/l3" >/dev/null 2>&1
+"$LETHE" init --model-config "$T/i96.json" --train-tokenizer "$T/data/train.jsonl" --vocab-size 300 --out "$T/i96" >/dev/null 2>&1
+"$LETHE" finetune --model "$T/ft" --data "$T/data/train.jsonl" --steps 1 --dtype bfloat16 --format hf --out "$T/bf16" \
+  >/dev/null 2>&1
+expect_error "has no tensor 'model.layers.3" "$LETHE" merge --base "$T/ft" --models "$T/u_copyright" "$T/l3" --out "$T/x"
+expect_error "has shape" "$LETHE" merge --base "$T/ft" --models "$T/u_copyright" "$T/i96" --out "$T/x"
+expect_error "is F32 in" "$LETHE" merge --base "$T/ft" --models "$T/u_copyright" "$T/bf16" --out "$T/x"
+cp -r "$T/u_privacy" "$T/trunc" && truncate -s 1000 "$T/trunc/model.safetensors"
+expect_error "trunc/model.safetensors" "$LETHE" merge --base "$T/ft" --models "$T/u_copyright" "$T/trunc" --out "$T/x"
+mkdir -p "$T/taken" && echo keep >"$T/taken/file"
+"$LETHE" merge --base "$T/ft" --models "$T/u_copyright" "$T/u_privacy" --out "$T/taken" >"$T/err" 2>&1 \
+  && bad "merge over an existing directory" || { grep -q "already exists" "$T/err" && [ "$(cat "$T/taken/file")" = keep ] \
+  && [ "$(ls "$T/taken")" = file ] && ok || bad "existing --out: $(tail -1 "$T/err")"; }
+"$MPIRUN" -np 2 "$LETHE" "${SP[@]}" --split-by domain --out "$T/taken" >"$T/err" 2>&1 \
+  && bad "spunge over an existing directory" || { grep -q "already exists" "$T/err" && [ "$(ls "$T/taken")" = file ] \
+  && ok || bad "spunge existing --out: $(tail -1 "$T/err")"; }
+
+echo "spunge: $pass passed, $fail failed"
+[ $fail -eq 0 ]
