@@ -178,13 +178,15 @@ Evaluated evaluate_dir(const std::string& model_dir, const std::string& out, con
   return ev;
 }
 
-std::string comparison_markdown(const json& plain, const json& spunge, double plain_s, double spunge_s,
-                                const std::string& method, const std::string& merge, size_t k) {
+std::string comparison_markdown(const json& before, const json& plain, const json& spunge, double plain_s,
+                                double spunge_s, const std::string& method, const std::string& merge, size_t k) {
   std::string md = fmt::format("\n## SPUNGE vs plain unlearning ({}; {} subsets merged with {})\n\n", method, k, merge);
   md += "| run | training wall-clock s |";
-  std::vector<std::string> splits;
+  std::vector<std::string> splits;  // forget and retain first, then the further splits
+  for (auto* first : {"forget", "retain"})
+    if (spunge.contains(first)) splits.push_back(first);
   for (auto& [name, v] : spunge.items())
-    if (name != "knowundo") splits.push_back(name);
+    if (name != "knowundo" && name != "forget" && name != "retain") splits.push_back(name);
   for (auto& s : splits) md += " " + s + " acc % | " + s + " NLL |";
   bool ku = spunge.contains("knowundo");
   if (ku) md += " Unlearn Success | Retention Success | Average Success |";
@@ -193,7 +195,7 @@ std::string comparison_markdown(const json& plain, const json& spunge, double pl
   if (ku) md += "---:|---:|---:|";
   md += "\n";
   auto row = [&](const std::string& name, const json& j, double secs) {
-    std::string r = fmt::format("| {} | {:.1f} |", name, secs);
+    std::string r = secs < 0 ? fmt::format("| {} | - |", name) : fmt::format("| {} | {:.1f} |", name, secs);
     for (auto& s : splits)
       r += fmt::format(" {:.1f} | {:.3f} |", 100 * j[s]["accuracy"].get<double>(), j[s]["mean_nll"].get<double>());
     if (ku)
@@ -201,6 +203,7 @@ std::string comparison_markdown(const json& plain, const json& spunge, double pl
                        j["knowundo"]["retention_success"].get<double>(), j["knowundo"]["average_success"].get<double>());
     return r + "\n";
   };
+  md += row("base model (before unlearning)", before, -1);
   md += row("plain (whole forget set)", plain, plain_s);
   md += row("SPUNGE (split, unlearn, merge)", spunge, spunge_s);
   return md;
@@ -227,6 +230,9 @@ void add_spunge_options(po::options_description& d) {
       "number of equal rank groups when subsets outnumber them (subsets queue, round-robin; default: one per subset)")(
       "compare", po::bool_switch()->default_value(false),
       "also unlearn the whole forget set on all ranks with the same method and budget, and compare")(
+      "split-only", po::bool_switch()->default_value(false),
+      "only write the subsets (<out>/subsets/NAME.jsonl, <out>/subsets.txt) and stop: for one job per subset "
+      "(slurm/spunge-array.sh)")(
       "keep-subset-models", po::bool_switch()->default_value(false),
       "write every subset's unlearned model to <out>/unlearned/<subset> (native)")(
       "eval-split", po::value<std::vector<std::string>>()->multitoken(),
@@ -310,6 +316,9 @@ int run_spunge(const po::variables_map& vm, const json& cfg) {
       create_output_dir(out, "--out");
       fs::create_directories(run / "subsets");
       json plan = {{"config", cfg}, {"group_sizes", sizes}, {"subsets", json::array()}};
+      std::string names;
+      for (auto& sub : subsets) names += sub.name + "\n";
+      write_file_atomic((run / "subsets.txt").string(), names);
       for (size_t k = 0; k < K; ++k) {
         plan["subsets"].push_back({{"name", subsets[k].name}, {"items", subsets[k].examples.size()},
                                    {"group", k % G}});
@@ -330,6 +339,12 @@ int run_spunge(const po::variables_map& vm, const json& cfg) {
                  json(sizes).dump(), spec.name, describe(mopt));
   }
 
+  if (vm["split-only"].as<bool>()) {
+    spdlog::info("spunge --split-only: subsets written to {} (names in {})", (run / "subsets").string(),
+                 (run / "subsets.txt").string());
+    return 0;
+  }
+
   // 1. Unlearn: every group runs its subsets (one, or several in turn when they queue).
   auto t_train = std::chrono::steady_clock::now();
   CausalLM mine{nullptr};  // this group's unlearned model when there is one subset per group
@@ -346,7 +361,7 @@ int run_spunge(const po::variables_map& vm, const json& cfg) {
       continue;
     }
     TrainOptions sto = to;
-    sto.checkpoint_dir = (fs::path(to.checkpoint_dir.empty() ? (run / "checkpoints").string() : to.checkpoint_dir) / sub.name).string();
+    sto.checkpoint_dir = (fs::path(to.checkpoint_dir) / sub.name).string();
     sto.run_config = cfg;
     sto.run_config["subset"] = sub.name;
     CausalLM model = load_for_training(vm, base_dir, tok, device, group);
@@ -370,7 +385,7 @@ int run_spunge(const po::variables_map& vm, const json& cfg) {
   auto flag = torch::tensor({preempted ? 1.0 : 0.0}, torch::kDouble);
   all_reduce_host(world, flag, ReduceOp::Sum);
   if (flag.item<double>() > 0) {
-    spdlog::warn("spunge: preempted; checkpoints are in {}; rerun the same command with --resume", (run / "checkpoints").string());
+    spdlog::warn("spunge: preempted; checkpoints are in {}; rerun the same command with --resume", to.checkpoint_dir);
     return kExitPreempted;
   }
   world.barrier();
@@ -417,7 +432,7 @@ int run_spunge(const po::variables_map& vm, const json& cfg) {
     auto t_plain = std::chrono::steady_clock::now();
     if (!(resume && fs::exists(fs::path(plain_dir) / kCompleteMarker))) {
       TrainOptions pto = to;
-      pto.checkpoint_dir = (fs::path(to.checkpoint_dir.empty() ? (run / "checkpoints").string() : to.checkpoint_dir) / "_plain").string();
+      pto.checkpoint_dir = (fs::path(to.checkpoint_dir) / "_plain").string();
       pto.run_config = cfg;
       CausalLM model = load_for_training(vm, base_dir, tok, device, world);
       auto obj = spec.make(vm);
@@ -434,9 +449,13 @@ int run_spunge(const po::variables_map& vm, const json& cfg) {
     const double plain_s = seconds_since(t_plain);
     Evaluated pe = evaluate_dir(plain_dir, (run / "eval_plain").string(), "plain " + spec.name, eval_splits, vm, tok,
                                 tmpl, device, world);
+    Evaluated be = evaluate_dir(base_dir, (run / "eval_base").string(), "base model", eval_splits, vm, tok, tmpl,
+                                device, world);
     result["plain"] = pe.summary;
+    result["base"] = be.summary;
     result["plain_train_seconds"] = plain_s;
-    md = comparison_markdown(pe.summary, ev.summary, plain_s, train_wall, spec.name, describe(mopt), K) + "\n" + md;
+    md = comparison_markdown(be.summary, pe.summary, ev.summary, plain_s, train_wall, spec.name, describe(mopt), K) +
+         "\n" + md;
   }
   if (world.rank() == 0) {
     result["seconds"] = seconds_since(t_start);

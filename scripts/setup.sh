@@ -14,8 +14,12 @@ for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 # Node.js and npm run the Hugging Face JS tokenizer reference; any install of them will do.
-if [ "${1:-}" != "--no-test-deps" ] && ! { command -v node && command -v npm; } >/dev/null 2>&1; then
-  missing+=(nodejs npm)
+# Slurm and munge run the CI's real single-node Slurm test (tests/cli/test_slurm.sh).
+if [ "${1:-}" != "--no-test-deps" ]; then
+  { command -v node && command -v npm; } >/dev/null 2>&1 || missing+=(nodejs npm)
+  for p in slurmctld slurmd slurm-client munge; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
