@@ -114,6 +114,49 @@ if tofu:
                    f"{fmt(tr, ',') if tr else '-'} | {r['seconds']:.1f} |")
     out.append("")
 
+# ---------------------------------------------------------------- SPUNGE vs plain
+spunge = [(ds, m, r) for (ds, m), r in rows.items() if ds.startswith("spunge-")]
+if spunge:
+    out += ["## (c) SPUNGE vs plain unlearning", "",
+            "`lethe spunge --compare` under mpirun: the forget set split by an attribute, each subset unlearned from "
+            "the same model on its own rank group (one rank per subset, all at once), the deltas merged with TIES "
+            "(METHODS.md defaults: density 0.2, lambda 1); `plain` unlearns the whole forget set with the same method "
+            "and budget (steps, batch, lr) on the same ranks. Both are then evaluated exactly as the rows above. "
+            "Wall s: training (SPUNGE: all groups at once, plus the merge) with every rank oversubscribed on the 2 "
+            "cores, so SPUNGE's K groups share 2 cores here; on a cluster each group has its own GPUs.", ""]
+    syn_rows = [(m, r) for ds, m, r in spunge if ds == "spunge-synth"]
+    if syn_rows:
+        out += ["Synthetic data (split by `domain`: privacy / copyright; by `kind`: contact, family, verbatim, "
+                "continuation):", "",
+                "| run | Unlearn Success | Retention Success | **Average Success** | held-out forget acc % | "
+                "held-out retain acc % | forget ROUGE-L | retain ROUGE-L | leakage % | wall s |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for m, r in syn_rows:
+            j = report(r)
+            k, s = j["knowundo"], j["splits"]
+            out.append(f"| {m} | {k['unlearn_success']:.1f} | {k['retention_success']:.1f} | "
+                       f"**{k['average_success']:.1f}** | {100 * s['eval_forget']['accuracy']:.1f} | "
+                       f"{100 * s['eval_retain']['accuracy']:.1f} | {s['forget']['rouge_l_f1']:.3f} | "
+                       f"{s['retain']['rouge_l_f1']:.3f} | {fmt(100 * s['forget'].get('leakage', 0))} | "
+                       f"{r['seconds']:.1f} |")
+        out.append("")
+    tofu_rows = [(m, r) for ds, m, r in spunge if ds == "spunge-tofu"]
+    if tofu_rows:
+        out += ["TOFU forget10 split by author (4 subsets of 5 authors; TOFU has no author field, its rows come in "
+                "blocks of 20 per author):", "",
+                "| run | forget quality | model utility | forget answer prob | forget truth ratio | "
+                "forget ROUGE-L recall | retain answer prob | retain ROUGE-L recall | leakage % | wall s |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for m, r in tofu_rows:
+            j = report(r)
+            s, t = j["splits"], j.get("tofu", {})
+            out.append(f"| {m} | {fmt(t.get('forget_quality'), '.3g')} | {fmt(t.get('model_utility'), '.3f')} | "
+                       f"{s['forget']['answer_prob']:.3f} | {s['forget']['truth_ratio_forget']:.3f} | "
+                       f"{s['forget']['rouge_l_recall']:.3f} | {s['retain']['answer_prob']:.3f} | "
+                       f"{s['retain']['rouge_l_recall']:.3f} | {fmt(100 * s['forget'].get('leakage', 0))} | "
+                       f"{r['seconds']:.1f} |")
+        out.append("")
+
 # ---------------------------------------------------------------- plots
 plots = []
 for ds, xs, ys, xl, yl in [("synth", ("knowundo", "unlearn_success"), ("knowundo", "retention_success"),

@@ -6,7 +6,10 @@
 #       retain90 only (the reference for forget quality), TOFU metrics and leakage.
 # Each method gets the same step budget; every command is recorded with its wall time in
 # RUN/results.jsonl, then bench/results_report.py writes docs/RESULTS.md and the plots.
-# Not part of CI (about an hour on 2 cores). usage: bench/run_results.sh [RUN_DIR] [synth|tofu|all]
+# (c) SPUNGE vs plain unlearning (gd, npo) on the synthetic data split by domain and by fact kind,
+#     and on TOFU forget10 split by author (blocks of 5 authors): `lethe spunge --compare`.
+# Not part of CI (about 1.5 hours on 2 cores).
+# usage: bench/run_results.sh [RUN_DIR] [synth|tofu|spunge|all]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 L=$PWD/build/lethe
@@ -46,6 +49,27 @@ run_method() {
   record "$ds" "$name" "$secs" "$dir/model" "$dir/eval" "${cmd[*]}"
 }
 
+# run_spunge DATASET SPLIT METHOD RANKS [spunge options...]: SPUNGE and plain unlearning with the
+# same method and budget (`lethe spunge --compare`, one rank group per subset), both evaluated
+# with this dataset's EVAL like every other row; recorded as dataset spunge-DATASET.
+run_spunge() {
+  local ds=$1 split=$2 method=$3 np=$4; shift 4
+  local dir=$RUN/spunge/$ds-$split-$method
+  [ -e "$dir/eval_spunge/report.json" ] && { echo "== spunge $ds/$split/$method: done already"; return; }
+  rm -rf "$dir"; mkdir -p "$dir"
+  local lr=(); [ -z "${BASE_LR:-}" ] || lr=(--lr "$BASE_LR")
+  local cmd=(mpirun -np "$np" --oversubscribe "$L" spunge --method "$method" "${UNLEARN[@]}" "${lr[@]}" "$@"
+             --merge ties --compare --no-generate --format hf --out "$dir/run" --log-file "$dir/spunge.log")
+  echo "== spunge $ds/$split/$method: ${cmd[*]}"
+  OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "${cmd[@]}" >/dev/null
+  "$L" eval --model "$dir/run/merged" "${EVAL[@]}" --out "$dir/eval_spunge" --title "$ds: SPUNGE $method by $split" >/dev/null
+  "$L" eval --model "$dir/run/plain" "${EVAL[@]}" --out "$dir/eval_plain" --title "$ds: plain $method" >/dev/null
+  local k; k=$(wc -l <"$dir/run/subsets.txt")
+  local secs; secs=$(/usr/bin/python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(r['plain_train_seconds'], r['train_seconds'] + r['merge_seconds'])" "$dir/run/result.json")
+  record "spunge-$ds" "$method, plain (whole forget set)" "${secs% *}" "$dir/run/plain" "$dir/eval_plain" "${cmd[*]}"
+  record "spunge-$ds" "$method, SPUNGE by $split ($k subsets, TIES)" "${secs#* }" "$dir/run/merged" "$dir/eval_spunge" "${cmd[*]}"
+}
+
 run_all_methods() {  # run_all_methods DATASET
   local ds=$1
   local lora=(--lora-rank 8 --lora-alpha 16 --lora-dropout 0.1)
@@ -75,7 +99,7 @@ run_all_methods() {  # run_all_methods DATASET
 
 start=$(date +%s)
 # ---------------------------------------------------------------- (a) synthetic KnowUnDo-style
-if [ "$PART" = all ] || [ "$PART" = synth ]; then
+if [ "$PART" = all ] || [ "$PART" = synth ] || [ "$PART" = spunge ]; then
   S=$RUN/synth
   mkdir -p "$S"
   D=$S/data
@@ -94,11 +118,17 @@ if [ "$PART" = all ] || [ "$PART" = synth ]; then
   UNLEARN=(--config configs/demo/unlearn.ini --model "$S/finetuned" --forget "$D/forget.jsonl" --retain "$D/retain.jsonl"
            --eval-forget "$D/forget.jsonl" --eval-retain "$D/retain.jsonl")
   LORA_LR=1e-2
-  run_all_methods synth
+  [ "$PART" = spunge ] || run_all_methods synth
+  if [ "$PART" = all ] || [ "$PART" = spunge ]; then
+    for m in gd npo; do
+      run_spunge synth domain $m 2 --split-by domain
+      run_spunge synth kind $m 4 --split-by kind
+    done
+  fi
 fi
 
 # ---------------------------------------------------------------- (b) TOFU forget10 / retain90
-if [ "$PART" = all ] || [ "$PART" = tofu ]; then
+if [ "$PART" = all ] || [ "$PART" = tofu ] || [ "$PART" = spunge ]; then
   [ -f "$TOFU/forget10.json" ] || { echo "run_results: no TOFU data in $TOFU" >&2; exit 2; }
   B=$RUN/tofu
   mkdir -p "$B/data"
@@ -139,7 +169,12 @@ PY
            --eval-forget "$TOFU/forget10.json" --eval-retain "$B/data/retain_eval.json")
   BASE_LR=1e-3
   LORA_LR=1e-2
-  run_all_methods tofu
+  [ "$PART" = spunge ] || run_all_methods tofu
+  if [ "$PART" = all ] || [ "$PART" = spunge ]; then
+    # TOFU has no author field: forget10's 400 rows are 20 authors x 20 questions in order, so
+    # blocks of 100 rows are 4 subsets of 5 authors each.
+    for m in gd npo; do run_spunge tofu author $m 4 --split-block 100; done
+  fi
 fi
 
 echo "run_results: all runs in $RUN ($(( $(date +%s) - start )) s)"
