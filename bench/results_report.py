@@ -43,6 +43,29 @@ def fmt(v, spec=".1f"):
     return "-" if v is None else format(v, spec)
 
 
+SYNTH_HEAD = ("Unlearn Success | Retention Success | **Average Success** | held-out forget acc % | held-out retain acc % | "
+              "forget ppl | retain ppl | forget ROUGE-L | retain ROUGE-L | leakage %")
+TOFU_HEAD = ("forget quality | model utility | forget answer prob | forget truth ratio | forget ROUGE-L recall | "
+             "retain answer prob | retain ROUGE-L recall | leakage %")
+
+
+def synth_cells(j):
+    k, s = j["knowundo"], j["splits"]
+    return (f"{k['unlearn_success']:.1f} | {k['retention_success']:.1f} | **{k['average_success']:.1f}** | "
+            f"{100 * s['eval_forget']['accuracy']:.1f} | {100 * s['eval_retain']['accuracy']:.1f} | "
+            f"{s['forget']['perplexity']:.3g} | {s['retain']['perplexity']:.3g} | "
+            f"{s['forget']['rouge_l_f1']:.3f} | {s['retain']['rouge_l_f1']:.3f} | "
+            f"{fmt(100 * s['forget'].get('leakage', 0))}")
+
+
+def tofu_cells(j):
+    s, t = j["splits"], j.get("tofu", {})
+    return (f"{fmt(t.get('forget_quality'), '.3g')} | {fmt(t.get('model_utility'), '.3f')} | "
+            f"{s['forget']['answer_prob']:.3f} | {s['forget']['truth_ratio_forget']:.3f} | "
+            f"{s['forget']['rouge_l_recall']:.3f} | {s['retain']['answer_prob']:.3f} | "
+            f"{s['retain']['rouge_l_recall']:.3f} | {fmt(100 * s['forget'].get('leakage', 0))}")
+
+
 def gnuplot(script):
     subprocess.run(["gnuplot"], input=script.encode(), check=True)
 
@@ -69,20 +92,11 @@ if syn:
             "KnowUnDo scores its splits); held-out columns are the paraphrased questions of `eval_forget` / "
             "`eval_retain`. Leakage: share of unlearn-scope items whose e-mail, number or name appears verbatim in "
             "the greedy generation.", "",
-            "| method | Unlearn Success | Retention Success | **Average Success** | held-out forget acc % | "
-            "held-out retain acc % | forget ppl | retain ppl | forget ROUGE-L | retain ROUGE-L | leakage % | "
-            "trainable params | wall s |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+            f"| method | {SYNTH_HEAD} | trainable params | wall s |",
+            "|---|" + "---:|" * 12]
     for m, r in syn:
-        j = report(r)
-        k, s = j["knowundo"], j["splits"]
         _, tr = params(r)
-        out.append(f"| {m} | {k['unlearn_success']:.1f} | {k['retention_success']:.1f} | **{k['average_success']:.1f}** | "
-                   f"{100 * s['eval_forget']['accuracy']:.1f} | {100 * s['eval_retain']['accuracy']:.1f} | "
-                   f"{s['forget']['perplexity']:.3g} | {s['retain']['perplexity']:.3g} | "
-                   f"{s['forget']['rouge_l_f1']:.3f} | {s['retain']['rouge_l_f1']:.3f} | "
-                   f"{fmt(100 * s['forget'].get('leakage', 0))} | {fmt(tr, ',') if tr else '-'} | "
-                   f"{r['seconds']:.1f} |")
+        out.append(f"| {m} | {synth_cells(report(r))} | {fmt(tr, ',') if tr else '-'} | {r['seconds']:.1f} |")
     out.append("")
 
 # ---------------------------------------------------------------- TOFU
@@ -100,18 +114,11 @@ if tofu:
             "and of the retain90-only twin (higher: closer to never having seen the data); model utility = harmonic "
             "mean of retain answer probability and ROUGE-L recall (TOFU's retain file has no perturbed answers, so "
             "its truth ratio is not part of it here).", "",
-            "| method | forget quality | model utility | forget answer prob | forget truth ratio | forget ROUGE-L recall | "
-            "retain answer prob | retain ROUGE-L recall | leakage % | trainable params | wall s |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+            f"| method | {TOFU_HEAD} | trainable params | wall s |",
+            "|---|" + "---:|" * 10]
     for m, r in tofu:
-        j = report(r)
-        s, t = j["splits"], j.get("tofu", {})
         _, tr = params(r)
-        out.append(f"| {m} | {fmt(t.get('forget_quality'), '.3g')} | {fmt(t.get('model_utility'), '.3f')} | "
-                   f"{s['forget']['answer_prob']:.3f} | {s['forget']['truth_ratio_forget']:.3f} | "
-                   f"{s['forget']['rouge_l_recall']:.3f} | {s['retain']['answer_prob']:.3f} | "
-                   f"{s['retain']['rouge_l_recall']:.3f} | {fmt(100 * s['forget'].get('leakage', 0))} | "
-                   f"{fmt(tr, ',') if tr else '-'} | {r['seconds']:.1f} |")
+        out.append(f"| {m} | {tofu_cells(report(r))} | {fmt(tr, ',') if tr else '-'} | {r['seconds']:.1f} |")
     out.append("")
 
 # ---------------------------------------------------------------- SPUNGE vs plain
@@ -124,38 +131,16 @@ if spunge:
             "and budget (steps, batch, lr) on the same ranks. Both are then evaluated exactly as the rows above. "
             "Wall s: training (SPUNGE: all groups at once, plus the merge) with every rank oversubscribed on the 2 "
             "cores, so SPUNGE's K groups share 2 cores here; on a cluster each group has its own GPUs.", ""]
-    syn_rows = [(m, r) for ds, m, r in spunge if ds == "spunge-synth"]
-    if syn_rows:
-        out += ["Synthetic data (split by `domain`: privacy / copyright; by `kind`: contact, family, verbatim, "
-                "continuation):", "",
-                "| run | Unlearn Success | Retention Success | **Average Success** | held-out forget acc % | "
-                "held-out retain acc % | forget ROUGE-L | retain ROUGE-L | leakage % | wall s |",
-                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-        for m, r in syn_rows:
-            j = report(r)
-            k, s = j["knowundo"], j["splits"]
-            out.append(f"| {m} | {k['unlearn_success']:.1f} | {k['retention_success']:.1f} | "
-                       f"**{k['average_success']:.1f}** | {100 * s['eval_forget']['accuracy']:.1f} | "
-                       f"{100 * s['eval_retain']['accuracy']:.1f} | {s['forget']['rouge_l_f1']:.3f} | "
-                       f"{s['retain']['rouge_l_f1']:.3f} | {fmt(100 * s['forget'].get('leakage', 0))} | "
-                       f"{r['seconds']:.1f} |")
-        out.append("")
-    tofu_rows = [(m, r) for ds, m, r in spunge if ds == "spunge-tofu"]
-    if tofu_rows:
-        out += ["TOFU forget10 split by author (4 subsets of 5 authors; TOFU has no author field, its rows come in "
-                "blocks of 20 per author):", "",
-                "| run | forget quality | model utility | forget answer prob | forget truth ratio | "
-                "forget ROUGE-L recall | retain answer prob | retain ROUGE-L recall | leakage % | wall s |",
-                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-        for m, r in tofu_rows:
-            j = report(r)
-            s, t = j["splits"], j.get("tofu", {})
-            out.append(f"| {m} | {fmt(t.get('forget_quality'), '.3g')} | {fmt(t.get('model_utility'), '.3f')} | "
-                       f"{s['forget']['answer_prob']:.3f} | {s['forget']['truth_ratio_forget']:.3f} | "
-                       f"{s['forget']['rouge_l_recall']:.3f} | {s['retain']['answer_prob']:.3f} | "
-                       f"{s['retain']['rouge_l_recall']:.3f} | {fmt(100 * s['forget'].get('leakage', 0))} | "
-                       f"{r['seconds']:.1f} |")
-        out.append("")
+    for ds, intro, head, cells in [
+            ("spunge-synth", "Synthetic data (split by `domain`: privacy / copyright; by `kind`: contact, family, "
+             "verbatim, continuation):", SYNTH_HEAD, synth_cells),
+            ("spunge-tofu", "TOFU forget10 split by author (4 subsets of 5 authors; TOFU has no author field, its "
+             "rows come in blocks of 20 per author):", TOFU_HEAD, tofu_cells)]:
+        sel = [(m, r) for d, m, r in spunge if d == ds]
+        if sel:
+            out += [intro, "", f"| run | {head} | wall s |", "|---|" + "---:|" * (head.count("|") + 2)]
+            out += [f"| {m} | {cells(report(r))} | {r['seconds']:.1f} |" for m, r in sel]
+            out.append("")
 
 # ---------------------------------------------------------------- plots
 plots = []

@@ -9,9 +9,7 @@ LETHE=$1; SRC=$2; MPIRUN=$3
 # shellcheck source=mpi_common.sh
 source "$SRC/tests/cli/mpi_common.sh"
 
-"$LETHE" synth --out "$T/data" --people 3 --books 1 >/dev/null 2>&1
-"$LETHE" init --model-config "$SRC/configs/models/tiny-llama.json" --train-tokenizer "$T/data/train.jsonl" \
-  --vocab-size 300 --out "$T/base" >/dev/null 2>&1
+make_tiny_model
 "$LETHE" finetune --model "$T/base" --data "$T/data/train.jsonl" --batch-size 8 --lr 3e-3 --steps 20 --log-every 20 \
   --out "$T/ft" >/dev/null 2>&1 || bad "finetune"
 D="$T/data"

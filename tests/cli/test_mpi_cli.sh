@@ -8,9 +8,7 @@ LETHE=$1; SRC=$2; MPIRUN=$3
 # shellcheck source=mpi_common.sh
 source "$SRC/tests/cli/mpi_common.sh"
 
-"$LETHE" synth --out "$T/data" --people 3 --books 1 >/dev/null 2>&1
-"$LETHE" init --model-config "$SRC/configs/models/tiny-llama.json" --train-tokenizer "$T/data/train.jsonl" \
-  --vocab-size 300 --out "$T/base" >/dev/null 2>&1
+make_tiny_model
 FT=(finetune --model "$T/base" --data "$T/data/train.jsonl" --batch-size 8 --lr 2e-3 --log-every 1 --format hf)
 
 # ---- 1 rank vs 2 and 4 ranks, ZeRO 0/1/2 ----
