@@ -49,17 +49,17 @@ run_method() {
   record "$ds" "$name" "$secs" "$dir/model" "$dir/eval" "${cmd[*]}"
 }
 
-# run_spunge DATASET SPLIT METHOD RANKS [spunge options...]: SPUNGE and plain unlearning with the
+# run_spunge DATASET SPLIT METHOD RANKS MERGE [spunge options...]: SPUNGE and plain unlearning with the
 # same method and budget (`lethe spunge --compare`, one rank group per subset), both evaluated
 # with this dataset's EVAL like every other row; recorded as dataset spunge-DATASET.
 run_spunge() {
-  local ds=$1 split=$2 method=$3 np=$4; shift 4
-  local dir=$RUN/spunge/$ds-$split-$method
+  local ds=$1 split=$2 method=$3 np=$4 merge=$5; shift 5
+  local dir=$RUN/spunge/$ds-$split-$method; [ "$merge" = ties ] || dir=$dir-$merge
   [ -e "$dir/eval_spunge/report.json" ] && { echo "== spunge $ds/$split/$method: done already"; return; }
   rm -rf "$dir"; mkdir -p "$dir"
   local lr=(); [ -z "${BASE_LR:-}" ] || lr=(--lr "$BASE_LR")
   local cmd=(mpirun -np "$np" --oversubscribe "$L" spunge --method "$method" "${UNLEARN[@]}" "${lr[@]}" "$@"
-             --merge ties --compare --no-generate --format hf --out "$dir/run" --log-file "$dir/spunge.log")
+             --merge "$merge" --compare --no-generate --format hf --out "$dir/run" --log-file "$dir/spunge.log")
   echo "== spunge $ds/$split/$method: ${cmd[*]}"
   OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "${cmd[@]}" >/dev/null
   "$L" eval --model "$dir/run/merged" "${EVAL[@]}" --out "$dir/eval_spunge" --title "$ds: SPUNGE $method by $split" >/dev/null
@@ -67,7 +67,7 @@ run_spunge() {
   local k; k=$(wc -l <"$dir/run/subsets.txt")
   local secs; secs=$(/usr/bin/python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(r['plain_train_seconds'], r['train_seconds'] + r['merge_seconds'])" "$dir/run/result.json")
   record "spunge-$ds" "$method, plain (whole forget set)" "${secs% *}" "$dir/run/plain" "$dir/eval_plain" "${cmd[*]}"
-  record "spunge-$ds" "$method, SPUNGE by $split ($k subsets, TIES)" "${secs#* }" "$dir/run/merged" "$dir/eval_spunge" "${cmd[*]}"
+  record "spunge-$ds" "$method, SPUNGE by $split ($k subsets, $merge)" "${secs#* }" "$dir/run/merged" "$dir/eval_spunge" "${cmd[*]}"
 }
 
 run_all_methods() {  # run_all_methods DATASET
@@ -121,8 +121,10 @@ if [ "$PART" = all ] || [ "$PART" = synth ] || [ "$PART" = spunge ]; then
   [ "$PART" = spunge ] || run_all_methods synth
   if [ "$PART" = all ] || [ "$PART" = spunge ]; then
     for m in gd npo; do
-      run_spunge synth domain $m 2 --split-by domain
-      run_spunge synth kind $m 4 --split-by kind
+      run_spunge synth domain $m 2 ties --split-by domain
+      run_spunge synth kind $m 4 ties --split-by kind
+      # The merge rule matters: the sum of the deltas instead of TIES' trimmed disjoint mean.
+      run_spunge synth domain $m 2 task_arithmetic --split-by domain
     done
   fi
 fi
@@ -173,7 +175,10 @@ PY
   if [ "$PART" = all ] || [ "$PART" = spunge ]; then
     # TOFU has no author field: forget10's 400 rows are 20 authors x 20 questions in order, so
     # blocks of 100 rows are 4 subsets of 5 authors each.
-    for m in gd npo; do run_spunge tofu author $m 4 --split-block 100; done
+    for m in gd npo; do
+      run_spunge tofu author $m 4 ties --split-block 100
+      run_spunge tofu author $m 4 task_arithmetic --split-block 100
+    done
   fi
 fi
 

@@ -136,7 +136,7 @@ void write_h5_tensors(const std::string& path, const NamedTensors& tensors, cons
   H5_CHECK(H5Pset_libver_bounds(fapl, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST), path);
   H5Id file(H5Fcreate(path.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, fapl), H5Fclose);
   if (file.id < 0) throw InputError(path + ": cannot create HDF5 file (exists or not writable)");
-  for (auto& [k, v] : attrs) write_string_attr(file, k, v.dump());
+  for (auto& [k, v] : attrs) write_string_attr(file, k, json_text(v));
   for (auto& [name, t0] : tensors) {
     const std::string what = path + ": dataset '" + name + "'";
     auto t = t0.detach().to(torch::kCPU).contiguous();

@@ -18,8 +18,12 @@ json read_json_file(const std::string& path) {
   }
 }
 
+std::string json_text(const json& value, int indent) {
+  return value.dump(indent, ' ', false, json::error_handler_t::replace);
+}
+
 void write_json_file(const std::string& path, const json& value) {
-  write_file_atomic(path, value.dump(2) + "\n");
+  write_file_atomic(path, json_text(value, 2) + "\n");
 }
 
 template <typename T>

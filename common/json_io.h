@@ -9,6 +9,9 @@ using json = nlohmann::json;
 
 json read_json_file(const std::string& path);
 void write_json_file(const std::string& path, const json& value);  // atomic: tmp + rename
+// JSON text in which invalid UTF-8 in strings (a generation cut inside a multi-byte character,
+// a byte-level token) becomes U+FFFD instead of an exception; every writer of text uses it.
+std::string json_text(const json& value, int indent = -1);
 
 // Typed field access: throws InputError "<what>: field 'key' ..." when absent or mistyped.
 template <typename T>

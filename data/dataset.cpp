@@ -89,7 +89,7 @@ void write_examples_jsonl(const std::string& path, const std::vector<Example>& e
   for (auto& e : examples) {
     json r = {{"prompt", e.prompt}, {"response", e.response}};
     for (auto it = e.attrs.begin(); it != e.attrs.end(); ++it) r[it.key()] = it.value();
-    text += r.dump() + "\n";
+    text += json_text(r) + "\n";
   }
   write_file_atomic(path, text);
 }

@@ -24,7 +24,7 @@ int64_t pad_token_id(const Tokenizer& tok, ChatTemplate tmpl) {
 }
 
 std::vector<std::string> all_gather_strings(Communicator& comm, const std::vector<std::string>& mine) {
-  std::string blob = json(mine).dump();
+  std::string blob = json_text(json(mine));
   auto len = torch::tensor({int64_t(blob.size())}, torch::kLong);
   auto lens = torch::zeros({comm.size()}, torch::kLong);
   all_gather_host(comm, len, lens);

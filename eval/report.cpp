@@ -86,7 +86,7 @@ std::string per_item_jsonl(const SplitMetrics& m, const std::vector<Example>& ex
               {"accuracy", im.accuracy}, {"generation", im.generation},   {"rouge_l_f1", im.rouge_l_f1},
               {"rouge_l_recall", im.rouge_l_recall}, {"leaked", im.leaked}};
     if (m.has_truth_ratio) j["truth_ratio"] = im.truth_ratio;
-    out += j.dump() + "\n";
+    out += json_text(j) + "\n";
   }
   return out;
 }

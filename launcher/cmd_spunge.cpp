@@ -135,7 +135,7 @@ std::string examples_jsonl(const std::vector<Example>& ex) {
     json j = e.attrs;
     j["prompt"] = e.prompt;
     j["response"] = e.response;
-    out += j.dump() + "\n";
+    out += json_text(j) + "\n";
   }
   return out;
 }

@@ -70,7 +70,7 @@ int main(int argc, char** argv) {
     spdlog::info("lethe {}: {}, {}; per rank {} LibTorch thread(s), {} OpenBLAS thread(s); ranks {} (local size {})",
                  name, runtime_versions(), mpi_version(), threads, blas_threads, rank.world_size, rank.local_size);
     if (rank.world_size > 1) spdlog::info("rank -> host: {}", rank_host_map());
-    spdlog::info("effective configuration: {}", effective.dump());
+    spdlog::info("effective configuration: {}", json_text(effective));
     if (cmd->distributed || rank.world_rank == 0) code = cmd->run(vm, effective);
     if (!cmd->distributed && rank.world_size > 1) make_world_communicator()->barrier();
   } catch (const InputError& e) {

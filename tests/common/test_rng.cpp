@@ -1,3 +1,4 @@
+#include "common/json_io.h"
 #include "common/rng.h"
 #include "tests/test_util.h"
 
@@ -25,5 +26,16 @@ TEST(Rng, KnownSequence) {
   }
 }
 
+}  // namespace
+}  // namespace lethe
+
+namespace lethe {
+namespace {
+TEST(JsonText, InvalidUtf8BecomesTheReplacementCharacter) {
+  // A generation cut inside a multi-byte character (seen on TOFU) must not stop a report.
+  json j = {{"generation", std::string("ab\xC1")}};
+  EXPECT_EQ(json_text(j), "{\"generation\":\"ab\xEF\xBF\xBD\"}");
+  EXPECT_THROW(j.dump(), json::type_error);
+}
 }  // namespace
 }  // namespace lethe
