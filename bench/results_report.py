@@ -136,7 +136,7 @@ if spunge:
              "verbatim, continuation):", SYNTH_HEAD, synth_cells),
             ("spunge-tofu", "TOFU forget10 split by author (4 subsets of 5 authors; TOFU has no author field, its "
              "rows come in blocks of 20 per author):", TOFU_HEAD, tofu_cells)]:
-        sel = [(m, r) for d, m, r in spunge if d == ds]
+        sel = sorted([(m, r) for d, m, r in spunge if d == ds], key=lambda mr: mr[0].split(",")[0])  # by method
         if sel:
             out += [intro, "", f"| run | {head} | wall s |", "|---|" + "---:|" * (head.count("|") + 2)]
             out += [f"| {m} | {cells(report(r))} | {r['seconds']:.1f} |" for m, r in sel]
