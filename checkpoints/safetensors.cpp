@@ -193,52 +193,76 @@ TensorMap read_hf_weights(const std::string& dir) {
   if (fs::exists(single)) return read_safetensors(single.string());
   if (!fs::exists(index))
     throw InputError(dir + ": no model.safetensors or model.safetensors.index.json (pickled .bin weights are not read)");
-  json idx = read_json_file(index.string());
-  if (!idx.contains("weight_map") || !idx["weight_map"].is_object())
-    throw CorruptError(index.string() + ": missing 'weight_map' object");
-  std::map<std::string, std::vector<std::string>> by_file;
-  for (auto it = idx["weight_map"].begin(); it != idx["weight_map"].end(); ++it) {
-    if (!it.value().is_string()) throw CorruptError(index.string() + ": weight_map entry '" + it.key() + "' is not a file name");
-    std::string file = it.value().get<std::string>();
-    if (file.find('/') != std::string::npos || file.find("..") != std::string::npos)
-      throw CorruptError(index.string() + ": shard name '" + file + "' must be a plain file name in the directory");
-    by_file[file].push_back(it.key());
-  }
   TensorMap out;
-  for (auto& [file, names] : by_file) {
+  for (auto& [file, names] : read_weight_index(dir, "model.safetensors.index.json")) {
     auto part = read_safetensors_subset((fs::path(dir) / file).string(), names);
     out.insert(part.begin(), part.end());
   }
   return out;
 }
 
-void write_hf_weights(const std::string& dir, const NamedTensors& tensors, uint64_t max_shard_bytes) {
-  uint64_t total = 0;
-  std::vector<NamedTensors> shards(1);
+std::vector<std::vector<size_t>> plan_shards(const std::vector<uint64_t>& bytes, uint64_t max_shard_bytes) {
+  std::vector<std::vector<size_t>> shards;
   uint64_t in_shard = 0;
-  for (auto& nt : tensors) {
-    uint64_t nbytes = uint64_t(nt.second.numel()) * dtype_size(nt.second.scalar_type());
-    if (max_shard_bytes > 0 && in_shard > 0 && in_shard + nbytes > max_shard_bytes) {
+  for (size_t i = 0; i < bytes.size(); ++i) {
+    if (shards.empty() || (max_shard_bytes > 0 && in_shard > 0 && in_shard + bytes[i] > max_shard_bytes)) {
       shards.emplace_back();
       in_shard = 0;
     }
-    shards.back().push_back(nt);
-    in_shard += nbytes;
-    total += nbytes;
+    shards.back().push_back(i);
+    in_shard += bytes[i];
   }
-  if (shards.size() == 1) {
-    write_safetensors((fs::path(dir) / "model.safetensors").string(), tensors, {{"format", "pt"}});
-    return;
-  }
-  json weight_map = json::object();
+  return shards;
+}
+
+std::string shard_file_name(size_t j, size_t n, const std::string& ext) {
+  if (n == 1) return "model." + ext;
   char buf[64];
-  for (size_t i = 0; i < shards.size(); ++i) {
-    std::snprintf(buf, sizeof buf, "model-%05zu-of-%05zu.safetensors", i + 1, shards.size());
-    write_safetensors((fs::path(dir) / buf).string(), shards[i], {{"format", "pt"}});
-    for (auto& nt : shards[i]) weight_map[nt.first] = buf;
+  std::snprintf(buf, sizeof buf, "model-%05zu-of-%05zu.", j + 1, n);
+  return buf + ext;
+}
+
+std::map<std::string, std::vector<std::string>> read_weight_index(const std::string& dir, const std::string& index_name) {
+  const std::string index = (fs::path(dir) / index_name).string();
+  json idx = read_json_file(index);
+  if (!idx.contains("weight_map") || !idx["weight_map"].is_object())
+    throw CorruptError(index + ": missing 'weight_map' object");
+  std::map<std::string, std::vector<std::string>> by_file;
+  for (auto it = idx["weight_map"].begin(); it != idx["weight_map"].end(); ++it) {
+    if (!it.value().is_string()) throw CorruptError(index + ": weight_map entry '" + it.key() + "' is not a file name");
+    std::string file = it.value().get<std::string>();
+    if (file.find('/') != std::string::npos || file.find("..") != std::string::npos)
+      throw CorruptError(index + ": shard name '" + file + "' must be a plain file name in the directory");
+    by_file[file].push_back(it.key());
   }
-  write_json_file((fs::path(dir) / "model.safetensors.index.json").string(),
-                  json{{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}});
+  return by_file;
+}
+
+void write_weight_index(const std::string& dir, const std::string& index_name, const json& weight_map, uint64_t total_bytes) {
+  write_json_file((fs::path(dir) / index_name).string(),
+                  json{{"metadata", {{"total_size", total_bytes}}}, {"weight_map", weight_map}});
+}
+
+void write_hf_weights(const std::string& dir, const NamedTensors& tensors, uint64_t max_shard_bytes) {
+  std::vector<uint64_t> bytes;
+  uint64_t total = 0;
+  for (auto& nt : tensors) {
+    bytes.push_back(uint64_t(nt.second.numel()) * dtype_size(nt.second.scalar_type()));
+    total += bytes.back();
+  }
+  auto shards = plan_shards(bytes, max_shard_bytes);
+  if (shards.empty()) shards.emplace_back();  // no tensors: still one (empty) file
+  json weight_map = json::object();
+  for (size_t j = 0; j < shards.size(); ++j) {
+    const std::string file = shard_file_name(j, shards.size(), "safetensors");
+    NamedTensors part;
+    for (size_t i : shards[j]) {
+      part.push_back(tensors[i]);
+      weight_map[tensors[i].first] = file;
+    }
+    write_safetensors((fs::path(dir) / file).string(), part, {{"format", "pt"}});
+  }
+  if (shards.size() > 1) write_weight_index(dir, "model.safetensors.index.json", weight_map, total);
 }
 
 }  // namespace lethe

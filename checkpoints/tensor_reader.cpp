@@ -19,17 +19,11 @@ std::string shape_string(const std::vector<int64_t>& s) {
   return out + "]";
 }
 
-// The files of an index ({"weight_map": {tensor: file}}), each once, in order.
-std::vector<std::string> index_files(const std::string& dir, const std::string& index) {
-  json j = read_json_file((fs::path(dir) / index).string());
-  if (!j.contains("weight_map") || !j["weight_map"].is_object())
-    throw CorruptError((fs::path(dir) / index).string() + ": no weight_map object");
+// The files of a checkpoint: `single` when it exists, else every file its index names.
+std::vector<std::string> weight_files(const std::string& dir, const std::string& single, const std::string& index) {
+  if (fs::exists(fs::path(dir) / single)) return {(fs::path(dir) / single).string()};
   std::vector<std::string> files;
-  for (auto& [name, f] : j["weight_map"].items()) {
-    if (!f.is_string()) throw CorruptError((fs::path(dir) / index).string() + ": weight_map['" + name + "'] is not a file name");
-    std::string p = (fs::path(dir) / f.get<std::string>()).string();
-    if (std::find(files.begin(), files.end(), p) == files.end()) files.push_back(p);
-  }
+  for (auto& [file, names] : read_weight_index(dir, index)) files.push_back((fs::path(dir) / file).string());
   return files;
 }
 
@@ -51,17 +45,11 @@ TensorReader::TensorReader(const std::string& dir) : dir_(dir) {
   if (is_native_checkpoint(dir)) {
     require_complete(dir);
     format_ = "native";
-    std::vector<std::string> files;
-    if (fs::exists(fs::path(dir) / "model.h5")) files = {(fs::path(dir) / "model.h5").string()};
-    else files = index_files(dir, kNativeIndex);
-    for (auto& f : files)
+    for (auto& f : weight_files(dir, "model.h5", kNativeIndex))
       for (auto& [name, i] : h5_tensor_infos(f)) add(name, {i.dtype, i.shape, f});
   } else if (has_hf_weights(dir)) {
     format_ = "hf";
-    std::vector<std::string> files;
-    if (fs::exists(fs::path(dir) / "model.safetensors")) files = {(fs::path(dir) / "model.safetensors").string()};
-    else files = index_files(dir, "model.safetensors.index.json");
-    for (auto& f : files)
+    for (auto& f : weight_files(dir, "model.safetensors", "model.safetensors.index.json"))
       for (auto& e : read_safetensors_header(f)) add(e.name, {e.dtype, e.shape, f});
   } else {
     throw InputError("model '" + dir + "' holds no weights (model.safetensors[.index.json] or a native checkpoint)");

@@ -43,18 +43,24 @@ std::string temp_sibling(const std::string& path) {
   return (p.parent_path() / ("." + p.filename().string() + ".tmp." + std::to_string(::getpid()))).string();
 }
 
+void write_file_via_temp(const std::string& path, const std::function<void(const std::string& tmp)>& write) {
+  const std::string tmp = temp_sibling(path);
+  std::error_code ec;
+  fs::remove(tmp, ec);  // left by an earlier process with the same pid
+  write(tmp);
+  fsync_path(tmp);
+  fs::rename(tmp, path);
+  fsync_parent_dir(path);
+}
+
 void write_file_atomic(const std::string& path, const std::string& content) {
-  std::string tmp = temp_sibling(path);
-  {
+  write_file_via_temp(path, [&](const std::string& tmp) {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     if (!out) throw InputError(path + ": cannot write (" + std::strerror(errno) + ")");
     out << content;
     out.flush();
     if (!out) throw InputError(path + ": write failed (" + std::strerror(errno) + ")");
-  }
-  fsync_path(tmp);
-  fs::rename(tmp, path);
-  fsync_parent_dir(path);
+  });
 }
 
 bool path_exists(const std::string& path) { return fs::exists(path); }

@@ -1,12 +1,16 @@
 // File-system helpers. Nothing here overwrites existing user data: writers go through a
 // temporary name, fsync and rename, and directory creation refuses an existing output.
 #pragma once
+#include <functional>
 #include <string>
 
 namespace lethe {
 
 std::string read_text_file(const std::string& path);  // InputError naming the path on failure
 void write_file_atomic(const std::string& path, const std::string& content);
+// `write` fills a temporary sibling of `path` (any writer: text, safetensors, HDF5); it is then
+// fsynced and renamed over `path`, so `path` either does not exist or is complete.
+void write_file_via_temp(const std::string& path, const std::function<void(const std::string& tmp)>& write);
 void fsync_path(const std::string& path);              // file or directory
 void fsync_parent_dir(const std::string& path);
 bool path_exists(const std::string& path);

@@ -44,11 +44,8 @@ int run_eval(const po::variables_map& vm, const json& cfg) {
   if (vm.count("forget")) splits.push_back({"forget", load_split(vm, "forget")});
   if (vm.count("retain")) splits.push_back({"retain", load_split(vm, "retain")});
   if (vm.count("split"))
-    for (auto& s : vm["split"].as<std::vector<std::string>>()) {
-      size_t eq = s.find('=');
-      if (eq == std::string::npos || eq == 0) throw InputError("--split '" + s + "' is not NAME=PATH");
-      splits.push_back({s.substr(0, eq), read_examples(s.substr(eq + 1), vm["data-format"].as<std::string>())});
-    }
+    for (auto& s : vm["split"].as<std::vector<std::string>>())
+      splits.push_back(named_split_option(s, "--split", vm["data-format"].as<std::string>()));
   if (splits.empty()) throw InputError("nothing to evaluate: give --forget, --retain or --split");
   // The reference's truth ratios are checked before the (slow) evaluation.
   std::vector<double> ref_ratios;

@@ -29,11 +29,7 @@ void add_merge_options(po::options_description& d) {
 MergeOptions read_merge_options(const po::variables_map& vm) {
   MergeOptions o;
   o.method = vm["merge"].as<std::string>();
-  std::string w = vm["merge.weights"].as<std::string>();
-  for (size_t p = 0; !w.empty() && p <= w.size();) {
-    size_t q = w.find(',', p);
-    if (q == std::string::npos) q = w.size();
-    std::string item = w.substr(p, q - p);
+  for (auto& item : split_commas(vm["merge.weights"].as<std::string>())) {
     try {
       size_t used = 0;
       o.weights.push_back(std::stod(item, &used));
@@ -41,7 +37,6 @@ MergeOptions read_merge_options(const po::variables_map& vm) {
     } catch (const std::exception&) {
       throw InputError("--merge.weights: '" + item + "' is not a number");
     }
-    p = q + 1;
   }
   o.density = vm["merge.density"].as<double>();
   o.lambda = vm["merge.lambda"].as<double>();

@@ -34,26 +34,12 @@ struct Subset {
   std::vector<Example> examples;
 };
 
-std::vector<std::string> split_list(const std::string& s, char sep) {
-  std::vector<std::string> out;
-  if (s.empty()) return out;
-  size_t p = 0;
-  while (true) {
-    size_t q = s.find(sep, p);
-    out.push_back(s.substr(p, q == std::string::npos ? std::string::npos : q - p));
-    if (q == std::string::npos) break;
-    p = q + 1;
-  }
-  return out;
-}
-
 // The attribute value of record i: a field (strings as they are, other JSON values dumped), or
 // with --split-block N the block i / N (TOFU's forget files hold 20 rows per author).
 std::string attribute_value(const Example& e, size_t i, const std::string& attr, int64_t block) {
   if (block > 0) return std::to_string(int64_t(i) / block);
-  auto it = e.attrs.find(attr);
-  if (it == e.attrs.end() || it->is_null()) return "";
-  return it->is_string() ? it->get<std::string>() : it->dump();
+  if (e.attrs.contains(attr) && e.attrs[attr].is_null()) return "";  // null counts as missing
+  return attr_string(e, attr);
 }
 
 // "value=subset,value=subset" (or @file.json holding {"value": "subset"}): values not named keep
@@ -70,7 +56,7 @@ std::map<std::string, std::string> read_split_map(const std::string& spec) {
     }
     return m;
   }
-  for (auto& item : split_list(spec, ',')) {
+  for (auto& item : split_commas(spec)) {
     size_t eq = item.find('=');
     if (eq == std::string::npos || eq == 0 || eq + 1 == item.size())
       throw InputError("--split-map: '" + item + "' is not VALUE=SUBSET");
@@ -116,7 +102,7 @@ std::vector<Subset> split_forget_set(const std::vector<Example>& forget, const p
 
 std::vector<int> parse_sizes(const std::string& s) {
   std::vector<int> out;
-  for (auto& item : split_list(s, ',')) {
+  for (auto& item : split_commas(s)) {
     try {
       size_t used = 0;
       int v = std::stoi(item, &used);
@@ -125,17 +111,6 @@ std::vector<int> parse_sizes(const std::string& s) {
     } catch (const std::exception&) {
       throw InputError("--group-sizes: '" + item + "' is not a positive rank count");
     }
-  }
-  return out;
-}
-
-std::string examples_jsonl(const std::vector<Example>& ex) {
-  std::string out;
-  for (auto& e : ex) {
-    json j = e.attrs;
-    j["prompt"] = e.prompt;
-    j["response"] = e.response;
-    out += json_text(j) + "\n";
   }
   return out;
 }
@@ -261,11 +236,8 @@ int run_spunge(const po::variables_map& vm, const json& cfg) {
   std::vector<NamedSplit> eval_splits = {{"forget", forget}};
   if (vm.count("retain")) eval_splits.push_back({"retain", uses_retain ? retain : load_split(vm, "retain")});
   if (vm.count("eval-split"))
-    for (auto& s : vm["eval-split"].as<std::vector<std::string>>()) {
-      size_t eq = s.find('=');
-      if (eq == std::string::npos || eq == 0) throw InputError("--eval-split '" + s + "' is not NAME=PATH");
-      eval_splits.push_back({s.substr(0, eq), read_examples(s.substr(eq + 1), vm["data-format"].as<std::string>())});
-    }
+    for (auto& s : vm["eval-split"].as<std::vector<std::string>>())
+      eval_splits.push_back(named_split_option(s, "--eval-split", vm["data-format"].as<std::string>()));
   MergeOptions mopt = read_merge_options(vm);
   auto rule = make_merge_method(mopt, K);
   const uint64_t max_shard = parse_byte_size(vm["max-shard-size"].as<std::string>(), "--max-shard-size");
@@ -322,7 +294,7 @@ int run_spunge(const po::variables_map& vm, const json& cfg) {
       for (size_t k = 0; k < K; ++k) {
         plan["subsets"].push_back({{"name", subsets[k].name}, {"items", subsets[k].examples.size()},
                                    {"group", k % G}});
-        write_file_atomic((run / "subsets" / (subsets[k].name + ".jsonl")).string(), examples_jsonl(subsets[k].examples));
+        write_examples_jsonl((run / "subsets" / (subsets[k].name + ".jsonl")).string(), subsets[k].examples);
       }
       write_json_file((run / "spunge.json").string(), plan);
     } catch (const std::exception& e) {

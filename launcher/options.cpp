@@ -5,6 +5,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "data/dataset.h"
+#include "eval/report.h"
 #include "unlearn/trainer.h"
 
 namespace lethe {
@@ -119,6 +120,22 @@ std::vector<Example> load_split(const po::variables_map& vm, const std::string& 
   if (vm.count(name + "-filter")) filters = vm[name + "-filter"].as<std::vector<std::string>>();
   std::string format = vm.count("data-format") ? vm["data-format"].as<std::string>() : "auto";
   return filter_examples(read_examples(path, format), filters, "--" + name + " " + path);
+}
+
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> out;
+  for (size_t p = 0; !s.empty() && p <= s.size();) {
+    size_t q = std::min(s.find(',', p), s.size());
+    out.push_back(s.substr(p, q - p));
+    p = q + 1;
+  }
+  return out;
+}
+
+NamedSplit named_split_option(const std::string& spec, const std::string& option, const std::string& data_format) {
+  size_t eq = spec.find('=');
+  if (eq == std::string::npos || eq == 0) throw InputError(option + " '" + spec + "' is not NAME=PATH");
+  return {spec.substr(0, eq), read_examples(spec.substr(eq + 1), data_format)};
 }
 
 std::string require_string(const po::variables_map& vm, const std::string& name) {

@@ -38,6 +38,12 @@ struct Example;
 std::vector<Example> load_split(const po::variables_map& vm, const std::string& name);
 void add_split_options(po::options_description& d, const std::string& name, const std::string& help);
 
+// "a,b,c" -> {"a", "b", "c"} ("" -> {}).
+std::vector<std::string> split_commas(const std::string& s);
+// NAME=PATH (options --split, --eval-split): the records of PATH as split NAME.
+struct NamedSplit;
+NamedSplit named_split_option(const std::string& spec, const std::string& option, const std::string& data_format);
+
 // Typed access with the option named in errors.
 template <typename T>
 T opt(const po::variables_map& vm, const std::string& name) {

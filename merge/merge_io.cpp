@@ -29,11 +29,7 @@ std::string staged_path(const MergeOutput& mo, size_t i) {
 }
 
 std::string shard_name(const MergeOutput& mo, size_t j) {
-  const char* ext = mo.format == "hf" ? "safetensors" : "h5";
-  if (mo.shards.size() == 1) return std::string("model.") + ext;
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "model-%05zu-of-%05zu.%s", j + 1, mo.shards.size(), ext);
-  return buf;
+  return shard_file_name(j, mo.shards.size(), mo.format == "hf" ? "safetensors" : "h5");
 }
 
 }  // namespace
@@ -67,18 +63,11 @@ MergeOutput plan_merge_output(const TensorReader& base, const std::string& out, 
   MergeOutput mo;
   mo.out = out;
   mo.format = format;
-  uint64_t current = 0;
   for (auto& [name, info] : base.tensors()) {
-    const size_t i = mo.names.size();
     mo.names.push_back(name);
-    const uint64_t b = uint64_t(info.bytes());
-    if (mo.shards.empty() || (max_shard_bytes > 0 && current > 0 && current + b > max_shard_bytes)) {
-      mo.shards.emplace_back();
-      current = 0;
-    }
-    mo.shards.back().push_back(i);
-    current += b;
+    mo.bytes.push_back(info.bytes());
   }
+  mo.shards = plan_shards(std::vector<uint64_t>(mo.bytes.begin(), mo.bytes.end()), max_shard_bytes);
   return mo;
 }
 
@@ -115,12 +104,13 @@ void open_merge_output(const MergeOutput& mo, const json& job, Communicator& com
 bool is_staged(const MergeOutput& mo, size_t i) { return fs::exists(staged_path(mo, i)); }
 
 void stage_tensor(const MergeOutput& mo, size_t i, const torch::Tensor& t) {
-  const std::string path = staged_path(mo, i), tmp = path + ".tmp";
-  std::error_code ec;
-  fs::remove(tmp, ec);
-  write_safetensors(tmp, {{mo.names[i], t.detach().to(torch::kCPU).contiguous()}});
-  fsync_path(tmp);
-  fs::rename(tmp, path);
+  write_file_via_temp(staged_path(mo, i), [&](const std::string& tmp) {
+    write_safetensors(tmp, {{mo.names[i], t.detach().to(torch::kCPU).contiguous()}});
+  });
+}
+
+torch::Tensor delta_of(const torch::Tensor& theta, const torch::Tensor& theta0) {
+  return (theta.to(torch::kFloat) - theta0.to(theta.device(), torch::kFloat)).contiguous();
 }
 
 torch::Tensor apply_delta(const torch::Tensor& base, const torch::Tensor& merged_delta) {
@@ -137,28 +127,24 @@ void assemble_merge_output(const MergeOutput& mo, const TensorReader& base, cons
       if (!is_staged(mo, i)) throw InternalError("merge: tensor '" + mo.names[i] + "' was never staged");
       tensors.emplace_back(mo.names[i], read_safetensors(staged_path(mo, i)).at(mo.names[i]));
     }
-    const std::string tmp = path + ".tmp";
-    std::error_code ec;
-    fs::remove(tmp, ec);
-    if (mo.format == "hf")
-      write_safetensors(tmp, tensors, {{"format", "pt"}});
-    else
-      write_h5_tensors(tmp, tensors, {{"model_config", config}, {"run_config", job}, {"format_version", 1}});
-    fsync_path(tmp);
-    fs::rename(tmp, path);
+    write_file_via_temp(path, [&](const std::string& tmp) {
+      if (mo.format == "hf")
+        write_safetensors(tmp, tensors, {{"format", "pt"}});
+      else
+        write_h5_tensors(tmp, tensors, {{"model_config", config}, {"run_config", job}, {"format_version", 1}});
+    });
   }
   comm.barrier();
   if (comm.rank() == 0) {
     if (mo.shards.size() > 1) {
       json wm = json::object();
-      int64_t total = 0;
+      uint64_t total = 0;
       for (size_t j = 0; j < mo.shards.size(); ++j)
         for (size_t i : mo.shards[j]) {
           wm[mo.names[i]] = shard_name(mo, j);
-          total += base.tensors().at(mo.names[i]).bytes();
+          total += uint64_t(mo.bytes[i]);
         }
-      write_json_file((fs::path(mo.out) / (mo.format == "hf" ? "model.safetensors.index.json" : kNativeIndex)).string(),
-                      {{"metadata", {{"total_size", total}}}, {"weight_map", wm}});
+      write_weight_index(mo.out, mo.format == "hf" ? "model.safetensors.index.json" : kNativeIndex, wm, total);
     }
     write_json_file((fs::path(mo.out) / "config.json").string(), config);
     for (auto& f : side_files(base.dir())) {
@@ -176,9 +162,7 @@ void assemble_merge_output(const MergeOutput& mo, const TensorReader& base, cons
 void merge_sharded(const TensorReader& base, const std::map<std::string, torch::Tensor>& theta, const MergeMethod& rule,
                    const MergeOutput& mo, Communicator& merge_comm, int shard, int shards) {
   const int64_t K = merge_comm.size();
-  std::vector<int64_t> bytes;
-  for (auto& n : mo.names) bytes.push_back(base.tensors().at(n).bytes());
-  const std::vector<int> part = assign_by_size(bytes, shards);
+  const std::vector<int> part = assign_by_size(mo.bytes, shards);
   int64_t j = 0, staged = 0;
   for (size_t i = 0; i < mo.names.size(); ++i) {
     if (part[i] != shard) continue;
@@ -188,7 +172,7 @@ void merge_sharded(const TensorReader& base, const std::map<std::string, torch::
     auto it = theta.find(name);
     if (it == theta.end()) throw InternalError("merge: this rank's model has no tensor '" + name + "'");
     torch::Tensor theta0 = base.read(name);
-    auto delta = (it->second.to(torch::kFloat) - theta0.to(it->second.device(), torch::kFloat)).contiguous();
+    auto delta = delta_of(it->second, theta0);
     auto all = torch::empty({K * delta.numel()}, delta.options());
     merge_comm.all_gather(delta.reshape({-1}), all);
     if (merge_comm.rank() != owner) continue;
@@ -203,9 +187,7 @@ void merge_sharded(const TensorReader& base, const std::map<std::string, torch::
 
 int merge_from_disk(const TensorReader& base, const std::vector<TensorReader>& models, const MergeMethod& rule,
                     const MergeOutput& mo, const json& job, Communicator& comm, int64_t max_tensors) {
-  std::vector<int64_t> bytes;
-  for (auto& n : mo.names) bytes.push_back(base.tensors().at(n).bytes());
-  const std::vector<int> owner = assign_by_size(bytes, comm.size());
+  const std::vector<int> owner = assign_by_size(mo.bytes, comm.size());
   int64_t done = 0, skipped = 0, mine = 0;
   bool stopped = false;
   for (size_t i = 0; i < mo.names.size(); ++i) {
@@ -222,7 +204,8 @@ int merge_from_disk(const TensorReader& base, const std::vector<TensorReader>& m
     const std::string& name = mo.names[i];
     torch::Tensor theta0 = base.read(name);
     std::vector<torch::Tensor> deltas;
-    for (auto& m : models) deltas.push_back(m.read(name).to(torch::kFloat) - theta0.to(torch::kFloat));
+    const torch::Tensor theta0f = theta0.to(torch::kFloat);  // converted once for the K deltas
+    for (auto& m : models) deltas.push_back(delta_of(m.read(name), theta0f));
     stage_tensor(mo, i, apply_delta(theta0, rule.merge(name, deltas)));
     ++done;
   }

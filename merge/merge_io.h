@@ -25,6 +25,7 @@ struct MergeOutput {
   std::string out;
   std::string format = "hf";  // hf | native
   std::vector<std::string> names;           // every tensor, sorted
+  std::vector<int64_t> bytes;               // bytes[i]: size of names[i] (the base's dtype)
   std::vector<std::vector<size_t>> shards;  // indices into names, name order, each <= max_shard_bytes
 };
 
@@ -38,7 +39,8 @@ std::vector<int> assign_by_size(const std::vector<int64_t>& bytes, int parts);
 void open_merge_output(const MergeOutput& mo, const json& job, Communicator& comm);
 bool is_staged(const MergeOutput& mo, size_t i);
 void stage_tensor(const MergeOutput& mo, size_t i, const torch::Tensor& t);
-// theta_0 + merged delta, in theta_0's dtype.
+// theta - theta_0 in float32 on theta's device; theta_0 + merged delta in theta_0's dtype.
+torch::Tensor delta_of(const torch::Tensor& theta, const torch::Tensor& theta0);
 torch::Tensor apply_delta(const torch::Tensor& base, const torch::Tensor& merged_delta);
 // Collective. Every tensor must be staged.
 void assemble_merge_output(const MergeOutput& mo, const TensorReader& base, const json& job, Communicator& comm);
