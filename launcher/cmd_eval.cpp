@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "checkpoints/model_io.h"
+#include "checkpoints/peft_adapter.h"
 #include "common/error.h"
 #include "common/fs.h"
 #include "data/dataset.h"
@@ -28,7 +29,10 @@ void add_eval_options(po::options_description& d) {
       "max-new-tokens", po::value<int64_t>()->default_value(64), "generation length limit")(
       "batch-size", po::value<int64_t>()->default_value(16), "items per forward pass")(
       "max-len", po::value<int64_t>()->default_value(256), "longest tokenized item")(
-      "template", po::value<std::string>()->default_value("chatml"), "chat template: llama2, llama3, chatml, plain")(
+      "template", po::value<std::string>()->default_value("chatml"),
+      "chat template: llama2, llama3, chatml, qwen3, gemma, plain, or auto (from the model's tokenizer_config.json)")(
+      "system-prompt", po::value<std::string>()->default_value(""), "system prompt opening every conversation")(
+      "adapter", po::value<std::string>()->default_value(""), "a peft LoRA adapter to apply to --model")(
       "dtype", po::value<std::string>()->default_value(""), "float32 or bfloat16 (default: the model's)")(
       "device", po::value<std::string>()->default_value("auto"), "auto, cpu or cuda (rank -> GPU local rank)")(
       "title", po::value<std::string>()->default_value(""), "report title (default: the model path)")(
@@ -66,9 +70,13 @@ int run_eval(const po::variables_map& vm, const json& cfg) {
   if (!out.empty() && fs::exists(out) && !fs::is_empty(out))  // checked before the (slow) evaluation
     throw InputError("--out '" + out + "' already exists and is not empty; refusing to overwrite it");
   CausalLM model = load_model(model_dir, vm["dtype"].as<std::string>());
+  if (!vm["adapter"].as<std::string>().empty()) {  // evaluated merged: the same function as peft's
+    load_peft_adapter(model, vm["adapter"].as<std::string>());
+    model->merge_lora();
+  }
   model->to(device);
   Tokenizer tok = Tokenizer::from_file(tokenizer_path(model_dir));
-  ChatTemplate tmpl = parse_chat_template(vm["template"].as<std::string>());
+  ChatTemplate tmpl = read_chat_template(vm, model_dir);
   EvalOptions eo;
   eo.batch_size = vm["batch-size"].as<int64_t>();
   eo.generate = !vm["no-generate"].as<bool>();

@@ -21,7 +21,11 @@ void add_merge_options(po::options_description& d) {
       "merge.lambda", po::value<double>()->default_value(1.0), "scale of the merged delta (not linear)")(
       "merge.seed", po::value<uint64_t>()->default_value(0), "dare: seed of the drop masks")(
       "merge.rescale", po::value<std::string>()->default_value("inverse"),
-      "dare: rescale kept entries by 1/density (inverse) or to the delta's L1 norm (l1)")(
+      "dare: rescale kept entries by 1/density (inverse), to the delta's L1 norm (l1, mergekit's rescale) or not (none)")(
+      "merge.trim", po::value<std::string>()->default_value("threshold"),
+      "ties: keep entries >= the k-th magnitude (threshold) or exactly the top k, lower index first (topk, mergekit)")(
+      "merge.normalize", po::value<std::string>()->default_value("auto"),
+      "divide the merged delta by the weights: auto (linear, ties, dare_ties), true or false (mergekit's normalize)")(
       "max-shard-size", po::value<std::string>()->default_value("5GB"),
       "largest output shard (bytes, or with KB/MB/GB); also bounds the memory of shard assembly");
 }
@@ -42,6 +46,8 @@ MergeOptions read_merge_options(const po::variables_map& vm) {
   o.lambda = vm["merge.lambda"].as<double>();
   o.seed = vm["merge.seed"].as<uint64_t>();
   o.rescale = vm["merge.rescale"].as<std::string>();
+  o.trim = vm["merge.trim"].as<std::string>();
+  o.normalize = vm["merge.normalize"].as<std::string>();
   return o;
 }
 
@@ -61,7 +67,8 @@ uint64_t parse_byte_size(const std::string& s, const std::string& what) {
 
 json merge_job_json(const MergeOptions& o, const std::string& format, uint64_t max_shard) {
   return {{"method", o.method}, {"weights", o.weights}, {"density", o.density}, {"lambda", o.lambda},
-          {"seed", o.seed}, {"rescale", o.rescale}, {"format", format}, {"max_shard_bytes", max_shard}};
+          {"seed", o.seed}, {"rescale", o.rescale}, {"trim", o.trim}, {"normalize", o.normalize},
+          {"format", format}, {"max_shard_bytes", max_shard}};
 }
 
 void add_merge_command_options(po::options_description& d) {

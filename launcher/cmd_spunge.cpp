@@ -222,6 +222,8 @@ int run_spunge(const po::variables_map& vm, const json& cfg) {
   const auto t_start = std::chrono::steady_clock::now();
   const ObjectiveSpec& spec = find_objective(vm["method"].as<std::string>());
   const std::string base_dir = require_string(vm, "model"), out = require_string(vm, "out");
+  if (!vm["adapter-out"].as<std::string>().empty())
+    throw InputError("--adapter-out: spunge merges its subsets' models; it writes no single adapter");
   const std::string format = vm["format"].as<std::string>();
   if (format != "native" && format != "hf") throw InputError("--format: unknown format '" + format + "' (native, hf)");
   auto forget = load_split(vm, "forget");
@@ -243,7 +245,7 @@ int run_spunge(const po::variables_map& vm, const json& cfg) {
   const uint64_t max_shard = parse_byte_size(vm["max-shard-size"].as<std::string>(), "--max-shard-size");
   TensorReader base(base_dir);
   Tokenizer tok = Tokenizer::from_file(tokenizer_path(base_dir));
-  const ChatTemplate tmpl = parse_chat_template(vm["template"].as<std::string>());
+  const ChatTemplate tmpl = read_chat_template(vm, base_dir);
   const int64_t max_len = vm["max-len"].as<int64_t>();
   TrainOptions to = read_train_options(vm);
   const bool resume = vm["resume"].as<bool>();

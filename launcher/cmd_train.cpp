@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "checkpoints/model_io.h"
+#include "checkpoints/peft_adapter.h"
 #include "common/error.h"
 #include "data/dataset.h"
 #include "dist/process_groups.h"
@@ -42,7 +43,13 @@ CausalLM load_for_training(const po::variables_map& vm, const std::string& dir, 
   if (tok.vocab_size() > model->config.vocab_size)
     throw InputError(dir + ": tokenizer has " + std::to_string(tok.vocab_size()) + " ids but the model only " +
                      std::to_string(model->config.vocab_size));
-  if (vm["lora-rank"].as<int64_t>() > 0) {
+  const std::string adapter = vm["adapter"].as<std::string>();
+  if (!adapter.empty()) {
+    if (vm["lora-rank"].as<int64_t>() > 0) throw InputError("give --adapter or --lora-rank, not both");
+    PeftAdapterInfo a = load_peft_adapter(model, adapter);
+    spdlog::info("peft adapter {}: r {}, alpha {}, {} modules ({})", adapter, a.rank, a.alpha, a.adapted_modules,
+                 json(a.target_modules).dump());
+  } else if (vm["lora-rank"].as<int64_t>() > 0) {
     LoraOptions lo;
     lo.rank = vm["lora-rank"].as<int64_t>();
     lo.alpha = vm["lora-alpha"].as<double>();
@@ -103,7 +110,7 @@ Session open_session(const po::variables_map& vm) {
   const torch::Device device = select_device(vm["device"].as<std::string>());
   s.comm = make_device_communicator(device);
   s.tok = Tokenizer::from_file(tokenizer_path(dir));
-  s.tmpl = parse_chat_template(vm["template"].as<std::string>());
+  s.tmpl = read_chat_template(vm, dir);
   s.max_len = vm["max-len"].as<int64_t>();
   s.model = load_for_training(vm, dir, s.tok, device, *s.comm);
   return s;
@@ -139,6 +146,11 @@ int train_and_save(const po::variables_map& vm, json cfg, Session& s, Objective&
   TrainOptions to = read_train_options(vm);
   // A resumed run may find its own earlier output missing only; an existing --out is final.
   if (fs::exists(out)) throw InputError("--out '" + out + "' already exists; refusing to overwrite it");
+  const std::string adapter_out = vm["adapter-out"].as<std::string>();
+  if (!adapter_out.empty() && fs::exists(adapter_out))
+    throw InputError("--adapter-out '" + adapter_out + "' already exists; refusing to overwrite it");
+  if (!adapter_out.empty() && vm["lora-rank"].as<int64_t>() <= 0 && vm["adapter"].as<std::string>().empty())
+    throw InputError("--adapter-out needs LoRA adapters (--lora-rank R or --adapter DIR)");
   to.run_config = cfg;
   json history = json::array();
   auto on_eval = [&](int64_t step) {
@@ -170,6 +182,10 @@ int train_and_save(const po::variables_map& vm, json cfg, Session& s, Objective&
   all_gather_host(*s.comm, mine, peaks);
   std::vector<int64_t> peak_mib(peaks.data_ptr<int64_t>(), peaks.data_ptr<int64_t>() + peaks.numel());
   spdlog::info("peak resident memory per rank (MiB): {}", json(peak_mib).dump());
+  if (!adapter_out.empty() && s.comm->rank() == 0) {
+    save_peft_adapter(s.model, adapter_out, vm["model"].as<std::string>());
+    spdlog::info("saved the LoRA adapter (peft layout) to {}", adapter_out);
+  }
   s.model->merge_lora();
   obj.finish(s.model);
   cfg["result"] = {{"steps", res.steps_done}, {"resumed_from", res.resumed_from}, {"seconds", res.seconds},

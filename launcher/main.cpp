@@ -60,15 +60,14 @@ int main(int argc, char** argv) {
     json effective;
     if (!parse_command(*cmd, argc - 1, argv + 1, vm, effective)) finish(0, 1);
     setup_logging(vm["log-level"].as<std::string>(), vm["log-file"].as<std::string>(), rank.world_rank);
-    int blas_threads = 0;
-    int threads = configure_threads(vm["threads"].as<int>(), rank, &blas_threads);
+    int threads = configure_threads(vm["threads"].as<int>(), rank);
     if (vm.count("timeout")) {
       process_deadline().first_step_s = vm["first-step-timeout"].as<double>();
       process_deadline().after_s = vm["timeout"].as<double>();
     }
     install_preemption_handlers();
-    spdlog::info("lethe {}: {}, {}; per rank {} LibTorch thread(s), {} OpenBLAS thread(s); ranks {} (local size {})",
-                 name, runtime_versions(), mpi_version(), threads, blas_threads, rank.world_size, rank.local_size);
+    spdlog::info("lethe {}: {}, {}; per rank {} LibTorch thread(s); ranks {} (local size {})", name,
+                 runtime_versions(), mpi_version(), threads, rank.world_size, rank.local_size);
     if (rank.world_size > 1) spdlog::info("rank -> host: {}", rank_host_map());
     spdlog::info("effective configuration: {}", json_text(effective));
     if (cmd->distributed || rank.world_rank == 0) code = cmd->run(vm, effective);

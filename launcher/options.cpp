@@ -31,8 +31,7 @@ const std::vector<Command>& commands() {
 void add_runtime_options(po::options_description& d) {
   d.add_options()("help,h", "show this help")("config", po::value<std::string>(),
                                              "INI-style file of option = value lines; command-line options win")(
-      "threads", po::value<int>()->default_value(0), "LibTorch intra-op threads per rank (0: 1; OpenBLAS gets cores / "
-      "local ranks)")(
+      "threads", po::value<int>()->default_value(0), "LibTorch intra-op threads per rank (0: cores / local ranks)")(
       "log-level", po::value<std::string>()->default_value("info"), "trace, debug, info, warn, error")(
       "log-file", po::value<std::string>()->default_value(""), "also log to this file (per rank: .rankN appended)")(
       "seed", po::value<uint64_t>()->default_value(1234), "random seed");
@@ -51,13 +50,19 @@ void add_train_options(po::options_description& d) {
       "momentum", po::value<double>()->default_value(0.0), "SGD momentum")(
       "max-grad-norm", po::value<double>()->default_value(1.0), "global gradient-norm clipping (0: off)")(
       "max-len", po::value<int64_t>()->default_value(256), "longest tokenized item (prompt is cut first)")(
-      "template", po::value<std::string>()->default_value("chatml"), "chat template: llama2, llama3, chatml, plain")(
+      "template", po::value<std::string>()->default_value("chatml"),
+      "chat template: llama2, llama3, chatml, qwen3, gemma, plain, or auto (from the model's tokenizer_config.json)")(
+      "system-prompt", po::value<std::string>()->default_value(""), "system prompt opening every conversation")(
       "dtype", po::value<std::string>()->default_value(""), "float32 or bfloat16 (default: the model's torch_dtype)")(
       "lora-rank", po::value<int64_t>()->default_value(0), "LoRA rank (0: train all weights)")(
       "lora-alpha", po::value<double>()->default_value(16.0), "LoRA alpha")(
       "lora-dropout", po::value<double>()->default_value(0.1), "LoRA dropout")(
+      "adapter", po::value<std::string>()->default_value(""),
+      "start from this peft LoRA adapter (adapter_config.json + adapter_model.safetensors) on --model; it trains")(
+      "adapter-out", po::value<std::string>()->default_value(""),
+      "also write the trained LoRA adapter in peft's layout to this directory (with --lora-rank or --adapter)")(
       "lora-target", po::value<std::vector<std::string>>()->multitoken(),
-      "LoRA target modules (default: q,k,v,o,gate,up,down_proj)")(
+      "LoRA target modules by HF name (default: every linear projection of the decoder layers)")(
       "log-every", po::value<int64_t>()->default_value(10), "progress line every N steps")(
       "eval-every", po::value<int64_t>()->default_value(0), "evaluate every N steps (0: at the end only)")(
       "zero-stage", po::value<int>()->default_value(0), "ZeRO stage across ranks: 0 replicated, 1 optimizer state "
@@ -136,6 +141,12 @@ NamedSplit named_split_option(const std::string& spec, const std::string& option
   size_t eq = spec.find('=');
   if (eq == std::string::npos || eq == 0) throw InputError(option + " '" + spec + "' is not NAME=PATH");
   return {spec.substr(0, eq), read_examples(spec.substr(eq + 1), data_format)};
+}
+
+ChatTemplate read_chat_template(const po::variables_map& vm, const std::string& model_dir) {
+  ChatTemplate t = resolve_chat_template(vm["template"].as<std::string>(), model_dir);
+  t.system = vm["system-prompt"].as<std::string>();
+  return t;
 }
 
 std::string require_string(const po::variables_map& vm, const std::string& name) {

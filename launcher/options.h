@@ -2,6 +2,7 @@
 // from the command line and an optional INI-style --config file (the command line wins),
 // validated with the option's name in the error, and turned into JSON for logs/checkpoints.
 #pragma once
+#include "data/chat_template.h"
 #include <boost/program_options.hpp>
 #include <functional>
 #include <string>
@@ -51,6 +52,8 @@ T opt(const po::variables_map& vm, const std::string& name) {
   return vm[name].as<T>();
 }
 std::string require_string(const po::variables_map& vm, const std::string& name);
+// --template (auto: from model_dir's tokenizer_config.json) with --system-prompt.
+ChatTemplate read_chat_template(const po::variables_map& vm, const std::string& model_dir);
 void require_positive(const po::variables_map& vm, const std::string& name);
 
 // Command bodies (one file each).

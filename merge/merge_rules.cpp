@@ -29,18 +29,27 @@ class Rule : public MergeMethod {
     LETHE_CHECK(deltas.size() == w_.size(), "merge: " + std::to_string(deltas.size()) + " deltas for " +
                                                 std::to_string(w_.size()) + " weights");
     const std::string& m = o_.method;
-    if (m == "task_arithmetic") return weighted_sum(deltas, w_).mul_(o_.lambda);
+    const bool disjoint = m == "ties" || m == "dare_ties";
+    const bool normalize = o_.normalize == "auto" ? (disjoint || m == "linear") : o_.normalize == "true";
+    double total = 0;
+    for (double v : w_) total += v;
+    if (m == "task_arithmetic") {
+      auto merged = weighted_sum(deltas, w_).mul_(o_.lambda);
+      return normalize ? merged.div_(total) : merged;
+    }
     if (m == "linear") {
-      double total = 0;
-      for (double v : w_) total += v;
-      return weighted_sum(deltas, w_).div_(total);
+      auto merged = weighted_sum(deltas, w_);
+      return normalize ? merged.div_(total) : merged;
     }
     std::vector<torch::Tensor> parts;
     for (size_t g = 0; g < deltas.size(); ++g)
-      parts.push_back(m == "ties" ? ties_trim(deltas[g], o_.density)
+      parts.push_back(m == "ties" ? ties_trim(deltas[g], o_.density, o_.trim)
                                   : dare_drop(deltas[g], o_.density, o_.seed, g, name, o_.rescale));
-    if (m == "dare_linear") return weighted_sum(parts, w_).mul_(o_.lambda);
-    return disjoint_mean(parts, w_).mul_(o_.lambda);  // ties, dare_ties
+    if (m == "dare_linear") {
+      auto merged = weighted_sum(parts, w_).mul_(o_.lambda);
+      return normalize ? merged.div_(total) : merged;
+    }
+    return disjoint_mean(parts, w_, normalize).mul_(o_.lambda);  // ties, dare_ties
   }
 
  private:
@@ -55,8 +64,17 @@ const std::vector<std::string>& merge_method_names() {
   return names;
 }
 
-torch::Tensor ties_trim(const torch::Tensor& delta, double density) {
+torch::Tensor ties_trim(const torch::Tensor& delta, double density, const std::string& trim) {
   const int64_t n = delta.numel();
+  if (trim == "topk") {  // mergekit: exactly max(1, int(density n)) entries
+    if (density >= 1) return delta.clone();
+    if (n == 0) return delta.clone();
+    const int64_t k = std::max<int64_t>(1, int64_t(density * double(n)));
+    auto order = std::get<1>(delta.abs().reshape({-1}).to(torch::kFloat).sort(/*stable=*/true, 0, /*descending=*/true));
+    auto mask = torch::zeros({n}, delta.options());
+    mask.index_fill_(0, order.narrow(0, 0, k), 1);
+    return delta * mask.view_as(delta);
+  }
   const int64_t k = std::min<int64_t>(n, int64_t(std::floor(density * double(n) + 1e-9)));
   if (k >= n) return delta.clone();
   if (k <= 0) return torch::zeros_like(delta);
@@ -75,7 +93,9 @@ torch::Tensor dare_drop(const torch::Tensor& delta, double density, uint64_t see
   float* d = kept.data_ptr<float>();
   const int64_t n = src.numel();
   for (int64_t i = 0; i < n; ++i) d[i] = rng.uniform() < density ? s[i] : 0.0f;
-  if (rescale == "inverse") {
+  if (density >= 1 || rescale == "none") {
+    // nothing dropped, or no rescaling asked for
+  } else if (rescale == "inverse") {
     kept.div_(density);
   } else {  // l1: the kept entries scaled so the delta keeps its L1 norm
     double before = src.abs().sum().item<double>(), after = kept.abs().sum().item<double>();
@@ -84,7 +104,8 @@ torch::Tensor dare_drop(const torch::Tensor& delta, double density, uint64_t see
   return kept.to(delta.device());
 }
 
-torch::Tensor disjoint_mean(const std::vector<torch::Tensor>& deltas, const std::vector<double>& weights) {
+torch::Tensor disjoint_mean(const std::vector<torch::Tensor>& deltas, const std::vector<double>& weights,
+                            bool normalize) {
   auto total = weighted_sum(deltas, weights);
   auto elected = torch::where(total >= 0, torch::ones_like(total), -torch::ones_like(total));  // 0 counts as +
   auto num = torch::zeros_like(total), den = torch::zeros_like(total);
@@ -93,6 +114,7 @@ torch::Tensor disjoint_mean(const std::vector<torch::Tensor>& deltas, const std:
     num.add_(deltas[g] * agree, weights[g]);
     den.add_(agree, weights[g]);
   }
+  if (!normalize) return num;
   return torch::where(den > 0, num / den.clamp_min(1e-30), torch::zeros_like(num));
 }
 
@@ -113,7 +135,11 @@ std::unique_ptr<MergeMethod> make_merge_method(const MergeOptions& o, size_t k) 
   if (total <= 0) throw InputError("--merge.weights: the weights sum to 0");
   if (!(o.density > 0 && o.density <= 1)) throw InputError("--merge.density must be in (0, 1]");
   if (!std::isfinite(o.lambda)) throw InputError("--merge.lambda must be finite");
-  if (o.rescale != "inverse" && o.rescale != "l1") throw InputError("--merge.rescale: 'inverse' or 'l1'");
+  if (o.rescale != "inverse" && o.rescale != "l1" && o.rescale != "none")
+    throw InputError("--merge.rescale: 'inverse', 'l1' or 'none'");
+  if (o.trim != "threshold" && o.trim != "topk") throw InputError("--merge.trim: 'threshold' or 'topk'");
+  if (o.normalize != "auto" && o.normalize != "true" && o.normalize != "false")
+    throw InputError("--merge.normalize: 'auto', 'true' or 'false'");
   return std::make_unique<Rule>(o, w);
 }
 
@@ -123,6 +149,8 @@ std::string describe(const MergeOptions& o) {
   if (o.method != "linear") s << " lambda " << o.lambda;
   if (o.method == "ties" || o.method.rfind("dare", 0) == 0) s << " density " << o.density;
   if (o.method.rfind("dare", 0) == 0) s << " seed " << o.seed << " rescale " << o.rescale;
+  if (o.method == "ties" && o.trim != "threshold") s << " trim " << o.trim;
+  if (o.normalize != "auto") s << " normalize " << o.normalize;
   return s.str();
 }
 

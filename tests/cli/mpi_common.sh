@@ -7,11 +7,13 @@ trap 'rm -rf "$T"' EXIT
 pass=0; fail=0
 ok() { pass=$((pass + 1)); }
 bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
-CMP="/usr/bin/python3 $SRC/tests/reference/compare_weights.py"
+PY=${LETHE_PYTHON:-$SRC/.venv/bin/python}  # the project environment (safetensors, torch)
+CMP="$PY $SRC/tests/reference/compare_weights.py"
 
-# The small synthetic data set ($T/data) and a random tiny model with its own tokenizer ($T/base).
+# The small synthetic data set ($T/data) and a random tiny model with its own tokenizer ($T/base),
+# of the family in MODEL_CONFIG (default configs/models/tiny-llama.json).
 make_tiny_model() {
   "$LETHE" synth --out "$T/data" --people 3 --books 1 >/dev/null 2>&1
-  "$LETHE" init --model-config "$SRC/configs/models/tiny-llama.json" --train-tokenizer "$T/data/train.jsonl" \
+  "$LETHE" init --model-config "${MODEL_CONFIG:-$SRC/configs/models/tiny-llama.json}" --train-tokenizer "$T/data/train.jsonl" \
     --vocab-size 300 --out "$T/base" >/dev/null 2>&1
 }

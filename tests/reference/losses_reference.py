@@ -1,5 +1,5 @@
-"""Independent reference for lethe's unlearning loss terms (docs/METHODS.md), on Debian's
-python3-torch. Reads the inputs lethe's test wrote (safetensors), evaluates every loss with
+"""Independent reference for lethe's unlearning loss terms (docs/METHODS.md), on PyPI's
+torch. Reads the inputs lethe's test wrote (safetensors), evaluates every loss with
 torch autograd from the formulas, and writes each loss and its gradients.
 
 usage: losses_reference.py INPUTS.safetensors PARAMS.json OUT.safetensors
@@ -12,8 +12,7 @@ import sys
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from llama_reference import read_safetensors, write_safetensors  # noqa: E402
+from safetensors.torch import load_file as read_safetensors, save_file as write_safetensors
 
 
 def npo(logp, logp_ref, beta):

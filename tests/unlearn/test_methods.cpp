@@ -1,4 +1,4 @@
-// The unlearning methods of docs/METHODS.md: each loss term against python3-torch
+// The unlearning methods of docs/METHODS.md: each loss term against PyTorch (the .venv's torch)
 // (tests/reference/losses_reference.py), and each objective on a case whose answer is known
 // by hand (values at theta_0, label rules, MemFlex localization, SNAP's items, TVN's negation).
 #include <cmath>
@@ -18,9 +18,9 @@
 namespace lethe {
 namespace {
 
-// ---------------------------------------------------------------- loss terms vs python3-torch
+// ---------------------------------------------------------------- loss terms vs PyTorch
 TEST(Losses, MatchPythonReference) {
-  if (!test::reference_python_available()) GTEST_SKIP() << "needs /usr/bin/python3 with torch (apt-get install python3-torch)";
+  LETHE_REQUIRE_REFERENCE("torch, safetensors");
   test::TempDir tmp;
   torch::manual_seed(5);
   const int64_t B = 3, T = 6, V = 11, C = 8;
@@ -43,9 +43,9 @@ TEST(Losses, MatchPythonReference) {
   const double npo_beta = 0.1, simnpo_beta = 4.5, simnpo_delta = 0.3, dpo_beta = 0.1;
   test::spit(tmp / "p.json", json({{"npo_beta", npo_beta}, {"simnpo_beta", simnpo_beta}, {"simnpo_delta", simnpo_delta},
                                    {"dpo_beta", dpo_beta}}).dump());
-  std::string cmd = "/usr/bin/python3 " + test::source_dir() + "/tests/reference/losses_reference.py " +
-                    (tmp / "in.safetensors") + " " + (tmp / "p.json") + " " + (tmp / "ref.safetensors");
-  ASSERT_EQ(test::run_command(cmd), 0) << cmd;
+  ASSERT_EQ(test::run_reference("losses_reference.py",
+                                 (tmp / "in.safetensors") + " " + (tmp / "p.json") + " " + (tmp / "ref.safetensors")),
+            0);
   TensorMap ref = read_safetensors(tmp / "ref.safetensors");
 
   auto leaf = [](const torch::Tensor& t) { return t.clone().requires_grad_(true); };

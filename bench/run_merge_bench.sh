@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Merge throughput: `lethe merge` vs mergekit (PyPI, CPU) on the same base and three random
+# ~1.1B-parameter Llama models (configs/models/llama-1b.json, bf16 on disk), the same rule and
+# options, float32 arithmetic and bf16 output on both sides; runs them alternately (REPEATS
+# times each, output on the same disk, page cache dropped first when possible) and prints the
+# medians and their ratio. Hardware: any CPU machine with ~12 GB free disk and ~16 GiB memory;
+# on the 2-core development machine about 25 minutes (results in docs/PERFORMANCE.md).
+# usage: bench/run_merge_bench.sh [METHOD ties|task_arithmetic] [REPEATS] [CONFIG]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+METHOD=${1:-ties}; R=${2:-2}; CFG=${3:-configs/models/llama-1b.json}
+PY=${PYTHON:-.venv/bin/python}; L=${BUILD:-build}/lethe
+[ -x "$L" ] || { echo "build first: bash scripts/setup.sh" >&2; exit 2; }
+W=${WORK:-$(mktemp -d -p "${TMPDIR:-/var/tmp}")}
+trap 'rm -rf "$W"' EXIT
+for s in 1 2 3 4; do
+  [ -d "$W/m$s" ] || "$L" init --model-config "$CFG" --seed $s --out "$W/m$s" >/dev/null 2>&1
+done
+case $METHOD in
+  ties) LOPT=(--merge ties --merge.density 0.2 --merge.trim topk); MP='{"weights": [1, 1, 1], "density": 0.2}' ;;
+  task_arithmetic) LOPT=(--merge task_arithmetic --merge.lambda 0.5); MP='{"weights": [1, 1, 1], "lambda": 0.5}' ;;
+  *) echo "METHOD: ties or task_arithmetic" >&2; exit 2 ;;
+esac
+MP=${MP%\}}', "out_dtype": "bfloat16"}'
+drop() { sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true; }
+ours=(); theirs=()
+for i in $(seq "$R"); do
+  rm -rf "$W/l" "$W/k"; drop
+  t0=$EPOCHREALTIME
+  "$L" merge --base "$W/m1" --models "$W/m2" "$W/m3" "$W/m4" "${LOPT[@]}" --format hf --out "$W/l" >"$W/l.log" 2>&1
+  ours+=("$(awk -v a="$EPOCHREALTIME" -v b="$t0" 'BEGIN { print a - b }')")
+  drop
+  t0=$EPOCHREALTIME
+  "$PY" tests/reference/mergekit_reference.py "$W/k" "$W/m1" "$METHOD" "$MP" "$W/m2" "$W/m3" "$W/m4" >"$W/k.log" 2>&1
+  theirs+=("$(awk -v a="$EPOCHREALTIME" -v b="$t0" 'BEGIN { print a - b }')")
+  echo "run $i: lethe ${ours[-1]} s, mergekit ${theirs[-1]} s"
+done
+out_bytes=$(du -sb "$W/l" | cut -f1)
+"$PY" - "$METHOD" "$out_bytes" "${ours[@]}" "${theirs[@]}" <<'PY'
+import statistics, sys
+method, nbytes = sys.argv[1], int(sys.argv[2])
+t = [float(x) for x in sys.argv[3:]]
+ours, theirs = t[: len(t) // 2], t[len(t) // 2:]
+mo, mt = statistics.median(ours), statistics.median(theirs)
+print(f"{method}: 3 models of ~1.1B parameters, output {nbytes / 1e9:.2f} GB; medians of {len(ours)} alternating runs")
+print(f"lethe merge   {mo:8.1f} s")
+print(f"mergekit      {mt:8.1f} s")
+print(f"ratio (mergekit time / lethe time): {mt / mo:.2f}x")
+PY
