@@ -57,11 +57,14 @@ run_case dare_linear_d1 "--merge dare_linear --merge.weights 1,0.5,2 --merge.den
 run_case dare_ties_d1 "--merge dare_ties --merge.weights 1,0.5,2 --merge.density 1 --merge.normalize false" \
   dare_ties "{$W, \"density\": 1.0}"
 
-# Density 0.5, one model, L1 rescale: both keep ~half of each delta and match its L1 norm.
-"$LETHE" merge --base "$B" --models "$T/m2" --merge dare_linear --merge.density 0.5 --merge.rescale l1 \
-  --merge.seed 3 --format hf --out "$T/l_dare05" >/dev/null 2>&1 || bad "lethe dare_linear 0.5"
+# Density 0.5, L1 rescale, weights 1 and 0 (so the merged delta is model 2's dropped delta): both
+# keep ~half of each delta and match its L1 norm.
+"$LETHE" merge --base "$B" --models "$T/m2" "$T/m3" --merge.weights 1,0 --merge dare_linear --merge.density 0.5 \
+  --merge.rescale l1 --merge.seed 3 --format hf --out "$T/l_dare05" >"$T/l_dare05.log" 2>&1 \
+  || bad "lethe dare_linear 0.5: $(tail -1 "$T/l_dare05.log")"
 "$PY" "$SRC/tests/reference/mergekit_reference.py" "$T/k_dare05" "$B" dare_linear \
-  '{"weights": [1.0], "density": 0.5}' "$T/m2" >/dev/null 2>&1 || bad "mergekit dare_linear 0.5"
+  '{"weights": [1.0, 0.0], "density": 0.5}' "$T/m2" "$T/m3" >"$T/k_dare05.log" 2>&1 \
+  || bad "mergekit dare_linear 0.5: $(tail -2 "$T/k_dare05.log")"
 if "$PY" - "$B" "$T/m2" "$T/l_dare05" "$T/k_dare05" <<'PY'
 import glob, math, sys
 import torch
@@ -81,6 +84,8 @@ for who, merged in (("lethe", ours), ("mergekit", theirs)):
         m = (merged[name] - b).float()
         nz = d != 0
         kept += int((m[nz] != 0).sum()); total += int(nz.sum())
+        if not bool(nz.any()):
+            continue  # norm weights: 1.0 in every random model, no delta to drop
         worst_l1 = max(worst_l1, abs(float(m.abs().sum()) - float(d.abs().sum())) / float(d.abs().sum()))
     frac = kept / total
     sigma = math.sqrt(0.25 / total)

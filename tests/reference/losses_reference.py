@@ -6,13 +6,12 @@ usage: losses_reference.py INPUTS.safetensors PARAMS.json OUT.safetensors
 """
 import json
 import math
-import os
 import sys
 
 import torch
 import torch.nn.functional as F
 
-from safetensors.torch import load_file as read_safetensors, save_file as write_safetensors
+from safetensors.torch import load_file as read_safetensors, save_file
 
 
 def npo(logp, logp_ref, beta):
@@ -72,7 +71,7 @@ def main():
     run("kl", lambda t: kl(t["logits"], x["ref_logits"], x["kl_mask"]), ["logits"])
     run("rmu", lambda t: masked_mse(t["h"], x["target"], x["mse_mask"]), ["h"])
     run("swd", lambda t: swd(t["w"], x["w0"], x["dirs"]), ["w"])
-    write_safetensors(sys.argv[3], {k: v.float().contiguous() for k, v in out.items()})
+    save_file({k: v.float().contiguous() for k, v in out.items()}, sys.argv[3])
     return 0
 
 
