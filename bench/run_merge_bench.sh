@@ -4,20 +4,23 @@
 # options, float32 arithmetic and bf16 output on both sides; runs them alternately (REPEATS
 # times each, output on the same disk, page cache dropped first when possible) and prints the
 # medians and their ratio. Hardware: any CPU machine with ~12 GB free disk and ~16 GiB memory;
-# on the 2-core development machine about 25 minutes (results in docs/PERFORMANCE.md).
+# on the 2-core development machine task_arithmetic x 2 about 6 minutes, ties x 1 about 14
+# (results in docs/PERFORMANCE.md).
 # usage: bench/run_merge_bench.sh [METHOD ties|task_arithmetic] [REPEATS] [CONFIG]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 METHOD=${1:-ties}; R=${2:-2}; CFG=${3:-configs/models/llama-1b.json}
 PY=${PYTHON:-.venv/bin/python}; L=${BUILD:-build}/lethe
 [ -x "$L" ] || { echo "build first: bash scripts/setup.sh" >&2; exit 2; }
-W=${WORK:-$(mktemp -d -p "${TMPDIR:-/var/tmp}")}
-trap 'rm -rf "$W"' EXIT
+# WORK (optional) keeps the random models between runs; a temporary folder is removed at the end.
+if [ -n "${WORK:-}" ]; then W=$WORK; mkdir -p "$W"; else W=$(mktemp -d -p "${TMPDIR:-/var/tmp}"); trap 'rm -rf "$W"' EXIT; fi
 for s in 1 2 3 4; do
-  [ -d "$W/m$s" ] || "$L" init --model-config "$CFG" --seed $s --out "$W/m$s" >/dev/null 2>&1
+  [ -d "$W/m$s" ] || "$L" init --model-config "$CFG" --dtype bfloat16 --seed $s --out "$W/m$s" >/dev/null 2>&1
 done
 case $METHOD in
-  ties) LOPT=(--merge ties --merge.density 0.2 --merge.trim topk); MP='{"weights": [1, 1, 1], "density": 0.2}' ;;
+  # lethe's default trim (the k-th magnitude by topk) keeps the same entries as mergekit's argsort on
+  # these models (no equal magnitudes; tests/cli/test_mergekit.sh); --merge.trim topk sorts like it.
+  ties) LOPT=(--merge ties --merge.density 0.2); MP='{"weights": [1, 1, 1], "density": 0.2}' ;;
   task_arithmetic) LOPT=(--merge task_arithmetic --merge.lambda 0.5); MP='{"weights": [1, 1, 1], "lambda": 0.5}' ;;
   *) echo "METHOD: ties or task_arithmetic" >&2; exit 2 ;;
 esac
