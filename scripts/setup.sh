@@ -29,7 +29,7 @@ fi
 stamp=.venv/.requirements.sha256
 want=$(sha256sum requirements.txt | cut -d' ' -f1)
 if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "setup: Python environment .venv from requirements.txt (torch wheel: ~3 GB with its CUDA libraries)"
+  echo "setup: Python environment .venv from requirements.txt (torch wheel and its CUDA libraries: ~5 GB)"
   python3 -m venv .venv
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -r requirements.txt
