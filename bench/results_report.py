@@ -212,9 +212,16 @@ if plots:
         title = "forget vs retain trade-off" if kind == "tradeoff" else "metrics over training steps"
         out += [f"### {ds}: {title}", "", f"![{ds} {title}]({rel})", ""]
 
+def relative_command(cmd):
+    """The command with the repository's and shared/'s absolute paths written relative to the
+    repository root, where the commands are run from."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return cmd.replace(os.path.join(os.path.dirname(root), "shared") + "/", "../shared/").replace(root + "/", "")
+
+
 out += ["## Exact commands", ""]
 for (ds, m), r in sorted(rows.items(), key=lambda kv: (kv[0][0], ORDER.index(kv[0][1]) if kv[0][1] in ORDER else 99)):
-    out += [f"- {ds} / {m}: `{r['command']}`"]
+    out += [f"- {ds} / {m}: `{relative_command(r['command'])}`"]
 out.append("")
 for f in os.listdir(plot_dir):
     if f.endswith(".dat"):
