@@ -16,12 +16,13 @@ namespace lethe {
 namespace {
 
 // Every HDF5 call is checked; the message names the call, the file and the line.
-#define H5_CHECK(expr, what)                                                                  \
-  ([&]() {                                                                                    \
-    auto _rc = (expr);                                                                        \
-    if (_rc < 0) throw InputError(std::string(what) + " (HDF5 call `" #expr "` failed at " +  \
-                                  __FILE__ + ":" + std::to_string(__LINE__) + ")");          \
-    return _rc;                                                                               \
+#define H5_CHECK(expr, what)                                                                       \
+  ([&]() {                                                                                         \
+    auto _rc = (expr);                                                                             \
+    if (_rc < 0)                                                                                   \
+      throw InputError(std::string(what) + " (HDF5 call `" #expr "` failed at " + __FILE__ + ":" + \
+                       std::to_string(__LINE__) + ")");                                            \
+    return _rc;                                                                                    \
   }())
 
 // '/' separates groups in HDF5 paths; tensor names may contain it ("block/exp_avg"), so it is
@@ -55,14 +56,22 @@ struct H5Id {
 
 std::string dtype_label(torch::ScalarType t) {
   switch (t) {
-    case torch::kFloat: return "float32";
-    case torch::kBFloat16: return "bfloat16";
-    case torch::kHalf: return "float16";
-    case torch::kDouble: return "float64";
-    case torch::kLong: return "int64";
-    case torch::kInt: return "int32";
-    case torch::kByte: return "uint8";
-    default: throw InputError(std::string("HDF5 checkpoint: unsupported dtype ") + c10::toString(t));
+    case torch::kFloat:
+      return "float32";
+    case torch::kBFloat16:
+      return "bfloat16";
+    case torch::kHalf:
+      return "float16";
+    case torch::kDouble:
+      return "float64";
+    case torch::kLong:
+      return "int64";
+    case torch::kInt:
+      return "int32";
+    case torch::kByte:
+      return "uint8";
+    default:
+      throw InputError(std::string("HDF5 checkpoint: unsupported dtype ") + c10::toString(t));
   }
 }
 
@@ -79,27 +88,41 @@ torch::ScalarType dtype_from_label(const std::string& s, const std::string& what
 
 hid_t file_type(torch::ScalarType t) {
   switch (t) {
-    case torch::kFloat: return H5T_IEEE_F32LE;
-    case torch::kDouble: return H5T_IEEE_F64LE;
+    case torch::kFloat:
+      return H5T_IEEE_F32LE;
+    case torch::kDouble:
+      return H5T_IEEE_F64LE;
     case torch::kBFloat16:
-    case torch::kHalf: return H5T_STD_U16LE;  // raw 16-bit patterns
-    case torch::kLong: return H5T_STD_I64LE;
-    case torch::kInt: return H5T_STD_I32LE;
-    case torch::kByte: return H5T_STD_U8LE;
-    default: throw InputError("HDF5 checkpoint: unsupported dtype");
+    case torch::kHalf:
+      return H5T_STD_U16LE;  // raw 16-bit patterns
+    case torch::kLong:
+      return H5T_STD_I64LE;
+    case torch::kInt:
+      return H5T_STD_I32LE;
+    case torch::kByte:
+      return H5T_STD_U8LE;
+    default:
+      throw InputError("HDF5 checkpoint: unsupported dtype");
   }
 }
 
 hid_t mem_type(torch::ScalarType t) {
   switch (t) {
-    case torch::kFloat: return H5T_NATIVE_FLOAT;
-    case torch::kDouble: return H5T_NATIVE_DOUBLE;
+    case torch::kFloat:
+      return H5T_NATIVE_FLOAT;
+    case torch::kDouble:
+      return H5T_NATIVE_DOUBLE;
     case torch::kBFloat16:
-    case torch::kHalf: return H5T_NATIVE_UINT16;
-    case torch::kLong: return H5T_NATIVE_INT64;
-    case torch::kInt: return H5T_NATIVE_INT32;
-    case torch::kByte: return H5T_NATIVE_UINT8;
-    default: throw InputError("HDF5 checkpoint: unsupported dtype");
+    case torch::kHalf:
+      return H5T_NATIVE_UINT16;
+    case torch::kLong:
+      return H5T_NATIVE_INT64;
+    case torch::kInt:
+      return H5T_NATIVE_INT32;
+    case torch::kByte:
+      return H5T_NATIVE_UINT8;
+    default:
+      throw InputError("HDF5 checkpoint: unsupported dtype");
   }
 }
 
@@ -159,9 +182,12 @@ void write_h5_tensors(const std::string& path, const NamedTensors& tensors, cons
     H5Id dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
     H5_CHECK(H5Pset_chunk(dcpl, int(chunk.size()), chunk.data()), what);
     H5_CHECK(H5Pset_fletcher32(dcpl), what);
-    H5Id ds(H5_CHECK(H5Dcreate2(file, to_h5_name(name).c_str(), file_type(t.scalar_type()), space, H5P_DEFAULT, dcpl, H5P_DEFAULT), what),
+    H5Id ds(H5_CHECK(H5Dcreate2(file, to_h5_name(name).c_str(), file_type(t.scalar_type()), space, H5P_DEFAULT, dcpl,
+                                H5P_DEFAULT),
+                     what),
             H5Dclose);
-    if (t.numel() > 0) H5_CHECK(H5Dwrite(ds, mem_type(t.scalar_type()), H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr()), what);
+    if (t.numel() > 0)
+      H5_CHECK(H5Dwrite(ds, mem_type(t.scalar_type()), H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr()), what);
     write_string_attr(ds, "dtype", dtype_label(t.scalar_type()));
     if (scalar) write_string_attr(ds, "scalar", "1");
   }
@@ -257,47 +283,14 @@ TensorMap read_h5_tensors(const std::string& path, const std::vector<std::string
 void write_checkpoint_dir(const std::string& dir, const std::map<std::string, CheckpointFile>& files,
                           const std::map<std::string, std::string>& text_files,
                           const std::vector<std::string>& copy_files) {
-  if (fs::exists(dir)) throw InputError("checkpoint '" + dir + "' already exists; refusing to overwrite it");
-  fs::path parent = fs::absolute(dir).parent_path();
-  std::error_code ec;
-  fs::create_directories(parent, ec);
-  if (ec) throw InputError("cannot create " + parent.string() + ": " + ec.message());
-  const std::string tmp = temp_sibling(fs::absolute(dir).string());
-  fs::remove_all(tmp, ec);
-  fs::create_directory(tmp, ec);
-  if (ec) throw InputError("cannot create " + tmp + ": " + ec.message());
-  try {
-    for (auto& [name, f] : files) {
-      std::string p = (fs::path(tmp) / name).string();
-      write_h5_tensors(p, f.tensors, f.attrs);
-      fsync_path(p);
-    }
-    for (auto& [name, text] : text_files) write_file_atomic((fs::path(tmp) / name).string(), text);
-    for (auto& src : copy_files) {
-      std::string p = (fs::path(tmp) / fs::path(src).filename()).string();
-      copy_file_checked(src, p);
-      fsync_path(p);
-    }
-    fsync_path(tmp);
-  } catch (...) {
-    fs::remove_all(tmp, ec);
-    throw;
-  }
-  fs::rename(tmp, dir);
-  fsync_parent_dir(dir);
-  // The marker goes last: a directory without it was interrupted and is never loaded.
-  write_file_atomic((fs::path(dir) / kCompleteMarker).string(), "complete\n");
-}
-
-bool is_native_checkpoint(const std::string& dir) {
-  return fs::exists(fs::path(dir) / "model.h5") || fs::exists(fs::path(dir) / kNativeIndex) ||
-         fs::exists(fs::path(dir) / kCompleteMarker);
-}
-
-void require_complete(const std::string& dir) {
-  if (!fs::exists(fs::path(dir) / kCompleteMarker))
-    throw CorruptError("checkpoint '" + dir + "' is incomplete (no " + kCompleteMarker +
-                       " marker): it was interrupted while being written");
+  write_dir_atomically(
+      dir,
+      [&](const std::string& tmp) {
+        for (auto& [name, f] : files) write_h5_tensors((fs::path(tmp) / name).string(), f.tensors, f.attrs);
+        for (auto& [name, text] : text_files) write_file_atomic((fs::path(tmp) / name).string(), text);
+        for (auto& src : copy_files) copy_file_checked(src, (fs::path(tmp) / fs::path(src).filename()).string());
+      },
+      "checkpoint");
 }
 
 }  // namespace lethe

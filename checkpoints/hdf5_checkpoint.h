@@ -1,8 +1,8 @@
 // lethe's native checkpoint: a directory holding HDF5 files with one dataset per tensor
 // (named by its HF name), metadata as JSON-string attributes, bf16/f16 stored as 16-bit
 // integers with a `dtype` attribute (HDF5 1.10 has no bf16 type), and HDF5's Fletcher32 filter
-// checksumming every chunk. The directory is written under a temporary name, fsynced,
-// renamed, and a COMPLETE marker is written last; loading refuses a directory without it.
+// checksumming every chunk. Directories are written by common/fs.h's protocol (temporary name,
+// fsync, rename, COMPLETE marker last); loading refuses a directory without the marker.
 #pragma once
 #include <torch/torch.h>
 
@@ -10,7 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "checkpoints/safetensors.h"
+#include "checkpoints/tensor_index.h"
+#include "common/fs.h"
 #include "common/json_io.h"
 
 namespace lethe {
@@ -28,7 +29,6 @@ struct H5TensorInfo {
 };
 std::map<std::string, H5TensorInfo> h5_tensor_infos(const std::string& path);
 
-constexpr const char* kCompleteMarker = "COMPLETE";
 // A native checkpoint holds model.h5, or shards listed in this index (HF's index layout:
 // {"metadata": {...}, "weight_map": {tensor: file}}), as `lethe merge` and `lethe spunge` write.
 constexpr const char* kNativeIndex = "model.h5.index.json";
@@ -42,8 +42,5 @@ struct CheckpointFile {
 void write_checkpoint_dir(const std::string& dir, const std::map<std::string, CheckpointFile>& files,
                           const std::map<std::string, std::string>& text_files,
                           const std::vector<std::string>& copy_files);
-bool is_native_checkpoint(const std::string& dir);
-// Throws CorruptError when the completion marker is missing.
-void require_complete(const std::string& dir);
 
 }  // namespace lethe

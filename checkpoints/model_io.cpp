@@ -3,6 +3,8 @@
 #include <filesystem>
 #include <set>
 
+#include "checkpoints/hdf5_checkpoint.h"
+#include "checkpoints/safetensors.h"
 #include "checkpoints/tensor_reader.h"
 #include "common/error.h"
 #include "common/fs.h"
@@ -20,10 +22,9 @@ std::vector<std::string> side_files(const std::string& dir) {
 }
 
 ModelFiles read_model_files(const std::string& dir) {
-  if (!fs::exists(dir)) throw InputError("model '" + dir + "': no such directory");
-  if (!fs::is_directory(dir)) throw InputError("model '" + dir + "' is not a directory");
   ModelFiles mf;
-  if (is_native_checkpoint(dir)) {
+  mf.format = detect_format(dir);
+  if (mf.format == CheckpointFormat::kNative) {
     require_complete(dir);
     std::map<std::string, json> attrs;
     std::string h5 = (fs::path(dir) / "model.h5").string();
@@ -41,12 +42,10 @@ ModelFiles read_model_files(const std::string& dir) {
     if (!attrs.count("model_config")) throw CorruptError(h5 + ": missing attribute 'model_config'");
     mf.config = ModelConfig::from_json(attrs["model_config"], h5 + " model_config");
     mf.run_config = attrs.count("run_config") ? attrs["run_config"] : json::object();
-    mf.format = "native";
   } else {
     std::string cfg = (fs::path(dir) / "config.json").string();
     mf.config = ModelConfig::from_json(read_json_file(cfg), cfg);
     mf.weights = read_hf_weights(dir);
-    mf.format = "hf";
   }
   return mf;
 }
@@ -67,25 +66,22 @@ std::string tokenizer_path(const std::string& dir) {
   return p.string();
 }
 
-void save_model(CausalLM& model, const std::string& dir, const std::string& format, const json& run_config,
-                const std::string& source_dir, uint64_t max_shard_bytes) {
+void save_model(CausalLM& model, const std::string& dir, CheckpointFormat format, const json& run_config,
+                const std::string& source_dir, uint64_t max_shard_bytes,
+                const std::map<std::string, std::string>& extra_files) {
   NamedTensors weights;
   for (auto& [name, t] : model->named_weights()) weights.emplace_back(name, t.detach());
   std::vector<std::string> copies;
   if (!source_dir.empty()) copies = side_files(source_dir);
-  json config = model->config.to_json();
-  if (format == "native") {
-    CheckpointFile mf{weights, {{"model_config", config}, {"run_config", run_config}, {"format_version", 1}}};
-    write_checkpoint_dir(dir, {{"model.h5", mf}}, {{"config.json", config.dump(2) + "\n"}}, copies);
-  } else if (format == "hf") {
-    create_output_dir(dir, "output directory");
-    write_json_file((fs::path(dir) / "config.json").string(), config);
-    write_json_file((fs::path(dir) / "lethe_run_config.json").string(), run_config);
-    for (auto& c : copies) copy_file_checked(c, (fs::path(dir) / fs::path(c).filename()).string());
-    write_hf_weights(dir, weights, max_shard_bytes);
-  } else {
-    throw InputError("--format: unknown checkpoint format '" + format + "' (native, hf)");
-  }
+  const json config = model->config.to_json();
+  auto writer = make_checkpoint_writer(format);
+  write_dir_atomically(
+      dir,
+      [&](const std::string& tmp) {
+        write_model_files(*writer, tmp, weights, config, run_config, copies, max_shard_bytes);
+        for (auto& [name, text] : extra_files) write_file_atomic((fs::path(tmp) / name).string(), text);
+      },
+      "output directory");
 }
 
 }  // namespace lethe

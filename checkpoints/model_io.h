@@ -2,9 +2,12 @@
 // a native checkpoint (model.h5 + COMPLETE) or a Hugging Face directory (config.json +
 // safetensors). Tokenizer and generation files travel along with the weights.
 #pragma once
+#include <map>
 #include <string>
 
+#include "checkpoints/format.h"
 #include "checkpoints/hdf5_checkpoint.h"
+#include "checkpoints/safetensors.h"
 #include "model/llama.h"
 
 namespace lethe {
@@ -12,8 +15,23 @@ namespace lethe {
 struct ModelFiles {
   ModelConfig config;
   TensorMap weights;
-  json run_config;    // native checkpoints only: the configuration that produced it
-  std::string format;  // "native" | "hf"
+  json run_config;  // native checkpoints only: the configuration that produced it
+  CheckpointFormat format = CheckpointFormat::kNative;
+};
+
+// Which model a command reads, and how.
+struct ModelLoadOptions {
+  std::string dir;      // --model: an HF directory or a native checkpoint
+  std::string dtype;    // --dtype: float32 or bfloat16 ("": the model's torch_dtype)
+  std::string adapter;  // --adapter: a peft LoRA adapter applied to the model
+};
+
+// Where a command writes its model.
+struct OutputOptions {
+  std::string out;                                      // --out: must not exist
+  CheckpointFormat format = CheckpointFormat::kNative;  // --format
+  uint64_t max_shard_bytes = 5000000000ULL;             // --max-shard-size (HF's default, 5GB)
+  std::string adapter_out;                              // --adapter-out: the trained LoRA adapter, for peft
 };
 
 ModelFiles read_model_files(const std::string& dir);
@@ -24,9 +42,12 @@ std::vector<std::string> side_files(const std::string& dir);
 // Path of dir/tokenizer.json, or InputError naming the directory.
 std::string tokenizer_path(const std::string& dir);
 
-// Writes `model` as a checkpoint directory in `format` ("native" | "hf"). Tokenizer files of
-// `source_dir` are copied along. Refuses an existing `dir`.
-void save_model(CausalLM& model, const std::string& dir, const std::string& format, const json& run_config,
-                const std::string& source_dir, uint64_t max_shard_bytes = 0);
+// Writes `model` as a checkpoint directory in `format` through common/fs.h's directory protocol,
+// sharded at max_shard_bytes (0: one file). Tokenizer files of `source_dir` are copied along.
+// Refuses an existing `dir`.
+// `extra_files` (name -> text) are written into the directory too.
+void save_model(CausalLM& model, const std::string& dir, CheckpointFormat format, const json& run_config,
+                const std::string& source_dir, uint64_t max_shard_bytes = 0,
+                const std::map<std::string, std::string>& extra_files = {});
 
 }  // namespace lethe

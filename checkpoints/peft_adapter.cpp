@@ -138,15 +138,14 @@ void save_peft_adapter(const CausalLM& model, const std::string& dir, const std:
               {"inference_mode", true},
               {"modules_to_save", nullptr},
               {"init_lora_weights", true}};
-  // Written beside its final name and renamed into place, so `dir` is either whole or absent.
-  if (path_exists(dir)) throw InputError(dir + ": already exists (refusing to overwrite an adapter)");
-  std::string tmp = temp_sibling(dir);
-  fs::create_directories(tmp);
-  write_safetensors(tmp + "/adapter_model.safetensors", tensors, {{"format", "pt"}});
-  write_json_file(tmp + "/adapter_config.json", cfg);
-  fsync_path(tmp);
-  fs::rename(tmp, dir);
-  fsync_parent_dir(dir);
+  // common/fs.h's protocol: `dir` is either whole (with its marker) or absent.
+  write_dir_atomically(
+      dir,
+      [&](const std::string& tmp) {
+        write_safetensors(tmp + "/adapter_model.safetensors", tensors, {{"format", "pt"}});
+        write_json_file(tmp + "/adapter_config.json", cfg);
+      },
+      "adapter");
 }
 
 }  // namespace lethe

@@ -13,7 +13,7 @@ struct PeftAdapterInfo {
   int64_t rank = 0;
   double alpha = 0;
   double dropout = 0;
-  bool rslora = false;  // scale alpha / sqrt(r) instead of alpha / r
+  bool rslora = false;                      // scale alpha / sqrt(r) instead of alpha / r
   std::vector<std::string> target_modules;  // leaf names
   int64_t adapted_modules = 0;
 };

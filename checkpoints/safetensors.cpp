@@ -24,8 +24,8 @@ struct DtypeInfo {
   size_t size;
 };
 const DtypeInfo kDtypes[] = {
-    {"F32", torch::kFloat, 4}, {"F16", torch::kHalf, 2},   {"BF16", torch::kBFloat16, 2}, {"F64", torch::kDouble, 8},
-    {"I64", torch::kLong, 8},  {"I32", torch::kInt, 4},    {"I16", torch::kShort, 2},     {"I8", torch::kChar, 1},
+    {"F32", torch::kFloat, 4}, {"F16", torch::kHalf, 2},  {"BF16", torch::kBFloat16, 2}, {"F64", torch::kDouble, 8},
+    {"I64", torch::kLong, 8},  {"I32", torch::kInt, 4},   {"I16", torch::kShort, 2},     {"I8", torch::kChar, 1},
     {"U8", torch::kByte, 1},   {"BOOL", torch::kBool, 1},
 };
 
@@ -37,12 +37,6 @@ uint64_t file_size(const std::string& path) {
 }
 
 }  // namespace
-
-size_t dtype_size(torch::ScalarType t) {
-  for (auto& d : kDtypes)
-    if (d.type == t) return d.size;
-  throw InputError(std::string("unsupported tensor dtype ") + c10::toString(t));
-}
 
 std::string safetensors_dtype_name(torch::ScalarType t) {
   for (auto& d : kDtypes)
@@ -61,8 +55,10 @@ std::vector<SafetensorsEntry> read_safetensors_header(const std::string& path, u
   in.read(reinterpret_cast<char*>(lenbuf), 8);
   uint64_t hlen = 0;
   for (int i = 7; i >= 0; --i) hlen = (hlen << 8) | lenbuf[i];
-  if (hlen > kMaxHeaderBytes) throw CorruptError(path + ": safetensors header length " + std::to_string(hlen) + " exceeds the 100 MiB bound");
-  if (hlen > size - 8) throw CorruptError(path + ": truncated (header length " + std::to_string(hlen) + " runs past the end of the file)");
+  if (hlen > kMaxHeaderBytes)
+    throw CorruptError(path + ": safetensors header length " + std::to_string(hlen) + " exceeds the 100 MiB bound");
+  if (hlen > size - 8)
+    throw CorruptError(path + ": truncated (header length " + std::to_string(hlen) + " runs past the end of the file)");
   std::string header(hlen, '\0');
   in.read(header.data(), std::streamsize(hlen));
   if (!in) throw CorruptError(path + ": truncated header");
@@ -166,8 +162,7 @@ void write_safetensors(const std::string& path, const NamedTensors& tensors,
   }
   std::string header = h.dump();
   header.append((8 - header.size() % 8) % 8, ' ');  // align the data section to 8 bytes
-  std::string tmp = temp_sibling(path);
-  {
+  write_file_via_temp(path, [&](const std::string& tmp) {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     if (!out) throw InputError(path + ": cannot write");
     uint64_t hlen = header.size();
@@ -176,12 +171,11 @@ void write_safetensors(const std::string& path, const NamedTensors& tensors,
     out.write(reinterpret_cast<char*>(lenbuf), 8);
     out.write(header.data(), std::streamsize(header.size()));
     for (auto& t : contiguous)
-      out.write(static_cast<const char*>(t.data_ptr()), std::streamsize(uint64_t(t.numel()) * dtype_size(t.scalar_type())));
+      out.write(static_cast<const char*>(t.data_ptr()),
+                std::streamsize(uint64_t(t.numel()) * dtype_size(t.scalar_type())));
     out.flush();
     if (!out) throw InputError(path + ": write failed");
-  }
-  fsync_path(tmp);
-  fs::rename(tmp, path);
+  });
 }
 
 bool has_hf_weights(const std::string& dir) {
@@ -192,77 +186,14 @@ TensorMap read_hf_weights(const std::string& dir) {
   fs::path single = fs::path(dir) / "model.safetensors", index = fs::path(dir) / "model.safetensors.index.json";
   if (fs::exists(single)) return read_safetensors(single.string());
   if (!fs::exists(index))
-    throw InputError(dir + ": no model.safetensors or model.safetensors.index.json (pickled .bin weights are not read)");
+    throw InputError(dir +
+                     ": no model.safetensors or model.safetensors.index.json (pickled .bin weights are not read)");
   TensorMap out;
   for (auto& [file, names] : read_weight_index(dir, "model.safetensors.index.json")) {
     auto part = read_safetensors_subset((fs::path(dir) / file).string(), names);
     out.insert(part.begin(), part.end());
   }
   return out;
-}
-
-std::vector<std::vector<size_t>> plan_shards(const std::vector<uint64_t>& bytes, uint64_t max_shard_bytes) {
-  std::vector<std::vector<size_t>> shards;
-  uint64_t in_shard = 0;
-  for (size_t i = 0; i < bytes.size(); ++i) {
-    if (shards.empty() || (max_shard_bytes > 0 && in_shard > 0 && in_shard + bytes[i] > max_shard_bytes)) {
-      shards.emplace_back();
-      in_shard = 0;
-    }
-    shards.back().push_back(i);
-    in_shard += bytes[i];
-  }
-  return shards;
-}
-
-std::string shard_file_name(size_t j, size_t n, const std::string& ext) {
-  if (n == 1) return "model." + ext;
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "model-%05zu-of-%05zu.", j + 1, n);
-  return buf + ext;
-}
-
-std::map<std::string, std::vector<std::string>> read_weight_index(const std::string& dir, const std::string& index_name) {
-  const std::string index = (fs::path(dir) / index_name).string();
-  json idx = read_json_file(index);
-  if (!idx.contains("weight_map") || !idx["weight_map"].is_object())
-    throw CorruptError(index + ": missing 'weight_map' object");
-  std::map<std::string, std::vector<std::string>> by_file;
-  for (auto it = idx["weight_map"].begin(); it != idx["weight_map"].end(); ++it) {
-    if (!it.value().is_string()) throw CorruptError(index + ": weight_map entry '" + it.key() + "' is not a file name");
-    std::string file = it.value().get<std::string>();
-    if (file.find('/') != std::string::npos || file.find("..") != std::string::npos)
-      throw CorruptError(index + ": shard name '" + file + "' must be a plain file name in the directory");
-    by_file[file].push_back(it.key());
-  }
-  return by_file;
-}
-
-void write_weight_index(const std::string& dir, const std::string& index_name, const json& weight_map, uint64_t total_bytes) {
-  write_json_file((fs::path(dir) / index_name).string(),
-                  json{{"metadata", {{"total_size", total_bytes}}}, {"weight_map", weight_map}});
-}
-
-void write_hf_weights(const std::string& dir, const NamedTensors& tensors, uint64_t max_shard_bytes) {
-  std::vector<uint64_t> bytes;
-  uint64_t total = 0;
-  for (auto& nt : tensors) {
-    bytes.push_back(uint64_t(nt.second.numel()) * dtype_size(nt.second.scalar_type()));
-    total += bytes.back();
-  }
-  auto shards = plan_shards(bytes, max_shard_bytes);
-  if (shards.empty()) shards.emplace_back();  // no tensors: still one (empty) file
-  json weight_map = json::object();
-  for (size_t j = 0; j < shards.size(); ++j) {
-    const std::string file = shard_file_name(j, shards.size(), "safetensors");
-    NamedTensors part;
-    for (size_t i : shards[j]) {
-      part.push_back(tensors[i]);
-      weight_map[tensors[i].first] = file;
-    }
-    write_safetensors((fs::path(dir) / file).string(), part, {{"format", "pt"}});
-  }
-  if (shards.size() > 1) write_weight_index(dir, "model.safetensors.index.json", weight_map, total);
 }
 
 }  // namespace lethe

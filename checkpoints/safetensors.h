@@ -9,12 +9,10 @@
 #include <string>
 #include <vector>
 
+#include "checkpoints/tensor_index.h"
 #include "common/json_io.h"
 
 namespace lethe {
-
-using TensorMap = std::map<std::string, torch::Tensor>;
-using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
 
 struct SafetensorsEntry {
   std::string name;
@@ -35,20 +33,6 @@ void write_safetensors(const std::string& path, const NamedTensors& tensors,
 // A directory holding model.safetensors or model.safetensors.index.json + shards.
 bool has_hf_weights(const std::string& dir);
 TensorMap read_hf_weights(const std::string& dir);
-// Splits into shards of at most max_shard_bytes (0: one file) and writes the index when sharded.
-void write_hf_weights(const std::string& dir, const NamedTensors& tensors, uint64_t max_shard_bytes = 0);
-
-// Shards of consecutive items, each at most max_shard_bytes (0: one shard; an item larger than
-// the limit gets a shard of its own); indices into `bytes`.
-std::vector<std::vector<size_t>> plan_shards(const std::vector<uint64_t>& bytes, uint64_t max_shard_bytes);
-// "model.EXT" for a single shard, else HF's "model-0000j-of-0000n.EXT" (j from 0).
-std::string shard_file_name(size_t j, size_t n, const std::string& ext);
-// An index file in HF's layout ({"metadata": {"total_size"}, "weight_map": {tensor: file}}):
-// reading returns file -> its tensors, each file a plain name inside `dir` (CorruptError else).
-std::map<std::string, std::vector<std::string>> read_weight_index(const std::string& dir, const std::string& index_name);
-void write_weight_index(const std::string& dir, const std::string& index_name, const json& weight_map, uint64_t total_bytes);
-
 std::string safetensors_dtype_name(torch::ScalarType t);
-size_t dtype_size(torch::ScalarType t);
 
 }  // namespace lethe

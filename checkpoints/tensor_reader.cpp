@@ -5,6 +5,7 @@
 #include "checkpoints/hdf5_checkpoint.h"
 #include "checkpoints/safetensors.h"
 #include "common/error.h"
+#include "common/fs.h"
 #include "common/json_io.h"
 
 namespace fs = std::filesystem;
@@ -36,31 +37,26 @@ int64_t TensorInfo::bytes() const {
 }
 
 TensorReader::TensorReader(const std::string& dir) : dir_(dir) {
-  if (!fs::exists(dir)) throw InputError("model '" + dir + "': no such directory");
-  if (!fs::is_directory(dir)) throw InputError("model '" + dir + "' is not a directory");
   auto add = [&](const std::string& name, TensorInfo info) {
     if (!infos_.emplace(name, std::move(info)).second)
       throw CorruptError(dir + ": tensor '" + name + "' appears in more than one file");
   };
-  if (is_native_checkpoint(dir)) {
+  format_ = detect_format(dir);
+  if (format_ == CheckpointFormat::kNative) {
     require_complete(dir);
-    format_ = "native";
     for (auto& f : weight_files(dir, "model.h5", kNativeIndex))
       for (auto& [name, i] : h5_tensor_infos(f)) add(name, {i.dtype, i.shape, f});
-  } else if (has_hf_weights(dir)) {
-    format_ = "hf";
+  } else {
     for (auto& f : weight_files(dir, "model.safetensors", "model.safetensors.index.json"))
       for (auto& e : read_safetensors_header(f)) add(e.name, {e.dtype, e.shape, f});
-  } else {
-    throw InputError("model '" + dir + "' holds no weights (model.safetensors[.index.json] or a native checkpoint)");
   }
 }
 
 torch::Tensor TensorReader::read(const std::string& name) const {
   auto it = infos_.find(name);
   if (it == infos_.end()) throw InputError(dir_ + ": has no tensor '" + name + "'");
-  TensorMap m = format_ == "native" ? read_h5_tensors(it->second.file, {name})
-                                    : read_safetensors_subset(it->second.file, {name});
+  TensorMap m = format_ == CheckpointFormat::kNative ? read_h5_tensors(it->second.file, {name})
+                                                     : read_safetensors_subset(it->second.file, {name});
   return m.at(name);
 }
 
@@ -68,17 +64,20 @@ void require_same_tensors(const TensorReader& a, const TensorReader& b) {
   for (auto& [name, ia] : a.tensors()) {
     auto it = b.tensors().find(name);
     if (it == b.tensors().end())
-      throw InputError("mismatched checkpoints: '" + b.dir() + "' has no tensor '" + name + "' (present in '" + a.dir() + "')");
+      throw InputError("mismatched checkpoints: '" + b.dir() + "' has no tensor '" + name + "' (present in '" +
+                       a.dir() + "')");
     if (it->second.dtype != ia.dtype)
-      throw InputError("mismatched checkpoints: tensor '" + name + "' is " + safetensors_dtype_name(ia.dtype) + " in '" +
-                       a.dir() + "' but " + safetensors_dtype_name(it->second.dtype) + " in '" + b.dir() + "'");
+      throw InputError("mismatched checkpoints: tensor '" + name + "' is " + safetensors_dtype_name(ia.dtype) +
+                       " in '" + a.dir() + "' but " + safetensors_dtype_name(it->second.dtype) + " in '" + b.dir() +
+                       "'");
     if (it->second.shape != ia.shape)
       throw InputError("mismatched checkpoints: tensor '" + name + "' has shape " + shape_string(ia.shape) + " in '" +
                        a.dir() + "' but " + shape_string(it->second.shape) + " in '" + b.dir() + "'");
   }
   for (auto& [name, ib] : b.tensors())
     if (!a.tensors().count(name))
-      throw InputError("mismatched checkpoints: '" + b.dir() + "' has a tensor '" + name + "' that '" + a.dir() + "' lacks");
+      throw InputError("mismatched checkpoints: '" + b.dir() + "' has a tensor '" + name + "' that '" + a.dir() +
+                       "' lacks");
 }
 
 }  // namespace lethe

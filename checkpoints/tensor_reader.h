@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "checkpoints/format.h"
+
 namespace lethe {
 
 struct TensorInfo {
@@ -22,12 +24,13 @@ class TensorReader {
  public:
   explicit TensorReader(const std::string& dir);  // InputError/CorruptError naming the problem
   const std::string& dir() const { return dir_; }
-  const std::string& format() const { return format_; }  // "hf" | "native"
+  CheckpointFormat format() const { return format_; }
   const std::map<std::string, TensorInfo>& tensors() const { return infos_; }
   torch::Tensor read(const std::string& name) const;
 
  private:
-  std::string dir_, format_;
+  std::string dir_;
+  CheckpointFormat format_ = CheckpointFormat::kNative;
   std::map<std::string, TensorInfo> infos_;
 };
 

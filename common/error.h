@@ -26,7 +26,7 @@ struct InternalError : std::runtime_error {
 }  // namespace lethe
 
 // Checks an invariant; the message names the failing expression, file and line.
-#define LETHE_CHECK(cond, msg)                                                   \
-  do {                                                                           \
-    if (!(cond)) ::lethe::throw_internal(#cond, __FILE__, __LINE__, (msg));      \
+#define LETHE_CHECK(cond, msg)                                              \
+  do {                                                                      \
+    if (!(cond)) ::lethe::throw_internal(#cond, __FILE__, __LINE__, (msg)); \
   } while (0)

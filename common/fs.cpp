@@ -83,4 +83,45 @@ void copy_file_checked(const std::string& from, const std::string& to) {
   if (ec) throw InputError("cannot copy " + from + " to " + to + ": " + ec.message());
 }
 
+void publish_dir(const std::string& built, const std::string& dir) {
+  for (auto& e : fs::recursive_directory_iterator(built))
+    if (e.is_regular_file()) fsync_path(e.path().string());
+  fsync_path(built);
+  if (fs::absolute(built).lexically_normal() != fs::absolute(dir).lexically_normal()) {
+    fs::rename(built, dir);
+    fsync_parent_dir(dir);
+  }
+  // The marker goes last: a directory without it was interrupted and is never loaded.
+  write_file_atomic((fs::path(dir) / kCompleteMarker).string(), "complete\n");
+}
+
+void write_dir_atomically(const std::string& dir, const std::function<void(const std::string& tmp)>& fill,
+                          const std::string& what) {
+  if (fs::exists(dir) && !(fs::is_directory(dir) && fs::is_empty(dir)))  // an empty one is replaced by the rename
+    throw InputError(what + " '" + dir + "' already exists and is not empty; refusing to overwrite it");
+  fs::path parent = fs::absolute(dir).parent_path();
+  std::error_code ec;
+  fs::create_directories(parent, ec);
+  if (ec) throw InputError("cannot create " + parent.string() + ": " + ec.message());
+  const std::string tmp = temp_sibling(fs::absolute(dir).string());
+  fs::remove_all(tmp, ec);
+  fs::create_directory(tmp, ec);
+  if (ec) throw InputError("cannot create " + tmp + ": " + ec.message());
+  try {
+    fill(tmp);
+  } catch (...) {
+    fs::remove_all(tmp, ec);
+    throw;
+  }
+  publish_dir(tmp, dir);
+}
+
+bool is_complete_dir(const std::string& dir) { return fs::exists(fs::path(dir) / kCompleteMarker); }
+
+void require_complete(const std::string& dir) {
+  if (!is_complete_dir(dir))
+    throw CorruptError("checkpoint '" + dir + "' is incomplete (no " + kCompleteMarker +
+                       " marker): it was interrupted while being written");
+}
+
 }  // namespace lethe

@@ -15,7 +15,8 @@ uint64_t SplitMix64::below(uint64_t n) {
   // Rejection sampling keeps the draw unbiased.
   uint64_t limit = UINT64_MAX - UINT64_MAX % n;
   uint64_t x;
-  do x = next(); while (x >= limit);
+  do x = next();
+  while (x >= limit);
   return x % n;
 }
 

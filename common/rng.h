@@ -14,7 +14,9 @@ class SplitMix64 {
   uint64_t below(uint64_t n);  // uniform in [0, n), n > 0
   double uniform();            // [0, 1)
   template <typename T>
-  const T& pick(const std::vector<T>& v) { return v[below(v.size())]; }
+  const T& pick(const std::vector<T>& v) {
+    return v[below(v.size())];
+  }
 
  private:
   uint64_t state_;

@@ -1,0 +1,103 @@
+#include "checkpoints/format.h"
+
+#include <filesystem>
+
+#include "checkpoints/hdf5_checkpoint.h"
+#include "checkpoints/safetensors.h"
+#include "common/error.h"
+#include "common/fs.h"
+
+namespace fs = std::filesystem;
+
+namespace lethe {
+
+const std::vector<std::string>& checkpoint_format_names() {
+  static const std::vector<std::string> names = {"native", "hf"};
+  return names;
+}
+
+CheckpointFormat parse_checkpoint_format(const std::string& value, const std::string& option) {
+  if (value == "native") return CheckpointFormat::kNative;
+  if (value == "hf") return CheckpointFormat::kHf;
+  throw InputError(option + ": unknown checkpoint format '" + value + "' (native, hf)");
+}
+
+std::string format_name(CheckpointFormat f) { return f == CheckpointFormat::kNative ? "native" : "hf"; }
+
+CheckpointFormat detect_format(const std::string& dir) {
+  if (!fs::exists(dir)) throw InputError("model '" + dir + "': no such directory");
+  if (!fs::is_directory(dir)) throw InputError("model '" + dir + "' is not a directory");
+  if (fs::exists(fs::path(dir) / "model.h5") || fs::exists(fs::path(dir) / kNativeIndex))
+    return CheckpointFormat::kNative;
+  if (has_hf_weights(dir)) return CheckpointFormat::kHf;
+  if (is_complete_dir(dir)) return CheckpointFormat::kNative;  // a native checkpoint that lost its data
+  throw InputError("model '" + dir + "' holds no weights (model.safetensors[.index.json] or a native checkpoint)");
+}
+
+namespace {
+
+class NativeWriter : public CheckpointWriter {
+ public:
+  CheckpointFormat format() const override { return CheckpointFormat::kNative; }
+  std::string shard_extension() const override { return "h5"; }
+  std::string index_name() const override { return kNativeIndex; }
+  void write_shard(const std::string& path, const NamedTensors& tensors, const json& model_config,
+                   const json& run_config) const override {
+    write_file_via_temp(path, [&](const std::string& tmp) {
+      write_h5_tensors(tmp, tensors,
+                       {{"model_config", model_config}, {"run_config", run_config}, {"format_version", 1}});
+    });
+  }
+  void write_metadata(const std::string& dir, const json& model_config, const json&) const override {
+    write_json_file((fs::path(dir) / "config.json").string(), model_config);  // run_config: in every shard
+  }
+};
+
+class HfWriter : public CheckpointWriter {
+ public:
+  CheckpointFormat format() const override { return CheckpointFormat::kHf; }
+  std::string shard_extension() const override { return "safetensors"; }
+  std::string index_name() const override { return "model.safetensors.index.json"; }
+  void write_shard(const std::string& path, const NamedTensors& tensors, const json&, const json&) const override {
+    write_file_via_temp(path, [&](const std::string& tmp) { write_safetensors(tmp, tensors, {{"format", "pt"}}); });
+  }
+  void write_metadata(const std::string& dir, const json& model_config, const json& run_config) const override {
+    write_json_file((fs::path(dir) / "config.json").string(), model_config);
+    write_json_file((fs::path(dir) / "lethe_run_config.json").string(), run_config);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<CheckpointWriter> make_checkpoint_writer(CheckpointFormat f) {
+  if (f == CheckpointFormat::kNative) return std::make_unique<NativeWriter>();
+  return std::make_unique<HfWriter>();
+}
+
+void write_model_files(const CheckpointWriter& w, const std::string& dir, const NamedTensors& tensors,
+                       const json& model_config, const json& run_config, const std::vector<std::string>& side_files,
+                       uint64_t max_shard_bytes) {
+  std::vector<uint64_t> bytes;
+  uint64_t total = 0;
+  for (auto& nt : tensors) {
+    bytes.push_back(tensor_bytes(nt.second));
+    total += bytes.back();
+  }
+  auto shards = plan_shards(bytes, max_shard_bytes);
+  if (shards.empty()) shards.emplace_back();  // no tensors: still one (empty) file
+  json weight_map = json::object();
+  for (size_t j = 0; j < shards.size(); ++j) {
+    const std::string file = shard_file_name(j, shards.size(), w.shard_extension());
+    NamedTensors part;
+    for (size_t i : shards[j]) {
+      part.push_back(tensors[i]);
+      weight_map[tensors[i].first] = file;
+    }
+    w.write_shard((fs::path(dir) / file).string(), part, model_config, run_config);
+  }
+  if (shards.size() > 1) write_weight_index(dir, w.index_name(), weight_map, total);
+  w.write_metadata(dir, model_config, run_config);
+  for (auto& c : side_files) copy_file_checked(c, (fs::path(dir) / fs::path(c).filename()).string());
+}
+
+}  // namespace lethe

@@ -1,0 +1,45 @@
+// The checkpoint-format seam. A model directory is either lethe's native checkpoint (HDF5
+// shards with the configuration as attributes) or a Hugging Face directory (safetensors shards,
+// config.json). Every model writer (save_model, the merge output) plans shards, writes each
+// through a CheckpointWriter, then the index and the format's metadata, inside a directory
+// that is not yet final; common/fs.h's protocol publishes it. Adding a format is one writer.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "checkpoints/tensor_index.h"
+
+namespace lethe {
+
+enum class CheckpointFormat { kNative, kHf };
+
+const std::vector<std::string>& checkpoint_format_names();  // "native", "hf"
+// InputError naming `option` for an unknown value.
+CheckpointFormat parse_checkpoint_format(const std::string& value, const std::string& option);
+std::string format_name(CheckpointFormat f);
+// What `dir` holds: native files (model.h5, its index, or a completion marker without HF
+// weights), else HF weights; InputError when neither.
+CheckpointFormat detect_format(const std::string& dir);
+
+class CheckpointWriter {
+ public:
+  virtual ~CheckpointWriter() = default;
+  virtual CheckpointFormat format() const = 0;
+  virtual std::string shard_extension() const = 0;  // "h5" | "safetensors"
+  virtual std::string index_name() const = 0;       // the index of a sharded checkpoint
+  // One shard file, written through a temporary name.
+  virtual void write_shard(const std::string& path, const NamedTensors& tensors, const json& model_config,
+                           const json& run_config) const = 0;
+  // config.json, and where the shards do not carry it, the run configuration.
+  virtual void write_metadata(const std::string& dir, const json& model_config, const json& run_config) const = 0;
+};
+std::unique_ptr<CheckpointWriter> make_checkpoint_writer(CheckpointFormat f);
+
+// plan_shards -> write_shard each -> the index when sharded -> write_metadata -> the side files
+// (tokenizer, generation config) copied in. `dir` exists and is not yet published.
+void write_model_files(const CheckpointWriter& w, const std::string& dir, const NamedTensors& tensors,
+                       const json& model_config, const json& run_config, const std::vector<std::string>& side_files,
+                       uint64_t max_shard_bytes);
+
+}  // namespace lethe
