@@ -4,7 +4,6 @@
 // collective that does not finish in time aborts the job with a message naming the rank, the
 // communicator and the collective, instead of hanging.
 #pragma once
-#include <mpi.h>
 #include <torch/torch.h>
 
 #include <memory>
@@ -45,15 +44,16 @@ class Communicator {
   virtual std::unique_ptr<Communicator> split(int color, int key, const std::string& name) = 0;
 };
 
-// Small host-side values (losses, metrics, strings) through any communicator: copied to its
-// device and back when it is not the CPU.
-void all_reduce_host(Communicator& comm, torch::Tensor& t, ReduceOp op);
-void all_gather_host(Communicator& comm, const torch::Tensor& in, torch::Tensor& out);
-void broadcast_host(Communicator& comm, torch::Tensor& t, int root);
+// Host-value collectives over any communicator: dist/collectives.h.
 
-// MPI on CPU tensors over `comm`; takes ownership of comm unless it is MPI_COMM_WORLD.
-std::unique_ptr<Communicator> make_mpi_communicator(MPI_Comm comm, const std::string& name);
+// MPI over MPI_COMM_WORLD, on CPU tensors (dist/mpi_communicator.h builds others).
 std::unique_ptr<Communicator> make_world_communicator();
+// A communicator of one rank: every collective is the identity. Lets the training loop run
+// the same code in a process without MPI (unit tests, tools).
+std::unique_ptr<Communicator> make_self_communicator();
+// The world communicator for tensors on `device`: MPI on the CPU, NCCL (bootstrapped over
+// MPI) on CUDA. Collective over MPI_COMM_WORLD.
+std::unique_ptr<Communicator> make_device_communicator(torch::Device device);
 
 #ifdef LETHE_HAVE_NCCL
 // NCCL on CUDA tensors; the unique id is broadcast over the MPI communicator `bootstrap`.

@@ -3,15 +3,9 @@
 #include <cmath>
 
 #include "common/error.h"
+#include "dist/collectives.h"
 
 namespace lethe {
-
-std::string block_of(const std::string& name) {
-  const std::string layers = "model.layers.";
-  if (name.compare(0, layers.size(), layers) == 0) return name.substr(0, name.find('.', layers.size()));
-  // model.embed_tokens, model.norm, lm_head: one block each (names unique per block).
-  return name.substr(0, name.rfind('.'));
-}
 
 torch::Tensor cpu_rng_state() { return at::detail::getDefaultCPUGenerator().get_state(); }
 void set_cpu_rng_state(const torch::Tensor& t) {
@@ -21,6 +15,20 @@ void set_cpu_rng_state(const torch::Tensor& t) {
 
 namespace {
 
+// autograd::Function arguments are tensors and scalars only, so the engine travels through
+// forward() as its address (an int64) and through backward() in saved_data.
+DataParallel* engine_of(int64_t addr) { return reinterpret_cast<DataParallel*>(addr); }
+DataParallel* engine_of(torch::autograd::AutogradContext* ctx) { return engine_of(ctx->saved_data["dp"].toInt()); }
+void save_call(torch::autograd::AutogradContext* ctx, int64_t dp_addr, int64_t block) {
+  ctx->saved_data["dp"] = dp_addr;
+  ctx->saved_data["block"] = block;
+}
+size_t saved_block(torch::autograd::AutogradContext* ctx) { return size_t(ctx->saved_data["block"].toInt()); }
+// The Functions' gradients: the layer input's, the shard's (or sink's), none for the rest.
+torch::autograd::variable_list layer_call_grads(const torch::Tensor& x_grad, const torch::Tensor& shard_grad) {
+  return {x_grad, shard_grad, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+}
+
 // ZeRO 3: one decoder layer whose parameters exist only while it runs. Forward gathers them,
 // runs the layer without building a graph and frees them; backward gathers them again,
 // recomputes the layer with the forward's RNG state (LoRA dropout), takes the gradients and
@@ -28,12 +36,12 @@ namespace {
 // accumulates into the shard tensor.
 class ShardedLayerFn : public torch::autograd::Function<ShardedLayerFn> {
  public:
-  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, torch::Tensor x, torch::Tensor shard, int64_t dp_addr,
-                               int64_t block, torch::Tensor cos, torch::Tensor sin, torch::Tensor mask) {
-    auto* dp = reinterpret_cast<DataParallel*>(dp_addr);
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, torch::Tensor x, torch::Tensor shard,
+                               int64_t dp_addr, int64_t block, torch::Tensor cos, torch::Tensor sin,
+                               torch::Tensor mask) {
+    auto* dp = engine_of(dp_addr);
     auto& b = dp->block(size_t(block));
-    ctx->saved_data["dp"] = dp_addr;
-    ctx->saved_data["block"] = block;
+    save_call(ctx, dp_addr, block);
     ctx->saved_data["rng"] = cpu_rng_state();
     ctx->save_for_backward({x, cos, sin, mask});
     dp->gather_into_model(b);
@@ -48,8 +56,8 @@ class ShardedLayerFn : public torch::autograd::Function<ShardedLayerFn> {
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grad_out) {
-    auto* dp = reinterpret_cast<DataParallel*>(ctx->saved_data["dp"].toInt());
-    auto& b = dp->block(size_t(ctx->saved_data["block"].toInt()));
+    auto* dp = engine_of(ctx);
+    auto& b = dp->block(saved_block(ctx));
     auto saved = ctx->get_saved_variables();
     dp->gather_into_model(b);
     auto now = cpu_rng_state();
@@ -64,10 +72,9 @@ class ShardedLayerFn : public torch::autograd::Function<ShardedLayerFn> {
       grads = torch::autograd::grad({y}, inputs, {grad_out[0]}, false, false, true);
     }
     set_cpu_rng_state(now);
-    std::vector<torch::Tensor> param_grads(grads.begin() + 1, grads.end());
-    auto shard_grad = dp->reduce_scatter_grads(b, param_grads).to(b.owned.scalar_type());
+    auto shard_grad = dp->reduce_scatter_grads(b, {grads.begin() + 1, grads.end()}).to(b.owned.scalar_type());
     dp->release_from_model(b);
-    return {grads[0], shard_grad, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    return layer_call_grads(grads[0], shard_grad);
   }
 };
 
@@ -77,9 +84,10 @@ class ShardedLayerFn : public torch::autograd::Function<ShardedLayerFn> {
 // The layer's graph is built in forward (no recompute) and kept alive by the saved tensors.
 class ReducingLayerFn : public torch::autograd::Function<ReducingLayerFn> {
  public:
-  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, torch::Tensor x, torch::Tensor sink, int64_t dp_addr,
-                               int64_t block, torch::Tensor cos, torch::Tensor sin, torch::Tensor mask) {
-    auto* dp = reinterpret_cast<DataParallel*>(dp_addr);
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, torch::Tensor x, torch::Tensor sink,
+                               int64_t dp_addr, int64_t block, torch::Tensor cos, torch::Tensor sin,
+                               torch::Tensor mask) {
+    auto* dp = engine_of(dp_addr);
     auto& b = dp->block(size_t(block));
     torch::Tensor xin, y;
     {
@@ -87,8 +95,7 @@ class ReducingLayerFn : public torch::autograd::Function<ReducingLayerFn> {
       xin = x.detach().requires_grad_(true);
       y = dp->model()->model->layers[size_t(b.layer)](xin, cos, sin, mask, nullptr, b.layer);
     }
-    ctx->saved_data["dp"] = dp_addr;
-    ctx->saved_data["block"] = block;
+    save_call(ctx, dp_addr, block);
     ctx->saved_data["x"] = xin;
     ctx->saved_data["y"] = y;
     return y.detach();
@@ -96,16 +103,14 @@ class ReducingLayerFn : public torch::autograd::Function<ReducingLayerFn> {
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grad_out) {
-    auto* dp = reinterpret_cast<DataParallel*>(ctx->saved_data["dp"].toInt());
-    auto& b = dp->block(size_t(ctx->saved_data["block"].toInt()));
+    auto* dp = engine_of(ctx);
+    auto& b = dp->block(saved_block(ctx));
     torch::autograd::variable_list inputs = {ctx->saved_data["x"].toTensor()};
     for (auto& np : b.params) inputs.push_back(np.second);
     auto grads = torch::autograd::grad({ctx->saved_data["y"].toTensor()}, inputs, {grad_out[0]}, false, false, true);
     ctx->saved_data.erase("x");  // frees the layer's graph
     ctx->saved_data.erase("y");
-    std::vector<torch::Tensor> param_grads(grads.begin() + 1, grads.end());
-    auto shard_grad = dp->reduce_scatter_grads(b, param_grads);
-    return {grads[0], shard_grad, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    return layer_call_grads(grads[0], dp->reduce_scatter_grads(b, {grads.begin() + 1, grads.end()}));
   }
 };
 
@@ -118,11 +123,13 @@ DataParallel::DataParallel(CausalLM& model, Communicator& comm, int zero_stage, 
   torch::NoGradGuard ng;
   for (auto& [name, p] : model_->named_parameters(true).pairs()) {
     if (!p.requires_grad()) continue;
-    std::string block = block_of(name);
-    if (blocks_.empty() || blocks_.back().name != block) {
-      for (auto& b : blocks_) LETHE_CHECK(b.name != block, "parameters of block " + block + " are not contiguous");
+    const auto block = CausalLMImpl::parameter_block(name);  // the model's layout, not parsed here
+    if (blocks_.empty() || blocks_.back().name != block.name) {
+      for (auto& b : blocks_)
+        LETHE_CHECK(b.name != block.name, "parameters of block " + block.name + " are not contiguous");
       blocks_.emplace_back();
-      blocks_.back().name = block;
+      blocks_.back().name = block.name;
+      blocks_.back().decoder_layer = block.layer;
     }
     blocks_.back().params.emplace_back(name, p);
   }
@@ -150,16 +157,15 @@ DataParallel::DataParallel(CausalLM& model, Communicator& comm, int zero_stage, 
       p.set_data(view);  // the model now computes with the flat buffer's storage
     }
     b.owned = stage_ == 0 ? b.flat : b.flat.narrow(0, comm_.rank() * b.shard, b.shard);
-    const std::string layers = "model.layers.";
-    if (stage_ == 3 && b.name.compare(0, layers.size(), layers) == 0) {
+    if (stage_ == 3 && b.decoder_layer >= 0) {
       b.sharded_params = true;
-      b.layer = std::stoll(b.name.substr(layers.size()));
+      b.layer = b.decoder_layer;
       b.owned = b.owned.clone().set_requires_grad(true);  // the shard is all this rank keeps
       release_from_model(b);
       b.flat = torch::Tensor();
-    } else if (stage_ == 2 && b.name.compare(0, layers.size(), layers) == 0) {
+    } else if (stage_ == 2 && b.decoder_layer >= 0) {
       b.reduce_in_backward = true;
-      b.layer = std::stoll(b.name.substr(layers.size()));
+      b.layer = b.decoder_layer;
       b.grad_sink = torch::zeros({b.shard}, torch::TensorOptions().dtype(torch::kFloat).device(b.flat.device()))
                         .set_requires_grad(true);
     }
@@ -266,23 +272,32 @@ void DataParallel::reduce_gradients() {
     Block& b = blocks_[bi];
     if (b.sharded_params) {  // reduce-scattered during backward, accumulated by autograd
       b.owned_grad = b.owned.grad().defined() ? b.owned.grad().to(torch::kFloat)
-                                                 : torch::zeros({b.shard}, b.owned.options().dtype(torch::kFloat));
-      if (penalty_) add_penalty_grad(b);
+                                              : torch::zeros({b.shard}, b.owned.options().dtype(torch::kFloat));
+      if (penalty_) b.owned_grad += reduce_scatter_grads(b, penalty_grads(b));
       continue;
     }
-    if (b.reduce_in_backward) {  // reduce-scattered during backward, accumulated in the sink
+    if (b.reduce_in_backward) {                    // reduce-scattered during backward, accumulated in the sink
       b.owned_grad = b.grad_sink.grad().defined()  // the sink's own buffer: no copy
                          ? b.grad_sink.grad()
                          : torch::zeros({b.shard}, b.grad_sink.options().requires_grad(false));
-      // Gradient that reached the parameters by another path (a weight regulariser such as
-      // SNAP's, which each rank computes for its share of the matrices) is reduced here.
+      // Gradient that reached the parameters by a path outside the layer is reduced here.
       if (direct[bi] > 0) {
         std::vector<torch::Tensor> grads;
         for (auto& np : b.params) grads.push_back(np.second.grad());
         b.owned_grad += reduce_scatter_grads(b, grads);
         for (auto& np : b.params) np.second.mutable_grad() = torch::Tensor();
       }
+      if (penalty_) b.owned_grad += reduce_scatter_grads(b, penalty_grads(b));
       continue;
+    }
+    if (penalty_) {  // whole parameters: the penalty's gradient joins the loss's before the reduction
+      auto grads = penalty_grads(b);
+      for (size_t i = 0; i < grads.size(); ++i) {
+        if (!grads[i].defined()) continue;
+        auto& p = b.params[i].second;
+        auto g = grads[i].to(p.scalar_type()).view(p.sizes());
+        p.mutable_grad() = p.grad().defined() ? p.grad() + g : g;
+      }
     }
     auto g = flat_grad(b);
     if (stage_ < 2) {
@@ -296,20 +311,20 @@ void DataParallel::reduce_gradients() {
   }
 }
 
-void DataParallel::add_penalty_grad(Block& b) {
+std::vector<torch::Tensor> DataParallel::penalty_grads(Block& b) {
   const int64_t N = comm_.size();
   std::vector<torch::Tensor> grads(b.params.size());
-  gather_into_model(b);
+  if (b.sharded_params) gather_into_model(b);
   for (size_t i = 0; i < b.params.size(); ++i) {
     const int64_t index = b.first_param + int64_t(i);
     if (index % N != comm_.rank()) continue;
     torch::AutoGradMode enable(true);
     auto w = b.params[i].second.detach().requires_grad_(true);
-    // Scaled by N: the reduce-scatter averages over ranks and only this rank has the term.
+    // Scaled by N: the reduction averages over ranks and only this rank has the term.
     grads[i] = torch::autograd::grad({penalty_(index, w)}, {w})[0].to(torch::kFloat) * double(N);
   }
-  release_from_model(b);
-  b.owned_grad += reduce_scatter_grads(b, grads);
+  if (b.sharded_params) release_from_model(b);
+  return grads;
 }
 
 double DataParallel::clip_grad_norm(double max_norm) {
@@ -363,21 +378,24 @@ NamedTensors DataParallel::shard_state() const {
 
 json DataParallel::layout() const {
   json blocks = json::array();
-  for (auto& b : blocks_) blocks.push_back({{"name", b.name}, {"numel", b.numel}, {"padded", b.padded}, {"shard", b.shard}});
+  for (auto& b : blocks_)
+    blocks.push_back({{"name", b.name}, {"numel", b.numel}, {"padded", b.padded}, {"shard", b.shard}});
   return {{"world", comm_.size()}, {"zero_stage", stage_}, {"blocks", blocks}};
 }
 
 void DataParallel::load_sharded(const std::vector<TensorMap>& shards, const json& layout, const std::string& source) {
   torch::NoGradGuard ng;
   const int old_world = layout.at("world").get<int>();
-  if (int(shards.size()) != old_world) throw CorruptError(source + ": expected " + std::to_string(old_world) + " shard files");
+  if (int(shards.size()) != old_world)
+    throw CorruptError(source + ": expected " + std::to_string(old_world) + " shard files");
   std::map<std::string, torch::Tensor> full_state;
   for (auto& b : blocks_) {
     const json* lb = nullptr;
     for (auto& x : layout.at("blocks"))
       if (x.at("name") == b.name) lb = &x;
     if (!lb || lb->at("numel").get<int64_t>() != b.numel)
-      throw InputError(source + ": block '" + b.name + "' does not match this model (different model or LoRA setting?)");
+      throw InputError(source + ": block '" + b.name +
+                       "' does not match this model (different model or LoRA setting?)");
     for (auto* what : {"param", "exp_avg", "exp_avg_sq", "master"}) {
       std::vector<torch::Tensor> parts;
       for (auto& s : shards) {
@@ -386,7 +404,8 @@ void DataParallel::load_sharded(const std::vector<TensorMap>& shards, const json
         parts.push_back(it->second.reshape(-1));
       }
       if (parts.empty()) continue;
-      if (int(parts.size()) != old_world) throw CorruptError(source + ": '" + b.name + "/" + what + "' is missing in a shard");
+      if (int(parts.size()) != old_world)
+        throw CorruptError(source + ": '" + b.name + "/" + what + "' is missing in a shard");
       auto full = torch::cat(parts).narrow(0, 0, b.numel).to(b.owned.device());
       auto padded = torch::zeros({b.padded}, full.options().device(b.owned.device()));
       padded.narrow(0, 0, b.numel).copy_(full);

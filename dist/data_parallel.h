@@ -20,7 +20,7 @@
 #include <string>
 #include <vector>
 
-#include "checkpoints/safetensors.h"
+#include "checkpoints/tensor_index.h"
 #include "dist/communicator.h"
 #include "model/llama.h"
 #include "optim/optimizer.h"
@@ -48,10 +48,10 @@ class DataParallel {
   // Loads from the shard files of a checkpoint written with any rank count.
   void load_sharded(const std::vector<TensorMap>& shards, const json& layout, const std::string& source);
   int zero_stage() const { return stage_; }
-  // A penalty on whole weight tensors (index among the trainable parameters, value) for the
-  // parameters that ZeRO 3 shards, which are never whole during the objective's forward.
-  // reduce_gradients gathers each sharded layer, rank index mod N differentiates the penalty
-  // of its share, and the gradients are reduce-scattered into the shards with the rest.
+  // A penalty on whole weight tensors (index among the trainable parameters, value), applied
+  // by the engine at every stage (SNAP's regulariser): after backward, rank (index mod N)
+  // differentiates the penalty of its share on the whole tensor (gathering a ZeRO 3 layer),
+  // and the gradient is reduced with the loss's.
   using WeightPenalty = std::function<torch::Tensor(int64_t index, const torch::Tensor& w)>;
   void set_weight_penalty(WeightPenalty fn) { penalty_ = std::move(fn); }
   int64_t optimizer_steps() const { return opt_->steps(); }
@@ -59,14 +59,15 @@ class DataParallel {
  private:
   struct Block {
     std::string name;
+    int64_t decoder_layer = -1;  // from the model (CausalLMImpl::parameter_block); -1: not a decoder layer
     std::vector<std::pair<std::string, torch::Tensor>> params;
     std::vector<int64_t> offsets, param_numels;
     std::vector<std::vector<int64_t>> param_shapes;
     int64_t numel = 0, padded = 0, shard = 0;
-    torch::Tensor flat;        // [padded] all parameters of the block, in the model's dtype
-    torch::Tensor grad;        // stage 0/1: [padded] fp32 reduced gradient; stage 2: [shard]
-    torch::Tensor owned;       // what the optimizer updates: full flat (stage 0) or this rank's shard
-    torch::Tensor owned_grad;  // fp32 gradient of `owned`
+    torch::Tensor flat;           // [padded] all parameters of the block, in the model's dtype
+    torch::Tensor grad;           // stage 0/1: [padded] fp32 reduced gradient; stage 2: [shard]
+    torch::Tensor owned;          // what the optimizer updates: full flat (stage 0) or this rank's shard
+    torch::Tensor owned_grad;     // fp32 gradient of `owned`
     bool sharded_params = false;  // stage 3 decoder layer: only `owned` persists
     // Stage 2 decoder layer: its gradient is reduce-scattered in backward as soon as the
     // layer's backward has run, and accumulated (fp32, [shard]) in grad_sink's .grad.
@@ -88,7 +89,9 @@ class DataParallel {
 
  private:
   torch::Tensor flat_grad(Block& b);  // [padded] fp32, frees the parameters' .grad
-  void add_penalty_grad(Block& b);    // stage 3: the weight penalty's share of a sharded layer
+  // The weight penalty's gradient of this rank's share of b's parameters (index mod N, scaled
+  // by N), on the whole parameters (a ZeRO 3 layer is gathered for it): one path, every stage.
+  std::vector<torch::Tensor> penalty_grads(Block& b);
   void gather_params(Block& b);
 
   CausalLM& model_;
@@ -103,8 +106,5 @@ class DataParallel {
 // replayed when ZeRO 3 recomputes a layer.
 torch::Tensor cpu_rng_state();
 void set_cpu_rng_state(const torch::Tensor& t);
-
-// "model.layers.3.mlp.up_proj.weight" -> "model.layers.3"; "lm_head.weight" -> "lm_head".
-std::string block_of(const std::string& param_name);
 
 }  // namespace lethe

@@ -7,7 +7,7 @@
 #include <thread>
 
 #include "common/error.h"
-#include "dist/communicator.h"
+#include "dist/mpi_communicator.h"
 #include "dist/mpi_env.h"
 
 namespace lethe {
@@ -21,14 +21,21 @@ namespace {
 
 MPI_Datatype mpi_type(const torch::Tensor& t) {
   switch (t.scalar_type()) {
-    case torch::kFloat: return MPI_FLOAT;
-    case torch::kDouble: return MPI_DOUBLE;
-    case torch::kLong: return MPI_INT64_T;
-    case torch::kInt: return MPI_INT32_T;
+    case torch::kFloat:
+      return MPI_FLOAT;
+    case torch::kDouble:
+      return MPI_DOUBLE;
+    case torch::kLong:
+      return MPI_INT64_T;
+    case torch::kInt:
+      return MPI_INT32_T;
     case torch::kBFloat16:
-    case torch::kHalf: return MPI_UINT16_T;  // raw bits: only for data movement
-    case torch::kByte: return MPI_UINT8_T;
-    default: throw InternalError(std::string("MPI communicator: unsupported dtype ") + c10::toString(t.scalar_type()));
+    case torch::kHalf:
+      return MPI_UINT16_T;  // raw bits: only for data movement
+    case torch::kByte:
+      return MPI_UINT8_T;
+    default:
+      throw InternalError(std::string("MPI communicator: unsupported dtype ") + c10::toString(t.scalar_type()));
   }
 }
 
@@ -80,7 +87,8 @@ class MpiCommunicator : public Communicator {
       return;
     }
     MPI_Request req;
-    MPI_CHECK(MPI_Ireduce_scatter_block(in.data_ptr(), out.data_ptr(), int(out.numel()), mpi_type(in), MPI_SUM, comm_, &req));
+    MPI_CHECK(
+        MPI_Ireduce_scatter_block(in.data_ptr(), out.data_ptr(), int(out.numel()), mpi_type(in), MPI_SUM, comm_, &req));
     wait(req, "reduce_scatter");
     if (op == ReduceOp::Average) out.div_(size_);
   }
@@ -90,8 +98,8 @@ class MpiCommunicator : public Communicator {
     check(out);
     LETHE_CHECK(out.numel() == in.numel() * size_, "all_gather: output must hold size() blocks of the input");
     MPI_Request req;
-    MPI_CHECK(MPI_Iallgather(in.data_ptr(), int(in.numel()), mpi_type(in), out.data_ptr(), int(in.numel()), mpi_type(out),
-                             comm_, &req));
+    MPI_CHECK(MPI_Iallgather(in.data_ptr(), int(in.numel()), mpi_type(in), out.data_ptr(), int(in.numel()),
+                             mpi_type(out), comm_, &req));
     wait(req, "all_gather");
   }
 
@@ -145,27 +153,6 @@ class MpiCommunicator : public Communicator {
 };
 
 }  // namespace
-
-void all_reduce_host(Communicator& comm, torch::Tensor& t, ReduceOp op) {
-  if (comm.device().is_cpu()) return comm.all_reduce(t, op);
-  auto d = t.to(comm.device());
-  comm.all_reduce(d, op);
-  t.copy_(d.cpu());
-}
-
-void all_gather_host(Communicator& comm, const torch::Tensor& in, torch::Tensor& out) {
-  if (comm.device().is_cpu()) return comm.all_gather(in, out);
-  auto o = out.to(comm.device());
-  comm.all_gather(in.to(comm.device()), o);
-  out.copy_(o.cpu());
-}
-
-void broadcast_host(Communicator& comm, torch::Tensor& t, int root) {
-  if (comm.device().is_cpu()) return comm.broadcast(t, root);
-  auto d = t.to(comm.device());
-  comm.broadcast(d, root);
-  t.copy_(d.cpu());
-}
 
 std::unique_ptr<Communicator> make_mpi_communicator(MPI_Comm comm, const std::string& name) {
   return std::make_unique<MpiCommunicator>(comm, name);

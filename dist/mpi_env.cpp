@@ -25,6 +25,9 @@ bool mpi_active() {
 }
 
 RankInfo mpi_init(int* argc, char*** argv) {
+  static bool called = false;
+  LETHE_CHECK(!called, "mpi_init is called once per process (it runs a collective)");
+  called = true;
   if (!mpi_active()) {
     int provided = 0;
     MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided));

@@ -12,13 +12,14 @@ namespace lethe {
 
 [[noreturn]] void mpi_fail(int rc, const char* expr, const char* file, int line);
 
-#define MPI_CHECK(expr)                                                       \
-  do {                                                                        \
-    int _rc = (expr);                                                         \
+#define MPI_CHECK(expr)                                                        \
+  do {                                                                         \
+    int _rc = (expr);                                                          \
     if (_rc != MPI_SUCCESS) ::lethe::mpi_fail(_rc, #expr, __FILE__, __LINE__); \
   } while (0)
 
-// Initialises MPI (idempotent) and returns the placement. Refuses (InputError) to run when
+// Initialises MPI and returns the placement; called once per process (launcher/main.cpp builds
+// the Runtime from it), because it runs a collective (MPI_Comm_split_type). Refuses (InputError) to run when
 // SLURM_NTASKS disagrees with the MPI world size: OpenMPI under srun without PMI starts N
 // independent singletons, which would otherwise each train alone.
 RankInfo mpi_init(int* argc, char*** argv);

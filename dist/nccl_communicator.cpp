@@ -10,7 +10,7 @@
 #include <thread>
 
 #include "common/error.h"
-#include "dist/communicator.h"
+#include "dist/collectives.h"
 #include "dist/mpi_env.h"
 
 #ifdef LETHE_TORCH_CUDA
@@ -27,32 +27,40 @@ std::string nccl_version_string() {
 
 namespace {
 
-#define CUDA_CHECK(expr)                                                                                    \
-  do {                                                                                                      \
-    cudaError_t _e = (expr);                                                                                \
-    if (_e != cudaSuccess)                                                                                  \
+#define CUDA_CHECK(expr)                                                                                            \
+  do {                                                                                                              \
+    cudaError_t _e = (expr);                                                                                        \
+    if (_e != cudaSuccess)                                                                                          \
       throw InternalError(std::string("CUDA call `" #expr "` failed at " __FILE__ ":") + std::to_string(__LINE__) + \
-                          ": " + cudaGetErrorString(_e));                                                   \
+                          ": " + cudaGetErrorString(_e));                                                           \
   } while (0)
 
-#define NCCL_CHECK(expr)                                                                                    \
-  do {                                                                                                      \
-    ncclResult_t _r = (expr);                                                                               \
-    if (_r != ncclSuccess && _r != ncclInProgress)                                                          \
+#define NCCL_CHECK(expr)                                                                                            \
+  do {                                                                                                              \
+    ncclResult_t _r = (expr);                                                                                       \
+    if (_r != ncclSuccess && _r != ncclInProgress)                                                                  \
       throw InternalError(std::string("NCCL call `" #expr "` failed at " __FILE__ ":") + std::to_string(__LINE__) + \
-                          ": " + ncclGetErrorString(_r));                                                   \
+                          ": " + ncclGetErrorString(_r));                                                           \
   } while (0)
 
 ncclDataType_t nccl_type(const torch::Tensor& t) {
   switch (t.scalar_type()) {
-    case torch::kFloat: return ncclFloat32;
-    case torch::kBFloat16: return ncclBfloat16;
-    case torch::kHalf: return ncclFloat16;
-    case torch::kDouble: return ncclFloat64;
-    case torch::kLong: return ncclInt64;
-    case torch::kInt: return ncclInt32;
-    case torch::kByte: return ncclUint8;
-    default: throw InternalError("NCCL communicator: unsupported dtype");
+    case torch::kFloat:
+      return ncclFloat32;
+    case torch::kBFloat16:
+      return ncclBfloat16;
+    case torch::kHalf:
+      return ncclFloat16;
+    case torch::kDouble:
+      return ncclFloat64;
+    case torch::kLong:
+      return ncclInt64;
+    case torch::kInt:
+      return ncclInt32;
+    case torch::kByte:
+      return ncclUint8;
+    default:
+      throw InternalError("NCCL communicator: unsupported dtype");
   }
 }
 
@@ -76,7 +84,8 @@ class NcclCommunicator : public Communicator {
     CUDA_CHECK(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming));
   }
   // A communicator made by ncclCommSplit: takes ownership of `comm`.
-  NcclCommunicator(ncclComm_t comm, int device, std::string name) : name_(std::move(name)), device_(device), comm_(comm) {
+  NcclCommunicator(ncclComm_t comm, int device, std::string name)
+      : name_(std::move(name)), device_(device), comm_(comm) {
     MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &world_rank_));
     CUDA_CHECK(cudaSetDevice(device_));
     wait_ready("ncclCommSplit");
@@ -105,7 +114,8 @@ class NcclCommunicator : public Communicator {
   void reduce_scatter(const torch::Tensor& in, torch::Tensor& out, ReduceOp op) override {
     LETHE_CHECK(in.numel() == out.numel() * size_, "reduce_scatter: input must hold size() blocks");
     run("reduce_scatter", out, [&] {
-      NCCL_CHECK(ncclReduceScatter(in.data_ptr(), out.data_ptr(), size_t(out.numel()), nccl_type(in), red(op), comm_, stream_));
+      NCCL_CHECK(ncclReduceScatter(in.data_ptr(), out.data_ptr(), size_t(out.numel()), nccl_type(in), red(op), comm_,
+                                   stream_));
     });
   }
   void all_gather(const torch::Tensor& in, torch::Tensor& out) override {

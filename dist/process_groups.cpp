@@ -3,7 +3,7 @@
 #include <numeric>
 
 #include "common/error.h"
-#include "dist/mpi_env.h"
+#include "common/text.h"
 
 namespace lethe {
 
@@ -32,9 +32,47 @@ std::vector<int> proportional_group_sizes(const std::vector<int64_t>& subset_siz
   return sizes;
 }
 
-ProcessGroups make_process_groups(const std::vector<int>& group_sizes, torch::Device device) {
+std::vector<int> parse_group_sizes(const std::string& s) {
+  std::vector<int> out;
+  for (auto& item : split_commas(s)) {
+    try {
+      size_t used = 0;
+      int v = std::stoi(item, &used);
+      if (used != item.size() || v <= 0) throw std::invalid_argument(item);
+      out.push_back(v);
+    } catch (const std::exception&) {
+      throw InputError("--group-sizes: '" + item + "' is not a positive rank count");
+    }
+  }
+  return out;
+}
+
+std::vector<int> plan_group_sizes(const std::vector<int64_t>& subset_sizes, const GroupOptions& o, int world_size) {
+  const size_t K = subset_sizes.size();
+  std::vector<int> sizes;
+  if (!o.sizes.empty()) {
+    sizes = o.sizes;
+  } else if (o.groups > 0 && size_t(o.groups) < K) {
+    if (world_size % o.groups)
+      throw InputError("--groups " + std::to_string(o.groups) + " does not divide the " + std::to_string(world_size) +
+                       " ranks");
+    sizes.assign(size_t(o.groups), world_size / o.groups);
+  } else {
+    if (size_t(world_size) < K)
+      throw InputError(std::to_string(K) + " subsets need at least " + std::to_string(K) +
+                       " ranks for one group each (" + std::to_string(world_size) +
+                       " given); use --groups G to queue them on G groups");
+    sizes = proportional_group_sizes(subset_sizes, world_size);
+  }
+  if (sizes.size() > K)
+    throw InputError(std::to_string(sizes.size()) + " rank groups for " + std::to_string(K) +
+                     " subsets: at most one group per subset");
+  return sizes;
+}
+
+ProcessGroups make_process_groups(const std::vector<int>& group_sizes, Communicator& world_comm) {
   ProcessGroups pg;
-  pg.world = make_device_communicator(device);
+  pg.world = world_comm.split(0, world_comm.rank(), world_comm.name());
   const int world = pg.world->size(), rank = pg.world->rank();
   int total = 0;
   for (int s : group_sizes) {
@@ -42,8 +80,8 @@ ProcessGroups make_process_groups(const std::vector<int>& group_sizes, torch::De
     total += s;
   }
   if (total != world)
-    throw InputError("rank group sizes add up to " + std::to_string(total) + " but the world has " + std::to_string(world) +
-                     " ranks");
+    throw InputError("rank group sizes add up to " + std::to_string(total) + " but the world has " +
+                     std::to_string(world) + " ranks");
   pg.group_sizes = group_sizes;
   int first = 0;
   for (size_t g = 0; g < group_sizes.size(); ++g) {
@@ -60,14 +98,13 @@ ProcessGroups make_process_groups(const std::vector<int>& group_sizes, torch::De
   return pg;
 }
 
-torch::Device select_device(const std::string& want) {
+torch::Device select_device(const std::string& want, const RankInfo& r) {
   if (want != "auto" && want != "cpu" && want != "cuda")
     throw InputError("--device: unknown device '" + want + "' (auto, cpu, cuda)");
   const bool have_cuda = torch::cuda::is_available();
   if (want == "cuda" && !have_cuda)
     throw InputError("--device cuda: this LibTorch has no CUDA support or no GPU is visible");
   if (want == "cpu" || !have_cuda) return torch::kCPU;
-  RankInfo r = mpi_init(nullptr, nullptr);
   return torch::Device(torch::kCUDA, int8_t(r.local_rank % int(torch::cuda::device_count())));
 }
 
@@ -80,28 +117,5 @@ std::unique_ptr<Communicator> make_device_communicator(torch::Device device) {
   throw InputError("CUDA device selected but lethe was built without NCCL (configure with CUDA/NCCL present)");
 #endif
 }
-
-namespace {
-class SelfCommunicator : public Communicator {
- public:
-  int rank() const override { return 0; }
-  int size() const override { return 1; }
-  const std::string& name() const override { return name_; }
-  void all_reduce(torch::Tensor&, ReduceOp) override {}
-  void reduce_scatter(const torch::Tensor& in, torch::Tensor& out, ReduceOp) override { out.copy_(in.view(out.sizes())); }
-  void all_gather(const torch::Tensor& in, torch::Tensor& out) override { out.copy_(in.view(out.sizes())); }
-  void broadcast(torch::Tensor&, int) override {}
-  void barrier() override {}
-  [[noreturn]] void abort(const std::string& why) override { throw InternalError(why); }
-  std::unique_ptr<Communicator> split(int, int, const std::string&) override {
-    return std::make_unique<SelfCommunicator>();
-  }
-
- private:
-  std::string name_ = "self";
-};
-}  // namespace
-
-std::unique_ptr<Communicator> make_self_communicator() { return std::make_unique<SelfCommunicator>(); }
 
 }  // namespace lethe

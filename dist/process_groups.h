@@ -3,9 +3,11 @@
 // communicators joining the ranks that hold the same shard (local index) in every group.
 #pragma once
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "dist/communicator.h"
+#include "dist/runtime.h"
 
 namespace lethe {
 
@@ -17,20 +19,25 @@ struct ProcessGroups {
   std::unique_ptr<Communicator> merge_comm;  // local index i of every group that has one
 };
 
+// How SPUNGE places its subsets on rank groups (--group-sizes, --groups).
+struct GroupOptions {
+  std::vector<int> sizes;  // ranks per group, in world-rank order (empty: planned)
+  int groups = 0;          // G equal groups that the subsets queue on (0: one group per subset)
+};
+// "2,2" -> {2, 2}; InputError naming --group-sizes.
+std::vector<int> parse_group_sizes(const std::string& s);
+// Given sizes; or G equal groups that the subsets queue on (subset k on group k mod G); or one
+// group per subset, sized in proportion to the subsets. InputError when they cannot fit.
+std::vector<int> plan_group_sizes(const std::vector<int64_t>& subset_sizes, const GroupOptions& o, int world_size);
+
 // Largest-remainder apportionment of `world_size` ranks to subsets, at least one each.
 std::vector<int> proportional_group_sizes(const std::vector<int64_t>& subset_sizes, int world_size);
-// Collective over MPI_COMM_WORLD. InputError when the sizes do not add up to the world.
-ProcessGroups make_process_groups(const std::vector<int>& group_sizes, torch::Device device = torch::kCPU);
+// Collective over `world` (split from it: MPI on CPU, NCCL on GPUs). InputError when the
+// sizes do not add up to the world.
+ProcessGroups make_process_groups(const std::vector<int>& group_sizes, Communicator& world);
 
 // --device auto|cpu|cuda: auto picks CUDA when this LibTorch has it and a GPU is visible.
-// On CUDA, rank r uses device (local rank % visible devices).
-torch::Device select_device(const std::string& want);
-// The world communicator for tensors on `device`: MPI on the CPU, NCCL (bootstrapped over
-// MPI) on CUDA.
-std::unique_ptr<Communicator> make_device_communicator(torch::Device device);
-
-// A communicator of one rank: every collective is the identity. Lets the training loop run
-// the same code in a process without MPI (unit tests, tools).
-std::unique_ptr<Communicator> make_self_communicator();
+// On CUDA, rank r uses device (local rank % visible devices). No communication.
+torch::Device select_device(const std::string& want, const RankInfo& rank);
 
 }  // namespace lethe

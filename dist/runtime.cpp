@@ -3,6 +3,8 @@
 #include <H5public.h>
 #include <torch/torch.h>
 
+#include <sys/resource.h>
+
 #include <cstdlib>
 #include <thread>
 
@@ -27,14 +29,20 @@ int configure_threads(int requested, const RankInfo& r) {
 std::string runtime_versions() {
   unsigned maj = 0, min = 0, rel = 0;
   H5get_libversion(&maj, &min, &rel);
-  std::string s = "LibTorch " + std::string(TORCH_VERSION) + ", HDF5 " + std::to_string(maj) + "." + std::to_string(min) +
-                  "." + std::to_string(rel);
+  std::string s = "LibTorch " + std::string(TORCH_VERSION) + ", HDF5 " + std::to_string(maj) + "." +
+                  std::to_string(min) + "." + std::to_string(rel);
 #ifdef LETHE_HAVE_NCCL
   s += ", NCCL " + nccl_version_string();
 #else
   s += ", NCCL not built";
 #endif
   return s;
+}
+
+int64_t peak_rss_mib() {
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  return int64_t(ru.ru_maxrss / 1024);
 }
 
 }  // namespace lethe

@@ -3,7 +3,11 @@
 // wheel's LibTorch has one pool: its OpenMP intra-op threads, which its bundled MKL BLAS also
 // runs on, so the whole budget goes there (measured with the wheel: docs/PERFORMANCE.md).
 #pragma once
+#include <cstdint>
+#include <memory>
 #include <string>
+
+#include "dist/communicator.h"
 
 namespace lethe {
 
@@ -11,6 +15,29 @@ struct RankInfo {
   int world_rank = 0, world_size = 1;
   int local_rank = 0, local_size = 1;
 };
+
+// The process-wide settings every command shares.
+struct RuntimeOptions {
+  int threads = 0;                      // --threads: LibTorch intra-op threads per rank (0: cores / local ranks)
+  std::string log_level = "info";       // --log-level
+  std::string log_file;                 // --log-file (per rank: .rankN appended)
+  uint64_t seed = 1234;                 // --seed
+  std::string device = "auto";          // --device: auto, cpu or cuda (distributed commands)
+  double first_step_timeout_s = 300.0;  // --first-step-timeout: collective deadline until the first step
+  double timeout_s = 100.0;             // --timeout: collective deadline afterwards
+};
+
+// Built once at start-up (launcher/main.cpp) and passed down: MPI is initialised once, the
+// device chosen, and the world communicator (MPI on CPU, NCCL on CUDA) created.
+struct Runtime {
+  RuntimeOptions options;
+  RankInfo rank;
+  torch::Device device = torch::kCPU;
+  std::unique_ptr<Communicator> world;
+};
+
+// Peak resident memory of this process (MiB).
+int64_t peak_rss_mib();
 
 // Sets LibTorch's intra-op threads to `requested` (<= 0: cores / local ranks) and returns it.
 int configure_threads(int requested, const RankInfo& r);

@@ -38,17 +38,14 @@ void save_sharded_checkpoint(const std::string& root, int64_t step, Communicator
   comm.barrier();
   std::string mine = (fs::path(tmp) / rank_file(comm.rank())).string();
   write_h5_tensors(mine, shard, {});
-  fsync_path(mine);
-  comm.barrier();  // every shard is on disk
+  fsync_path(mine);  // by its writer: on a shared file system another node cannot flush it
+  comm.barrier();    // every shard is on disk
   if (comm.rank() == 0) {
     json m = manifest;
     m["step"] = step;
     m["ranks"] = comm.size();
     write_json_file((fs::path(tmp) / "manifest.json").string(), m);
-    fsync_path(tmp);
-    fs::rename(tmp, final_dir);
-    fsync_path(root);
-    write_file_atomic((fs::path(final_dir) / kCompleteMarker).string(), "complete\n");
+    publish_dir(tmp, final_dir);  // common/fs.h's protocol: fsync, rename, marker last
     // Keep the newest `keep` complete checkpoints.
     std::vector<std::string> steps;
     for (auto& e : fs::directory_iterator(root))

@@ -111,8 +111,8 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& source) {
     throw InputError(source + ": model_type '" + c.model_type + "' is not supported (" + supported_model_types() + ")");
   c.family = *fam;
   // Gemma-2 names it hidden_activation, the others hidden_act.
-  std::string act_key = j.contains("hidden_activation") && !j["hidden_activation"].is_null() ? "hidden_activation"
-                                                                                              : "hidden_act";
+  std::string act_key =
+      j.contains("hidden_activation") && !j["hidden_activation"].is_null() ? "hidden_activation" : "hidden_act";
   c.hidden_act = json_get_or<std::string>(j, act_key, fam->default_act, source);
   if (c.hidden_act == "gelu_new" || c.hidden_act == "gelu_fast") c.hidden_act = "gelu_pytorch_tanh";
   if (c.hidden_act != "silu" && c.hidden_act != "gelu_pytorch_tanh")
@@ -129,9 +129,11 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& source) {
       c.num_attention_heads <= 0 || c.num_key_value_heads <= 0)
     throw InputError(source + ": sizes must be positive");
   bool has_head_dim = j.contains("head_dim") && !j["head_dim"].is_null();
-  c.head_dim = has_head_dim ? json_get<int64_t>(j, "head_dim", source)
-                            : fam->default_head_dim > 0 ? fam->default_head_dim : c.hidden_size / c.num_attention_heads;
-  if (c.head_dim <= 0 || c.head_dim % 2 != 0) throw InputError(source + ": head_dim must be positive and even for RoPE");
+  c.head_dim = has_head_dim                ? json_get<int64_t>(j, "head_dim", source)
+               : fam->default_head_dim > 0 ? fam->default_head_dim
+                                           : c.hidden_size / c.num_attention_heads;
+  if (c.head_dim <= 0 || c.head_dim % 2 != 0)
+    throw InputError(source + ": head_dim must be positive and even for RoPE");
   if (!has_head_dim && fam->default_head_dim == 0 && c.hidden_size % c.num_attention_heads != 0)
     throw InputError(source + ": hidden_size is not divisible by num_attention_heads");
   if (c.num_attention_heads % c.num_key_value_heads != 0)
@@ -141,8 +143,8 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& source) {
   require_positive(j, "rms_norm_eps", c.rms_norm_eps, source);
   c.initializer_range = json_get_or<double>(j, "initializer_range", 0.02, source);
   c.tie_word_embeddings = json_get_or<bool>(j, "tie_word_embeddings", fam->default_tied, source);
-  c.torch_dtype = json_get_or<std::string>(j, "torch_dtype", json_get_or<std::string>(j, "dtype", "float32", source),
-                                           source);
+  c.torch_dtype =
+      json_get_or<std::string>(j, "torch_dtype", json_get_or<std::string>(j, "dtype", "float32", source), source);
   bool attention_bias = json_get_or<bool>(j, "attention_bias", false, source);
   c.qkv_bias = fam->always_qkv_bias || ((fam->bias_from_config || fam->gemma_norm) && attention_bias);
   c.o_bias = (fam->bias_from_config || fam->gemma_norm) && attention_bias;
@@ -154,16 +156,18 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& source) {
   for (auto* key : {"rope_parameters", "rope_scaling"})
     if (!rp && j.contains(key) && j[key].is_object()) rp = &j[key];
   std::string what = source + ": rope parameters";
-  c.rope_theta = json_get_or<double>(j, "rope_theta", rp ? json_get_or<double>(*rp, "rope_theta", 10000.0, what) : 10000.0,
-                                     source);
+  c.rope_theta = json_get_or<double>(j, "rope_theta",
+                                     rp ? json_get_or<double>(*rp, "rope_theta", 10000.0, what) : 10000.0, source);
   require_positive(j, "rope_theta", c.rope_theta, source);
   double partial = json_get_or<double>(j, "partial_rotary_factor",
                                        rp ? json_get_or<double>(*rp, "partial_rotary_factor", 1.0, what) : 1.0, source);
   if (!(partial > 0 && partial <= 1)) throw InputError(source + ": partial_rotary_factor must be in (0, 1]");
   c.rotary_dim = int64_t(double(c.head_dim) * partial);
-  if (c.rotary_dim % 2 != 0 || c.rotary_dim == 0) throw InputError(source + ": head_dim * partial_rotary_factor must be even");
+  if (c.rotary_dim % 2 != 0 || c.rotary_dim == 0)
+    throw InputError(source + ": head_dim * partial_rotary_factor must be even");
   if (rp) {
-    c.rope_scaling.type = json_get_or<std::string>(*rp, "rope_type", json_get_or<std::string>(*rp, "type", "none", what), what);
+    c.rope_scaling.type =
+        json_get_or<std::string>(*rp, "rope_type", json_get_or<std::string>(*rp, "type", "none", what), what);
     if (c.rope_scaling.type == "default") c.rope_scaling.type = "none";
     if (c.rope_scaling.type != "none" && c.rope_scaling.type != "linear" && c.rope_scaling.type != "llama3")
       throw InputError(what + ": type '" + c.rope_scaling.type + "' is not supported (default, linear, llama3)");
@@ -180,16 +184,19 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& source) {
   c.attn_scale = 1.0 / std::sqrt(fam->sandwich_norm ? scalar : double(c.head_dim));
   if (fam->sandwich_norm) {
     c.attn_logit_softcapping = j.contains("attn_logit_softcapping") && j["attn_logit_softcapping"].is_null()
-                                   ? 0.0 : json_get_or<double>(j, "attn_logit_softcapping", 50.0, source);
+                                   ? 0.0
+                                   : json_get_or<double>(j, "attn_logit_softcapping", 50.0, source);
     c.final_logit_softcapping = j.contains("final_logit_softcapping") && j["final_logit_softcapping"].is_null()
-                                    ? 0.0 : json_get_or<double>(j, "final_logit_softcapping", 30.0, source);
+                                    ? 0.0
+                                    : json_get_or<double>(j, "final_logit_softcapping", 30.0, source);
   }
   if (c.attn_logit_softcapping < 0 || c.final_logit_softcapping < 0)
     throw InputError(source + ": soft-capping values must not be negative");
   // Absent: the family's default; null: none (except Gemma-2, whose layers need a window).
   bool has_window = j.contains("sliding_window") && !j["sliding_window"].is_null();
   int64_t window = has_window ? json_get<int64_t>(j, "sliding_window", source)
-                   : j.contains("sliding_window") && fam->sliding != "alternate" ? 0 : fam->default_window;
+                   : j.contains("sliding_window") && fam->sliding != "alternate" ? 0
+                                                                                 : fam->default_window;
   if (has_window && window <= 0) throw InputError(source + ": sliding_window must be positive (or null)");
   if (fam->sliding == "use_flag" && !json_get_or<bool>(j, "use_sliding_window", false, source)) window = 0;
   if (fam->sliding == "none") window = 0;
@@ -202,14 +209,17 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& source) {
     for (size_t i = 0; i < lt.size(); ++i) {
       std::string t = lt[i].is_string() ? lt[i].get<std::string>() : "";
       if (t != "sliding_attention" && t != "full_attention")
-        throw InputError(source + ": layer_types[" + std::to_string(i) + "] must be sliding_attention or full_attention");
+        throw InputError(source + ": layer_types[" + std::to_string(i) +
+                         "] must be sliding_attention or full_attention");
       c.layer_window[i] = t == "sliding_attention" ? window : 0;
     }
   } else if (window > 0) {
     int64_t first = fam->sliding == "use_flag" ? json_get_or<int64_t>(j, "max_window_layers", 28, source) : 0;
     for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
-      if (fam->sliding == "alternate") c.layer_window[size_t(i)] = (i + 1) % 2 ? window : 0;
-      else if (i >= first) c.layer_window[size_t(i)] = window;
+      if (fam->sliding == "alternate")
+        c.layer_window[size_t(i)] = (i + 1) % 2 ? window : 0;
+      else if (i >= first)
+        c.layer_window[size_t(i)] = window;
     }
   }
   c.sliding_window = window;
@@ -224,8 +234,9 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& source) {
       c.eos_token_ids = {json_get<int64_t>(j, "eos_token_id", source)};
     }
   }
-  c.bos_token_id = j.contains("bos_token_id") && j["bos_token_id"].is_null() ? -1
-                                                                             : json_get_or<int64_t>(j, "bos_token_id", -1, source);
+  c.bos_token_id = j.contains("bos_token_id") && j["bos_token_id"].is_null()
+                       ? -1
+                       : json_get_or<int64_t>(j, "bos_token_id", -1, source);
   return c;
 }
 

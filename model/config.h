@@ -21,21 +21,21 @@ struct RopeScaling {
 
 // What distinguishes one decoder family from another, as data.
 struct FamilyTraits {
-  std::string model_type;      // config.json's model_type
-  std::string architecture;    // the transformers class written to config.json
-  std::string default_act;     // silu (SwiGLU) | gelu_pytorch_tanh (GeGLU)
-  bool always_qkv_bias = false;   // Qwen2: q/k/v biases whatever attention_bias says
-  bool bias_from_config = false;  // Llama/Qwen3: attention_bias adds q/k/v/o biases
-  bool qk_norm = false;           // Qwen3: RMSNorm over head_dim on queries and keys
-  bool gemma_norm = false;        // Gemma: RMSNorm scales by (1 + w), embeddings by sqrt(C)
-  bool sandwich_norm = false;     // Gemma-2: extra norms after attention and around the MLP
-  bool fused_projections = false; // Phi-3: qkv_proj and gate_up_proj
-  bool default_tied = false;      // Gemma ties embeddings unless config.json says otherwise
-  std::string sliding;            // how sliding_window applies: none | all | use_flag | alternate
+  std::string model_type;          // config.json's model_type
+  std::string architecture;        // the transformers class written to config.json
+  std::string default_act;         // silu (SwiGLU) | gelu_pytorch_tanh (GeGLU)
+  bool always_qkv_bias = false;    // Qwen2: q/k/v biases whatever attention_bias says
+  bool bias_from_config = false;   // Llama/Qwen3: attention_bias adds q/k/v/o biases
+  bool qk_norm = false;            // Qwen3: RMSNorm over head_dim on queries and keys
+  bool gemma_norm = false;         // Gemma: RMSNorm scales by (1 + w), embeddings by sqrt(C)
+  bool sandwich_norm = false;      // Gemma-2: extra norms after attention and around the MLP
+  bool fused_projections = false;  // Phi-3: qkv_proj and gate_up_proj
+  bool default_tied = false;       // Gemma ties embeddings unless config.json says otherwise
+  std::string sliding;             // how sliding_window applies: none | all | use_flag | alternate
   // transformers' defaults for fields a config.json may leave out (0: derived as for Llama).
-  int64_t default_head_dim = 0;        // 0: hidden_size / num_attention_heads
-  int64_t default_kv_heads = 0;        // 0: num_attention_heads
-  int64_t default_window = 0;          // sliding_window when absent
+  int64_t default_head_dim = 0;  // 0: hidden_size / num_attention_heads
+  int64_t default_kv_heads = 0;  // 0: num_attention_heads
+  int64_t default_window = 0;    // sliding_window when absent
   int64_t default_max_positions = 2048;
   double default_eps = 1e-6;
 };
@@ -58,9 +58,9 @@ struct ModelConfig {
   double rms_norm_eps = 1e-6;
   double rope_theta = 10000.0;
   double initializer_range = 0.02;
-  double attn_scale = 0.0;            // query scale: 1/sqrt(head_dim), Gemma-2 1/sqrt(query_pre_attn_scalar)
-  double attn_logit_softcapping = 0;  // Gemma-2: scores = c tanh(scores / c); 0: off
-  double final_logit_softcapping = 0; // Gemma-2: logits = c tanh(logits / c); 0: off
+  double attn_scale = 0.0;             // query scale: 1/sqrt(head_dim), Gemma-2 1/sqrt(query_pre_attn_scalar)
+  double attn_logit_softcapping = 0;   // Gemma-2: scores = c tanh(scores / c); 0: off
+  double final_logit_softcapping = 0;  // Gemma-2: logits = c tanh(logits / c); 0: off
   RopeScaling rope_scaling;
   bool qkv_bias = false;
   bool o_bias = false;

@@ -147,7 +147,8 @@ DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c) {
   post_attention_layernorm = register_module("post_attention_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps, g));
   if (c.family.sandwich_norm) {
     pre_feedforward_layernorm = register_module("pre_feedforward_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps, g));
-    post_feedforward_layernorm = register_module("post_feedforward_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps, g));
+    post_feedforward_layernorm =
+        register_module("post_feedforward_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps, g));
   }
 }
 
@@ -202,16 +203,18 @@ torch::Tensor CausalLMImpl::lm_head_weight() const {
   return config.tie_word_embeddings ? model->embed_tokens->weight : lm_head;
 }
 
-std::pair<torch::Tensor, torch::Tensor> CausalLMImpl::rope(const torch::Tensor& positions, torch::ScalarType dtype) const {
+std::pair<torch::Tensor, torch::Tensor> CausalLMImpl::rope(const torch::Tensor& positions,
+                                                           torch::ScalarType dtype) const {
   auto pos = positions.to(torch::kFloat);
   if (config.rope_scaling.type == "linear") pos = pos / config.rope_scaling.factor;
   auto freqs = torch::outer(pos, inv_freq.to(torch::kFloat));  // [T, D/2]
-  auto emb = torch::cat({freqs, freqs}, -1);                     // [T, D]
+  auto emb = torch::cat({freqs, freqs}, -1);                   // [T, D]
   return {emb.cos().to(dtype).view({1, 1, -1, emb.size(-1)}), emb.sin().to(dtype).view({1, 1, -1, emb.size(-1)})};
 }
 
 torch::Tensor CausalLMImpl::attention_mask_for(int64_t window, const torch::Tensor& positions, int64_t S,
-                                               const torch::Tensor& key_mask, int64_t B, torch::ScalarType dtype) const {
+                                               const torch::Tensor& key_mask, int64_t B,
+                                               torch::ScalarType dtype) const {
   const int64_t T = positions.size(0);
   auto qpos = positions.view({T, 1}), kpos = torch::arange(0, S, positions.options()).view({1, S});
   auto allowed = kpos <= qpos;
@@ -265,9 +268,12 @@ void CausalLMImpl::init_weights(uint64_t seed) {
   torch::NoGradGuard ng;
   auto gen = at::detail::createCPUGenerator(seed);
   for (auto& [name, p] : named_weights()) {
-    if (name.find("norm") != std::string::npos) p.fill_(config.family.gemma_norm ? 0.0 : 1.0);  // scale 1
-    else if (name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0) p.zero_();
-    else p.normal_(0.0, config.initializer_range, gen);
+    if (name.find("norm") != std::string::npos)
+      p.fill_(config.family.gemma_norm ? 0.0 : 1.0);  // scale 1
+    else if (name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0)
+      p.zero_();
+    else
+      p.normal_(0.0, config.initializer_range, gen);
   }
 }
 
@@ -365,5 +371,14 @@ torch::Tensor item_sum_nll(const TokenLoss& tl) { return tl.nll.sum(1); }
 torch::Tensor item_mean_nll(const TokenLoss& tl) { return tl.nll.sum(1) / tl.mask.sum(1).clamp_min(1.0); }
 
 torch::Tensor pooled_mean_nll(const TokenLoss& tl) { return tl.nll.sum() / tl.mask.sum().clamp_min(1.0); }
+
+CausalLMImpl::ParameterBlock CausalLMImpl::parameter_block(const std::string& name) {
+  const std::string layers = "model.layers.";
+  if (name.compare(0, layers.size(), layers) == 0) {
+    const size_t end = name.find('.', layers.size());
+    return {name.substr(0, end), std::stoll(name.substr(layers.size(), end - layers.size()))};
+  }
+  return {name.substr(0, name.rfind('.')), -1};  // one block per module (names unique per block)
+}
 
 }  // namespace lethe

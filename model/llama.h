@@ -101,6 +101,13 @@ class CausalLMImpl : public torch::nn::Module {
   void merge_lora();                      // folds adapters into the weights; all trainable again
   // Parameters in HF naming, in a stable order; excludes lm_head when tied.
   std::vector<std::pair<std::string, torch::Tensor>> named_weights() const;
+  // The unit a parameter belongs to for the data-parallel engine: its decoder layer
+  // ("model.layers.3", layer 3) or its module ("model.embed_tokens", "lm_head"; layer -1).
+  struct ParameterBlock {
+    std::string name;
+    int64_t layer = -1;
+  };
+  static ParameterBlock parameter_block(const std::string& param_name);
   std::vector<torch::Tensor> trainable_parameters() const;
   // Copies `weights` in; throws InputError naming missing/unexpected/mis-shaped tensors.
   void load_weights(const std::map<std::string, torch::Tensor>& weights, const std::string& source);
@@ -109,7 +116,7 @@ class CausalLMImpl : public torch::nn::Module {
 
   ModelConfig config;
   Decoder model{nullptr};
-  torch::Tensor lm_head;  // [V, C]; undefined when tied
+  torch::Tensor lm_head;   // [V, C]; undefined when tied
   torch::Tensor inv_freq;  // [rotary_dim/2] float32 buffer
   // When set, runs decoder layer i in place of layers[i] (ZeRO 3 gathers its parameters).
   std::function<torch::Tensor(int64_t layer, const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
@@ -130,13 +137,13 @@ torch::Tensor rope_inv_freq(const ModelConfig& c);
 // Answer-masked causal-LM loss pieces. labels [B, T] with -100 at ignored positions
 // (prompt, padding); the logits at position t predict labels at t + 1.
 struct TokenLoss {
-  torch::Tensor nll;   // [B, T-1] float32, 0 where masked
-  torch::Tensor mask;  // [B, T-1] float32, 1 on answer tokens
+  torch::Tensor nll;      // [B, T-1] float32, 0 where masked
+  torch::Tensor mask;     // [B, T-1] float32, 1 on answer tokens
   torch::Tensor correct;  // [B, T-1] float32, argmax == label on answer tokens
 };
 TokenLoss token_loss(const torch::Tensor& logits, const torch::Tensor& labels);
-torch::Tensor item_mean_nll(const TokenLoss& tl);  // [B]: mean answer-token NLL per item
-torch::Tensor item_sum_nll(const TokenLoss& tl);   // [B]: summed answer-token NLL per item
+torch::Tensor item_mean_nll(const TokenLoss& tl);    // [B]: mean answer-token NLL per item
+torch::Tensor item_sum_nll(const TokenLoss& tl);     // [B]: summed answer-token NLL per item
 torch::Tensor pooled_mean_nll(const TokenLoss& tl);  // scalar: mean over all answer tokens (HF)
 
 torch::ScalarType parse_dtype(const std::string& name, const std::string& what);

@@ -9,7 +9,7 @@
 namespace lethe {
 
 struct LoraOptions {
-  int64_t rank = 8;
+  int64_t rank = 0;  // 0: no adapters
   double alpha = 16.0;
   double dropout = 0.1;
   uint64_t seed = 0;  // initialisation of lora_A: the same on every rank for the same seed

@@ -1,0 +1,69 @@
+#include "dist/collectives.h"
+
+#include <cstring>
+
+#include "common/error.h"
+#include "common/json_io.h"
+
+namespace lethe {
+
+void all_reduce_host(Communicator& comm, torch::Tensor& t, ReduceOp op) {
+  if (comm.device().is_cpu()) return comm.all_reduce(t, op);
+  auto d = t.to(comm.device());
+  comm.all_reduce(d, op);
+  t.copy_(d.cpu());
+}
+
+void all_gather_host(Communicator& comm, const torch::Tensor& in, torch::Tensor& out) {
+  if (comm.device().is_cpu()) return comm.all_gather(in, out);
+  auto o = out.to(comm.device());
+  comm.all_gather(in.to(comm.device()), o);
+  out.copy_(o.cpu());
+}
+
+void broadcast_host(Communicator& comm, torch::Tensor& t, int root) {
+  if (comm.device().is_cpu()) return comm.broadcast(t, root);
+  auto d = t.to(comm.device());
+  comm.broadcast(d, root);
+  t.copy_(d.cpu());
+}
+
+bool any_rank(Communicator& comm, bool mine) {
+  auto flag = torch::tensor({mine ? 1.0 : 0.0}, torch::kDouble);
+  all_reduce_host(comm, flag, ReduceOp::Sum);
+  return flag.item<double>() > 0;
+}
+
+void agree_on_error(Communicator& comm, const std::function<std::string()>& check) {
+  std::string err = comm.rank() == 0 ? check() : "";
+  auto buf = torch::zeros({1024}, torch::kByte);
+  std::memcpy(buf.data_ptr(), err.data(), std::min<size_t>(err.size(), 1023));
+  broadcast_host(comm, buf, 0);
+  std::string msg(static_cast<const char*>(buf.data_ptr()));
+  if (!msg.empty()) throw InputError(msg);
+}
+
+std::vector<int64_t> all_gather_int(Communicator& comm, int64_t mine) {
+  auto in = torch::tensor({mine}, torch::kLong);
+  auto all = torch::zeros({comm.size()}, torch::kLong);
+  all_gather_host(comm, in, all);
+  return std::vector<int64_t>(all.data_ptr<int64_t>(), all.data_ptr<int64_t>() + all.numel());
+}
+
+std::vector<std::string> all_gather_strings(Communicator& comm, const std::vector<std::string>& mine) {
+  std::string blob = json_text(json(mine));
+  auto lens = all_gather_int(comm, int64_t(blob.size()));
+  int64_t max_len = *std::max_element(lens.begin(), lens.end());
+  auto buf = torch::zeros({max_len}, torch::kByte);
+  std::memcpy(buf.data_ptr(), blob.data(), blob.size());
+  auto all = torch::zeros({max_len * comm.size()}, torch::kByte);
+  all_gather_host(comm, buf, all);
+  std::vector<std::string> out;
+  for (int r = 0; r < comm.size(); ++r) {
+    std::string part(static_cast<const char*>(all.data_ptr()) + r * max_len, size_t(lens[size_t(r)]));
+    for (auto& s : json::parse(part)) out.push_back(s.get<std::string>());
+  }
+  return out;
+}
+
+}  // namespace lethe

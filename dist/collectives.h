@@ -1,0 +1,28 @@
+// Collectives over host values that several modules share, generic over any Communicator:
+// small tensors copied to the communicator's device and back, "did any rank ...", one error
+// agreed on by every rank, and strings gathered from every rank. Each is a collective: every
+// rank of `comm` must call it.
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "dist/communicator.h"
+
+namespace lethe {
+
+void all_reduce_host(Communicator& comm, torch::Tensor& t, ReduceOp op);
+void all_gather_host(Communicator& comm, const torch::Tensor& in, torch::Tensor& out);
+void broadcast_host(Communicator& comm, torch::Tensor& t, int root);
+
+// True on every rank when `mine` is true on at least one.
+bool any_rank(Communicator& comm, bool mine);
+// Rank 0 runs `check` ("" when fine, else an error message) and every rank throws the same
+// InputError, so a bad input seen by one rank never leaves the others waiting.
+void agree_on_error(Communicator& comm, const std::function<std::string()>& check);
+// Every rank's strings, gathered on all ranks in rank order.
+std::vector<std::string> all_gather_strings(Communicator& comm, const std::vector<std::string>& mine);
+// One value per rank, gathered on all ranks in rank order.
+std::vector<int64_t> all_gather_int(Communicator& comm, int64_t mine);
+
+}  // namespace lethe
