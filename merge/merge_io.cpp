@@ -10,6 +10,7 @@
 #include "checkpoints/safetensors.h"
 #include "common/error.h"
 #include "common/fs.h"
+#include "dist/collectives.h"
 #include "dist/signals.h"
 
 namespace fs = std::filesystem;
@@ -29,19 +30,10 @@ std::string staged_path(const MergeOutput& mo, size_t i) {
 }
 
 std::string shard_name(const MergeOutput& mo, size_t j) {
-  return shard_file_name(j, mo.shards.size(), mo.format == "hf" ? "safetensors" : "h5");
+  return shard_file_name(j, mo.shards.size(), make_checkpoint_writer(mo.format)->shard_extension());
 }
 
 }  // namespace
-
-void check_on_rank0(Communicator& comm, const std::function<std::string()>& check) {
-  std::string err = comm.rank() == 0 ? check() : "";
-  auto buf = torch::zeros({1024}, torch::kByte);
-  std::memcpy(buf.data_ptr(), err.data(), std::min<size_t>(err.size(), 1023));
-  broadcast_host(comm, buf, 0);
-  std::string msg(static_cast<const char*>(buf.data_ptr()));
-  if (!msg.empty()) throw InputError(msg);
-}
 
 std::vector<int> assign_by_size(const std::vector<int64_t>& bytes, int parts) {
   std::vector<size_t> order(bytes.size());
@@ -57,9 +49,21 @@ std::vector<int> assign_by_size(const std::vector<int64_t>& bytes, int parts) {
   return owner;
 }
 
-MergeOutput plan_merge_output(const TensorReader& base, const std::string& out, const std::string& format,
+json merge_job_json(const MergeOptions& o, CheckpointFormat format, uint64_t max_shard_bytes) {
+  return {{"method", o.method},
+          {"weights", o.weights},
+          {"density", o.density},
+          {"lambda", o.lambda},
+          {"seed", o.seed},
+          {"rescale", o.rescale},
+          {"trim", o.trim},
+          {"normalize", o.normalize},
+          {"format", format_name(format)},
+          {"max_shard_bytes", max_shard_bytes}};
+}
+
+MergeOutput plan_merge_output(const TensorReader& base, const std::string& out, CheckpointFormat format,
                               uint64_t max_shard_bytes) {
-  if (format != "hf" && format != "native") throw InputError("--format: unknown format '" + format + "' (hf, native)");
   MergeOutput mo;
   mo.out = out;
   mo.format = format;
@@ -72,7 +76,7 @@ MergeOutput plan_merge_output(const TensorReader& base, const std::string& out, 
 }
 
 void open_merge_output(const MergeOutput& mo, const json& job, Communicator& comm) {
-  check_on_rank0(comm, [&]() -> std::string {
+  agree_on_error(comm, [&]() -> std::string {
     const fs::path job_file = fs::path(staging_dir(mo)) / "job.json";
     if (fs::exists(mo.out)) {
       if (!fs::exists(job_file))
@@ -119,6 +123,7 @@ torch::Tensor apply_delta(const torch::Tensor& base, const torch::Tensor& merged
 
 void assemble_merge_output(const MergeOutput& mo, const TensorReader& base, const json& job, Communicator& comm) {
   json config = read_json_file((fs::path(base.dir()) / "config.json").string());
+  auto writer = make_checkpoint_writer(mo.format);
   for (size_t j = size_t(comm.rank()); j < mo.shards.size(); j += size_t(comm.size())) {
     const std::string path = (fs::path(mo.out) / shard_name(mo, j)).string();
     if (fs::exists(path)) continue;  // assembled before an interruption
@@ -127,12 +132,7 @@ void assemble_merge_output(const MergeOutput& mo, const TensorReader& base, cons
       if (!is_staged(mo, i)) throw InternalError("merge: tensor '" + mo.names[i] + "' was never staged");
       tensors.emplace_back(mo.names[i], read_safetensors(staged_path(mo, i)).at(mo.names[i]));
     }
-    write_file_via_temp(path, [&](const std::string& tmp) {
-      if (mo.format == "hf")
-        write_safetensors(tmp, tensors, {{"format", "pt"}});
-      else
-        write_h5_tensors(tmp, tensors, {{"model_config", config}, {"run_config", job}, {"format_version", 1}});
-    });
+    writer->write_shard(path, tensors, config, job);
   }
   comm.barrier();
   if (comm.rank() == 0) {
@@ -144,7 +144,7 @@ void assemble_merge_output(const MergeOutput& mo, const TensorReader& base, cons
           wm[mo.names[i]] = shard_name(mo, j);
           total += uint64_t(mo.bytes[i]);
         }
-      write_weight_index(mo.out, mo.format == "hf" ? "model.safetensors.index.json" : kNativeIndex, wm, total);
+      write_weight_index(mo.out, writer->index_name(), wm, total);
     }
     write_json_file((fs::path(mo.out) / "config.json").string(), config);
     for (auto& f : side_files(base.dir())) {
@@ -153,8 +153,7 @@ void assemble_merge_output(const MergeOutput& mo, const TensorReader& base, cons
     }
     write_json_file((fs::path(mo.out) / "lethe_merge.json").string(), job);
     fs::remove_all(staging_dir(mo));
-    fsync_path(mo.out);
-    if (mo.format == "native") write_file_atomic((fs::path(mo.out) / kCompleteMarker).string(), "complete\n");
+    publish_dir(mo.out, mo.out);  // in place: the missing marker kept it unfinished until now
   }
   comm.barrier();
 }
@@ -209,7 +208,7 @@ int merge_from_disk(const TensorReader& base, const std::vector<TensorReader>& m
     stage_tensor(mo, i, apply_delta(theta0, rule.merge(name, deltas)));
     ++done;
   }
-  auto flag = torch::tensor({stopped ? 1.0 : 0.0, double(done), double(skipped)}, torch::kDouble);
+  auto flag = torch::tensor({stopped ? 1.0 : 0.0, double(done), double(skipped)}, torch::kDouble);  // one reduce
   all_reduce_host(comm, flag, ReduceOp::Sum);
   spdlog::info("merge: {} tensors merged in this run, {} already staged (this rank: {} of {} tensors)",
                int64_t(flag[1].item<double>()), int64_t(flag[2].item<double>()), mine, mo.names.size());
@@ -219,7 +218,7 @@ int merge_from_disk(const TensorReader& base, const std::vector<TensorReader>& m
     return kExitPreempted;
   }
   assemble_merge_output(mo, base, job, comm);
-  spdlog::info("merge: wrote {} ({} shard(s), {})", mo.out, mo.shards.size(), mo.format);
+  spdlog::info("merge: wrote {} ({} shard(s), {})", mo.out, mo.shards.size(), format_name(mo.format));
   return 0;
 }
 

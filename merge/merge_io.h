@@ -2,8 +2,9 @@
 // every finished tensor is staged as its own file under OUT/.lethe-merge/ (atomic rename), so an
 // interrupted merge resumes without redoing finished tensors; then the shards are assembled in
 // parallel (shard j on rank j mod N, at most --max-shard-size of tensors in memory), and rank 0
-// writes the index, config.json, the tokenizer files and the job description. HF output is a
-// directory transformers loads; native output is lethe's HDF5 checkpoint with a COMPLETE marker.
+// writes the index, config.json, the tokenizer files and the job description, and publishes the
+// directory (common/fs.h's protocol: the COMPLETE marker last). HF output is a directory
+// transformers loads; native output is lethe's HDF5 checkpoint.
 #pragma once
 #include <functional>
 #include <map>
@@ -17,19 +18,15 @@
 
 namespace lethe {
 
-// Rank 0 runs `check` (an empty string: fine, else an error message) and every rank throws the
-// same InputError, so a bad input seen by one rank never leaves the others waiting.
-void check_on_rank0(Communicator& comm, const std::function<std::string()>& check);
-
 struct MergeOutput {
   std::string out;
-  std::string format = "hf";  // hf | native
+  CheckpointFormat format = CheckpointFormat::kNative;
   std::vector<std::string> names;           // every tensor, sorted
   std::vector<int64_t> bytes;               // bytes[i]: size of names[i] (the base's dtype)
   std::vector<std::vector<size_t>> shards;  // indices into names, name order, each <= max_shard_bytes
 };
 
-MergeOutput plan_merge_output(const TensorReader& base, const std::string& out, const std::string& format,
+MergeOutput plan_merge_output(const TensorReader& base, const std::string& out, CheckpointFormat format,
                               uint64_t max_shard_bytes);
 // Greedy largest-first assignment of items (by bytes) to `parts` parts; deterministic.
 std::vector<int> assign_by_size(const std::vector<int64_t>& bytes, int parts);
@@ -42,6 +39,8 @@ void stage_tensor(const MergeOutput& mo, size_t i, const torch::Tensor& t);
 // theta - theta_0 in float32 on theta's device; theta_0 + merged delta in theta_0's dtype.
 torch::Tensor delta_of(const torch::Tensor& theta, const torch::Tensor& theta0);
 torch::Tensor apply_delta(const torch::Tensor& base, const torch::Tensor& merged_delta);
+// The job description both merge commands store ({"method", ..., "format", "max_shard_bytes"}).
+json merge_job_json(const MergeOptions& o, CheckpointFormat format, uint64_t max_shard_bytes);
 // Collective. Every tensor must be staged.
 void assemble_merge_output(const MergeOutput& mo, const TensorReader& base, const json& job, Communicator& comm);
 

@@ -22,34 +22,33 @@ torch::Tensor weighted_sum(const std::vector<torch::Tensor>& ds, const std::vect
   return acc;
 }
 
-class Rule : public MergeMethod {
+// --merge.normalize: "auto" is the rule's own default (divide or not), "true"/"false" force it.
+bool normalize_of(const MergeOptions& o, bool rule_default) {
+  return o.normalize == "auto" ? rule_default : o.normalize == "true";
+}
+
+torch::Tensor normalized(torch::Tensor merged, const MergeOptions& o, const std::vector<double>& w, bool rule_default) {
+  if (!normalize_of(o, rule_default)) return merged;
+  double total = 0;
+  for (double v : w) total += v;
+  return merged.div_(total);
+}
+
+// The DARE drop of every model's delta of one tensor.
+std::vector<torch::Tensor> dropped(const std::string& name, const std::vector<torch::Tensor>& deltas,
+                                   const MergeOptions& o) {
+  std::vector<torch::Tensor> parts;
+  for (size_t g = 0; g < deltas.size(); ++g)
+    parts.push_back(dare_drop(deltas[g], o.density, o.seed, g, name, o.rescale));
+  return parts;
+}
+
+// One class per rule (docs/METHODS.md, "Merge rules"); "auto" normalization is each rule's own.
+class TaskArithmetic : public MergeMethod {
  public:
-  Rule(MergeOptions o, std::vector<double> w) : o_(std::move(o)), w_(std::move(w)) {}
-  torch::Tensor merge(const std::string& name, const std::vector<torch::Tensor>& deltas) const override {
-    LETHE_CHECK(deltas.size() == w_.size(), "merge: " + std::to_string(deltas.size()) + " deltas for " +
-                                                std::to_string(w_.size()) + " weights");
-    const std::string& m = o_.method;
-    const bool disjoint = m == "ties" || m == "dare_ties";
-    const bool normalize = o_.normalize == "auto" ? (disjoint || m == "linear") : o_.normalize == "true";
-    double total = 0;
-    for (double v : w_) total += v;
-    if (m == "task_arithmetic") {
-      auto merged = weighted_sum(deltas, w_).mul_(o_.lambda);
-      return normalize ? merged.div_(total) : merged;
-    }
-    if (m == "linear") {
-      auto merged = weighted_sum(deltas, w_);
-      return normalize ? merged.div_(total) : merged;
-    }
-    std::vector<torch::Tensor> parts;
-    for (size_t g = 0; g < deltas.size(); ++g)
-      parts.push_back(m == "ties" ? ties_trim(deltas[g], o_.density, o_.trim)
-                                  : dare_drop(deltas[g], o_.density, o_.seed, g, name, o_.rescale));
-    if (m == "dare_linear") {
-      auto merged = weighted_sum(parts, w_).mul_(o_.lambda);
-      return normalize ? merged.div_(total) : merged;
-    }
-    return disjoint_mean(parts, w_, normalize).mul_(o_.lambda);  // ties, dare_ties
+  TaskArithmetic(MergeOptions o, std::vector<double> w) : o_(std::move(o)), w_(std::move(w)) {}
+  torch::Tensor merge(const std::string&, const std::vector<torch::Tensor>& deltas) const override {
+    return normalized(weighted_sum(deltas, w_).mul_(o_.lambda), o_, w_, false);
   }
 
  private:
@@ -57,11 +56,86 @@ class Rule : public MergeMethod {
   std::vector<double> w_;
 };
 
+class Linear : public MergeMethod {
+ public:
+  Linear(MergeOptions o, std::vector<double> w) : o_(std::move(o)), w_(std::move(w)) {}
+  torch::Tensor merge(const std::string&, const std::vector<torch::Tensor>& deltas) const override {
+    return normalized(weighted_sum(deltas, w_), o_, w_, true);
+  }
+
+ private:
+  MergeOptions o_;
+  std::vector<double> w_;
+};
+
+class Ties : public MergeMethod {
+ public:
+  Ties(MergeOptions o, std::vector<double> w) : o_(std::move(o)), w_(std::move(w)) {}
+  torch::Tensor merge(const std::string&, const std::vector<torch::Tensor>& deltas) const override {
+    std::vector<torch::Tensor> parts;
+    for (auto& d : deltas) parts.push_back(ties_trim(d, o_.density, o_.trim));
+    return disjoint_mean(parts, w_, normalize_of(o_, true)).mul_(o_.lambda);
+  }
+
+ private:
+  MergeOptions o_;
+  std::vector<double> w_;
+};
+
+class DareLinear : public MergeMethod {
+ public:
+  DareLinear(MergeOptions o, std::vector<double> w) : o_(std::move(o)), w_(std::move(w)) {}
+  torch::Tensor merge(const std::string& name, const std::vector<torch::Tensor>& deltas) const override {
+    return normalized(weighted_sum(dropped(name, deltas, o_), w_).mul_(o_.lambda), o_, w_, false);
+  }
+
+ private:
+  MergeOptions o_;
+  std::vector<double> w_;
+};
+
+class DareTies : public MergeMethod {
+ public:
+  DareTies(MergeOptions o, std::vector<double> w) : o_(std::move(o)), w_(std::move(w)) {}
+  torch::Tensor merge(const std::string& name, const std::vector<torch::Tensor>& deltas) const override {
+    return disjoint_mean(dropped(name, deltas, o_), w_, normalize_of(o_, true)).mul_(o_.lambda);
+  }
+
+ private:
+  MergeOptions o_;
+  std::vector<double> w_;
+};
+
+template <typename R>
+MergeRuleSpec::Make maker() {
+  return [](const MergeOptions& o, std::vector<double> w) { return std::make_unique<R>(o, std::move(w)); };
+}
+
 }  // namespace
 
-const std::vector<std::string>& merge_method_names() {
-  static const std::vector<std::string> names = {"task_arithmetic", "linear", "ties", "dare_linear", "dare_ties"};
-  return names;
+const std::vector<MergeRuleSpec>& merge_rule_registry() {
+  static const std::vector<MergeRuleSpec> rules = {
+      {"task_arithmetic", "theta_0 + lambda sum_g w_g delta_g", false, false, maker<TaskArithmetic>()},
+      {"linear", "theta_0 + sum_g w_g delta_g / sum_g w_g", false, false, maker<Linear>()},
+      {"ties", "trim each delta to its top density, elect signs, disjoint weighted mean, x lambda", true, false,
+       maker<Ties>()},
+      {"dare_linear", "drop with probability 1 - density, rescale, lambda sum_g w_g delta_g", true, true,
+       maker<DareLinear>()},
+      {"dare_ties", "DARE drops, then TIES sign election and disjoint mean, x lambda", true, true, maker<DareTies>()},
+  };
+  return rules;
+}
+
+const MergeRuleSpec& find_merge_rule(const std::string& name) {
+  for (auto& r : merge_rule_registry())
+    if (r.name == name) return r;
+  throw InputError("--merge: unknown merge method '" + name + "' (" + merge_rule_list() + ")");
+}
+
+std::string merge_rule_list() {
+  std::string list;
+  for (auto& r : merge_rule_registry()) list += (list.empty() ? "" : ", ") + r.name;
+  return list;
 }
 
 torch::Tensor ties_trim(const torch::Tensor& delta, double density, const std::string& trim) {
@@ -118,37 +192,44 @@ torch::Tensor disjoint_mean(const std::vector<torch::Tensor>& deltas, const std:
   return torch::where(den > 0, num / den.clamp_min(1e-30), torch::zeros_like(num));
 }
 
+std::string validate(const MergeOptions& o) {
+  try {
+    find_merge_rule(o.method);
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  for (double v : o.weights)
+    if (!(v >= 0) || !std::isfinite(v)) return "--merge.weights: every weight must be finite and >= 0";
+  if (!(o.density > 0 && o.density <= 1)) return "--merge.density must be in (0, 1]";
+  if (!std::isfinite(o.lambda)) return "--merge.lambda must be finite";
+  if (o.rescale != "inverse" && o.rescale != "l1" && o.rescale != "none")
+    return "--merge.rescale: 'inverse', 'l1' or 'none'";
+  if (o.trim != "threshold" && o.trim != "topk") return "--merge.trim: 'threshold' or 'topk'";
+  if (o.normalize != "auto" && o.normalize != "true" && o.normalize != "false")
+    return "--merge.normalize: 'auto', 'true' or 'false'";
+  return "";
+}
+
 std::unique_ptr<MergeMethod> make_merge_method(const MergeOptions& o, size_t k) {
-  const auto& names = merge_method_names();
-  if (std::find(names.begin(), names.end(), o.method) == names.end())
-    throw InputError("--merge: unknown merge method '" + o.method +
-                     "' (task_arithmetic, linear, ties, dare_linear, dare_ties)");
+  std::string bad = validate(o);
+  if (!bad.empty()) throw InputError(bad);
   if (k == 0) throw InputError("merge: no models to merge");
   std::vector<double> w = o.weights.empty() ? std::vector<double>(k, 1.0) : o.weights;
   if (w.size() != k)
     throw InputError("--merge.weights: " + std::to_string(w.size()) + " weights for " + std::to_string(k) + " models");
   double total = 0;
-  for (double v : w) {
-    if (!(v >= 0) || !std::isfinite(v)) throw InputError("--merge.weights: every weight must be finite and >= 0");
-    total += v;
-  }
+  for (double v : w) total += v;
   if (total <= 0) throw InputError("--merge.weights: the weights sum to 0");
-  if (!(o.density > 0 && o.density <= 1)) throw InputError("--merge.density must be in (0, 1]");
-  if (!std::isfinite(o.lambda)) throw InputError("--merge.lambda must be finite");
-  if (o.rescale != "inverse" && o.rescale != "l1" && o.rescale != "none")
-    throw InputError("--merge.rescale: 'inverse', 'l1' or 'none'");
-  if (o.trim != "threshold" && o.trim != "topk") throw InputError("--merge.trim: 'threshold' or 'topk'");
-  if (o.normalize != "auto" && o.normalize != "true" && o.normalize != "false")
-    throw InputError("--merge.normalize: 'auto', 'true' or 'false'");
-  return std::make_unique<Rule>(o, w);
+  return find_merge_rule(o.method).make(o, std::move(w));
 }
 
 std::string describe(const MergeOptions& o) {
+  const MergeRuleSpec& rule = find_merge_rule(o.method);
   std::ostringstream s;
   s << o.method;
   if (o.method != "linear") s << " lambda " << o.lambda;
-  if (o.method == "ties" || o.method.rfind("dare", 0) == 0) s << " density " << o.density;
-  if (o.method.rfind("dare", 0) == 0) s << " seed " << o.seed << " rescale " << o.rescale;
+  if (rule.uses_density) s << " density " << o.density;
+  if (rule.uses_seed) s << " seed " << o.seed << " rescale " << o.rescale;
   if (o.method == "ties" && o.trim != "threshold") s << " trim " << o.trim;
   if (o.normalize != "auto") s << " normalize " << o.normalize;
   return s.str();

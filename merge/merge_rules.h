@@ -1,4 +1,4 @@
-// Merge rules for SPUNGE and `lethe merge` (docs/METHODS.md "Merging"). A rule sees one tensor's
+// Merge rules for SPUNGE and `lethe merge` (docs/METHODS.md, "Merge rules"). A rule sees one tensor's
 // K deltas (delta_g = theta_g - theta_0, float32, the same shape) and returns the merged delta;
 // the result is theta_0 + merged. Every caller (the sharded in-memory merge of `lethe spunge`,
 // the out-of-core `lethe merge`, the tests) calls the same code with the deltas in subset order,
@@ -6,6 +6,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -37,7 +38,20 @@ class MergeMethod {
   virtual torch::Tensor merge(const std::string& name, const std::vector<torch::Tensor>& deltas) const = 0;
 };
 
-const std::vector<std::string>& merge_method_names();
+// The rules, one class each (merge_rules.cpp): `--help`, the error lists and describe() come
+// from this table. Adding a rule is one class and one line.
+struct MergeRuleSpec {
+  using Make = std::function<std::unique_ptr<MergeMethod>(const MergeOptions&, std::vector<double> weights)>;
+  std::string name, summary;
+  bool uses_density = false;  // ties and dare: --merge.density
+  bool uses_seed = false;     // dare: --merge.seed, --merge.rescale
+  Make make;
+};
+const std::vector<MergeRuleSpec>& merge_rule_registry();
+const MergeRuleSpec& find_merge_rule(const std::string& name);  // InputError listing the rules
+std::string merge_rule_list();                                  // "task_arithmetic, linear, ..."
+// "" when the options are consistent, else what is wrong, naming the option.
+std::string validate(const MergeOptions& opt);
 // Validates the options for k models (InputError naming the option) and builds the rule.
 std::unique_ptr<MergeMethod> make_merge_method(const MergeOptions& opt, size_t k);
 std::string describe(const MergeOptions& opt);
