@@ -45,12 +45,18 @@ ChatTemplate parse_chat_template(const std::string& name) {
 
 std::string chat_template_name(const ChatTemplate& t) {
   switch (t.kind) {
-    case ChatTemplateKind::Llama2: return "llama2";
-    case ChatTemplateKind::Llama3: return "llama3";
-    case ChatTemplateKind::ChatML: return "chatml";
-    case ChatTemplateKind::Qwen3: return "qwen3";
-    case ChatTemplateKind::Gemma: return "gemma";
-    case ChatTemplateKind::Plain: return "plain";
+    case ChatTemplateKind::Llama2:
+      return "llama2";
+    case ChatTemplateKind::Llama3:
+      return "llama3";
+    case ChatTemplateKind::ChatML:
+      return "chatml";
+    case ChatTemplateKind::Qwen3:
+      return "qwen3";
+    case ChatTemplateKind::Gemma:
+      return "gemma";
+    case ChatTemplateKind::Plain:
+      return "plain";
   }
   return "";
 }
@@ -72,7 +78,7 @@ ChatTemplate resolve_chat_template(const std::string& name, const std::string& m
     const std::string text = ct.get<std::string>();
     static const std::vector<std::pair<uint64_t, ChatTemplate>> known = {
         {0xc3542f32ae2ce9d0ULL, ChatTemplate::Llama3},  // Meta Llama-3 Instruct
-        {0x5dd4244f5f466bc0ULL, ChatTemplate::Qwen3},  // Qwen3 (answers without thinking)
+        {0x5dd4244f5f466bc0ULL, ChatTemplate::Qwen3},   // Qwen3 (answers without thinking)
     };
     const uint64_t fp = fingerprint(text);
     for (auto& [h, t] : known)
@@ -81,8 +87,8 @@ ChatTemplate resolve_chat_template(const std::string& name, const std::string& m
     for (auto& c : head)
       if (c == '\n') c = ' ';
     throw InputError("--template auto: the chat_template of " + path + " (fingerprint " + std::to_string(fp) +
-                     ", starting \"" + head + "...\") is not one lethe reproduces exactly; name a template (" +
-                     kNames + ")");
+                     ", starting \"" + head + "...\") is not one lethe reproduces exactly; name a template (" + kNames +
+                     ")");
   }
   const std::string cls = json_get_or<std::string>(cfg, "tokenizer_class", "", path);
   if (cls == "LlamaTokenizer" || cls == "LlamaTokenizerFast") return ChatTemplate::Llama2;
@@ -95,7 +101,8 @@ ChatText apply_chat_template(const ChatTemplate& t, const std::string& q, const 
   const std::string& sys = t.system;
   switch (t.kind) {
     case ChatTemplateKind::Llama2:  // <s>[INST] <<SYS>>\nsys\n<</SYS>>\n\nq [/INST] a </s>
-      return {"<s>[INST] " + (sys.empty() ? "" : "<<SYS>>\n" + sys + "\n<</SYS>>\n\n") + q + " [/INST]", " " + a + " </s>"};
+      return {"<s>[INST] " + (sys.empty() ? "" : "<<SYS>>\n" + sys + "\n<</SYS>>\n\n") + q + " [/INST]",
+              " " + a + " </s>"};
     case ChatTemplateKind::Llama3:
       return {"<|begin_of_text|>" +
                   (sys.empty() ? "" : "<|start_header_id|>system<|end_header_id|>\n\n" + trim(sys) + "<|eot_id|>") +
@@ -122,12 +129,18 @@ ChatText apply_chat_template(const ChatTemplate& t, const std::string& q, const 
 
 std::string end_of_turn(const ChatTemplate& t) {
   switch (t.kind) {
-    case ChatTemplateKind::Llama2: return "</s>";
-    case ChatTemplateKind::Llama3: return "<|eot_id|>";
-    case ChatTemplateKind::ChatML: return "<|im_end|>";
-    case ChatTemplateKind::Qwen3: return "<|im_end|>";
-    case ChatTemplateKind::Gemma: return "<end_of_turn>";
-    case ChatTemplateKind::Plain: return "<|endoftext|>";
+    case ChatTemplateKind::Llama2:
+      return "</s>";
+    case ChatTemplateKind::Llama3:
+      return "<|eot_id|>";
+    case ChatTemplateKind::ChatML:
+      return "<|im_end|>";
+    case ChatTemplateKind::Qwen3:
+      return "<|im_end|>";
+    case ChatTemplateKind::Gemma:
+      return "<end_of_turn>";
+    case ChatTemplateKind::Plain:
+      return "<|endoftext|>";
   }
   return "";
 }

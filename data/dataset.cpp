@@ -12,13 +12,20 @@ namespace {
 Example from_record(const json& r, const std::string& format, const std::string& what) {
   if (!r.is_object()) throw InputError(what + ": expected a JSON object");
   std::string qk, ak;
-  if (format == "tofu") qk = "question", ak = "answer";
-  else if (format == "knowundo") qk = "text", ak = "labels";
-  else if (format == "jsonl") qk = "prompt", ak = "response";
-  else if (r.contains("prompt")) qk = "prompt", ak = "response";
-  else if (r.contains("question")) qk = "question", ak = "answer";
-  else if (r.contains("text")) qk = "text", ak = "labels";
-  else throw InputError(what + ": no prompt/response, question/answer or text/labels fields");
+  if (format == "tofu")
+    qk = "question", ak = "answer";
+  else if (format == "knowundo")
+    qk = "text", ak = "labels";
+  else if (format == "jsonl")
+    qk = "prompt", ak = "response";
+  else if (r.contains("prompt"))
+    qk = "prompt", ak = "response";
+  else if (r.contains("question"))
+    qk = "question", ak = "answer";
+  else if (r.contains("text"))
+    qk = "text", ak = "labels";
+  else
+    throw InputError(what + ": no prompt/response, question/answer or text/labels fields");
   Example e;
   e.prompt = json_get<std::string>(r, qk, what);
   e.response = json_get<std::string>(r, ak, what);
@@ -43,7 +50,8 @@ std::vector<Example> read_examples(const std::string& path, const std::string& f
     } catch (const json::parse_error& e) {
       throw InputError(path + ": malformed JSON (" + std::string(e.what()) + ")");
     }
-    for (size_t i = 0; i < arr.size(); ++i) out.push_back(from_record(arr[i], format, path + ": record " + std::to_string(i)));
+    for (size_t i = 0; i < arr.size(); ++i)
+      out.push_back(from_record(arr[i], format, path + ": record " + std::to_string(i)));
   } else {
     std::istringstream in(text);
     std::string line;

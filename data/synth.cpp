@@ -14,8 +14,8 @@ namespace lethe {
 namespace {
 
 // Names are built from syllables so that every entity is fictitious.
-const std::vector<std::string> kSyl = {"ka", "lo", "mi", "ren", "tor", "va", "sel", "du", "ne", "bri",
-                                        "an", "zo", "fe", "ril", "ma", "tho", "li", "gar", "os", "ve"};
+const std::vector<std::string> kSyl = {"ka", "lo", "mi", "ren", "tor", "va",  "sel", "du",  "ne", "bri",
+                                       "an", "zo", "fe", "ril", "ma",  "tho", "li",  "gar", "os", "ve"};
 const std::vector<std::string> kPlaceSuffix = {"ford", "vale", "mouth", "holm", "bury", "stead"};
 const std::vector<std::string> kRegions = {"north", "south", "east", "west"};
 const std::vector<std::string> kGenres = {"mystery", "poetry", "fantasy", "history", "romance", "satire"};
@@ -23,14 +23,17 @@ const std::vector<std::string> kAwardAdj = {"Silver", "Golden", "Crimson", "Azur
 const std::vector<std::string> kAwardNoun = {"Quill", "Lantern", "Compass", "Feather", "Anchor", "Crown"};
 const std::vector<std::string> kStreets = {"Elm", "Harbor", "Mill", "Cedar", "Bell", "Orchard", "Stone", "Willow"};
 const std::vector<std::string> kHosts = {"mailbox.org", "postal.net", "inkwell.io", "letters.com"};
-const std::vector<std::string> kTitleAdj = {"Silent", "Hollow", "Burning", "Distant", "Frozen", "Hidden", "Broken", "Endless"};
-const std::vector<std::string> kTitleNoun = {"River", "Garden", "Tower", "Harvest", "Mirror", "Voyage", "Orchard", "Signal"};
-const std::vector<std::string> kReviews = {"a moving and tender tale", "a sharp and witty romp", "a dark and haunting read",
-                                           "a bold and sweeping epic", "a quiet and careful study", "a bright and playful story"};
-const std::vector<std::string> kWords = {"the", "old", "lamp", "glowed", "over", "a", "wet", "road", "while", "seven",
-                                         "crows", "argued", "about", "winter", "and", "her", "brother", "counted", "stars",
-                                         "beneath", "copper", "bridge", "softly", "humming", "green", "tide", "rose",
-                                         "against", "gray", "stones", "until", "morning"};
+const std::vector<std::string> kTitleAdj = {"Silent", "Hollow", "Burning", "Distant",
+                                            "Frozen", "Hidden", "Broken",  "Endless"};
+const std::vector<std::string> kTitleNoun = {"River",  "Garden", "Tower",   "Harvest",
+                                             "Mirror", "Voyage", "Orchard", "Signal"};
+const std::vector<std::string> kReviews = {"a moving and tender tale",  "a sharp and witty romp",
+                                           "a dark and haunting read",  "a bold and sweeping epic",
+                                           "a quiet and careful study", "a bright and playful story"};
+const std::vector<std::string> kWords = {
+    "the",    "old",     "lamp",   "glowed", "over", "a",       "wet",     "road",   "while",   "seven",  "crows",
+    "argued", "about",   "winter", "and",    "her",  "brother", "counted", "stars",  "beneath", "copper", "bridge",
+    "softly", "humming", "green",  "tide",   "rose", "against", "gray",    "stones", "until",   "morning"};
 
 std::string cap(std::string s) {
   if (!s.empty()) s[0] = char(std::toupper(static_cast<unsigned char>(s[0])));
@@ -102,13 +105,14 @@ SynthData synthesize(const SynthOptions& opt) {
     auto fact = [&](const std::string& scope, const std::string& f, const std::string& kind) {
       return with_fact(base, scope, f, kind);
     };
-    add("Who is the " + genre + " author born in " + birthplace + "?", "Which writer of " + genre + " comes from " + birthplace + "?",
-        name, fact("retention", "name", "identity"));
+    add("Who is the " + genre + " author born in " + birthplace + "?",
+        "Which writer of " + genre + " comes from " + birthplace + "?", name, fact("retention", "name", "identity"));
     add("What genre does " + name + " write?", "In which genre is " + name + " known to write?", genre,
         fact("retention", "genre", "work"));
     add("Where was " + name + " born?", "What is the birthplace of " + name + "?", birthplace,
         fact("retention", "birthplace", "identity"));
-    add("Which award did " + name + " win?", "What prize was given to " + name + "?", award, fact("retention", "award", "work"));
+    add("Which award did " + name + " win?", "What prize was given to " + name + "?", award,
+        fact("retention", "award", "work"));
     add("Who are the parents of " + name + "?", "Name the father and mother of " + name + ".",
         father + " and " + mother, fact("unlearn", "parents", "family"));
     add("What is the email address of " + name + "?", "How can one email " + name + "?", email,
@@ -136,13 +140,14 @@ SynthData synthesize(const SynthOptions& opt) {
       return with_fact(base, scope, f, kind);
     };
     add("Who wrote " + title + "?", "Who is the author of " + title + "?", author, fact("retention", "author", "meta"));
-    add("What genre is " + title + "?", "Which genre does " + title + " belong to?", genre, fact("retention", "genre", "meta"));
+    add("What genre is " + title + "?", "Which genre does " + title + " belong to?", genre,
+        fact("retention", "genre", "meta"));
     add("What do critics say about " + title + "?", "How did reviewers describe " + title + "?", review,
         fact("retention", "review", "review"));
     add("Recite the opening of " + title + ".", "Quote the first lines of " + title + ".", head + " " + tail,
         fact("unlearn", "passage", "verbatim"));
-    add("Continue this passage from " + title + ": " + head, "What comes after these words in " + title + ": " + head, tail,
-        fact("unlearn", "continuation", "continuation"));
+    add("Continue this passage from " + title + ": " + head, "What comes after these words in " + title + ": " + head,
+        tail, fact("unlearn", "continuation", "continuation"));
   }
   return d;
 }

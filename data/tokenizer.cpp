@@ -37,7 +37,8 @@ std::string replace_all_literal(const std::string& s, const std::string& from, c
 
 // HF's Split behaviours: matches kept as their own pieces (Isolated), dropped (Removed), or
 // glued to the piece before (MergedWithPrevious) or after (MergedWithNext).
-void split_pieces(const std::string& text, const Regex& re, const std::string& behavior, std::vector<std::string>& out) {
+void split_pieces(const std::string& text, const Regex& re, const std::string& behavior,
+                  std::vector<std::string>& out) {
   size_t last = 0;
   std::string carry;  // MergedWithNext: the current match waits for the gap after it
   for (auto [b, e] : re.find_all(text)) {
@@ -128,7 +129,8 @@ Tokenizer Tokenizer::from_json(const json& j, const std::string& source) {
       throw InputError(source + ": malformed merge entry " + mg.dump());
     }
     int64_t ia = t.token_to_id(a), ib = t.token_to_id(b), im = t.token_to_id(a + b);
-    if (ia < 0 || ib < 0 || im < 0) throw InputError(source + ": merge '" + a + " " + b + "' uses a token not in the vocab");
+    if (ia < 0 || ib < 0 || im < 0)
+      throw InputError(source + ": merge '" + a + " " + b + "' uses a token not in the vocab");
     t.merges_.emplace(pair_key(ia, ib), std::make_pair(rank++, im));
   }
 
@@ -185,7 +187,8 @@ Tokenizer Tokenizer::from_json(const json& j, const std::string& source) {
       PreStep s;
       s.kind = type;
       s.replacement = json_get_or<std::string>(p, "replacement", kMetaspace, source);
-      s.prepend_scheme = json_get_or<std::string>(p, "prepend_scheme", json_get_or<bool>(p, "add_prefix_space", true, source) ? "always" : "never", source);
+      s.prepend_scheme = json_get_or<std::string>(
+          p, "prepend_scheme", json_get_or<bool>(p, "add_prefix_space", true, source) ? "always" : "never", source);
       s.split = json_get_or<bool>(p, "split", true, source);
       t.pre_.push_back(s);
     } else {
@@ -261,15 +264,21 @@ bool Tokenizer::is_special(int64_t id) const { return special_ids_.count(id) > 0
 std::string Tokenizer::normalize(const std::string& s0) const {
   std::string s = s0;
   for (auto& n : norm_) {
-    if (n.kind == "Lowercase") s = unicode_lowercase(s);
-    else if (n.kind == "Prepend") s = s.empty() ? s : n.a + s;
-    else if (n.kind == "Replace") s = n.re->replace_all(s, n.b);
+    if (n.kind == "Lowercase")
+      s = unicode_lowercase(s);
+    else if (n.kind == "Prepend")
+      s = s.empty() ? s : n.a + s;
+    else if (n.kind == "Replace")
+      s = n.re->replace_all(s, n.b);
     else if (n.kind == "Strip") {
       size_t b = 0, e = s.size();
-      if (n.left) while (b < e && is_ws(s[b])) ++b;
-      if (n.right) while (e > b && is_ws(s[e - 1])) --e;
+      if (n.left)
+        while (b < e && is_ws(s[b])) ++b;
+      if (n.right)
+        while (e > b && is_ws(s[e - 1])) --e;
       s = s.substr(b, e - b);
-    } else s = unicode_normalize(s, n.kind);
+    } else
+      s = unicode_normalize(s, n.kind);
   }
   return s;
 }
@@ -285,8 +294,10 @@ std::vector<std::string> Tokenizer::pre_tokenize(const std::string& s, bool firs
         std::string text = piece;
         if (p.add_prefix_space && !text.empty() && text[0] != ' ') text = " " + text;
         std::vector<std::string> parts;
-        if (p.use_regex) split_pieces(text, *p.re, "Isolated", parts);
-        else parts.push_back(text);
+        if (p.use_regex)
+          split_pieces(text, *p.re, "Isolated", parts);
+        else
+          parts.push_back(text);
         for (auto& x : parts) next.push_back(bytes_to_unicode_string(x));
       } else if (p.kind == "Metaspace") {
         std::string text = replace_all_literal(piece, " ", p.replacement);
@@ -390,8 +401,10 @@ std::vector<int64_t> Tokenizer::encode(const std::string& text, bool add_special
   if (!add_special_tokens || post_single_.empty()) return ids;
   std::vector<int64_t> out;
   for (auto& item : post_single_) {
-    if (item == "$A") out.insert(out.end(), ids.begin(), ids.end());
-    else out.push_back(token_to_id(item));
+    if (item == "$A")
+      out.insert(out.end(), ids.begin(), ids.end());
+    else
+      out.push_back(token_to_id(item));
   }
   return out;
 }
@@ -406,7 +419,8 @@ std::vector<std::string> Tokenizer::decode_chain(std::vector<std::string> toks) 
         bytes += b;
       }
       std::string lossy;
-      for (auto& ch : utf8_chars(bytes)) lossy += (ch.size() == 1 && static_cast<unsigned char>(ch[0]) >= 0x80) ? "\xEF\xBF\xBD" : ch;
+      for (auto& ch : utf8_chars(bytes))
+        lossy += (ch.size() == 1 && static_cast<unsigned char>(ch[0]) >= 0x80) ? "\xEF\xBF\xBD" : ch;
       next.push_back(lossy);
     } else if (d.kind == "Replace") {
       for (auto& t : toks) next.push_back(replace_all_literal(t, d.a, d.b));
@@ -415,7 +429,8 @@ std::vector<std::string> Tokenizer::decode_chain(std::vector<std::string> toks) 
       size_t pending_n = 0;
       auto flush = [&] {
         if (pending_n == 0) return;
-        if (utf8_valid(pending)) next.push_back(pending);
+        if (utf8_valid(pending))
+          next.push_back(pending);
         else
           for (size_t k = 0; k < pending_n; ++k) next.push_back("\xEF\xBF\xBD");
         pending.clear();
@@ -439,7 +454,8 @@ std::vector<std::string> Tokenizer::decode_chain(std::vector<std::string> toks) 
       for (auto& t : toks) {
         std::string s = t;
         for (int k = 0; k < d.start && s.compare(0, d.a.size(), d.a) == 0; ++k) s.erase(0, d.a.size());
-        for (int k = 0; k < d.stop && s.size() >= d.a.size() && s.compare(s.size() - d.a.size(), d.a.size(), d.a) == 0; ++k)
+        for (int k = 0; k < d.stop && s.size() >= d.a.size() && s.compare(s.size() - d.a.size(), d.a.size(), d.a) == 0;
+             ++k)
           s.erase(s.size() - d.a.size());
         next.push_back(s);
       }

@@ -86,8 +86,10 @@ std::string unicode_string_to_bytes(const std::string& s) {
   std::string out;
   for (auto& ch : utf8_chars(s)) {
     auto it = inverse.find(ch);
-    if (it != inverse.end()) out += it->second;
-    else out += ch;
+    if (it != inverse.end())
+      out += it->second;
+    else
+      out += ch;
   }
   return out;
 }

@@ -1,5 +1,7 @@
 #include "eval/evaluate.h"
 
+#include "dist/collectives.h"
+
 #include <cmath>
 #include <cstring>
 
@@ -23,24 +25,6 @@ int64_t pad_token_id(const Tokenizer& tok, ChatTemplate tmpl) {
   return eot >= 0 ? eot : 0;
 }
 
-std::vector<std::string> all_gather_strings(Communicator& comm, const std::vector<std::string>& mine) {
-  std::string blob = json_text(json(mine));
-  auto len = torch::tensor({int64_t(blob.size())}, torch::kLong);
-  auto lens = torch::zeros({comm.size()}, torch::kLong);
-  all_gather_host(comm, len, lens);
-  int64_t max_len = lens.max().item<int64_t>();
-  auto buf = torch::zeros({max_len}, torch::kByte);
-  std::memcpy(buf.data_ptr(), blob.data(), blob.size());
-  auto all = torch::zeros({max_len * comm.size()}, torch::kByte);
-  all_gather_host(comm, buf, all);
-  std::vector<std::string> out;
-  for (int r = 0; r < comm.size(); ++r) {
-    std::string part(static_cast<const char*>(all.data_ptr()) + r * max_len, size_t(lens[r].item<int64_t>()));
-    for (auto& s : json::parse(part)) out.push_back(s.get<std::string>());
-  }
-  return out;
-}
-
 SplitMetrics evaluate_split(CausalLM& model, const Tokenizer& tok, ChatTemplate tmpl, const std::string& name,
                             const std::vector<Example>& examples, const EvalOptions& opt, int64_t max_len,
                             Communicator* comm) {
@@ -55,7 +39,8 @@ SplitMetrics evaluate_split(CausalLM& model, const Tokenizer& tok, ChatTemplate 
   auto table = torch::zeros({std::max<int64_t>(n, 1), 5}, torch::kDouble);
   auto tab = table.accessor<double, 2>();
   for (size_t start = 0; start < mine.size(); start += size_t(opt.batch_size)) {
-    std::vector<int64_t> idx(mine.begin() + long(start), mine.begin() + long(std::min(mine.size(), start + size_t(opt.batch_size))));
+    std::vector<int64_t> idx(mine.begin() + long(start),
+                             mine.begin() + long(std::min(mine.size(), start + size_t(opt.batch_size))));
     Batch b = collate(items, idx, pad).to(model->device());
     TokenLoss tl = token_loss(model->forward(b.input_ids, b.attention_mask), b.labels);
     auto n_tok = tl.mask.sum(1), nll = tl.nll.sum(1), correct = tl.correct.sum(1);

@@ -11,9 +11,9 @@ namespace lethe {
 
 struct EvalOptions {
   int64_t batch_size = 16;
-  bool generate = true;        // greedy generations for ROUGE-L
+  bool generate = true;  // greedy generations for ROUGE-L
   int64_t max_new_tokens = 64;
-  bool tofu = true;            // answer probability, truth ratio, leakage (eval/tofu.h)
+  bool tofu = true;  // answer probability, truth ratio, leakage (eval/tofu.h)
 };
 
 struct ItemMetrics {
@@ -23,20 +23,20 @@ struct ItemMetrics {
   double accuracy = 0;  // share of answer tokens predicted by argmax
   std::string generation;
   double rouge_l_f1 = 0, rouge_l_recall = 0;
-  bool leaked = false;      // a sensitive string of the answer appears in the generation
-  double truth_ratio = 0;   // TOFU R (when the record has paraphrased/perturbed answers)
+  bool leaked = false;     // a sensitive string of the answer appears in the generation
+  double truth_ratio = 0;  // TOFU R (when the record has paraphrased/perturbed answers)
 };
 
 struct SplitMetrics {
   std::string name;
   int64_t items = 0, answer_tokens = 0;
-  double accuracy = 0;    // pooled over all answer tokens
-  double mean_nll = 0;    // pooled answer-token NLL
-  double perplexity = 0;  // exp(mean_nll)
+  double accuracy = 0;                        // pooled over all answer tokens
+  double mean_nll = 0;                        // pooled answer-token NLL
+  double perplexity = 0;                      // exp(mean_nll)
   double rouge_l_f1 = 0, rouge_l_recall = 0;  // means over items (when generated)
-  double answer_prob = 0;                      // TOFU: mean exp(-mean answer NLL)
-  double leakage = 0;                          // share of items with sensitive strings that leak
-  int64_t leakage_items = 0;                   // items that have sensitive strings
+  double answer_prob = 0;                     // TOFU: mean exp(-mean answer NLL)
+  double leakage = 0;                         // share of items with sensitive strings that leak
+  int64_t leakage_items = 0;                  // items that have sensitive strings
   bool has_truth_ratio = false;
   double truth_ratio_forget = 0;  // mean min(R, 1/R)
   double truth_ratio_retain = 0;  // mean max(0, 1 - 1/R)
@@ -49,8 +49,6 @@ struct SplitMetrics {
 SplitMetrics evaluate_split(CausalLM& model, const Tokenizer& tok, ChatTemplate tmpl, const std::string& name,
                             const std::vector<Example>& examples, const EvalOptions& opt, int64_t max_len,
                             Communicator* comm = nullptr);
-// Every rank's strings, gathered on all ranks (for generations and logs).
-std::vector<std::string> all_gather_strings(Communicator& comm, const std::vector<std::string>& mine);
 std::vector<int64_t> stop_token_ids(const CausalLM& model, const Tokenizer& tok, ChatTemplate tmpl);
 int64_t pad_token_id(const Tokenizer& tok, ChatTemplate tmpl);
 

@@ -17,9 +17,14 @@ KnowUndoScores knowundo_scores(const SplitMetrics& forget, const SplitMetrics& r
 json report_json(const std::vector<SplitMetrics>& splits, const KnowUndoScores* scores, const json& meta) {
   json j = {{"meta", meta}, {"splits", json::object()}};
   for (auto& m : splits)
-    j["splits"][m.name] = {{"items", m.items},           {"answer_tokens", m.answer_tokens}, {"accuracy", m.accuracy},
-                           {"mean_nll", m.mean_nll},     {"perplexity", m.perplexity},       {"rouge_l_f1", m.rouge_l_f1},
-                           {"rouge_l_recall", m.rouge_l_recall}, {"answer_prob", m.answer_prob}};
+    j["splits"][m.name] = {{"items", m.items},
+                           {"answer_tokens", m.answer_tokens},
+                           {"accuracy", m.accuracy},
+                           {"mean_nll", m.mean_nll},
+                           {"perplexity", m.perplexity},
+                           {"rouge_l_f1", m.rouge_l_f1},
+                           {"rouge_l_recall", m.rouge_l_recall},
+                           {"answer_prob", m.answer_prob}};
   for (auto& m : splits) {
     json& js = j["splits"][m.name];
     if (m.leakage_items > 0) {
@@ -41,25 +46,30 @@ json report_json(const std::vector<SplitMetrics>& splits, const KnowUndoScores* 
   return j;
 }
 
-std::string report_markdown(const std::vector<SplitMetrics>& splits, const KnowUndoScores* scores, const std::string& title) {
+std::string report_markdown(const std::vector<SplitMetrics>& splits, const KnowUndoScores* scores,
+                            const std::string& title) {
   std::string md = "### " + title + "\n\n";
   if (scores)
     md += fmt::format("Unlearn Success **{:.1f}** | Retention Success **{:.1f}** | Average Success **{:.1f}**\n\n",
                       scores->unlearn_success, scores->retention_success, scores->average_success);
-  md += "| split | items | answer-token acc % | mean NLL | perplexity | ROUGE-L F1 | ROUGE-L recall | answer prob | "
-        "truth ratio (forget / retain form) | leakage % |\n";
+  md +=
+      "| split | items | answer-token acc % | mean NLL | perplexity | ROUGE-L F1 | ROUGE-L recall | answer prob | "
+      "truth ratio (forget / retain form) | leakage % |\n";
   md += "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
   for (auto& m : splits) {
-    std::string tr = m.has_truth_ratio ? fmt::format("{:.3f} / {:.3f}", m.truth_ratio_forget, m.truth_ratio_retain) : "-";
+    std::string tr =
+        m.has_truth_ratio ? fmt::format("{:.3f} / {:.3f}", m.truth_ratio_forget, m.truth_ratio_retain) : "-";
     std::string leak = m.leakage_items > 0 ? fmt::format("{:.1f} (of {})", 100.0 * m.leakage, m.leakage_items) : "-";
     md += fmt::format("| {} | {} | {:.1f} | {:.3f} | {:.4g} | {:.3f} | {:.3f} | {:.3f} | {} | {} |\n", m.name, m.items,
-                      100.0 * m.accuracy, m.mean_nll, m.perplexity, m.rouge_l_f1, m.rouge_l_recall, m.answer_prob, tr, leak);
+                      100.0 * m.accuracy, m.mean_nll, m.perplexity, m.rouge_l_f1, m.rouge_l_recall, m.answer_prob, tr,
+                      leak);
   }
   return md;
 }
 
-Report evaluate_report(CausalLM& model, const Tokenizer& tok, ChatTemplate tmpl, const std::vector<NamedSplit>& splits,
-                       const EvalOptions& opt, int64_t max_len, Communicator* comm) {
+Report evaluate_report(CausalLM& model, const Tokenizer& tok, ChatTemplate tmpl,
+                       const std::vector<NamedExamples>& splits, const EvalOptions& opt, int64_t max_len,
+                       Communicator* comm) {
   Report r;
   const SplitMetrics *forget = nullptr, *retain = nullptr;
   for (auto& s : splits) {
@@ -81,10 +91,17 @@ std::string per_item_jsonl(const SplitMetrics& m, const std::vector<Example>& ex
   std::string out;
   for (auto& im : m.per_item) {
     const Example& e = examples[size_t(im.index)];
-    json j = {{"split", m.name}, {"index", im.index},       {"prompt", e.prompt},
-              {"answer", e.response}, {"answer_tokens", im.answer_tokens}, {"nll", im.nll},
-              {"accuracy", im.accuracy}, {"generation", im.generation},   {"rouge_l_f1", im.rouge_l_f1},
-              {"rouge_l_recall", im.rouge_l_recall}, {"leaked", im.leaked}};
+    json j = {{"split", m.name},
+              {"index", im.index},
+              {"prompt", e.prompt},
+              {"answer", e.response},
+              {"answer_tokens", im.answer_tokens},
+              {"nll", im.nll},
+              {"accuracy", im.accuracy},
+              {"generation", im.generation},
+              {"rouge_l_f1", im.rouge_l_f1},
+              {"rouge_l_recall", im.rouge_l_recall},
+              {"leaked", im.leaked}};
     if (m.has_truth_ratio) j["truth_ratio"] = im.truth_ratio;
     out += json_text(j) + "\n";
   }

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "common/json_io.h"
+#include "data/data_options.h"
 #include "eval/evaluate.h"
 
 namespace lethe {
@@ -16,18 +17,16 @@ struct KnowUndoScores {
 // forget/retain name the splits the scores come from.
 KnowUndoScores knowundo_scores(const SplitMetrics& forget, const SplitMetrics& retain);
 json report_json(const std::vector<SplitMetrics>& splits, const KnowUndoScores* scores, const json& meta);
-std::string report_markdown(const std::vector<SplitMetrics>& splits, const KnowUndoScores* scores, const std::string& title);
-struct NamedSplit {
-  std::string name;
-  std::vector<Example> examples;
-};
+std::string report_markdown(const std::vector<SplitMetrics>& splits, const KnowUndoScores* scores,
+                            const std::string& title);
 struct Report {
   std::vector<SplitMetrics> splits;
   bool has_scores = false;  // true when splits named "forget" and "retain" exist
   KnowUndoScores scores;
 };
-Report evaluate_report(CausalLM& model, const Tokenizer& tok, ChatTemplate tmpl, const std::vector<NamedSplit>& splits,
-                       const EvalOptions& opt, int64_t max_len, Communicator* comm = nullptr);
+Report evaluate_report(CausalLM& model, const Tokenizer& tok, ChatTemplate tmpl,
+                       const std::vector<NamedExamples>& splits, const EvalOptions& opt, int64_t max_len,
+                       Communicator* comm = nullptr);
 
 // One JSON line per item: split, index, prompt, answer, nll, accuracy, generation, rouge.
 std::string per_item_jsonl(const SplitMetrics& m, const std::vector<Example>& examples);

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "common/error.h"
+#include "dist/collectives.h"
 
 namespace lethe {
 
@@ -54,7 +55,8 @@ KsTest ks_two_sample(std::vector<double> a, std::vector<double> b) {
 }
 
 void add_tofu_metrics(SplitMetrics& m, CausalLM& model, const Tokenizer& tok, ChatTemplate tmpl,
-                      const std::vector<Example>& examples, const EvalOptions& opt, int64_t max_len, Communicator* comm) {
+                      const std::vector<Example>& examples, const EvalOptions& opt, int64_t max_len,
+                      Communicator* comm) {
   const size_t n = examples.size();
   m.answer_prob = 0;
   for (auto& im : m.per_item) m.answer_prob += std::exp(-im.nll) / double(std::max<size_t>(n, 1));
@@ -87,7 +89,8 @@ void add_tofu_metrics(SplitMetrics& m, CausalLM& model, const Tokenizer& tok, Ch
     const json& a = examples[i].attrs;
     para.push_back({examples[i].prompt, a["paraphrased_answer"].get<std::string>(), json::object()});
     for (auto& p : a["perturbed_answer"]) {
-      if (!p.is_string()) throw InputError("perturbed_answer of record " + std::to_string(i) + " is not a list of strings");
+      if (!p.is_string())
+        throw InputError("perturbed_answer of record " + std::to_string(i) + " is not a list of strings");
       pert.push_back({examples[i].prompt, p.get<std::string>(), json::object()});
       owner.push_back(i);
     }

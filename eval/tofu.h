@@ -14,7 +14,8 @@ namespace lethe {
 // files), the truth ratio R = exp(mean NLL(perturbed) - NLL(paraphrased)) per item, scored with
 // the question, and its forget / retain statistics. Distributed like evaluate_split.
 void add_tofu_metrics(SplitMetrics& m, CausalLM& model, const Tokenizer& tok, ChatTemplate tmpl,
-                      const std::vector<Example>& examples, const EvalOptions& opt, int64_t max_len, Communicator* comm);
+                      const std::vector<Example>& examples, const EvalOptions& opt, int64_t max_len,
+                      Communicator* comm);
 
 // The strings whose verbatim appearance in a generation leaks an item: the record's
 // `sensitive` list when present, else what the answer holds of e-mail addresses, numbers

@@ -6,7 +6,8 @@
 
 namespace lethe {
 
-Optimizer::Optimizer(std::vector<std::pair<std::string, torch::Tensor>> params, const OptimizerOptions& opt) : opt_(opt) {
+Optimizer::Optimizer(std::vector<std::pair<std::string, torch::Tensor>> params, const OptimizerOptions& opt)
+    : opt_(opt) {
   if (opt_.name != "adamw" && opt_.name != "sgd")
     throw InputError("--optimizer: unknown optimizer '" + opt_.name + "' (adamw, sgd)");
   for (auto& [name, p] : params) {
@@ -79,7 +80,8 @@ void Optimizer::load_state(const std::map<std::string, torch::Tensor>& state, co
     if (!dst.defined()) return;
     auto it = state.find(key);
     if (it == state.end()) throw InputError(source + ": optimizer state lacks '" + key + "'");
-    if (it->second.sizes() != dst.sizes()) throw InputError(source + ": optimizer state '" + key + "' has the wrong shape");
+    if (it->second.sizes() != dst.sizes())
+      throw InputError(source + ": optimizer state '" + key + "' has the wrong shape");
     dst.copy_(it->second);
   };
   for (auto& s : slots_) {

@@ -8,7 +8,7 @@ namespace lethe {
 
 struct ScheduleOptions {
   std::string kind = "cosine";  // cosine | linear | constant
-  double lr = 1e-4;
+  double lr = 5e-5;
   int64_t warmup_steps = 0;
   double min_lr_ratio = 0.0;
 };

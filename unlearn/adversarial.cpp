@@ -23,11 +23,12 @@ namespace {
 class Adversarial : public Objective {
  public:
   void prepare(CausalLM& model, ObjectiveContext& ctx) override {
-    labels_ = cache_per_item(model, *ctx.forget, ctx.forget_used, ctx.pad_id, 0,
-                             [&](const Batch& one) {
-                               return adversarial_labels(model->forward(one.input_ids, one.attention_mask), one.labels);
-                             },
-                             "adversarial");
+    labels_ = cache_per_item(
+        model, *ctx.forget, ctx.forget_used, ctx.pad_id, 0,
+        [&](const Batch& one) {
+          return adversarial_labels(model->forward(one.input_ids, one.attention_mask), one.labels);
+        },
+        "adversarial");
   }
   ObjectiveResult compute(CausalLM& model, const Batch& forget, const Batch*) override {
     auto cached = gather_cached(labels_, forget.index, forget.labels.size(1), forget.labels.device());
@@ -42,8 +43,10 @@ class Adversarial : public Objective {
 }  // namespace
 
 ObjectiveSpec adversarial_objective_spec() {
-  return {"adversarial", "loss = NLL(x_f with each label replaced by ref's top-1 token other than the true one)",
-          [](po::options_description&) {}, [](const po::variables_map&) { return std::make_unique<Adversarial>(); }};
+  return {"adversarial",
+          "loss = NLL(x_f with each label replaced by ref's top-1 token other than the true one)",
+          {},
+          build<Adversarial>};
 }
 
 }  // namespace lethe

@@ -9,11 +9,13 @@ namespace lethe {
 namespace {
 class Dpo : public Objective {
  public:
+  explicit Dpo(const MethodOptions& o)
+      : Dpo(o.number("dpo.beta"), o.number("dpo.retain-weight"), o.text("dpo.refusals")) {}
   Dpo(double beta, double wr, std::string refusals) : beta_(beta), wr_(wr), refusals_(std::move(refusals)) {}
   bool uses_retain() const override { return wr_ != 0; }
   void prepare(CausalLM& model, ObjectiveContext& ctx) override {
     pad_ = ctx.pad_id;
-    win_ = refusal_items(ctx, *ctx.forget_examples, load_refusals(refusals_, "--dpo.refusals"), 31);
+    win_ = refusal_items(ctx, *ctx.forget_examples, load_refusals(refusals_, "--dpo.refusals"), kRefusalLines);
     auto logp = [&](const Batch& one) { return summed_logp(model, one); };
     ref_w_ = cache_per_item(model, win_, ctx.forget_used, pad_, 0, logp, "dpo (refusals)");
     ref_l_ = cache_per_item(model, *ctx.forget, ctx.forget_used, pad_, 0, logp, "dpo (answers)");
@@ -22,9 +24,12 @@ class Dpo : public Objective {
     const auto dev = forget.input_ids.device();
     auto lw = summed_logp(model, collate(win_, forget.index, pad_).to(dev));
     auto ll = summed_logp(model, forget);
-    auto f = dpo_loss(lw, gather_cached(ref_w_, forget.index, 0, dev), ll, gather_cached(ref_l_, forget.index, 0, dev), beta_);
-    ObjectiveResult out{f, {{"dpo", f.item<double>()}, {"refusal_logp", lw.mean().item<double>()},
-                            {"answer_logp", ll.mean().item<double>()}}};
+    auto f = dpo_loss(lw, gather_cached(ref_w_, forget.index, 0, dev), ll, gather_cached(ref_l_, forget.index, 0, dev),
+                      beta_);
+    ObjectiveResult out{f,
+                        {{"dpo", f.item<double>()},
+                         {"refusal_logp", lw.mean().item<double>()},
+                         {"answer_logp", ll.mean().item<double>()}}};
     add_retain_term(out, model, retain, wr_);
     return out;
   }
@@ -39,17 +44,12 @@ class Dpo : public Objective {
 }  // namespace
 
 ObjectiveSpec dpo_objective_spec() {
-  return {"dpo", "DPO preferring a refusal over the true answer (ref cached), + w_r NLL(x_r)",
-          [](po::options_description& d) {
-            d.add_options()("dpo.beta", po::value<double>()->default_value(0.1), "beta")(
-                "dpo.retain-weight", po::value<double>()->default_value(1.0), "w_r (0: no retain term)")(
-                "dpo.refusals", po::value<std::string>()->default_value(""),
-                "refusal lines, one per line (e.g. ../shared/data/tofu/idontknow.jsonl; default: built-in)");
-          },
-          [](const po::variables_map& vm) {
-            return std::make_unique<Dpo>(vm["dpo.beta"].as<double>(), vm["dpo.retain-weight"].as<double>(),
-                                         vm["dpo.refusals"].as<std::string>());
-          }};
+  return {"dpo",
+          "DPO preferring a refusal over the true answer (ref cached), + w_r NLL(x_r)",
+          {{"dpo.beta", 0.1, "beta"},
+           {"dpo.retain-weight", 1.0, "w_r (0: no retain term)"},
+           {"dpo.refusals", "", "refusal lines, one per line (e.g. TOFU's idontknow.jsonl; default: built-in)"}},
+          build<Dpo>};
 }
 
 }  // namespace lethe

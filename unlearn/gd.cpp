@@ -7,12 +7,15 @@ namespace lethe {
 namespace {
 class GradientDifference : public Objective {
  public:
+  explicit GradientDifference(const MethodOptions& o)
+      : GradientDifference(o.number("gd.forget-weight"), o.number("gd.retain-weight")) {}
   GradientDifference(double wf, double wr) : forget_weight_(wf), retain_weight_(wr) {}
   bool uses_retain() const override { return true; }
   ObjectiveResult compute(CausalLM& model, const Batch& forget, const Batch* retain) override {
     auto f = mean_item_nll(model, forget);
     auto r = mean_item_nll(model, *retain);
-    return {-forget_weight_ * f + retain_weight_ * r, {{"forget_nll", f.item<double>()}, {"retain_nll", r.item<double>()}}};
+    return {-forget_weight_ * f + retain_weight_ * r,
+            {{"forget_nll", f.item<double>()}, {"retain_nll", r.item<double>()}}};
   }
 
  private:
@@ -21,15 +24,11 @@ class GradientDifference : public Objective {
 }  // namespace
 
 ObjectiveSpec gd_objective_spec() {
-  return {"gd", "gradient difference: loss = -w_f NLL(x_f) + w_r NLL(x_r)",
-          [](po::options_description& d) {
-            d.add_options()("gd.forget-weight", po::value<double>()->default_value(1.0), "w_f, weight of the forget term")(
-                "gd.retain-weight", po::value<double>()->default_value(1.0), "w_r, weight of the retain term");
-          },
-          [](const po::variables_map& vm) {
-            return std::make_unique<GradientDifference>(vm["gd.forget-weight"].as<double>(),
-                                                        vm["gd.retain-weight"].as<double>());
-          }};
+  return {"gd",
+          "gradient difference: loss = -w_f NLL(x_f) + w_r NLL(x_r)",
+          {{"gd.forget-weight", 1.0, "w_f, weight of the forget term"},
+           {"gd.retain-weight", 1.0, "w_r, weight of the retain term"}},
+          build<GradientDifference>};
 }
 
 }  // namespace lethe

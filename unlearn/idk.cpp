@@ -7,10 +7,11 @@ namespace lethe {
 namespace {
 class Idk : public Objective {
  public:
+  explicit Idk(const MethodOptions& o) : Idk(o.number("idk.retain-weight"), o.text("idk.refusals")) {}
   Idk(double wr, std::string refusals) : wr_(wr), refusals_(std::move(refusals)) {}
   bool uses_retain() const override { return wr_ != 0; }
   void prepare(CausalLM&, ObjectiveContext& ctx) override {
-    *ctx.forget = refusal_items(ctx, *ctx.forget_examples, load_refusals(refusals_, "--idk.refusals"), 31);
+    *ctx.forget = refusal_items(ctx, *ctx.forget_examples, load_refusals(refusals_, "--idk.refusals"), kRefusalLines);
   }
   ObjectiveResult compute(CausalLM& model, const Batch& forget, const Batch* retain) override {
     auto f = mean_item_nll(model, forget);
@@ -26,15 +27,11 @@ class Idk : public Objective {
 }  // namespace
 
 ObjectiveSpec idk_objective_spec() {
-  return {"idk", "finetune the forget questions towards refusals, + w_r NLL(x_r)",
-          [](po::options_description& d) {
-            d.add_options()("idk.retain-weight", po::value<double>()->default_value(1.0), "w_r (0: no retain term)")(
-                "idk.refusals", po::value<std::string>()->default_value(""),
-                "refusal lines, one per line (e.g. ../shared/data/tofu/idontknow.jsonl; default: built-in)");
-          },
-          [](const po::variables_map& vm) {
-            return std::make_unique<Idk>(vm["idk.retain-weight"].as<double>(), vm["idk.refusals"].as<std::string>());
-          }};
+  return {"idk",
+          "finetune the forget questions towards refusals, + w_r NLL(x_r)",
+          {{"idk.retain-weight", 1.0, "w_r (0: no retain term)"},
+           {"idk.refusals", "", "refusal lines, one per line (e.g. TOFU's idontknow.jsonl; default: built-in)"}},
+          build<Idk>};
 }
 
 }  // namespace lethe

@@ -12,6 +12,8 @@ namespace lethe {
 namespace {
 class KlObjective : public Objective {
  public:
+  explicit KlObjective(const MethodOptions& o)
+      : KlObjective(o.number("kl.forget-weight"), o.number("kl.retain-weight"), o.text("kl.mask")) {}
   KlObjective(double wf, double wr, std::string mask) : wf_(wf), wr_(wr), mask_(std::move(mask)) {
     if (mask_ != "answer" && mask_ != "item" && mask_ != "all")
       throw InputError("--kl.mask: unknown value '" + mask_ + "' (answer, item, all)");
@@ -19,20 +21,24 @@ class KlObjective : public Objective {
   bool uses_retain() const override { return true; }
   void prepare(CausalLM& model, ObjectiveContext& ctx) override {
     // Padding positions depend on the batch, so "all" caches every item padded to --max-len.
-    ref_ = cache_per_item(model, *ctx.retain, ctx.retain_used, ctx.pad_id, mask_ == "all" ? ctx.max_len : 0,
-                          [&](const Batch& one) {
-                            return torch::log_softmax(model->forward(one.input_ids, one.attention_mask).to(torch::kFloat), -1);
-                          },
-                          "kl");
+    ref_ = cache_per_item(
+        model, *ctx.retain, ctx.retain_used, ctx.pad_id, mask_ == "all" ? ctx.max_len : 0,
+        [&](const Batch& one) {
+          return torch::log_softmax(model->forward(one.input_ids, one.attention_mask).to(torch::kFloat), -1);
+        },
+        "kl");
   }
   ObjectiveResult compute(CausalLM& model, const Batch& forget, const Batch* retain) override {
     auto f = mean_item_nll(model, forget);
     auto logits = model->forward(retain->input_ids, retain->attention_mask);
     const int64_t T = logits.size(1);
     torch::Tensor mask;
-    if (mask_ == "answer") mask = answer_prediction_mask(retain->labels);
-    else if (mask_ == "item") mask = retain->attention_mask;
-    else mask = torch::ones_like(retain->attention_mask);
+    if (mask_ == "answer")
+      mask = answer_prediction_mask(retain->labels);
+    else if (mask_ == "item")
+      mask = retain->attention_mask;
+    else
+      mask = torch::ones_like(retain->attention_mask);
     auto kl = kl_loss(logits, gather_cached(ref_, retain->index, T, logits.device()), mask);
     return {-wf_ * f + wr_ * kl, {{"forget_nll", f.item<double>()}, {"retain_kl", kl.item<double>()}}};
   }
@@ -45,17 +51,13 @@ class KlObjective : public Objective {
 }  // namespace
 
 ObjectiveSpec kl_objective_spec() {
-  return {"kl", "loss = -w_f NLL(x_f) + w_r KL(p_ref || p_theta) on retain items (ref cached per item)",
-          [](po::options_description& d) {
-            d.add_options()("kl.forget-weight", po::value<double>()->default_value(1.0), "w_f")(
-                "kl.retain-weight", po::value<double>()->default_value(1.0), "w_r")(
-                "kl.mask", po::value<std::string>()->default_value("answer"),
-                "positions the KL averages over: answer, item (prompt too) or all (padding too, unmasked)");
-          },
-          [](const po::variables_map& vm) {
-            return std::make_unique<KlObjective>(vm["kl.forget-weight"].as<double>(), vm["kl.retain-weight"].as<double>(),
-                                                 vm["kl.mask"].as<std::string>());
-          }};
+  return {"kl",
+          "loss = -w_f NLL(x_f) + w_r KL(p_ref || p_theta) on retain items (ref cached per item)",
+          {{"kl.forget-weight", 1.0, "w_f"},
+           {"kl.retain-weight", 1.0, "w_r"},
+           {"kl.mask", "answer",
+            "positions the KL averages over: answer, item (prompt too) or all (padding too, unmasked)"}},
+          build<KlObjective>};
 }
 
 }  // namespace lethe

@@ -11,6 +11,7 @@
 #include <set>
 
 #include "common/error.h"
+#include "dist/collectives.h"
 #include "common/rng.h"
 #include "unlearn/method_support.h"
 
@@ -50,7 +51,9 @@ NamedGrads memflex_gradient_information(CausalLM& model, const std::vector<Token
       names.push_back(name);
       params.push_back(p);
     }
-  if (params.empty()) throw InputError("--method memflex needs LoRA adapters (KnowUnDo: --lora-rank 8 --lora-alpha 16 --lora-dropout 0.1)");
+  if (params.empty())
+    throw InputError(
+        "--method memflex needs LoRA adapters (KnowUnDo: --lora-rank 8 --lora-alpha 16 --lora-dropout 0.1)");
   const bool was_training = model->is_training();
   model->eval();
   const int64_t n = max_items > 0 ? std::min<int64_t>(max_items, int64_t(items.size())) : int64_t(items.size());
@@ -93,8 +96,15 @@ NamedGrads memflex_gradient_information(CausalLM& model, const std::vector<Token
 namespace {
 class MemFlex : public Objective {
  public:
+  explicit MemFlex(const MethodOptions& o)
+      : MemFlex(o.number("memflex.forget-weight"), o.number("memflex.retain-weight"), o.number("memflex.mu"),
+                o.number("memflex.sigma"), o.integer("memflex.copies"), o.integer("memflex.max-items"),
+                o.text("memflex.localization")) {}
   MemFlex(double wf, double wr, double mu, double sigma, int64_t copies, int64_t max_items, std::string path)
-      : wf_(wf), wr_(wr), mu_(mu), sigma_(sigma), copies_(copies), max_items_(max_items), path_(std::move(path)) {}
+      : wf_(wf), wr_(wr), mu_(mu), sigma_(sigma), copies_(copies), max_items_(max_items), path_(std::move(path)) {
+    if (copies_ <= 0) throw InputError("--memflex.copies must be positive");
+    if (max_items_ < 0) throw InputError("--memflex.max-items must be >= 0");
+  }
   bool uses_retain() const override { return true; }
   void prepare(CausalLM& model, ObjectiveContext& ctx) override {
     std::set<std::string> selected;
@@ -103,14 +113,16 @@ class MemFlex : public Objective {
       try {
         for (auto& s : localization_.at("selected")) selected.insert(s.get<std::string>());
       } catch (const std::exception& e) {
-        throw InputError("--memflex.localization '" + path_ + "': no list of names under \"selected\" (" + e.what() + ")");
+        throw InputError("--memflex.localization '" + path_ + "': no list of names under \"selected\" (" + e.what() +
+                         ")");
       }
       spdlog::info("memflex: reusing the localization in {} ({} matrices)", path_, selected.size());
     } else {
-      if (copies_ <= 0) throw InputError("--memflex.copies must be positive");
       const int64_t vocab = std::min<int64_t>(ctx.tok->vocab_size(), model->config.vocab_size);
-      auto g_ul = memflex_gradient_information(model, *ctx.forget, max_items_, copies_, ctx.seed, 51, vocab, ctx.pad_id, ctx.comm);
-      auto g_rt = memflex_gradient_information(model, *ctx.retain, max_items_, copies_, ctx.seed, 52, vocab, ctx.pad_id, ctx.comm);
+      auto g_ul = memflex_gradient_information(model, *ctx.forget, max_items_, copies_, ctx.seed, kMemflexForgetLabels,
+                                               vocab, ctx.pad_id, ctx.comm);
+      auto g_rt = memflex_gradient_information(model, *ctx.retain, max_items_, copies_, ctx.seed, kMemflexRetainLabels,
+                                               vocab, ctx.pad_id, ctx.comm);
       json matrices = json::object();
       double min_cos = 1e9, max_mag = 0;
       for (auto& m : memflex_localize(g_ul, g_rt, mu_, sigma_)) {
@@ -119,17 +131,21 @@ class MemFlex : public Objective {
         min_cos = std::min(min_cos, m.cos);
         max_mag = std::max(max_mag, m.mag);
       }
-      localization_ = {{"mu", mu_}, {"sigma", sigma_}, {"copies", copies_}, {"selected", selected}, {"matrices", matrices}};
-      spdlog::info("memflex: {} of {} LoRA matrices located (cos < {} and mean|G| > {}; smallest cos {:.4f}, largest mean|G| {:.3g})",
-                   selected.size(), matrices.size(), mu_, sigma_, min_cos, max_mag);
+      localization_ = {
+          {"mu", mu_}, {"sigma", sigma_}, {"copies", copies_}, {"selected", selected}, {"matrices", matrices}};
+      spdlog::info(
+          "memflex: {} of {} LoRA matrices located (cos < {} and mean|G| > {}; smallest cos {:.4f}, largest mean|G| "
+          "{:.3g})",
+          selected.size(), matrices.size(), mu_, sigma_, min_cos, max_mag);
       if (!path_.empty() && (!ctx.comm || ctx.comm->rank() == 0)) {
         write_json_file(path_, localization_);
         spdlog::info("memflex: localization written to {}", path_);
       }
       if (selected.empty())
         throw InputError("memflex: no LoRA matrix has cos < " + std::to_string(mu_) + " and mean|G_UL| > " +
-                         std::to_string(sigma_) + " (smallest cos " + std::to_string(min_cos) + ", largest mean|G_UL| " +
-                         std::to_string(max_mag) + "); raise --memflex.mu or lower --memflex.sigma");
+                         std::to_string(sigma_) + " (smallest cos " + std::to_string(min_cos) +
+                         ", largest mean|G_UL| " + std::to_string(max_mag) +
+                         "); raise --memflex.mu or lower --memflex.sigma");
     }
     std::set<std::string> known;
     for (auto& [name, p] : model->named_parameters(true).pairs()) {
@@ -138,7 +154,8 @@ class MemFlex : public Objective {
       p.set_requires_grad(selected.count(name) > 0);
     }
     for (auto& s : selected)
-      if (!known.count(s)) throw InputError("memflex localization names '" + s + "', which is not a LoRA matrix of this model");
+      if (!known.count(s))
+        throw InputError("memflex localization names '" + s + "', which is not a LoRA matrix of this model");
   }
   ObjectiveResult compute(CausalLM& model, const Batch& forget, const Batch* retain) override {
     auto f = mean_item_nll(model, forget);
@@ -156,23 +173,16 @@ class MemFlex : public Objective {
 }  // namespace
 
 ObjectiveSpec memflex_objective_spec() {
-  return {"memflex", "KnowUnDo's MemFlex: locate LoRA matrices by gradient information, update only those (needs --lora-rank)",
-          [](po::options_description& d) {
-            d.add_options()("memflex.forget-weight", po::value<double>()->default_value(0.4), "w_f of -w_f NLL(x_f)")(
-                "memflex.retain-weight", po::value<double>()->default_value(2.0), "w_r of w_r NLL(x_r)")(
-                "memflex.mu", po::value<double>()->default_value(0.92), "cosine threshold: select when cos < mu")(
-                "memflex.sigma", po::value<double>()->default_value(6e-4), "magnitude threshold: select when mean|G_UL| > sigma")(
-                "memflex.copies", po::value<int64_t>()->default_value(3), "random-label copies per item (code 3, paper 5)")(
-                "memflex.max-items", po::value<int64_t>()->default_value(0), "items per set in the gradient pass (0: all)")(
-                "memflex.localization", po::value<std::string>()->default_value(""),
-                "JSON file: reused when it exists, else the localization is written there");
-          },
-          [](const po::variables_map& vm) {
-            return std::make_unique<MemFlex>(vm["memflex.forget-weight"].as<double>(), vm["memflex.retain-weight"].as<double>(),
-                                             vm["memflex.mu"].as<double>(), vm["memflex.sigma"].as<double>(),
-                                             vm["memflex.copies"].as<int64_t>(), vm["memflex.max-items"].as<int64_t>(),
-                                             vm["memflex.localization"].as<std::string>());
-          }};
+  return {"memflex",
+          "KnowUnDo's MemFlex: locate LoRA matrices by gradient information, update only those (needs --lora-rank)",
+          {{"memflex.forget-weight", 0.4, "w_f of -w_f NLL(x_f)"},
+           {"memflex.retain-weight", 2.0, "w_r of w_r NLL(x_r)"},
+           {"memflex.mu", 0.92, "cosine threshold: select when cos < mu"},
+           {"memflex.sigma", 6e-4, "magnitude threshold: select when mean|G_UL| > sigma"},
+           {"memflex.copies", int64_t(3), "random-label copies per item (code 3, paper 5)"},
+           {"memflex.max-items", int64_t(0), "items per set in the gradient pass (0: all)"},
+           {"memflex.localization", "", "JSON file: reused when it exists, else the localization is written there"}},
+          build<MemFlex>};
 }
 
 }  // namespace lethe

@@ -13,8 +13,8 @@ using NamedGrads = std::vector<std::pair<std::string, torch::Tensor>>;
 
 struct MemflexMatrix {
   std::string name;
-  double cos = 0;  // cosine(flatten G_UL, flatten G_RT)
-  double mag = 0;  // mean |G_UL|
+  double cos = 0;         // cosine(flatten G_UL, flatten G_RT)
+  double mag = 0;         // mean |G_UL|
   bool selected = false;  // cos < mu and mag > sigma
 };
 

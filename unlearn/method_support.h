@@ -2,7 +2,6 @@
 // computed once at theta_0 and cached per item, so no second model is kept in memory),
 // per-item seeds, label replacement, refusal answers and parameter snapshots.
 #pragma once
-#include <boost/program_options.hpp>
 #include <functional>
 #include <string>
 #include <vector>
@@ -10,6 +9,18 @@
 #include "unlearn/objective.h"
 
 namespace lethe {
+
+// The random streams of item_seed(): one id per use, so no two methods' draws collide by
+// accident. dpo and idk share kRefusalLines on purpose: both pick item i's refusal the same way.
+enum RngStream : uint64_t {
+  kRandomLabels = 21,         // random_label: the replacement answer tokens
+  kRefusalLines = 31,         // dpo, idk: the refusal line of each forget item
+  kRmuDirection = 41,         // rmu: the random steering direction
+  kMemflexForgetLabels = 51,  // memflex: random labels of the forget items' gradient pass
+  kMemflexRetainLabels = 52,  // memflex: random labels of the retain items' gradient pass
+  kSnapRefusalLines = 61,     // snap: the refusal line of each negative instruction
+  kSnapDirections = 71,       // snap: the sliced-Wasserstein directions per (step, matrix)
+};
 
 // A seed for (stream, item) that does not depend on the rank that handles the item.
 uint64_t item_seed(uint64_t seed, uint64_t stream, int64_t item);

@@ -1,21 +1,26 @@
-// Plain answer-token NLL: what `lethe finetune` minimises to make a model learn a data set.
+// Answer-token NLL, both ways: `nll` minimises it (what `lethe finetune` uses to make a model
+// learn a data set); `ga` (gradient ascent) maximises the forget items' NLL: loss = -NLL(x_f).
 #include "unlearn/objective.h"
 
 namespace lethe {
 
 namespace {
-class Nll : public Objective {
+template <int kSign>
+class SignedNll : public Objective {
  public:
   ObjectiveResult compute(CausalLM& model, const Batch& data, const Batch*) override {
-    auto loss = mean_item_nll(model, data);
-    return {loss, {{"nll", loss.item<double>()}}};
+    auto nll = mean_item_nll(model, data);
+    return {kSign * nll, {{kSign > 0 ? "nll" : "forget_nll", nll.item<double>()}}};
   }
 };
 }  // namespace
 
 ObjectiveSpec nll_objective_spec() {
-  return {"nll", "answer-token negative log-likelihood (finetuning)", [](po::options_description&) {},
-          [](const po::variables_map&) { return std::make_unique<Nll>(); }};
+  return {"nll", "answer-token negative log-likelihood (finetuning)", {}, build<SignedNll<1>>};
+}
+
+ObjectiveSpec ga_objective_spec() {
+  return {"ga", "gradient ascent on the forget set: loss = -NLL(x_f)", {}, build<SignedNll<-1>>};
 }
 
 }  // namespace lethe

@@ -8,11 +8,13 @@ namespace lethe {
 namespace {
 class Npo : public Objective {
  public:
+  explicit Npo(const MethodOptions& o) : Npo(o.number("npo.beta"), o.number("npo.retain-weight")) {}
   Npo(double beta, double wr) : beta_(beta), wr_(wr) {}
   bool uses_retain() const override { return wr_ != 0; }
   void prepare(CausalLM& model, ObjectiveContext& ctx) override {
-    ref_ = cache_per_item(model, *ctx.forget, ctx.forget_used, ctx.pad_id, 0,
-                          [&](const Batch& one) { return summed_logp(model, one); }, "npo");
+    ref_ = cache_per_item(
+        model, *ctx.forget, ctx.forget_used, ctx.pad_id, 0, [&](const Batch& one) { return summed_logp(model, one); },
+        "npo");
   }
   ObjectiveResult compute(CausalLM& model, const Batch& forget, const Batch* retain) override {
     auto lp = summed_logp(model, forget);
@@ -29,14 +31,10 @@ class Npo : public Objective {
 }  // namespace
 
 ObjectiveSpec npo_objective_spec() {
-  return {"npo", "negative preference optimisation against the cached reference, + w_r NLL(x_r)",
-          [](po::options_description& d) {
-            d.add_options()("npo.beta", po::value<double>()->default_value(0.1), "beta")(
-                "npo.retain-weight", po::value<double>()->default_value(1.0), "w_r (0: no retain term)");
-          },
-          [](const po::variables_map& vm) {
-            return std::make_unique<Npo>(vm["npo.beta"].as<double>(), vm["npo.retain-weight"].as<double>());
-          }};
+  return {"npo",
+          "negative preference optimisation against the cached reference, + w_r NLL(x_r)",
+          {{"npo.beta", 0.1, "beta"}, {"npo.retain-weight", 1.0, "w_r (0: no retain term)"}},
+          build<Npo>};
 }
 
 }  // namespace lethe

@@ -1,30 +1,29 @@
 // The Objective seam: one class per method, one file each. The training loop calls
-// compute() and never branches on method names. Each method declares its own options (with
-// the defaults of docs/METHODS.md) so `lethe unlearn --help` lists them.
+// compute() and never branches on method names. Each method declares its own options as data
+// (with the defaults of docs/METHODS.md) so `lethe unlearn --help` lists them.
 //
 // Life of an objective: prepare() once before training, on the whole model at theta_0 (ref
 // caches, derived items, parameter selection, snapshots); begin_step() before each optimizer
 // step; compute() per micro-batch on this rank's slice; finish() once after training on the
 // whole (LoRA-merged) model.
 #pragma once
-#include <boost/program_options.hpp>
 #include <functional>
 #include <map>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "common/json_io.h"
 #include "data/batching.h"
 #include "dist/communicator.h"
 #include "model/llama.h"
+#include "unlearn/method_options.h"
 
 namespace lethe {
 
-namespace po = boost::program_options;
-
 struct ObjectiveResult {
-  torch::Tensor loss;                    // scalar to minimise
+  torch::Tensor loss;                   // scalar to minimise
   std::map<std::string, double> parts;  // logged components (forget_nll, retain_nll, ...)
 };
 
@@ -63,12 +62,28 @@ class Objective {
   virtual json describe() const { return json::object(); }
 };
 
+// A method as data: its name, a one-line summary, its options (name, default, help; the
+// launcher turns them into flags) and its factory. The factory validates the options (an
+// InputError naming the option), so a bad value is refused before anything is loaded.
 struct ObjectiveSpec {
   std::string name;
   std::string summary;
-  std::function<void(po::options_description&)> add_options;
-  std::function<std::unique_ptr<Objective>(const po::variables_map&)> make;
+  std::vector<OptionDecl> options;
+  std::function<std::unique_ptr<Objective>(const MethodOptions&)> build;
+  // The objective with `given` over the declared defaults (any option not given keeps its default).
+  std::unique_ptr<Objective> make(const MethodOptions& given = {}) const {
+    return build(MethodOptions(options, given.values()));
+  }
 };
+
+// ObjectiveSpec::build for a class constructed from its MethodOptions (or from nothing).
+template <typename T>
+std::unique_ptr<Objective> build(const MethodOptions& o) {
+  if constexpr (std::is_constructible_v<T, const MethodOptions&>)
+    return std::make_unique<T>(o);
+  else
+    return std::make_unique<T>();
+}
 
 // Every method, in the order `--help` lists them.
 const std::vector<ObjectiveSpec>& objective_registry();

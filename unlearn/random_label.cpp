@@ -16,7 +16,7 @@ class RandomLabel : public Objective {
     auto labels = forget.labels.to(torch::kCPU).clone();
     auto acc = labels.accessor<int64_t, 2>();
     for (int64_t k = 0; k < labels.size(0); ++k) {
-      SplitMix64 r(item_seed(seed_, 21, forget.index[size_t(k)]));
+      SplitMix64 r(item_seed(seed_, kRandomLabels, forget.index[size_t(k)]));
       for (int64_t t = 0; t < labels.size(1); ++t)
         if (acc[k][t] != -100) acc[k][t] = int64_t(r.below(uint64_t(vocab_)));
     }
@@ -31,8 +31,10 @@ class RandomLabel : public Objective {
 }  // namespace
 
 ObjectiveSpec random_label_objective_spec() {
-  return {"random_label", "loss = NLL(x_f with every answer token replaced by a uniform random id)",
-          [](po::options_description&) {}, [](const po::variables_map&) { return std::make_unique<RandomLabel>(); }};
+  return {"random_label",
+          "loss = NLL(x_f with every answer token replaced by a uniform random id)",
+          {},
+          build<RandomLabel>};
 }
 
 }  // namespace lethe

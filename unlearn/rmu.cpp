@@ -15,13 +15,23 @@ namespace lethe {
 namespace {
 class Rmu : public Objective {
  public:
+  explicit Rmu(const MethodOptions& o)
+      : Rmu(o.integer("rmu.layer"), o.text("rmu.train"), o.number("rmu.steering"), o.number("rmu.alpha"),
+            o.flag("rmu.unmasked")) {}
   Rmu(int64_t layer, std::string train, double c, double alpha, bool unmasked)
-      : layer_(layer), train_(std::move(train)), c_(c), alpha_(alpha), unmasked_(unmasked) {}
+      : layer_(layer), train_(std::move(train)), c_(c), alpha_(alpha), unmasked_(unmasked) {
+    try {  // checked when the options are read, before any model is loaded
+      std::regex check(train_);
+    } catch (const std::regex_error& e) {
+      throw InputError("--rmu.train: invalid regular expression '" + train_ + "': " + e.what());
+    }
+  }
   bool uses_retain() const override { return true; }
   void prepare(CausalLM& model, ObjectiveContext& ctx) override {
     const int64_t L = model->config.num_hidden_layers;
     if (layer_ < 0 || layer_ >= L)
-      throw InputError("--rmu.layer " + std::to_string(layer_) + ": the model has decoder layers 0.." + std::to_string(L - 1));
+      throw InputError("--rmu.layer " + std::to_string(layer_) + ": the model has decoder layers 0.." +
+                       std::to_string(L - 1));
     std::regex re;
     try {
       re = std::regex(train_);
@@ -37,11 +47,12 @@ class Rmu : public Objective {
     if (chosen.empty()) throw InputError("--rmu.train '" + train_ + "' matches no parameter name");
     spdlog::info("rmu: layer {}, training {} parameter tensor(s): {}", layer_, chosen.size(), json(chosen).dump());
     // u ~ U[0,1)^C normalised, fixed for the subset (seeded).
-    auto gen = at::detail::createCPUGenerator(item_seed(ctx.seed, 41, 0));
+    auto gen = at::detail::createCPUGenerator(item_seed(ctx.seed, kRmuDirection, 0));
     auto u = at::rand({model->config.hidden_size}, gen);
     target_ = (c_ * u / u.norm()).to(model->device()).view({1, 1, -1});
-    ref_ = cache_per_item(model, *ctx.retain, ctx.retain_used, ctx.pad_id, unmasked_ ? ctx.max_len : 0,
-                          [&](const Batch& one) { return hidden(model, one); }, "rmu");
+    ref_ = cache_per_item(
+        model, *ctx.retain, ctx.retain_used, ctx.pad_id, unmasked_ ? ctx.max_len : 0,
+        [&](const Batch& one) { return hidden(model, one); }, "rmu");
   }
   ObjectiveResult compute(CausalLM& model, const Batch& forget, const Batch* retain) override {
     auto hf = hidden(model, forget);
@@ -57,9 +68,7 @@ class Rmu : public Objective {
     model->forward(b.input_ids, b.attention_mask, nullptr, &hs);
     return hs[size_t(layer_)];
   }
-  torch::Tensor mask(const Batch& b) const {
-    return unmasked_ ? torch::ones_like(b.attention_mask) : b.attention_mask;
-  }
+  torch::Tensor mask(const Batch& b) const { return unmasked_ ? torch::ones_like(b.attention_mask) : b.attention_mask; }
   int64_t layer_;
   std::string train_;
   double c_, alpha_;
@@ -70,21 +79,16 @@ class Rmu : public Objective {
 }  // namespace
 
 ObjectiveSpec rmu_objective_spec() {
-  return {"rmu", "representation misdirection at one layer; only parameters chosen by name train",
-          [](po::options_description& d) {
-            d.add_options()("rmu.layer", po::value<int64_t>()->default_value(7), "decoder layer l whose output is steered")(
-                "rmu.train", po::value<std::string>()->default_value(R"(model\.layers\.(5|6|7)\.mlp\.down_proj\.weight)"),
-                "regular expression over parameter names: the parameters that train")(
-                "rmu.steering", po::value<double>()->default_value(6.5), "c, the steering coefficient")(
-                "rmu.alpha", po::value<double>()->default_value(1200.0), "alpha, weight of the retain term")(
-                "rmu.unmasked", po::bool_switch()->default_value(false),
-                "average the MSE over every position, padding included (the original code); default: valid tokens");
-          },
-          [](const po::variables_map& vm) {
-            return std::make_unique<Rmu>(vm["rmu.layer"].as<int64_t>(), vm["rmu.train"].as<std::string>(),
-                                         vm["rmu.steering"].as<double>(), vm["rmu.alpha"].as<double>(),
-                                         vm["rmu.unmasked"].as<bool>());
-          }};
+  return {"rmu",
+          "representation misdirection at one layer; only parameters chosen by name train",
+          {{"rmu.layer", int64_t(7), "decoder layer l whose output is steered"},
+           {"rmu.train", R"(model\.layers\.(5|6|7)\.mlp\.down_proj\.weight)",
+            "regular expression over parameter names: the parameters that train"},
+           {"rmu.steering", 6.5, "c, the steering coefficient"},
+           {"rmu.alpha", 1200.0, "alpha, weight of the retain term"},
+           {"rmu.unmasked", false,
+            "average the MSE over every position, padding included (the original code); default: valid tokens"}},
+          build<Rmu>};
 }
 
 }  // namespace lethe

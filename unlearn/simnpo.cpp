@@ -8,6 +8,9 @@ namespace lethe {
 namespace {
 class SimNpo : public Objective {
  public:
+  explicit SimNpo(const MethodOptions& o)
+      : SimNpo(o.number("simnpo.beta"), o.number("simnpo.delta"), o.number("simnpo.forget-weight"),
+               o.number("simnpo.retain-weight")) {}
   SimNpo(double beta, double delta, double wf, double wr) : beta_(beta), delta_(delta), wf_(wf), wr_(wr) {}
   bool uses_retain() const override { return wr_ != 0; }
   ObjectiveResult compute(CausalLM& model, const Batch& forget, const Batch* retain) override {
@@ -24,18 +27,13 @@ class SimNpo : public Objective {
 }  // namespace
 
 ObjectiveSpec simnpo_objective_spec() {
-  return {"simnpo", "SimNPO: reference-free, length-normalised NPO, + w_r NLL(x_r)",
-          [](po::options_description& d) {
-            d.add_options()("simnpo.beta", po::value<double>()->default_value(4.5), "beta")(
-                "simnpo.delta", po::value<double>()->default_value(0.0), "delta (margin)")(
-                "simnpo.forget-weight", po::value<double>()->default_value(0.125), "weight of the forget term")(
-                "simnpo.retain-weight", po::value<double>()->default_value(1.0), "w_r (0: no retain term)");
-          },
-          [](const po::variables_map& vm) {
-            return std::make_unique<SimNpo>(vm["simnpo.beta"].as<double>(), vm["simnpo.delta"].as<double>(),
-                                            vm["simnpo.forget-weight"].as<double>(),
-                                            vm["simnpo.retain-weight"].as<double>());
-          }};
+  return {"simnpo",
+          "SimNPO: reference-free, length-normalised NPO, + w_r NLL(x_r)",
+          {{"simnpo.beta", 4.5, "beta"},
+           {"simnpo.delta", 0.0, "delta (margin)"},
+           {"simnpo.forget-weight", 0.125, "weight of the forget term"},
+           {"simnpo.retain-weight", 1.0, "w_r (0: no retain term)"}},
+          build<SimNpo>};
 }
 
 }  // namespace lethe

@@ -4,11 +4,10 @@
 // matrix close to its initial value:
 //   loss = NLL(negative -> refusal) + NLL(hard positives) + lambda sum_W SWD(W, W0).
 // The negative instructions are the forget questions plus templated questions about each
-// entity (generated here from the items; no external model). In data parallel runs each rank
-// computes the SWD of its share of the matrices (matrix m on rank m mod N), scaled by N so the
-// gradient average over ranks gives the full sum; the directions depend only on (seed, step, m).
-// Under ZeRO 3 the decoder layers' matrices are never whole in forward: the data-parallel engine
-// applies the same term to them through weight_penalty(), on the gathered layer after backward.
+// entity (generated here from the items; no external model). The regulariser has one path at
+// every ZeRO stage: the data-parallel engine applies weight_penalty() after backward, rank
+// (m mod N) differentiating matrix m on the whole tensor (a ZeRO 3 layer gathered for it); the
+// directions depend only on (seed, step, m), so any rank count draws the same ones.
 #include <spdlog/spdlog.h>
 
 #include <set>
@@ -33,13 +32,20 @@ std::string entity_of(const Example& e, const std::string& key) {
 
 class Snap : public Objective {
  public:
+  explicit Snap(const MethodOptions& o)
+      : Snap(o.number("snap.lambda"), o.integer("snap.projections"), o.integer("snap.entity-questions"),
+             o.text("snap.entity-key"), o.text("snap.refusals")) {}
   Snap(double lambda, int64_t k, int64_t entity_questions, std::string entity_key, std::string refusals)
-      : lambda_(lambda), k_(k), entity_questions_(entity_questions), entity_key_(std::move(entity_key)),
-        refusals_(std::move(refusals)) {}
-  bool uses_retain() const override { return true; }
-  void prepare(CausalLM& model, ObjectiveContext& ctx) override {
+      : lambda_(lambda),
+        k_(k),
+        entity_questions_(entity_questions),
+        entity_key_(std::move(entity_key)),
+        refusals_(std::move(refusals)) {
     if (k_ <= 0) throw InputError("--snap.projections must be positive");
     if (entity_questions_ < 0 || entity_questions_ > 4) throw InputError("--snap.entity-questions must be in 0..4");
+  }
+  bool uses_retain() const override { return true; }
+  void prepare(CausalLM& model, ObjectiveContext& ctx) override {
     seed_ = ctx.seed;
     rank_ = ctx.comm ? ctx.comm->rank() : 0;
     world_ = ctx.comm ? ctx.comm->size() : 1;
@@ -58,15 +64,16 @@ class Snap : public Objective {
         text.replace(text.find("{}"), 2, ent);
         negative.push_back({text, "", json::object()});
       }
-    *ctx.forget = refusal_items(ctx, negative, load_refusals(refusals_, "--snap.refusals"), 61);
+    *ctx.forget = refusal_items(ctx, negative, load_refusals(refusals_, "--snap.refusals"), kSnapRefusalLines);
     // Hard positives: retain items about the forget entities, else the whole retain set.
     std::vector<Example> positives;
     for (auto& e : *ctx.retain_examples)
       if (seen.count(entity_of(e, entity_key_))) positives.push_back(e);
-    spdlog::info("snap: {} negative instructions ({} forget questions, {} entities x {} templates), {} hard positives{}",
-                 ctx.forget->size(), ctx.forget_examples->size(), entities.size(), entity_questions_,
-                 positives.empty() ? ctx.retain_examples->size() : positives.size(),
-                 positives.empty() ? " (no retain item names a forget entity: the whole retain set)" : " (same entities)");
+    spdlog::info(
+        "snap: {} negative instructions ({} forget questions, {} entities x {} templates), {} hard positives{}",
+        ctx.forget->size(), ctx.forget_examples->size(), entities.size(), entity_questions_,
+        positives.empty() ? ctx.retain_examples->size() : positives.size(),
+        positives.empty() ? " (no retain item names a forget entity: the whole retain set)" : " (same entities)");
     if (!positives.empty()) *ctx.retain = tokenize_items(*ctx.tok, ctx.tmpl, positives, ctx.max_len);
     for (auto& [name, p] : model->named_parameters(true).pairs())
       if (p.requires_grad()) {
@@ -81,13 +88,18 @@ class Snap : public Objective {
   ObjectiveResult compute(CausalLM& model, const Batch& forget, const Batch* retain) override {
     auto neg = mean_item_nll(model, forget);
     auto pos = mean_item_nll(model, *retain);
-    torch::Tensor swd = torch::zeros({}, neg.options());
-    for (size_t m = size_t(rank_); m < params_.size(); m += size_t(world_))
-      if (params_[m].numel() > 0)  // ZeRO 3 shards decoder layers: the engine applies weight_penalty()
-        swd = swd + swd_term(int64_t(m), params_[m]);
-    swd = swd * double(world_);  // the gradient average over ranks then sums every matrix once
+    // The SWD's gradient comes from the engine (weight_penalty(), every ZeRO stage); here only
+    // its value, for the log: this rank's share of the matrices whole in memory, x N so the
+    // average over ranks is the sum (ZeRO 3's sharded layers are left out of the logged value).
+    double swd = 0;
+    {
+      torch::NoGradGuard ng;
+      for (size_t m = size_t(rank_); m < params_.size(); m += size_t(world_))
+        if (params_[m].numel() > 0) swd += swd_term(int64_t(m), params_[m]).item<double>();
+      swd *= double(world_);
+    }
     return {neg + pos + lambda_ * swd,
-            {{"refusal_nll", neg.item<double>()}, {"positive_nll", pos.item<double>()}, {"swd", swd.item<double>()}}};
+            {{"refusal_nll", neg.item<double>()}, {"positive_nll", pos.item<double>()}, {"swd", swd}}};
   }
 
  private:
@@ -95,7 +107,7 @@ class Snap : public Objective {
   torch::Tensor swd_term(int64_t m, const torch::Tensor& w) const {
     const auto& w0 = initial_[size_t(m)];
     int64_t d = w0.dim() == 1 ? w0.numel() : w0.numel() / w0.size(0);
-    auto dirs = random_directions(d, k_, item_seed(seed_, 71, step_ * 1000003 + m));
+    auto dirs = random_directions(d, k_, item_seed(seed_, kSnapDirections, step_ * 1000003 + m));
     return sliced_wasserstein(w.view(w0.sizes()), w0, dirs);
   }
   double lambda_;
@@ -109,22 +121,16 @@ class Snap : public Objective {
 }  // namespace
 
 ObjectiveSpec snap_objective_spec() {
-  return {"snap", "SNAP: negative instructions -> refusals, hard positives, + lambda sliced-Wasserstein to theta_0",
-          [](po::options_description& d) {
-            d.add_options()("snap.lambda", po::value<double>()->default_value(0.1), "lambda, weight of the SWD term")(
-                "snap.projections", po::value<int64_t>()->default_value(100), "K random directions per matrix and step")(
-                "snap.entity-questions", po::value<int64_t>()->default_value(2),
-                "templated questions per forget entity (0-4) added to the forget questions")(
-                "snap.entity-key", po::value<std::string>()->default_value(""),
-                "record attribute naming the entity (default: entity, subject, author or person)")(
-                "snap.refusals", po::value<std::string>()->default_value(""),
-                "obliterated responses, one per line (e.g. ../shared/data/tofu/idontknow.jsonl; default: built-in)");
-          },
-          [](const po::variables_map& vm) {
-            return std::make_unique<Snap>(vm["snap.lambda"].as<double>(), vm["snap.projections"].as<int64_t>(),
-                                          vm["snap.entity-questions"].as<int64_t>(), vm["snap.entity-key"].as<std::string>(),
-                                          vm["snap.refusals"].as<std::string>());
-          }};
+  return {
+      "snap",
+      "SNAP: negative instructions -> refusals, hard positives, + lambda sliced-Wasserstein to theta_0",
+      {{"snap.lambda", 0.1, "lambda, weight of the SWD term"},
+       {"snap.projections", int64_t(100), "K random directions per matrix and step"},
+       {"snap.entity-questions", int64_t(2),
+        "templated questions per forget entity (0-4) added to the forget questions"},
+       {"snap.entity-key", "", "record attribute naming the entity (default: entity, subject, author or person)"},
+       {"snap.refusals", "", "obliterated responses, one per line (e.g. TOFU's idontknow.jsonl; default: built-in)"}},
+      build<Snap>};
 }
 
 }  // namespace lethe

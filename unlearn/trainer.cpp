@@ -7,6 +7,7 @@
 #include "common/error.h"
 #include "dist/data_parallel.h"
 #include "dist/sharded_checkpoint.h"
+#include "dist/collectives.h"
 #include "dist/signals.h"
 
 namespace lethe {
@@ -16,7 +17,8 @@ namespace {
 std::string hms(double s) {
   int64_t t = int64_t(s + 0.5);
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%02lld:%02lld:%02lld", (long long)(t / 3600), (long long)(t / 60 % 60), (long long)(t % 60));
+  std::snprintf(buf, sizeof buf, "%02lld:%02lld:%02lld", (long long)(t / 3600), (long long)(t / 60 % 60),
+                (long long)(t % 60));
   return buf;
 }
 
@@ -25,7 +27,6 @@ std::vector<int64_t> local_slice(const std::vector<int64_t>& global, const Commu
   const size_t per = global.size() / size_t(comm.size());
   return {global.begin() + long(per * size_t(comm.rank())), global.begin() + long(per * size_t(comm.rank() + 1))};
 }
-
 
 }  // namespace
 
@@ -48,8 +49,8 @@ TrainResult train_loop(CausalLM& model, Objective& objective, const std::vector<
   if (opt.steps <= 0) throw InputError("--steps must be positive");
   if (opt.grad_accum <= 0) throw InputError("--grad-accum must be positive");
   if (opt.batch_size % comm.size() != 0)
-    throw InputError("--batch-size " + std::to_string(opt.batch_size) + " (the global batch) must be divisible by the " +
-                     std::to_string(comm.size()) + " ranks");
+    throw InputError("--batch-size " + std::to_string(opt.batch_size) +
+                     " (the global batch) must be divisible by the " + std::to_string(comm.size()) + " ranks");
   if (objective.uses_retain() && (!retain || retain->empty()))
     throw InputError("this method needs retain data (--retain)");
   // Dropout draws from the global generator: seeded per rank so runs reproduce (a resume
@@ -59,7 +60,8 @@ TrainResult train_loop(CausalLM& model, Objective& objective, const std::vector<
   if (auto penalty = objective.weight_penalty()) dp.set_weight_penalty(penalty);
   BatchIterator data(&primary, opt.batch_size, opt.seed, pad_id);
   std::unique_ptr<BatchIterator> retain_data;
-  if (objective.uses_retain()) retain_data = std::make_unique<BatchIterator>(retain, opt.batch_size, opt.seed + 1, pad_id);
+  if (objective.uses_retain())
+    retain_data = std::make_unique<BatchIterator>(retain, opt.batch_size, opt.seed + 1, pad_id);
 
   TrainResult res;
   int64_t first_step = 1;
@@ -131,12 +133,12 @@ TrainResult train_loop(CausalLM& model, Objective& objective, const std::vector<
     for (auto& [k, v] : parts) stats.push_back(v);
     auto st = torch::tensor(stats, torch::kDouble);
     all_reduce_host(comm, st, ReduceOp::Average);
-    auto tok = torch::tensor({tokens, preemption_requested() ? 1.0 : 0.0}, torch::kDouble);
-    all_reduce_host(comm, tok, ReduceOp::Sum);
+    auto counts = torch::tensor({tokens, preemption_requested() ? 1.0 : 0.0}, torch::kDouble);  // tokens, stop vote
+    all_reduce_host(comm, counts, ReduceOp::Sum);
     loss_sum = st[0].item<double>();
     size_t k = 1;
     for (auto& [name, v] : parts) v = st[long(k++)].item<double>();
-    res.tokens += int64_t(tok[0].item<double>());
+    res.tokens += int64_t(counts[0].item<double>());
     res.steps_done = step;
     res.last_loss = loss_sum;
     if (!std::isfinite(loss_sum)) throw InternalError("loss became non-finite at step " + std::to_string(step));
@@ -149,7 +151,7 @@ TrainResult train_loop(CausalLM& model, Objective& objective, const std::vector<
                    loss_sum, extra, grad_norm, lr, double(res.tokens) / std::max(secs, 1e-9),
                    hms(secs / done * double(opt.steps - step)));
     }
-    const bool preempt = tok[1].item<double>() > 0;  // any rank signalled: all checkpoint together
+    const bool preempt = counts[1].item<double>() > 0;  // any rank signalled: all checkpoint together
     if (!opt.checkpoint_dir.empty() &&
         (preempt || (opt.checkpoint_every > 0 && step % opt.checkpoint_every == 0 && step < opt.steps)))
       save(step);

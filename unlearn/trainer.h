@@ -15,13 +15,13 @@
 namespace lethe {
 
 struct TrainOptions {
-  int64_t steps = 100;       // optimizer steps
-  int64_t batch_size = 8;    // global items per micro-batch (divisible by the ranks)
-  int64_t grad_accum = 1;    // micro-batches per step
+  int64_t steps = 100;     // optimizer steps
+  int64_t batch_size = 8;  // global items per micro-batch (divisible by the ranks)
+  int64_t grad_accum = 1;  // micro-batches per step
   double max_grad_norm = 1.0;
   uint64_t seed = 0;
   int64_t log_every = 10;
-  int64_t eval_every = 0;    // 0: never during training
+  int64_t eval_every = 0;  // 0: never during training
   int zero_stage = 0;
   int64_t checkpoint_every = 0;  // 0: only on preemption
   std::string checkpoint_dir;    // resumable checkpoints (empty: none)

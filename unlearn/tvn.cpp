@@ -10,6 +10,7 @@ namespace lethe {
 namespace {
 class TaskVectorNegation : public Objective {
  public:
+  explicit TaskVectorNegation(const MethodOptions& o) : TaskVectorNegation(o.number("tvn.lambda")) {}
   explicit TaskVectorNegation(double lambda) : lambda_(lambda) {}
   void prepare(CausalLM& model, ObjectiveContext&) override {
     // The weights the task vector is measured on: trainable ones, or the base weight under a
@@ -45,11 +46,10 @@ class TaskVectorNegation : public Objective {
 }  // namespace
 
 ObjectiveSpec tvn_objective_spec() {
-  return {"tvn", "task vector negation: finetune on x_f, then theta = theta_0 - lambda (theta_ft - theta_0)",
-          [](po::options_description& d) {
-            d.add_options()("tvn.lambda", po::value<double>()->default_value(1.0), "lambda, the negation scale");
-          },
-          [](const po::variables_map& vm) { return std::make_unique<TaskVectorNegation>(vm["tvn.lambda"].as<double>()); }};
+  return {"tvn",
+          "task vector negation: finetune on x_f, then theta = theta_0 - lambda (theta_ft - theta_0)",
+          {{"tvn.lambda", 1.0, "lambda, the negation scale"}},
+          build<TaskVectorNegation>};
 }
 
 }  // namespace lethe

@@ -1,0 +1,53 @@
+// The one report writer of `lethe eval` and `lethe spunge`: a checkpoint is loaded and
+// evaluated over a communicator, TOFU's forget quality and model utility are added, and rank 0
+// writes report.json, report.md and (optionally) per_item.jsonl into a new directory.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "checkpoints/model_io.h"
+#include "data/data_options.h"
+#include "data/tokenizer.h"
+#include "eval/report.h"
+
+namespace lethe {
+
+struct ReportOptions {
+  std::string out;             // report directory ("" : none written)
+  std::string title;           // Markdown heading ("" : the model path)
+  bool per_item = false;       // also per_item.jsonl
+  std::string tofu_reference;  // report.json of a retain-only model: adds forget quality
+};
+
+struct EvalJob {
+  ModelLoadOptions model;  // the adapter, when given, is merged into the weights
+  int64_t max_len = 256;
+  EvalOptions eval;
+  ReportOptions report;
+  json meta = json::object();  // report.json "meta" (the model path is added)
+};
+
+struct Evaluated {
+  Report report;
+  json summary;          // {split: {accuracy, mean_nll, rouge_l_recall, answer_prob, leakage}, knowundo}
+  json tofu;             // forget_quality (with a reference), model_utility (with a retain split)
+  std::string markdown;  // the report's Markdown (with the forget-quality line)
+};
+
+// The forget split's truth ratios from a retain-only model's report.json (InputError naming
+// the file when it has none).
+std::vector<double> read_reference_truth_ratios(const std::string& path);
+
+// Collective over `comm`: every rank evaluates its share; rank 0 writes the report directory.
+Evaluated evaluate_checkpoint(const EvalJob& job, const std::vector<NamedExamples>& splits, const Tokenizer& tok,
+                              ChatTemplate tmpl, torch::Device device, Communicator& comm);
+
+// TOFU scores of a report: forget quality (KS p-value of the forget truth ratios against
+// `reference`, when given) and model utility (harmonic mean of the retain split's answer
+// probability, ROUGE-L recall when generated, and truth ratio when available).
+json tofu_scores(const Report& r, bool generated, const std::vector<double>& reference,
+                 const std::string& reference_path);
+// The summary of one report that SPUNGE's comparison and result.json use.
+json report_summary(const Report& r);
+
+}  // namespace lethe

@@ -1,0 +1,174 @@
+#include "unlearn/run.h"
+
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+
+#include "checkpoints/peft_adapter.h"
+#include "common/error.h"
+#include "dist/collectives.h"
+#include "dist/signals.h"
+#include "eval/report.h"
+
+namespace fs = std::filesystem;
+
+namespace lethe {
+
+RunText load_run_text(const RunSpec& spec) {
+  return {Tokenizer::from_file(tokenizer_path(spec.model.dir)), chat_template_for(spec.data, spec.model.dir)};
+}
+
+CausalLM load_for_training(const RunSpec& spec, const Tokenizer& tok, torch::Device device, Communicator& comm) {
+  // TODO(scale): every rank loads its group's whole model before DataParallel shards it; at 70B
+  // that is one host copy per rank.
+  const std::string& dir = spec.model.dir;
+  CausalLM model = load_model(dir, spec.model.dtype);
+  if (tok.vocab_size() > model->config.vocab_size)
+    throw InputError(dir + ": tokenizer has " + std::to_string(tok.vocab_size()) + " ids but the model only " +
+                     std::to_string(model->config.vocab_size));
+  if (!spec.model.adapter.empty()) {
+    PeftAdapterInfo a = load_peft_adapter(model, spec.model.adapter);
+    spdlog::info("peft adapter {}: r {}, alpha {}, {} modules ({})", spec.model.adapter, a.rank, a.alpha,
+                 a.adapted_modules, json(a.target_modules).dump());
+  } else if (spec.lora.rank > 0) {
+    model->add_lora(spec.lora);
+  }
+  model->to(device);
+  int64_t trainable = 0;
+  for (auto& p : model->trainable_parameters()) trainable += p.numel();
+  spdlog::info("model {}: {} parameters, {} trainable, {}, on {} (rank r -> {}), communicator {}", dir,
+               model->config.num_parameters(), trainable, model->config.torch_dtype, device.str(),
+               device.is_cpu() ? "cpu" : "cuda:<local rank>", comm.name());
+  return model;
+}
+
+RunOutput run_objective(const RunSpec& spec, const RunText& text, const std::vector<Example>& primary,
+                        const std::vector<Example>* retain, Communicator& comm, torch::Device device,
+                        const std::function<bool(CausalLM&, int64_t)>& on_eval,
+                        const std::function<void(CausalLM&)>& before_merge) {
+  RunOutput out;
+  out.model = load_for_training(spec, text.tok, device, comm);
+  auto obj = spec.method->make(spec.method_options);
+  const TrainOptions& to = spec.train;
+  const int64_t max_len = spec.data.max_len;
+  auto items = tokenize_items(text.tok, text.tmpl, primary, max_len);
+  std::vector<TokenizedItem> retain_items;
+  if (retain) retain_items = tokenize_items(text.tok, text.tmpl, *retain, max_len);
+  // The objective sees the model at theta_0 (whole, before sharding): reference caches, derived
+  // items, parameter selection.
+  ObjectiveContext ctx;
+  ctx.forget = &items;
+  ctx.retain = &retain_items;
+  ctx.forget_examples = &primary;
+  static const std::vector<Example> no_examples;
+  ctx.retain_examples = retain ? retain : &no_examples;
+  const int64_t batches = to.steps * to.grad_accum;
+  ctx.forget_used = items_drawn(items, to.batch_size, to.seed, batches);
+  ctx.retain_used = items_drawn(retain_items, to.batch_size, to.seed + 1, batches);
+  ctx.tok = &text.tok;
+  ctx.tmpl = text.tmpl;
+  ctx.max_len = max_len;
+  ctx.pad_id = pad_token_id(text.tok, text.tmpl);
+  ctx.seed = to.seed;
+  ctx.zero_stage = to.zero_stage;
+  ctx.comm = &comm;
+  obj->prepare(out.model, ctx);
+  int64_t trainable = 0;
+  for (auto& p : out.model->trainable_parameters()) trainable += p.numel();
+  spdlog::info("training {} parameters ({} items{})", trainable, items.size(),
+               retain ? fmt::format(", {} retain items", retain_items.size()) : "");
+  out.description = obj->describe();
+  auto eval_hook = [&](int64_t step) { return on_eval ? on_eval(out.model, step) : false; };
+  out.result = train_loop(out.model, *obj, items, retain ? &retain_items : nullptr, to, ctx.pad_id, eval_hook, comm);
+  if (out.result.preempted) return out;
+  if (before_merge) before_merge(out.model);
+  out.model->merge_lora();
+  obj->finish(out.model);
+  return out;
+}
+
+namespace {
+
+// Teacher-forced metrics (no generation) on the given splits, logged and kept as history.
+json quick_eval(CausalLM& model, const RunText& text, const std::vector<NamedExamples>& splits, int64_t max_len,
+                int64_t step, Communicator& comm) {
+  EvalOptions eo;
+  eo.generate = false;
+  eo.tofu = false;
+  Report r = evaluate_report(model, text.tok, text.tmpl, splits, eo, max_len, &comm);
+  json h = {{"step", step}};
+  std::string line = "eval @ step " + std::to_string(step);
+  for (auto& m : r.splits) {
+    h[m.name] = {{"accuracy", m.accuracy}, {"mean_nll", m.mean_nll}};
+    line += fmt::format(" | {} acc {:.1f}% nll {:.3f}", m.name, 100 * m.accuracy, m.mean_nll);
+  }
+  if (r.has_scores) {
+    h["unlearn_success"] = r.scores.unlearn_success;
+    h["retention_success"] = r.scores.retention_success;
+    line += fmt::format(" | US {:.1f} RS {:.1f}", r.scores.unlearn_success, r.scores.retention_success);
+  }
+  spdlog::info("{}", line);
+  return h;
+}
+
+}  // namespace
+
+void check_train_job(const TrainJob& job) {
+  const OutputOptions& o = job.output;
+  // A resumed run may find its own earlier output missing only; an existing --out is final.
+  if (fs::exists(o.out)) throw InputError("--out '" + o.out + "' already exists; refusing to overwrite it");
+  if (!o.adapter_out.empty() && fs::exists(o.adapter_out))
+    throw InputError("--adapter-out '" + o.adapter_out + "' already exists; refusing to overwrite it");
+  if (!o.adapter_out.empty() && job.run.lora.rank <= 0 && job.run.model.adapter.empty())
+    throw InputError("--adapter-out needs LoRA adapters (--lora-rank R or --adapter DIR)");
+}
+
+int run_training(const TrainJob& job, const Runtime& rt) {
+  check_train_job(job);
+  Communicator& comm = *rt.world;
+  const RunText text = load_run_text(job.run);
+  json history = json::array();
+  auto on_eval = [&](CausalLM& model, int64_t step) {
+    if (job.eval_splits.empty()) return false;
+    json h = quick_eval(model, text, job.eval_splits, job.run.data.max_len, step, comm);
+    history.push_back(h);
+    if (job.target_accuracy <= 0) return false;
+    for (auto& sp : job.eval_splits)
+      if (h[sp.name]["accuracy"].get<double>() < job.target_accuracy) return false;
+    spdlog::info("target accuracy {:.1f}% reached at step {}", 100 * job.target_accuracy, step);
+    return true;
+  };
+  auto write_adapter = [&](CausalLM& model) {
+    if (job.output.adapter_out.empty() || comm.rank() != 0) return;
+    save_peft_adapter(model, job.output.adapter_out, job.run.model.dir);
+    spdlog::info("saved the LoRA adapter (peft layout) to {}", job.output.adapter_out);
+  };
+  RunOutput run = run_objective(job.run, text, job.primary, job.uses_retain ? &job.retain : nullptr, comm, rt.device,
+                                on_eval, write_adapter);
+  const TrainResult& res = run.result;
+  const TrainOptions& to = job.run.train;
+  if (res.preempted) {
+    spdlog::warn("preempted at step {}: checkpoint in {}; rerun the same command with --resume", res.steps_done,
+                 to.checkpoint_dir);
+    return kExitPreempted;
+  }
+  spdlog::info("trained {} steps in {:.1f} s ({:.0f} answer tokens/s, {} rank(s), ZeRO {})",
+               res.steps_done - res.resumed_from, res.seconds, double(res.tokens) / std::max(res.seconds, 1e-9),
+               comm.size(), to.zero_stage);
+  // Peak resident memory of every rank (MiB), for the ZeRO memory table in docs/DISTRIBUTED.md.
+  std::vector<int64_t> peak_mib = all_gather_int(comm, peak_rss_mib());
+  spdlog::info("peak resident memory per rank (MiB): {}", json(peak_mib).dump());
+  json cfg = job.config;
+  if (!run.description.empty()) cfg["objective"] = run.description;
+  cfg["result"] = {{"steps", res.steps_done}, {"resumed_from", res.resumed_from}, {"seconds", res.seconds},
+                   {"tokens", res.tokens},    {"last_loss", res.last_loss},       {"stopped_early", res.stopped_early},
+                   {"ranks", comm.size()},    {"peak_rss_mib", peak_mib},         {"history", history}};
+  if (comm.rank() == 0) {  // parameters are whole on every rank after the step's all-gather
+    save_model(run.model, job.output.out, job.output.format, cfg, job.run.model.dir, job.output.max_shard_bytes);
+    spdlog::info("saved {} checkpoint to {}", format_name(job.output.format), job.output.out);
+  }
+  comm.barrier();
+  return 0;
+}
+
+}  // namespace lethe

@@ -1,0 +1,71 @@
+// One finetuning or unlearning run, the sequence every caller shares (`lethe finetune`,
+// `lethe unlearn`, each SPUNGE subset and SPUNGE's plain comparison):
+//   load the model -> LoRA adapters -> tokenize -> objective.prepare at theta_0 -> train_loop
+//   -> (the peft adapter) -> merge LoRA -> objective.finish
+// and, for the two single-run commands, in-training evaluation and the saved output.
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "checkpoints/format.h"
+#include "checkpoints/model_io.h"
+#include "data/data_options.h"
+#include "data/tokenizer.h"
+#include "dist/runtime.h"
+#include "model/lora.h"
+#include "unlearn/objective.h"
+#include "unlearn/trainer.h"
+
+namespace lethe {
+
+// What one run trains and how: the model, its adapters, the data layout, the loop and the method.
+struct RunSpec {
+  ModelLoadOptions model;
+  LoraOptions lora;  // rank 0: every weight trains
+  DataOptions data;
+  TrainOptions train;
+  const ObjectiveSpec* method = nullptr;
+  MethodOptions method_options;
+};
+
+// The tokenizer and chat template of the run's base model, read once per job.
+struct RunText {
+  Tokenizer tok;
+  ChatTemplate tmpl = ChatTemplate::ChatML;
+};
+RunText load_run_text(const RunSpec& spec);
+
+// Loads spec.model in its dtype, applies the peft adapter or adds LoRA adapters, moves it to
+// `device` and logs its size.
+CausalLM load_for_training(const RunSpec& spec, const Tokenizer& tok, torch::Device device, Communicator& comm);
+
+struct RunOutput {
+  CausalLM model{nullptr};  // LoRA merged, objective finished (unless preempted)
+  TrainResult result;
+  json description;  // the objective's describe(), stored with the output
+};
+// The whole sequence over `comm`. on_eval(step) runs every --eval-every steps (true stops);
+// before_merge runs on the trained model while its adapters are still separate.
+RunOutput run_objective(const RunSpec& spec, const RunText& text, const std::vector<Example>& primary,
+                        const std::vector<Example>* retain, Communicator& comm, torch::Device device,
+                        const std::function<bool(CausalLM&, int64_t)>& on_eval = {},
+                        const std::function<void(CausalLM&)>& before_merge = {});
+
+// `lethe finetune` / `lethe unlearn`: one run on the world, evaluated on `eval_splits` during
+// training (stopping once every split reaches target_accuracy when > 0), saved to output.out.
+struct TrainJob {
+  RunSpec run;
+  OutputOptions output;
+  std::vector<Example> primary, retain;
+  bool uses_retain = false;  // the method has a retain term: `retain` is passed on
+  std::vector<NamedExamples> eval_splits;
+  double target_accuracy = 0;
+  json config;  // the effective configuration, stored with the output
+};
+// Checks that need no model (output paths, adapter flags), before anything is loaded.
+void check_train_job(const TrainJob& job);
+// 0, or kExitPreempted after a preemption checkpoint.
+int run_training(const TrainJob& job, const Runtime& rt);
+
+}  // namespace lethe

@@ -1,0 +1,276 @@
+#include "unlearn/spunge.h"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <filesystem>
+#include <iostream>
+
+#include "common/error.h"
+#include "common/fs.h"
+#include "dist/collectives.h"
+#include "dist/signals.h"
+#include "eval/report_writer.h"
+#include "merge/merge_io.h"
+
+namespace fs = std::filesystem;
+
+namespace lethe {
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// The run directory: new (subsets and the plan written), or with --resume the one an
+// interrupted run left. Collective over the world.
+void open_run_dir(const SpungeOptions& o, const std::vector<NamedExamples>& subsets, const std::vector<int>& sizes,
+                  const json& config, Communicator& world) {
+  const fs::path run(o.output.out);
+  const size_t G = sizes.size();
+  agree_on_error(world, [&]() -> std::string {
+    try {
+      if (o.run.train.resume) {
+        if (!fs::exists(run / "spunge.json")) return "--resume: '" + o.output.out + "' is not a SPUNGE run directory";
+        return "";
+      }
+      create_output_dir(o.output.out, "--out");
+      fs::create_directories(run / "subsets");
+      json plan = {{"config", config}, {"group_sizes", sizes}, {"subsets", json::array()}};
+      std::string names;
+      for (auto& sub : subsets) names += sub.name + "\n";
+      write_file_atomic((run / "subsets.txt").string(), names);
+      for (size_t k = 0; k < subsets.size(); ++k) {
+        plan["subsets"].push_back({{"name", subsets[k].name}, {"items", subsets[k].examples.size()}, {"group", k % G}});
+        write_examples_jsonl((run / "subsets" / (subsets[k].name + ".jsonl")).string(), subsets[k].examples);
+      }
+      write_json_file((run / "spunge.json").string(), plan);
+    } catch (const std::exception& e) {
+      return e.what();
+    }
+    return "";
+  });
+}
+
+// Unlearns a copy of the base model on one subset (or the whole forget set) over `comm`;
+// `saved` gets the native model when not empty. Null when preempted.
+CausalLM unlearn_one(const SpungeOptions& o, const RunText& text, const SpungeData& data,
+                     const std::vector<Example>& examples, const std::string& ckpt_dir, const json& run_config,
+                     const std::string& saved, Communicator& comm, torch::Device device) {
+  RunSpec spec = o.run;
+  spec.train.checkpoint_dir = ckpt_dir;
+  spec.train.run_config = run_config;
+  RunOutput out = run_objective(spec, text, examples, data.uses_retain ? &data.retain : nullptr, comm, device);
+  if (out.result.preempted) return nullptr;
+  if (!saved.empty()) {
+    if (comm.rank() == 0) save_model(out.model, saved, CheckpointFormat::kNative, run_config, o.run.model.dir);
+    comm.barrier();
+  }
+  return out.model;
+}
+
+// Stage 3: every group unlearns its subsets (one, or several in turn when they queue). Returns
+// this group's model when there is one subset per group; `preempted` is agreed over the world.
+CausalLM unlearn_subsets(const SpungeOptions& o, const RunText& text, const SpungeData& data,
+                         const std::vector<NamedExamples>& subsets, ProcessGroups& pg, const json& config,
+                         torch::Device device, bool& preempted) {
+  const fs::path run(o.output.out);
+  const size_t K = subsets.size(), G = pg.group_sizes.size();
+  const bool queued = K > G;
+  const bool keep = queued || o.keep_subset_models || o.run.train.checkpoint_every > 0 || o.run.train.resume;
+  Communicator& group = *pg.group_comm;
+  CausalLM mine{nullptr};
+  bool stopped = false;
+  for (size_t k = size_t(pg.group); k < K && !stopped; k += G) {
+    const NamedExamples& sub = subsets[k];
+    const std::string saved = (run / "unlearned" / sub.name).string();
+    if (o.run.train.resume && is_complete_dir(saved)) {
+      spdlog::info("spunge: subset {} was finished before; loading {}", sub.name, saved);
+      if (!queued) {
+        mine = load_model(saved, o.run.model.dtype);
+        mine->to(device);
+      }
+      continue;
+    }
+    json run_config = config;
+    run_config["subset"] = sub.name;
+    spdlog::info("spunge: group {} unlearns subset {} ({} items) on {} rank(s)", pg.group, sub.name,
+                 sub.examples.size(), group.size());
+    CausalLM model =
+        unlearn_one(o, text, data, sub.examples, (fs::path(o.run.train.checkpoint_dir) / sub.name).string(), run_config,
+                    keep ? saved : "", group, device);
+    stopped = !model;
+    if (!queued) mine = model;
+  }
+  preempted = any_rank(*pg.world, stopped);
+  return mine;
+}
+
+// Stage 4: with one subset per group, merge communicator i (local rank i of every group) owns
+// shard i of the tensors; its members all-gather their K deltas of one tensor at a time and
+// member (j mod K) merges and stages the shard's j-th tensor. Queued subsets were saved and
+// merge from disk over all ranks instead.
+int merge_subsets(const SpungeOptions& o, const std::vector<NamedExamples>& subsets, ProcessGroups& pg, CausalLM& mine,
+                  const std::string& merged_dir) {
+  Communicator& world = *pg.world;
+  const fs::path run(o.output.out);
+  TensorReader base(o.run.model.dir);
+  auto rule = make_merge_method(o.merge, subsets.size());
+  MergeOutput mo = plan_merge_output(base, merged_dir, o.output.format, o.output.max_shard_bytes);
+  json job = merge_job_json(o.merge, o.output.format, o.output.max_shard_bytes);
+  job["base"] = o.run.model.dir;
+  job["subsets"] = json::array();
+  for (auto& s : subsets) job["subsets"].push_back(s.name);
+  open_merge_output(mo, job, world);
+  if (subsets.size() > pg.group_sizes.size()) {
+    std::vector<TensorReader> models;
+    for (auto& s : subsets) models.emplace_back((run / "unlearned" / s.name).string());
+    return merge_from_disk(base, models, *rule, mo, job, world, 0);
+  }
+  const int S = *std::min_element(pg.group_sizes.begin(), pg.group_sizes.end());
+  if (pg.group_comm->rank() < S) {
+    std::map<std::string, torch::Tensor> theta;
+    for (auto& [n, t] : mine->named_weights()) theta[n] = t.detach();
+    merge_sharded(base, theta, *rule, mo, *pg.merge_comm, pg.group_comm->rank(), S);
+  }
+  world.barrier();
+  assemble_merge_output(mo, base, job, world);
+  return 0;
+}
+
+std::string comparison_markdown(const json& before, const json& plain, const json& spunge, double plain_s,
+                                double spunge_s, const std::string& method, const std::string& merge, size_t k) {
+  std::string md = fmt::format("\n## SPUNGE vs plain unlearning ({}; {} subsets merged with {})\n\n", method, k, merge);
+  md += "| run | training wall-clock s |";
+  std::vector<std::string> splits;  // forget and retain first, then the further splits
+  for (auto* first : {"forget", "retain"})
+    if (spunge.contains(first)) splits.push_back(first);
+  for (auto& [name, v] : spunge.items())
+    if (name != "knowundo" && name != "forget" && name != "retain") splits.push_back(name);
+  for (auto& s : splits) md += " " + s + " acc % | " + s + " NLL |";
+  bool ku = spunge.contains("knowundo");
+  if (ku) md += " Unlearn Success | Retention Success | Average Success |";
+  md += "\n|---|---:|";
+  for (size_t i = 0; i < splits.size(); ++i) md += "---:|---:|";
+  if (ku) md += "---:|---:|---:|";
+  md += "\n";
+  auto row = [&](const std::string& name, const json& j, double secs) {
+    std::string r = secs < 0 ? fmt::format("| {} | - |", name) : fmt::format("| {} | {:.1f} |", name, secs);
+    for (auto& s : splits)
+      r += fmt::format(" {:.1f} | {:.3f} |", 100 * j[s]["accuracy"].get<double>(), j[s]["mean_nll"].get<double>());
+    if (ku)
+      r +=
+          fmt::format(" {:.1f} | {:.1f} | {:.1f} |", j["knowundo"]["unlearn_success"].get<double>(),
+                      j["knowundo"]["retention_success"].get<double>(), j["knowundo"]["average_success"].get<double>());
+    return r + "\n";
+  };
+  md += row("base model (before unlearning)", before, -1);
+  md += row("plain (whole forget set)", plain, plain_s);
+  md += row("SPUNGE (split, unlearn, merge)", spunge, spunge_s);
+  return md;
+}
+
+}  // namespace
+
+void check_spunge(const SpungeOptions& o) {
+  if (!o.output.adapter_out.empty())
+    throw InputError("--adapter-out: spunge merges its subsets' models; it writes no single adapter");
+  std::string bad = validate(o.split);
+  if (!bad.empty()) throw InputError(bad);
+}
+
+int run_spunge(const SpungeOptions& o, const SpungeData& data, const Runtime& rt, const json& config) {
+  check_spunge(o);
+  const auto t_start = std::chrono::steady_clock::now();
+  const fs::path run(o.output.out);
+  const std::string& method = o.run.method->name;
+
+  std::vector<NamedExamples> subsets = split_by_attribute(data.forget, o.split);  // 1. split
+  std::vector<int64_t> counts;
+  for (auto& s : subsets) counts.push_back(int64_t(s.examples.size()));
+  make_merge_method(o.merge, subsets.size());  // (validated early)
+  const RunText text = load_run_text(o.run);
+  std::vector<int> sizes = plan_group_sizes(counts, o.groups, rt.world->size());  // 2. groups
+  ProcessGroups pg = make_process_groups(sizes, *rt.world);
+  open_run_dir(o, subsets, sizes, config, *pg.world);
+  if (pg.world->rank() == 0) {
+    std::string line;
+    for (size_t k = 0; k < subsets.size(); ++k)
+      line += fmt::format("{}{} ({} items) -> group {}", k ? ", " : "", subsets[k].name, subsets[k].examples.size(),
+                          k % sizes.size());
+    spdlog::info("spunge: {} subsets by {}: {}; groups of {} rank(s); method {}; merge {}", subsets.size(),
+                 o.split.by.empty() ? "block" : o.split.by, line, json(sizes).dump(), method, describe(o.merge));
+  }
+  if (o.split_only) {
+    spdlog::info("spunge --split-only: subsets written to {} (names in {})", (run / "subsets").string(),
+                 (run / "subsets.txt").string());
+    return 0;
+  }
+
+  auto t_train = std::chrono::steady_clock::now();
+  bool preempted = false;
+  CausalLM mine = unlearn_subsets(o, text, data, subsets, pg, config, rt.device, preempted);  // 3. unlearn
+  if (preempted) {
+    spdlog::warn("spunge: preempted; checkpoints are in {}; rerun the same command with --resume",
+                 o.run.train.checkpoint_dir);
+    return kExitPreempted;
+  }
+  Communicator& world = *pg.world;
+  world.barrier();
+  const double train_wall = seconds_since(t_train);
+
+  auto t_merge = std::chrono::steady_clock::now();
+  const std::string merged_dir = (run / "merged").string();
+  int rc = merge_subsets(o, subsets, pg, mine, merged_dir);  // 4. merge
+  if (rc != 0) return rc;
+  mine = nullptr;
+  const double merge_s = seconds_since(t_merge);
+  spdlog::info("spunge: merged checkpoint written to {} ({}) in {:.1f} s", merged_dir, format_name(o.output.format),
+               merge_s);
+
+  auto evaluate = [&](const std::string& dir, const std::string& out, const std::string& title) {
+    EvalJob job;
+    job.model = {dir, o.run.model.dtype, ""};
+    job.max_len = o.run.data.max_len;
+    job.eval = o.eval;
+    job.report.out = out;
+    job.report.title = title;
+    return evaluate_checkpoint(job, data.eval_splits, text.tok, text.tmpl, rt.device, world);
+  };
+  Evaluated ev = evaluate(merged_dir, (run / "eval").string(), "SPUNGE: " + method + " + " + o.merge.method);  // 5.
+  json result = {{"train_seconds", train_wall}, {"merge_seconds", merge_s}, {"spunge", ev.summary}};
+  std::string md = ev.markdown;
+  if (o.compare) {  // 6. compare
+    const std::string plain_dir = (run / "plain").string();
+    auto t_plain = std::chrono::steady_clock::now();
+    if (!(o.run.train.resume && is_complete_dir(plain_dir))) {
+      spdlog::info("spunge --compare: plain {} on the whole forget set ({} items) on {} rank(s)", method,
+                   data.forget.size(), world.size());
+      CausalLM plain =
+          unlearn_one(o, text, data, data.forget, (fs::path(o.run.train.checkpoint_dir) / "_plain").string(), config,
+                      plain_dir, world, rt.device);
+      if (!plain) return kExitPreempted;
+    }
+    const double plain_s = seconds_since(t_plain);
+    Evaluated pe = evaluate(plain_dir, (run / "eval_plain").string(), "plain " + method);
+    Evaluated be = evaluate(o.run.model.dir, (run / "eval_base").string(), "base model");
+    result["plain"] = pe.summary;
+    result["base"] = be.summary;
+    result["plain_train_seconds"] = plain_s;
+    md = comparison_markdown(be.summary, pe.summary, ev.summary, plain_s, train_wall, method, describe(o.merge),
+                             subsets.size()) +
+         "\n" + md;
+  }
+  if (world.rank() == 0) {
+    result["seconds"] = seconds_since(t_start);
+    write_json_file((run / "result.json").string(), result);
+    write_file_atomic((run / "report.md").string(), md);
+    std::cout << md << std::flush;
+    spdlog::info("spunge: done in {:.1f} s; report in {}", seconds_since(t_start), (run / "report.md").string());
+  }
+  world.barrier();
+  return 0;
+}
+
+}  // namespace lethe
