@@ -8,30 +8,29 @@
 #include "data/bpe_trainer.h"
 #include "data/dataset.h"
 #include "data/tokenizer.h"
-#include "launcher/options.h"
+#include "launcher/command.h"
+#include "launcher/option_groups.h"
 
 namespace fs = std::filesystem;
 
 namespace lethe {
 
-void add_init_options(po::options_description& d) {
-  d.add_options()("model-config", po::value<std::string>(), "HF config.json of the architecture (configs/models/*.json)")(
-      "out", po::value<std::string>(), "output HF model directory (must not exist or be empty)")(
-      "dtype", po::value<std::string>()->default_value("float32"), "float32 or bfloat16")(
-      "tokenizer", po::value<std::string>()->default_value(""), "tokenizer.json to copy into the model")(
-      "train-tokenizer", po::value<std::string>()->default_value(""),
-      "train a byte-level BPE tokenizer on this data file instead (vocab_size follows it)")(
-      "vocab-size", po::value<int64_t>()->default_value(1024), "with --train-tokenizer: vocabulary size");
-}
+namespace {
 
-int run_init(const po::variables_map& vm, const json& cfg) {
-  std::string cfg_path = require_string(vm, "model-config"), out = require_string(vm, "out");
+struct InitFlags {
+  std::string model_config, out, dtype, tokenizer, train_tokenizer;
+  int64_t vocab_size = 1024;
+};
+
+int run_init(const InitFlags& f, uint64_t seed, const json& cfg) {
+  const std::string& cfg_path = f.model_config;
+  const std::string& out = f.out;
   ModelConfig c = ModelConfig::from_json(read_json_file(cfg_path), cfg_path);
-  std::string dtype = vm["dtype"].as<std::string>();
+  std::string dtype = f.dtype.empty() ? c.torch_dtype : f.dtype;
   parse_dtype(dtype, "--dtype");
   c.torch_dtype = dtype;
-  std::string tok_src = vm["tokenizer"].as<std::string>(), train_src = vm["train-tokenizer"].as<std::string>();
-  if (!tok_src.empty() && !train_src.empty()) throw InputError("give --tokenizer or --train-tokenizer, not both");
+  const std::string& tok_src = f.tokenizer;
+  const std::string& train_src = f.train_tokenizer;
   json tokenizer_json;
   if (!train_src.empty()) {
     std::vector<std::string> texts = {"user", "assistant"};
@@ -40,7 +39,7 @@ int run_init(const po::variables_map& vm, const json& cfg) {
       texts.push_back(e.response);
     }
     BpeTrainOptions bo;
-    bo.vocab_size = vm["vocab-size"].as<int64_t>();
+    bo.vocab_size = f.vocab_size;
     tokenizer_json = train_bpe_tokenizer(texts, bo);
     Tokenizer tok = Tokenizer::from_json(tokenizer_json, "trained tokenizer");
     c.vocab_size = tok.vocab_size();
@@ -54,12 +53,37 @@ int run_init(const po::variables_map& vm, const json& cfg) {
                        std::to_string(tok.vocab_size()));
   }
   CausalLM model(c);
-  model->init_weights(vm["seed"].as<uint64_t>());
+  model->init_weights(seed);
   model->to(parse_dtype(dtype, "--dtype"));
-  save_model(model, out, "hf", cfg, "");
-  if (!tokenizer_json.is_null()) write_json_file((fs::path(out) / "tokenizer.json").string(), tokenizer_json);
+  // An HF directory (transformers and mergekit read it), with its tokenizer.
+  std::map<std::string, std::string> extra;
+  if (!tokenizer_json.is_null()) extra["tokenizer.json"] = json_text(tokenizer_json, 2) + "\n";
+  save_model(model, out, CheckpointFormat::kHf, cfg, "", 0, extra);
   spdlog::info("init: {} ({} parameters, vocab {}) written to {}", c.model_type, c.num_parameters(), c.vocab_size, out);
   return 0;
+}
+
+}  // namespace
+
+Command init_command() {
+  return {"init", "write a randomly initialised model (HF directory) from an HF config.json", false, false,
+          [](OptionSet& o, const RuntimeOptions&) -> RunCommand {
+            auto f = std::make_shared<InitFlags>();
+            o.group("init", "Model");
+            o.require("model-config", &f->model_config, "HF config.json of the architecture (configs/models/*.json)");
+            o.add("tokenizer", &f->tokenizer, "tokenizer.json to copy into the model");
+            o.add("train-tokenizer", &f->train_tokenizer,
+                  "train a byte-level BPE tokenizer on this data file instead (vocab_size follows it)");
+            o.add("vocab-size", &f->vocab_size, "with --train-tokenizer: vocabulary size", positive<int64_t>());
+            o.rule([f] {
+              return f->tokenizer.empty() || f->train_tokenizer.empty()
+                         ? ""
+                         : "give --tokenizer or --train-tokenizer, not both";
+            });
+            bind_dtype(o, f->dtype);
+            bind_out_dir(o, f->out, "output HF model directory (must not exist or be empty)");
+            return [f](const Runtime& rt, const json& cfg) { return run_init(*f, rt.options.seed, cfg); };
+          }};
 }
 
 }  // namespace lethe

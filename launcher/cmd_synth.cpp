@@ -1,26 +1,33 @@
+// `lethe synth`: KnowUnDo-style privacy/copyright data, deterministic from --seed.
 #include <spdlog/spdlog.h>
 
 #include "data/synth.h"
-#include "launcher/options.h"
+#include "launcher/command.h"
+#include "launcher/option_groups.h"
 
 namespace lethe {
 
-void add_synth_options(po::options_description& d) {
-  d.add_options()("out", po::value<std::string>(), "output directory (must not exist or be empty)")(
-      "people", po::value<int64_t>()->default_value(12), "fictitious authors (privacy domain)")(
-      "books", po::value<int64_t>()->default_value(6), "fictitious books (copyright domain)");
-}
-
-int run_synth(const po::variables_map& vm, const json&) {
-  SynthOptions o;
-  o.seed = vm["seed"].as<uint64_t>();
-  o.people = vm["people"].as<int64_t>();
-  o.books = vm["books"].as<int64_t>();
-  std::string out = require_string(vm, "out");
-  SynthData d = synthesize(o);
-  write_synth_dir(out, d, o);
-  spdlog::info("synth: {} train and {} eval records written to {}", d.train.size(), d.eval.size(), out);
-  return 0;
+Command synth_command() {
+  return {"synth", "generate KnowUnDo-style privacy/copyright data, deterministic from a seed", false, false,
+          [](OptionSet& o, const RuntimeOptions&) -> RunCommand {
+            struct Flags {
+              SynthOptions synth;
+              std::string out;
+            };
+            auto f = std::make_shared<Flags>();
+            bind_out_dir(o, f->out, "output directory (must not exist or be empty)");
+            o.group("synth", "Data");
+            o.add("people", &f->synth.people, "fictitious authors (privacy domain)", non_negative<int64_t>());
+            o.add("books", &f->synth.books, "fictitious books (copyright domain)", non_negative<int64_t>());
+            return [f](const Runtime& rt, const json&) {
+              SynthOptions so = f->synth;
+              so.seed = rt.options.seed;
+              SynthData d = synthesize(so);
+              write_synth_dir(f->out, d, so);
+              spdlog::info("synth: {} train and {} eval records written to {}", d.train.size(), d.eval.size(), f->out);
+              return 0;
+            };
+          }};
 }
 
 }  // namespace lethe

@@ -3,22 +3,23 @@
 
 #include "common/error.h"
 #include "data/tokenizer.h"
-#include "launcher/options.h"
+#include "launcher/command.h"
 
 namespace lethe {
 
-void add_tokenize_options(po::options_description& d) {
-  d.add_options()("tokenizer", po::value<std::string>(), "tokenizer.json")(
-      "no-special", po::bool_switch()->default_value(false), "do not add the post-processor's special tokens")(
-      "decode", po::bool_switch()->default_value(false), "read lines of ids and print the decoded text instead");
-}
+namespace {
 
-int run_tokenize(const po::variables_map& vm, const json&) {
-  Tokenizer tok = Tokenizer::from_file(require_string(vm, "tokenizer"));
-  bool add_special = !vm["no-special"].as<bool>();
+struct TokenizeFlags {
+  std::string tokenizer;
+  bool no_special = false, decode = false;
+};
+
+int run_tokenize(const TokenizeFlags& f) {
+  Tokenizer tok = Tokenizer::from_file(f.tokenizer);
+  bool add_special = !f.no_special;
   std::string line;
   for (int64_t n = 1; std::getline(std::cin, line); ++n) {
-    if (vm["decode"].as<bool>()) {
+    if (f.decode) {
       std::istringstream in(line);
       std::vector<int64_t> ids;
       std::string w;
@@ -39,6 +40,20 @@ int run_tokenize(const po::variables_map& vm, const json&) {
     std::cout << "\n";
   }
   return 0;
+}
+
+}  // namespace
+
+Command tokenize_command() {
+  return {"tokenize", "tokenizer.json + UTF-8 lines on stdin -> one line of token ids per input line", false, false,
+          [](OptionSet& o, const RuntimeOptions&) -> RunCommand {
+            auto f = std::make_shared<TokenizeFlags>();
+            o.group("tokenize", "Tokenize");
+            o.require("tokenizer", &f->tokenizer, "tokenizer.json");
+            o.add("no-special", &f->no_special, "do not add the post-processor's special tokens");
+            o.add("decode", &f->decode, "read lines of ids and print the decoded text instead");
+            return [f](const Runtime&, const json&) { return run_tokenize(*f); };
+          }};
 }
 
 }  // namespace lethe

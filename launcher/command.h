@@ -1,0 +1,38 @@
+// A subcommand: its name, summary, where it runs, and `bind`, which binds the command's flags
+// to a fresh configuration (launcher/option_groups.h) and returns the function that runs it
+// with the Runtime built once in main. Each cmd_*.cpp declares, reads and calls the library.
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "common/json_io.h"
+#include "dist/runtime.h"
+#include "launcher/option_set.h"
+
+namespace lethe {
+
+using RunCommand = std::function<int(const Runtime& rt, const json& effective_config)>;
+
+struct Command {
+  std::string name;
+  std::string summary;
+  bool distributed = false;  // runs on every rank; other commands run on rank 0 only
+  bool uses_device = false;  // --device, and the world communicator on that device
+  std::function<RunCommand(OptionSet& options, const RuntimeOptions& runtime)> bind;
+};
+
+Command init_command();
+Command synth_command();
+Command tokenize_command();
+Command finetune_command();
+Command unlearn_command();
+Command eval_command();
+Command convert_command();
+Command merge_command();
+Command spunge_command();
+
+// Every command, in the order `lethe --help` lists them.
+const std::vector<Command>& commands();
+
+}  // namespace lethe
