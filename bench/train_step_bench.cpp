@@ -12,7 +12,8 @@
 int main(int argc, char** argv) {
   using namespace lethe;
   if (argc < 6 || argc > 8) {
-    std::cerr << "usage: lethe_bench_step CONFIG.json BATCH SEQ STEPS THREADS [DEVICE cpu|cuda] [DTYPE float32|bfloat16]\n";
+    std::cerr
+        << "usage: lethe_bench_step CONFIG.json BATCH SEQ STEPS THREADS [DEVICE cpu|cuda] [DTYPE float32|bfloat16]\n";
     return 2;
   }
   ModelConfig c = ModelConfig::from_json(read_json_file(argv[1]), argv[1]);
@@ -43,9 +44,13 @@ int main(int argc, char** argv) {
   for (int64_t s = 0; s < steps; ++s) step();
   sync();
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::cout << json{{"impl", "lethe"}, {"params", c.num_parameters()}, {"device", device.str()},
-                    {"dtype", std::string(c10::toString(dtype))}, {"step_s", secs / double(steps)},
-                    {"tokens_per_s", double(B * T * steps) / secs}}.dump()
+  std::cout << json{{"impl", "lethe"},
+                    {"params", c.num_parameters()},
+                    {"device", device.str()},
+                    {"dtype", std::string(c10::toString(dtype))},
+                    {"step_s", secs / double(steps)},
+                    {"tokens_per_s", double(B * T * steps) / secs}}
+                   .dump()
             << "\n";
   return 0;
 }

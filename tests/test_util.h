@@ -24,8 +24,7 @@ struct TempDir {
   fs::path path;
   TempDir() {
     static int counter = 0;
-    path = fs::temp_directory_path() /
-           ("lethe_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+    path = fs::temp_directory_path() / ("lethe_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
     fs::remove_all(path);
     fs::create_directories(path);
   }
@@ -52,10 +51,10 @@ inline std::string missing_reference(const std::string& modules) {
 }
 
 // Fails the test (never skips) when the reference packages are missing.
-#define LETHE_REQUIRE_REFERENCE(modules)                                     \
-  do {                                                                       \
-    std::string why_missing_ = ::lethe::test::missing_reference(modules);    \
-    if (!why_missing_.empty()) FAIL() << why_missing_;                       \
+#define LETHE_REQUIRE_REFERENCE(modules)                                  \
+  do {                                                                    \
+    std::string why_missing_ = ::lethe::test::missing_reference(modules); \
+    if (!why_missing_.empty()) FAIL() << why_missing_;                    \
   } while (0)
 
 // Runs tests/reference/SCRIPT with the environment's Python; returns its exit code.

@@ -92,12 +92,12 @@ TEST(Hdf5, FlippedBitsAreDetected) {
 
 TEST(ModelIo, NativeAndHfRoundTripThroughTheModel) {
   test::TempDir tmp;
-  json j = {{"model_type", "qwen2"}, {"vocab_size", 40}, {"hidden_size", 16}, {"intermediate_size", 32},
+  json j = {{"model_type", "qwen2"},  {"vocab_size", 40},         {"hidden_size", 16},       {"intermediate_size", 32},
             {"num_hidden_layers", 1}, {"num_attention_heads", 2}, {"num_key_value_heads", 1}};
   CausalLM m(ModelConfig::from_json(j, "cfg"));
   m->init_weights(5);
-  save_model(m, tmp / "native", "native", json{{"why", "test"}}, "");
-  save_model(m, tmp / "hf", "hf", json::object(), "", 1000);
+  save_model(m, tmp / "native", CheckpointFormat::kNative, json{{"why", "test"}}, "");
+  save_model(m, tmp / "hf", CheckpointFormat::kHf, json::object(), "", 1000);
   for (auto dir : {tmp / "native", tmp / "hf"}) {
     CausalLM back = load_model(dir);
     auto a = m->named_weights(), b = back->named_weights();

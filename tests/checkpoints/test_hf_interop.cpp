@@ -12,18 +12,18 @@ namespace {
 TEST(HfInterop, SafetensorsBothWaysWithTheOfficialLibraryAndFromPretrained) {
   LETHE_REQUIRE_REFERENCE("torch, transformers, safetensors");
   test::TempDir tmp;
-  json cfg = {{"model_type", "qwen2"},       {"vocab_size", 67},         {"hidden_size", 32},
-              {"intermediate_size", 64},     {"num_hidden_layers", 2},   {"num_attention_heads", 4},
-              {"num_key_value_heads", 2},    {"max_position_embeddings", 64}, {"rms_norm_eps", 1e-6},
-              {"torch_dtype", "float32"},    {"initializer_range", 0.1}};
+  json cfg = {
+      {"model_type", "qwen2"},  {"vocab_size", 67},         {"hidden_size", 32},        {"intermediate_size", 64},
+      {"num_hidden_layers", 2}, {"num_attention_heads", 4}, {"num_key_value_heads", 2}, {"max_position_embeddings", 64},
+      {"rms_norm_eps", 1e-6},   {"torch_dtype", "float32"}, {"initializer_range", 0.1}};
   CausalLM model(ModelConfig::from_json(cfg, "qwen2"));
   model->init_weights(4);
-  save_model(model, tmp / "single", "hf", json::object(), "");
+  save_model(model, tmp / "single", CheckpointFormat::kHf, json::object(), "");
   CausalLM bf16(ModelConfig::from_json(cfg, "qwen2"));
   bf16->init_weights(4);
   bf16->to(torch::kBFloat16);
   bf16->config.torch_dtype = "bfloat16";
-  save_model(bf16, tmp / "sharded", "hf", json::object(), "", 20000);
+  save_model(bf16, tmp / "sharded", CheckpointFormat::kHf, json::object(), "", 20000);
   ASSERT_TRUE(fs::exists(tmp / "sharded/model.safetensors.index.json"));
   torch::manual_seed(2);
   auto ids = torch::randint(0, 67, {2, 7}, torch::kLong);

@@ -11,10 +11,10 @@ namespace lethe {
 namespace {
 
 json tiny(const std::string& type) {
-  json j = {{"model_type", type},        {"vocab_size", 61},          {"hidden_size", 32},
-            {"intermediate_size", 48},   {"num_hidden_layers", 2},    {"num_attention_heads", 4},
-            {"num_key_value_heads", 2},  {"max_position_embeddings", 64}, {"rms_norm_eps", 1e-5},
-            {"torch_dtype", "float32"},  {"initializer_range", 0.2}};
+  json j = {
+      {"model_type", type},     {"vocab_size", 61},         {"hidden_size", 32},        {"intermediate_size", 48},
+      {"num_hidden_layers", 2}, {"num_attention_heads", 4}, {"num_key_value_heads", 2}, {"max_position_embeddings", 64},
+      {"rms_norm_eps", 1e-5},   {"torch_dtype", "float32"}, {"initializer_range", 0.2}};
   if (type == "qwen3") j["head_dim"] = 12;
   if (type == "phi3") j["pad_token_id"] = 0;  // Phi3Config's default (32000) lies outside this vocabulary
   return j;
@@ -35,7 +35,7 @@ TEST(Peft, AdaptersLoadBothWaysAndMergeLikeMergeAndUnload) {
     std::string c = tmp / fam;
     CausalLM base(ModelConfig::from_json(tiny(fam), fam));
     base->init_weights(3);
-    save_model(base, c + "/model", "hf", json::object(), "");
+    save_model(base, c + "/model", CheckpointFormat::kHf, json::object(), "");
     torch::manual_seed(1);
     ids = torch::randint(0, 61, {2, 9}, torch::kLong);
     mask = torch::ones({2, 9}, torch::kLong);

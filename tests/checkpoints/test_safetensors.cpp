@@ -1,5 +1,6 @@
 // safetensors round trips, and untrusted input: every malformed file is rejected with a
 // CorruptError naming the file and the problem, never a crash.
+#include "checkpoints/format.h"
 #include "checkpoints/safetensors.h"
 #include "common/error.h"
 #include "tests/test_util.h"
@@ -36,9 +37,11 @@ TEST(Safetensors, RoundTripSingleFile) {
 
 TEST(Safetensors, RoundTripShardedWithIndex) {
   test::TempDir tmp;
-  write_hf_weights(tmp.path.string(), sample(), 40);  // small limit: several shards
+  write_model_files(*make_checkpoint_writer(CheckpointFormat::kHf), tmp.path.string(), sample(), json::object(),
+                    json::object(), {}, 40);  // small limit: several shards
   EXPECT_TRUE(fs::exists(tmp / "model.safetensors.index.json"));
-  EXPECT_TRUE(fs::exists(tmp / "model-00001-of-00004.safetensors") || fs::exists(tmp / "model-00001-of-00003.safetensors"));
+  EXPECT_TRUE(fs::exists(tmp / "model-00001-of-00004.safetensors") ||
+              fs::exists(tmp / "model-00001-of-00003.safetensors"));
   expect_equal(read_hf_weights(tmp.path.string()), sample());
 }
 
@@ -75,8 +78,12 @@ TEST(Safetensors, RejectsMalformedFiles) {
   expect_corrupt(craft(tmp, R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", 4), "outside");
   expect_corrupt(craft(tmp, R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", 8), "does not match");
   expect_corrupt(craft(tmp, R"({"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", 8), "negative");
-  expect_corrupt(craft(tmp, R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})", 12),
-                 "overlap");
+  expect_corrupt(
+      craft(
+          tmp,
+          R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
+          12),
+      "overlap");
   expect_corrupt(craft(tmp, R"({"a":{"dtype":"F32","shape":[2]}})", 8), "lacks");
   expect_corrupt(craft(tmp, R"([1,2])", 8), "not a JSON object");
 }
@@ -122,8 +129,8 @@ TEST(Safetensors, BitFlippedHeaderIsRejectedOrHarmless) {
     ASSERT_EQ(test::run_reference("safetensors_reload.py", files), 0);
   }
   for (auto& [path, ours] : accepted) {
-    ASSERT_TRUE(fs::exists(path + ".ref")) << "lethe accepted " << path << " but safetensors refused it: "
-                                           << test::slurp(path + ".err");
+    ASSERT_TRUE(fs::exists(path + ".ref"))
+        << "lethe accepted " << path << " but safetensors refused it: " << test::slurp(path + ".err");
     TensorMap theirs = read_safetensors(path + ".ref");
     ASSERT_EQ(ours.size(), theirs.size()) << path;
     for (auto& [name, t] : theirs) {

@@ -56,7 +56,7 @@ grep -q "Unlearn Success" "$T/ev/report.md" && ok || bad "report.md lacks scores
   && ok || bad "report.json"
 
 # convert native -> hf (sharded) -> native gives the same evaluation
-expect_ok "$LETHE" convert --in "$T/gd" --out "$T/gd_hf" --to hf --max-shard-mb 1
+expect_ok "$LETHE" convert --in "$T/gd" --out "$T/gd_hf" --to hf --max-shard-size 1MB
 [ -f "$T/gd_hf/model.safetensors.index.json" ] && [ -f "$T/gd_hf/tokenizer.json" ] && ok || bad "sharded hf output"
 expect_ok "$LETHE" convert --in "$T/gd_hf" --out "$T/gd_back" --to native
 for m in gd gd_hf gd_back; do

@@ -29,7 +29,7 @@ if "$MPIRUN" -np 4 "$LETHE" "${SP[@]}" --split-by domain --group-sizes 2,2 --mer
     "$MPIRUN" -np 2 "$LETHE" unlearn --model "$T/ft" --forget "$T/sp4/subsets/$s.jsonl" "${UN[@]}" --format hf \
       --out "$T/u_$s" >"$T/u.log" 2>&1 || { bad "unlearn subset $s"; tail "$T/u.log"; }
   done
-  "$MPIRUN" -np 2 "$LETHE" merge --base "$T/ft" --models "$T/u_copyright" "$T/u_privacy" --merge ties \
+  "$MPIRUN" -np 2 "$LETHE" merge --format hf --base "$T/ft" --models "$T/u_copyright" "$T/u_privacy" --merge ties \
     --out "$T/m2" >"$T/m.log" 2>&1 || { bad "lethe merge on 2 ranks"; tail "$T/m.log"; }
   cmp -s "$T/sp4/merged/model.safetensors" "$T/m2/model.safetensors" && ok \
     || bad "spunge (2 groups x 2 ranks) differs from sequential unlearning + lethe merge"
@@ -39,16 +39,16 @@ else
 fi
 
 # ---- lethe merge: 1 rank == 2 ranks; native inputs == HF inputs; native output; sharded output ----
-"$LETHE" merge --base "$T/ft" --models "$T/u_copyright" "$T/u_privacy" --merge ties --out "$T/m1" >/dev/null 2>&1
+"$LETHE" merge --format hf --base "$T/ft" --models "$T/u_copyright" "$T/u_privacy" --merge ties --out "$T/m1" >/dev/null 2>&1
 cmp -s "$T/m1/model.safetensors" "$T/m2/model.safetensors" && ok || bad "lethe merge: 1 rank differs from 2 ranks"
 for s in copyright privacy; do "$LETHE" convert --in "$T/u_$s" --to native --out "$T/n_$s" >/dev/null 2>&1; done
-"$LETHE" merge --base "$T/ft" --models "$T/n_copyright" "$T/n_privacy" --merge ties --out "$T/mn" >/dev/null 2>&1
+"$LETHE" merge --format hf --base "$T/ft" --models "$T/n_copyright" "$T/n_privacy" --merge ties --out "$T/mn" >/dev/null 2>&1
 cmp -s "$T/mn/model.safetensors" "$T/m2/model.safetensors" && ok || bad "lethe merge from native inputs differs"
-"$MPIRUN" -np 2 "$LETHE" merge --base "$T/ft" --models "$T/u_copyright" "$T/u_privacy" --merge dare_ties \
+"$MPIRUN" -np 2 "$LETHE" merge --format hf --base "$T/ft" --models "$T/u_copyright" "$T/u_privacy" --merge dare_ties \
   --merge.seed 5 --max-shard-size 200KB --out "$T/ms" >/dev/null 2>&1 \
   && [ -f "$T/ms/model.safetensors.index.json" ] && [ -f "$T/ms/tokenizer.json" ] && [ -f "$T/ms/config.json" ] \
   && [ ! -e "$T/ms/.lethe-merge" ] && ok || bad "sharded HF output incomplete"
-"$LETHE" merge --base "$T/ft" --models "$T/u_copyright" "$T/u_privacy" --merge dare_ties --merge.seed 5 \
+"$LETHE" merge --format hf --base "$T/ft" --models "$T/u_copyright" "$T/u_privacy" --merge dare_ties --merge.seed 5 \
   --out "$T/ms1" >/dev/null 2>&1
 $CMP "$T/ms" "$T/ms1" --exact >/dev/null && ok || bad "sharded dare_ties output differs from the single-file one"
 "$LETHE" merge --base "$T/ft" --models "$T/u_copyright" "$T/u_privacy" --merge task_arithmetic --format native \
@@ -56,14 +56,14 @@ $CMP "$T/ms" "$T/ms1" --exact >/dev/null && ok || bad "sharded dare_ties output 
   >/dev/null 2>&1 && ok || bad "native merge output does not load"
 
 # ---- an interrupted merge resumes and writes the same files ----
-"$MPIRUN" -np 2 "$LETHE" merge --base "$T/ft" --models "$T/u_copyright" "$T/u_privacy" --merge ties --max-tensors 5 \
+"$MPIRUN" -np 2 "$LETHE" merge --format hf --base "$T/ft" --models "$T/u_copyright" "$T/u_privacy" --merge ties --max-tensors 5 \
   --out "$T/mi" >"$T/mi.log" 2>&1; rc=$?
 [ $rc -eq 75 ] && [ -d "$T/mi/.lethe-merge" ] && [ ! -e "$T/mi/model.safetensors" ] && ok \
   || { bad "interrupted merge: rc $rc, want 75 and a staging folder"; tail -5 "$T/mi.log"; }
 staged=$(ls "$T/mi/.lethe-merge" | grep -c '^t-')
-"$MPIRUN" -np 2 "$LETHE" merge --base "$T/ft" --models "$T/u_copyright" "$T/u_privacy" --merge ties --merge.lambda 2 \
+"$MPIRUN" -np 2 "$LETHE" merge --format hf --base "$T/ft" --models "$T/u_copyright" "$T/u_privacy" --merge ties --merge.lambda 2 \
   --out "$T/mi" >"$T/err" 2>&1 && bad "resume with another job accepted" || { grep -q "different job" "$T/err" && ok || bad "resume with another job: $(tail -2 "$T/err")"; }
-"$MPIRUN" -np 2 "$LETHE" merge --base "$T/ft" --models "$T/u_copyright" "$T/u_privacy" --merge ties \
+"$MPIRUN" -np 2 "$LETHE" merge --format hf --base "$T/ft" --models "$T/u_copyright" "$T/u_privacy" --merge ties \
   --out "$T/mi" >"$T/mi2.log" 2>&1 || bad "resumed merge failed"
 grep -q "already staged" "$T/mi2.log" && grep -q "$staged already staged" "$T/mi2.log" && ok \
   || bad "resumed merge did not reuse the $staged staged tensors: $(grep staged "$T/mi2.log")"
@@ -73,7 +73,7 @@ diff -r "$T/mi" "$T/m2" >/dev/null && ok || bad "resumed merge output differs fr
 if "$MPIRUN" -np 2 "$LETHE" "${SP[@]}" --split-by kind --split-map verbatim=book,continuation=book --groups 2 \
      --merge dare_linear --merge.seed 3 --format hf --out "$T/spq" >"$T/spq.log" 2>&1; then
   ls "$T/spq/unlearned" | tr '\n' ' ' | grep -q "book contact family" && ok || bad "queued subsets: $(ls "$T/spq/unlearned")"
-  "$LETHE" merge --base "$T/ft" --models "$T/spq/unlearned/book" "$T/spq/unlearned/contact" "$T/spq/unlearned/family" \
+  "$LETHE" merge --format hf --base "$T/ft" --models "$T/spq/unlearned/book" "$T/spq/unlearned/contact" "$T/spq/unlearned/family" \
     --merge dare_linear --merge.seed 3 --out "$T/mq" >/dev/null 2>&1
   cmp -s "$T/spq/merged/model.safetensors" "$T/mq/model.safetensors" && ok || bad "queued spunge merge differs from lethe merge"
 else

@@ -37,7 +37,9 @@ TEST_P(HfChatTemplate, IdsEqualApplyChatTemplate) {
     for (auto& e : examples) cases.push_back({{"system", sys}, {"question", e.prompt}, {"answer", e.response}});
   test::TempDir tmp;
   test::spit(tmp / "cases.json", cases.dump());
-  ASSERT_EQ(test::run_reference("chat_template_reference.py", dir + " " + (tmp / "cases.json") + " " + (tmp / "out.json")), 0);
+  ASSERT_EQ(
+      test::run_reference("chat_template_reference.py", dir + " " + (tmp / "cases.json") + " " + (tmp / "out.json")),
+      0);
   json ref = json::parse(test::slurp(tmp / "out.json"));
   ASSERT_EQ(ref.size(), cases.size());
   int mismatches = 0;

@@ -11,7 +11,9 @@ TEST(Dataset, ReadsTofuKnowUndoAndJsonl) {
   test::TempDir tmp;
   test::spit(tmp / "tofu.json", R"([{"question":"Q1","answer":"A1","paraphrased_answer":"P1"}])");
   test::spit(tmp / "ku.json", R"([{"text":"T1","labels":"L1","id":3}])");
-  test::spit(tmp / "d.jsonl", "{\"prompt\":\"p\",\"response\":\"r\",\"region\":\"north\"}\n\n{\"prompt\":\"p2\",\"response\":\"r2\",\"region\":\"south\"}\n");
+  test::spit(tmp / "d.jsonl",
+             "{\"prompt\":\"p\",\"response\":\"r\",\"region\":\"north\"}\n\n{\"prompt\":\"p2\",\"response\":\"r2\","
+             "\"region\":\"south\"}\n");
   auto t = read_examples(tmp / "tofu.json");
   EXPECT_EQ(t[0].prompt, "Q1");
   EXPECT_EQ(t[0].response, "A1");

@@ -59,7 +59,8 @@ std::vector<std::string> tofu_strings() {
 // Runs the `tokenizers` reference on `texts` with the tokenizer in `dir`.
 json hf_reference(const test::TempDir& tmp, const std::string& dir, const std::vector<std::string>& texts) {
   test::spit(tmp / "texts.json", json(texts).dump());
-  EXPECT_EQ(test::run_reference("tokenize_reference.py", dir + " " + (tmp / "texts.json") + " " + (tmp / "ref.json")), 0);
+  EXPECT_EQ(test::run_reference("tokenize_reference.py", dir + " " + (tmp / "texts.json") + " " + (tmp / "ref.json")),
+            0);
   return json::parse(test::slurp(tmp / "ref.json"));
 }
 
@@ -72,7 +73,8 @@ void compare_with_reference(const std::string& dir, const std::vector<std::strin
   for (size_t i = 0; i < texts.size(); ++i) {
     auto plain = tok.encode(texts[i], false);
     auto special = tok.encode(texts[i], true);
-    bool ok = plain == ref[i]["plain"].get<std::vector<int64_t>>() && special == ref[i]["special"].get<std::vector<int64_t>>() &&
+    bool ok = plain == ref[i]["plain"].get<std::vector<int64_t>>() &&
+              special == ref[i]["special"].get<std::vector<int64_t>>() &&
               tok.decode(plain) == ref[i]["decoded"].get<std::string>();
     if (!ok && ++mismatches <= 5)
       ADD_FAILURE() << dir << ": mismatch on " << json(texts[i]).dump() << "\n  ours: " << json(plain).dump()
@@ -93,7 +95,8 @@ TEST_P(RealTokenizer, MatchesHuggingFaceTokenizersOnTofuAndHardStrings) {
   ASSERT_GT(tofu.size(), 9000u) << "../shared/data/tofu is missing or incomplete";
   texts.insert(texts.end(), tofu.begin(), tofu.end());
   compare_with_reference(dir, texts);
-  std::cout << "[ reference ] tokenizers parity " << GetParam() << ": " << texts.size() << " strings, ids and decodings\n";
+  std::cout << "[ reference ] tokenizers parity " << GetParam() << ": " << texts.size()
+            << " strings, ids and decodings\n";
 }
 
 INSTANTIATE_TEST_SUITE_P(Shared, RealTokenizer, ::testing::Values("llama2", "llama3", "qwen3", "gemma"));

@@ -44,7 +44,7 @@ TEST(Collectives, AllReduceReduceScatterAllGatherBroadcast) {
 TEST(ProcessGroups, ContiguousGroupsAndMergeCommunicators) {
   const int N = world_size();
   std::vector<int> sizes = N >= 2 ? std::vector<int>{N / 2, N - N / 2} : std::vector<int>{1};
-  ProcessGroups pg = make_process_groups(sizes);
+  ProcessGroups pg = make_process_groups(sizes, *make_world_communicator());
   const int r = pg.world->rank();
   int expect_group = N >= 2 && r >= N / 2 ? 1 : 0;
   EXPECT_EQ(pg.group, expect_group);
@@ -53,13 +53,13 @@ TEST(ProcessGroups, ContiguousGroupsAndMergeCommunicators) {
   auto t = torch::full({1}, double(pg.group + 1));
   pg.merge_comm->all_reduce(t, ReduceOp::Sum);
   EXPECT_EQ(t.item<float>(), N >= 2 && pg.merge_comm->size() == 2 ? 3.0f : float(pg.group + 1));
-  EXPECT_THROW(make_process_groups({N + 1}), InputError);
+  EXPECT_THROW(make_process_groups({N + 1}, *make_world_communicator()), InputError);
 }
 
 // ---- training equivalence ----
 
 ModelConfig tiny_config() {
-  json j = {{"model_type", "llama"}, {"vocab_size", 40}, {"hidden_size", 32}, {"intermediate_size", 48},
+  json j = {{"model_type", "llama"},  {"vocab_size", 40},         {"hidden_size", 32},       {"intermediate_size", 48},
             {"num_hidden_layers", 2}, {"num_attention_heads", 4}, {"num_key_value_heads", 2}};
   return ModelConfig::from_json(j, "tiny");
 }
@@ -99,14 +99,8 @@ TrainOptions options(int stage, const std::string& ckpt = "") {
 }
 
 std::unique_ptr<Objective> objective(const std::string& name) {
-  if (name == "nll") return nll_objective_spec().make({});
-  po::options_description d;
-  find_objective(name).add_options(d);
-  po::variables_map vm;
-  const char* argv[] = {"x"};
-  po::store(po::parse_command_line(1, argv, d), vm);
-  po::notify(vm);
-  return find_objective(name).make(vm);
+  if (name == "nll") return nll_objective_spec().make();
+  return find_objective(name).make();  // the method's defaults
 }
 
 std::map<std::string, torch::Tensor> params(CausalLM& m) {
@@ -142,8 +136,8 @@ TEST_P(Equivalence, NRanksMatchOneProcess) {
   double err = max_rel_error(got, ref);
   EXPECT_LT(err, 1e-5) << method << " ZeRO " << stage << " on " << world->size() << " ranks";
   if (world->rank() == 0)
-    std::cout << "[ equivalence ] " << method << " ZeRO " << stage << ", " << world->size() << " ranks vs 1: max rel err "
-              << err << "\n";
+    std::cout << "[ equivalence ] " << method << " ZeRO " << stage << ", " << world->size()
+              << " ranks vs 1: max rel err " << err << "\n";
 }
 
 INSTANTIATE_TEST_SUITE_P(MethodsAndStages, Equivalence,
@@ -211,7 +205,7 @@ INSTANTIATE_TEST_SUITE_P(Stages, Resume, ::testing::Values(0, 1, 2, 3));
 TEST(Groups, TwoGroupsTrainTwoSubsetsConcurrently) {
   const int N = world_size();
   if (N < 2 || N % 2) GTEST_SKIP() << "needs an even number of ranks (ctest runs it on 2 and 4)";
-  ProcessGroups pg = make_process_groups({N / 2, N / 2});
+  ProcessGroups pg = make_process_groups({N / 2, N / 2}, *make_world_communicator());
   std::vector<std::vector<TokenizedItem>> subsets = {items(10, 9), items(11, 12)};
   auto r = items(12, 8);
   auto mine = train("gd", *pg.group_comm, options(1), subsets[size_t(pg.group)], r);
@@ -250,7 +244,7 @@ TEST_P(ShardedMerge, EqualsSingleProcessMerge) {
   if (world->rank() == 0) {
     CausalLM model(tiny_config());
     model->init_weights(3);
-    save_model(model, dir + "/base", "hf", json::object(), "");
+    save_model(model, dir + "/base", CheckpointFormat::kHf, json::object(), "");
   }
   world->barrier();
   TensorReader base(dir + "/base");
@@ -264,9 +258,9 @@ TEST_P(ShardedMerge, EqualsSingleProcessMerge) {
     mopt.weights.assign(K, 1.0);
     mopt.weights[0] = 2.0;
     auto rule = make_merge_method(mopt, K);
-    ProcessGroups pg = make_process_groups(sizes);
+    ProcessGroups pg = make_process_groups(sizes, *make_world_communicator());
     const std::string out = dir + "/out" + std::to_string(l);
-    MergeOutput mo = plan_merge_output(base, out, "hf", 2000);  // several shards
+    MergeOutput mo = plan_merge_output(base, out, CheckpointFormat::kHf, 2000);  // several shards
     ASSERT_GT(mo.shards.size(), 2u);
     json job = {{"layout", sizes}, {"method", mopt.method}};
     open_merge_output(mo, job, *world);
@@ -308,7 +302,8 @@ TEST(Nccl, AllReduceOnOneGpuPerRank) {
   for (auto dtype : {torch::kFloat, torch::kBFloat16}) {
     auto t = torch::full({1000}, double(world->rank() + 1), opts.dtype(dtype));
     nccl->all_reduce(t, ReduceOp::Sum);
-    EXPECT_TRUE(torch::allclose(t.cpu().to(torch::kFloat), torch::full({1000}, world->size() * (world->size() + 1) / 2.0)));
+    EXPECT_TRUE(
+        torch::allclose(t.cpu().to(torch::kFloat), torch::full({1000}, world->size() * (world->size() + 1) / 2.0)));
     auto mine = torch::full({4}, double(world->rank()), opts.dtype(dtype));
     auto all = torch::empty({4 * world->size()}, opts.dtype(dtype));
     nccl->all_gather(mine, all);

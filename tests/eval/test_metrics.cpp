@@ -74,15 +74,17 @@ TEST(Tofu, SensitiveStrings) {
 
 TEST(Tofu, TruthRatioAnswerProbabilityAndLeakage) {
   std::vector<Example> ex = {
-      {"Who wrote Blue Fire?", "Ann Lee wrote it", {{"paraphrased_answer", "it was Ann Lee"},
-                                                    {"perturbed_answer", {"Bo Kim wrote it", "Cy Dunn wrote it"}}}},
-      {"When was Ann born?", "in 1970", {{"paraphrased_answer", "she was born in 1970"},
-                                         {"perturbed_answer", {"in 1980", "in 1990"}}}}};
+      {"Who wrote Blue Fire?",
+       "Ann Lee wrote it",
+       {{"paraphrased_answer", "it was Ann Lee"}, {"perturbed_answer", {"Bo Kim wrote it", "Cy Dunn wrote it"}}}},
+      {"When was Ann born?",
+       "in 1970",
+       {{"paraphrased_answer", "she was born in 1970"}, {"perturbed_answer", {"in 1980", "in 1990"}}}}};
   std::vector<std::string> corpus;
   for (auto& e : ex) corpus.push_back(e.prompt + " " + e.response + " " + e.attrs.dump());
   Tokenizer tok = Tokenizer::from_json(train_bpe_tokenizer(corpus, BpeTrainOptions{300}), "t");
-  json j = {{"model_type", "llama"}, {"vocab_size", tok.vocab_size()}, {"hidden_size", 16}, {"intermediate_size", 32},
-            {"num_hidden_layers", 1}, {"num_attention_heads", 2}};
+  json j = {{"model_type", "llama"},   {"vocab_size", tok.vocab_size()}, {"hidden_size", 16},
+            {"intermediate_size", 32}, {"num_hidden_layers", 1},         {"num_attention_heads", 2}};
   CausalLM model(ModelConfig::from_json(j, "cfg"));
   model->init_weights(5);
   EvalOptions eo;
@@ -101,7 +103,10 @@ TEST(Tofu, TruthRatioAnswerProbabilityAndLeakage) {
                                {{ex[i].prompt, ex[i].attrs["paraphrased_answer"].get<std::string>(), {}}}, plain, 64);
     double pert = 0;
     for (auto& a : ex[i].attrs["perturbed_answer"])
-      pert += evaluate_split(model, tok, ChatTemplate::ChatML, "q", {{ex[i].prompt, a.get<std::string>(), {}}}, plain, 64).mean_nll / 2;
+      pert +=
+          evaluate_split(model, tok, ChatTemplate::ChatML, "q", {{ex[i].prompt, a.get<std::string>(), {}}}, plain, 64)
+              .mean_nll /
+          2;
     double R = std::exp(pert - para.mean_nll);
     EXPECT_NEAR(m.per_item[i].truth_ratio, R, 1e-5 * R);
     forget_stat += std::min(R, 1 / R) / 2;

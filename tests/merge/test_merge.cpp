@@ -62,7 +62,7 @@ TEST(Merge, DareDropsWithTheKeepProbabilityAndRescales) {
   auto kept = a != 0;
   EXPECT_NEAR(kept.to(torch::kFloat).mean().item<double>(), 0.3, 0.01);
   EXPECT_TRUE(torch::allclose(a.masked_select(kept), d.masked_select(kept) / 0.3));
-  EXPECT_TRUE(torch::equal(a, dare_drop(d, 0.3, 7, 0, "layer.w", "inverse")));  // seeded
+  EXPECT_TRUE(torch::equal(a, dare_drop(d, 0.3, 7, 0, "layer.w", "inverse")));   // seeded
   EXPECT_FALSE(torch::equal(a, dare_drop(d, 0.3, 7, 1, "layer.w", "inverse")));  // per model
   EXPECT_FALSE(torch::equal(a, dare_drop(d, 0.3, 7, 0, "layer.v", "inverse")));  // per tensor
   EXPECT_FALSE(torch::equal(a, dare_drop(d, 0.3, 8, 0, "layer.w", "inverse")));  // per seed

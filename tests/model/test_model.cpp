@@ -7,9 +7,16 @@ namespace lethe {
 namespace {
 
 ModelConfig tiny(bool tied = false, int64_t kv = 2) {
-  json j = {{"model_type", "llama"}, {"vocab_size", 50},  {"hidden_size", 32},       {"intermediate_size", 64},
-            {"num_hidden_layers", 2}, {"num_attention_heads", 4}, {"num_key_value_heads", kv},
-            {"tie_word_embeddings", tied}, {"max_position_embeddings", 64}, {"initializer_range", 0.3}};
+  json j = {{"model_type", "llama"},
+            {"vocab_size", 50},
+            {"hidden_size", 32},
+            {"intermediate_size", 64},
+            {"num_hidden_layers", 2},
+            {"num_attention_heads", 4},
+            {"num_key_value_heads", kv},
+            {"tie_word_embeddings", tied},
+            {"max_position_embeddings", 64},
+            {"initializer_range", 0.3}};
   return ModelConfig::from_json(j, "tiny");
 }
 
@@ -117,7 +124,8 @@ TEST(Model, LoraStartsAsIdentityAndMergesExactly) {
   torch::NoGradGuard ng;
   EXPECT_LT(test::rel_error(m->forward(ids), before), 1e-6);
   for (auto& item : m->named_modules())
-    if (auto* lin = dynamic_cast<LinearImpl*>(item.value().get()); lin && lin->has_lora()) lin->lora_B->weight.normal_(0, 0.1);
+    if (auto* lin = dynamic_cast<LinearImpl*>(item.value().get()); lin && lin->has_lora())
+      lin->lora_B->weight.normal_(0, 0.1);
   m->eval();
   auto adapted = m->forward(ids);
   EXPECT_GT(test::rel_error(adapted, before), 1e-3);

@@ -19,24 +19,29 @@ struct Case {
 };
 
 json base_config(const std::string& model_type) {
-  return {{"model_type", model_type},  {"vocab_size", 97},        {"hidden_size", 64},
-          {"intermediate_size", 160},  {"num_hidden_layers", 2},  {"num_attention_heads", 4},
-          {"num_key_value_heads", 4},  {"max_position_embeddings", 128}, {"rms_norm_eps", 1e-5},
-          {"rope_theta", 10000.0},     {"torch_dtype", "float32"}, {"initializer_range", 0.2}};
+  return {{"model_type", model_type}, {"vocab_size", 97},
+          {"hidden_size", 64},        {"intermediate_size", 160},
+          {"num_hidden_layers", 2},   {"num_attention_heads", 4},
+          {"num_key_value_heads", 4}, {"max_position_embeddings", 128},
+          {"rms_norm_eps", 1e-5},     {"rope_theta", 10000.0},
+          {"torch_dtype", "float32"}, {"initializer_range", 0.2}};
 }
 
 std::vector<Case> family_cases() {
   json llama31 = base_config("llama");  // Llama-3.1: GQA and llama3 rope scaling
   llama31["num_key_value_heads"] = 2;
   llama31["rope_theta"] = 500000.0;
-  llama31["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0},
-                             {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 16}};
+  llama31["rope_scaling"] = {{"rope_type", "llama3"},
+                             {"factor", 8.0},
+                             {"low_freq_factor", 1.0},
+                             {"high_freq_factor", 4.0},
+                             {"original_max_position_embeddings", 16}};
   json llama32 = base_config("llama");  // Llama-3.2: tied embeddings (and attention biases)
   llama32["tie_word_embeddings"] = true;
   llama32["attention_bias"] = true;
   json mistral = base_config("mistral");
   mistral["num_key_value_heads"] = 2;
-  mistral["sliding_window"] = 5;  // shorter than the sequence, so the window matters
+  mistral["sliding_window"] = 5;      // shorter than the sequence, so the window matters
   json qwen2 = base_config("qwen2");  // q/k/v biases
   qwen2["num_key_value_heads"] = 1;
   json qwen3 = base_config("qwen3");  // q/k norms; head_dim independent of hidden_size
@@ -63,10 +68,15 @@ std::vector<Case> family_cases() {
   phi3p["partial_rotary_factor"] = 0.5;
   phi3p["pad_token_id"] = 0;
   std::vector<Case> out;
-  for (auto& [name, cfg] : std::vector<std::pair<std::string, json>>{
-           {"llama31_gqa_rope", llama31}, {"llama32_tied", llama32}, {"mistral_window", mistral},
-           {"qwen2_bias", qwen2}, {"qwen3", qwen3}, {"gemma", gemma}, {"gemma2", gemma2},
-           {"phi3_fused", phi3}, {"phi3_partial_rope", phi3p}}) {
+  for (auto& [name, cfg] : std::vector<std::pair<std::string, json>>{{"llama31_gqa_rope", llama31},
+                                                                     {"llama32_tied", llama32},
+                                                                     {"mistral_window", mistral},
+                                                                     {"qwen2_bias", qwen2},
+                                                                     {"qwen3", qwen3},
+                                                                     {"gemma", gemma},
+                                                                     {"gemma2", gemma2},
+                                                                     {"phi3_fused", phi3},
+                                                                     {"phi3_partial_rope", phi3p}}) {
     out.push_back({name, cfg, false});
     json b = cfg;
     b["torch_dtype"] = "bfloat16";
@@ -93,7 +103,7 @@ Prepared prepare(const Case& c, const std::string& dir) {
       if (n.find("norm") != std::string::npos || n.find("bias") != std::string::npos) w.uniform_(0.5, 1.5);
   }
   if (c.bf16) p.model->to(torch::kBFloat16);
-  save_model(p.model, dir + "/model", "hf", json::object(), "");
+  save_model(p.model, dir + "/model", CheckpointFormat::kHf, json::object(), "");
   const int64_t B = 2, T = 12;
   torch::manual_seed(3);
   p.ids = torch::randint(0, cfg.vocab_size, {B, T}, torch::kLong);
@@ -105,10 +115,10 @@ Prepared prepare(const Case& c, const std::string& dir) {
   p.labels.masked_fill_(p.mask == 0, -100);
   p.prompt = torch::randint(0, cfg.vocab_size, {5}, torch::kLong);
   write_safetensors(dir + "/inputs.safetensors", {{"input_ids", p.ids},
-                                                   {"attention_mask", p.mask},
-                                                   {"labels", p.labels},
-                                                   {"prompt", p.prompt},
-                                                   {"dtype", torch::tensor(int64_t(c.bf16 ? 1 : 0))}});
+                                                  {"attention_mask", p.mask},
+                                                  {"labels", p.labels},
+                                                  {"prompt", p.prompt},
+                                                  {"dtype", torch::tensor(int64_t(c.bf16 ? 1 : 0))}});
   return p;
 }
 
@@ -133,7 +143,8 @@ void compare(const Case& c, Prepared& p) {
   Pass ours = run_pass(p.model, p);
   auto valid = p.mask.to(torch::kBool);
   double logits_err = test::rel_error(ours.logits.index({valid}), p.ref["logits"].index({valid}));
-  double loss_err = std::abs(ours.loss.item<double>() - p.ref["loss"].item<double>()) / std::abs(p.ref["loss"].item<double>());
+  double loss_err =
+      std::abs(ours.loss.item<double>() - p.ref["loss"].item<double>()) / std::abs(p.ref["loss"].item<double>());
   int checked = 0;
   double worst_grad = 0;
   std::string worst_name;
@@ -161,7 +172,9 @@ void compare(const Case& c, Prepared& p) {
     for (auto& [n, w] : p.model->named_weights()) w32[n] = w.detach().to(torch::kFloat);
     twin->load_weights(w32, c.name);
     Pass truth = run_pass(twin, p);
-    auto err_vs_truth = [&](const torch::Tensor& a, const torch::Tensor& t) { return test::rel_error(a.to(torch::kFloat), t); };
+    auto err_vs_truth = [&](const torch::Tensor& a, const torch::Tensor& t) {
+      return test::rel_error(a.to(torch::kFloat), t);
+    };
     double ours_logits = err_vs_truth(ours.logits.index({valid}), truth.logits.index({valid}));
     double hf_logits = err_vs_truth(p.ref["logits"].index({valid}), truth.logits.index({valid}));
     EXPECT_LE(ours_logits, 1.25 * hf_logits + 1e-3) << "logits: lethe bf16 further from fp32 than transformers bf16";
@@ -181,8 +194,8 @@ void compare(const Case& c, Prepared& p) {
     EXPECT_LE(ours_all, 1.5 * hf_all + 1e-3) << "all gradients: lethe bf16 further from fp32 than transformers bf16";
     std::ostringstream ss;
     ss << "; vs fp32 on the same weights: logits lethe " << ours_logits << " / transformers " << hf_logits
-       << ", all gradients lethe " << ours_all << " / transformers " << hf_all << ", worst tensor lethe "
-       << ours_worst << " / transformers " << hf_worst;
+       << ", all gradients lethe " << ours_all << " / transformers " << hf_all << ", worst tensor lethe " << ours_worst
+       << " / transformers " << hf_worst;
     bf16_note = ss.str();
   }
 
@@ -191,7 +204,8 @@ void compare(const Case& c, Prepared& p) {
   auto ref_gen = p.ref["generated"];
   std::vector<int64_t> theirs(ref_gen.data_ptr<int64_t>(), ref_gen.data_ptr<int64_t>() + ref_gen.numel());
   int same = 0;
-  while (same < int(std::min(generated.size(), theirs.size())) && generated[size_t(same)] == theirs[size_t(same)]) ++same;
+  while (same < int(std::min(generated.size(), theirs.size())) && generated[size_t(same)] == theirs[size_t(same)])
+    ++same;
   if (!bf16) {
     EXPECT_EQ(generated, theirs) << "greedy tokens agree for the first " << same;
   }

@@ -35,21 +35,36 @@ TEST(Losses, MatchPythonReference) {
   auto mse_mask = (torch::rand({B, T}) > 0.3).to(torch::kFloat);
   auto w = torch::randn({7, 5}), w0 = torch::randn({7, 5});
   auto dirs = random_directions(5, 4, 99);
-  write_safetensors(tmp / "in.safetensors",
-                    {{"logp", logp}, {"logp_ref", logp_ref}, {"mean_nll", mean_nll}, {"logp_w", lw}, {"logp_w_ref", lw_ref},
-                     {"logp_l", ll}, {"logp_l_ref", ll_ref}, {"logits", logits}, {"ref_logits", ref_logits},
-                     {"kl_mask", kl_mask}, {"h", h}, {"target", target}, {"mse_mask", mse_mask}, {"w", w}, {"w0", w0},
-                     {"dirs", dirs}});
+  write_safetensors(tmp / "in.safetensors", {{"logp", logp},
+                                             {"logp_ref", logp_ref},
+                                             {"mean_nll", mean_nll},
+                                             {"logp_w", lw},
+                                             {"logp_w_ref", lw_ref},
+                                             {"logp_l", ll},
+                                             {"logp_l_ref", ll_ref},
+                                             {"logits", logits},
+                                             {"ref_logits", ref_logits},
+                                             {"kl_mask", kl_mask},
+                                             {"h", h},
+                                             {"target", target},
+                                             {"mse_mask", mse_mask},
+                                             {"w", w},
+                                             {"w0", w0},
+                                             {"dirs", dirs}});
   const double npo_beta = 0.1, simnpo_beta = 4.5, simnpo_delta = 0.3, dpo_beta = 0.1;
-  test::spit(tmp / "p.json", json({{"npo_beta", npo_beta}, {"simnpo_beta", simnpo_beta}, {"simnpo_delta", simnpo_delta},
-                                   {"dpo_beta", dpo_beta}}).dump());
+  test::spit(tmp / "p.json", json({{"npo_beta", npo_beta},
+                                   {"simnpo_beta", simnpo_beta},
+                                   {"simnpo_delta", simnpo_delta},
+                                   {"dpo_beta", dpo_beta}})
+                                 .dump());
   ASSERT_EQ(test::run_reference("losses_reference.py",
-                                 (tmp / "in.safetensors") + " " + (tmp / "p.json") + " " + (tmp / "ref.safetensors")),
+                                (tmp / "in.safetensors") + " " + (tmp / "p.json") + " " + (tmp / "ref.safetensors")),
             0);
   TensorMap ref = read_safetensors(tmp / "ref.safetensors");
 
   auto leaf = [](const torch::Tensor& t) { return t.clone().requires_grad_(true); };
-  auto check = [&](const std::string& name, const torch::Tensor& loss, std::vector<std::pair<std::string, torch::Tensor>> wrt) {
+  auto check = [&](const std::string& name, const torch::Tensor& loss,
+                   std::vector<std::pair<std::string, torch::Tensor>> wrt) {
     loss.backward();
     double lerr = test::rel_error(loss.detach().reshape({1}), ref.at(name + ".loss"));
     EXPECT_LT(lerr, 1e-5) << name;
@@ -128,8 +143,8 @@ struct World {
     for (auto* set : {&forget_ex, &retain_ex})
       for (auto& e : *set) corpus.push_back(e.prompt + " " + e.response);
     tok = Tokenizer::from_json(train_bpe_tokenizer(corpus, BpeTrainOptions{400}), "t");
-    json j = {{"model_type", "llama"}, {"vocab_size", tok.vocab_size()}, {"hidden_size", 16}, {"intermediate_size", 32},
-              {"num_hidden_layers", 2}, {"num_attention_heads", 2}};
+    json j = {{"model_type", "llama"},   {"vocab_size", tok.vocab_size()}, {"hidden_size", 16},
+              {"intermediate_size", 32}, {"num_hidden_layers", 2},         {"num_attention_heads", 2}};
     model = CausalLM(ModelConfig::from_json(j, "cfg"));
     model->init_weights(3);
     forget = tokenize_items(tok, ChatTemplate::ChatML, forget_ex, 64);
@@ -214,7 +229,8 @@ TEST(Methods, SimNpoAndGaOnTheSameForwardPass) {
     per_item = item_mean_nll(token_loss(w.model->forward(f.input_ids, f.attention_mask), f.labels));
   }
   double expect = 0;
-  for (int64_t i = 0; i < 3; ++i) expect += -(2.0 / 2.0) * std::log(1 / (1 + std::exp(-2 * per_item[i].item<double>())));
+  for (int64_t i = 0; i < 3; ++i)
+    expect += -(2.0 / 2.0) * std::log(1 / (1 + std::exp(-2 * per_item[i].item<double>())));
   EXPECT_NEAR(obj->compute(w.model, f, nullptr).loss.item<double>(), expect / 3, 1e-5);
 }
 
@@ -262,7 +278,8 @@ TEST(Methods, IdkAndSnapBuildTheirItems) {
     ASSERT_EQ(w.forget.size(), 3u);
     for (auto& it : w.forget) {
       std::string answer = w.tok.decode(std::vector<int64_t>(it.ids.begin() + it.prompt_len, it.ids.end()), true);
-      EXPECT_TRUE(answer.find("No idea.") != std::string::npos || answer.find("Cannot say.") != std::string::npos) << answer;
+      EXPECT_TRUE(answer.find("No idea.") != std::string::npos || answer.find("Cannot say.") != std::string::npos)
+          << answer;
     }
     EXPECT_THROW(w.make("idk", {"--idk.refusals", tmp / "missing.txt"}), InputError);
   }
@@ -315,10 +332,14 @@ TEST(Methods, TaskVectorNegationMirrorsTheFinetunedWeights) {
 TEST(Methods, MemflexLocalizationOnAConstructedCase) {
   // a: forget and retain gradients orthogonal and large -> located; b: parallel -> kept out;
   // c: orthogonal but tiny -> kept out; d: opposite and large -> located.
-  NamedGrads gf = {{"a", torch::tensor({1.0, 0.0})}, {"b", torch::tensor({1.0, 1.0})},
-                   {"c", torch::tensor({1e-5, 0.0})}, {"d", torch::tensor({0.0, -2.0})}};
-  NamedGrads gr = {{"a", torch::tensor({0.0, 3.0})}, {"b", torch::tensor({2.0, 2.0})},
-                   {"c", torch::tensor({0.0, 1.0})}, {"d", torch::tensor({0.0, 1.0})}};
+  NamedGrads gf = {{"a", torch::tensor({1.0, 0.0})},
+                   {"b", torch::tensor({1.0, 1.0})},
+                   {"c", torch::tensor({1e-5, 0.0})},
+                   {"d", torch::tensor({0.0, -2.0})}};
+  NamedGrads gr = {{"a", torch::tensor({0.0, 3.0})},
+                   {"b", torch::tensor({2.0, 2.0})},
+                   {"c", torch::tensor({0.0, 1.0})},
+                   {"d", torch::tensor({0.0, 1.0})}};
   auto out = memflex_localize(gf, gr, 0.92, 6e-4);
   ASSERT_EQ(out.size(), 4u);
   EXPECT_TRUE(out[0].selected);
@@ -336,6 +357,7 @@ TEST(Methods, MemflexGradientPassAndReuse) {
   World w;
   EXPECT_THROW(w.make("memflex"), InputError);  // no LoRA adapters
   LoraOptions lo;
+  lo.rank = 8;
   lo.seed = 1;
   w.model->add_lora(lo);
   {  // non-zero B so that both A and B receive gradient information
@@ -344,8 +366,8 @@ TEST(Methods, MemflexGradientPassAndReuse) {
       if (n.find("lora_B") != std::string::npos) p.normal_(0, 0.1);
   }
   const int64_t vocab = w.tok.vocab_size();
-  auto g1 = memflex_gradient_information(w.model, w.forget, 0, 3, 9, 51, vocab, 0, w.comm.get());
-  auto g2 = memflex_gradient_information(w.model, w.forget, 0, 3, 9, 51, vocab, 0, w.comm.get());
+  auto g1 = memflex_gradient_information(w.model, w.forget, 0, 3, 9, kMemflexForgetLabels, vocab, 0, w.comm.get());
+  auto g2 = memflex_gradient_information(w.model, w.forget, 0, 3, 9, kMemflexForgetLabels, vocab, 0, w.comm.get());
   ASSERT_EQ(g1.size(), 2u * 7u * 2u);  // 2 layers x 7 projections x (A, B)
   for (size_t k = 0; k < g1.size(); ++k) {
     EXPECT_TRUE(torch::equal(g1[k].second, g2[k].second));  // seeded random labels: reproducible

@@ -17,8 +17,8 @@ struct Fixture {
   CausalLM model{nullptr};
   Batch forget, retain;
   Fixture() {
-    json j = {{"model_type", "llama"}, {"vocab_size", 30}, {"hidden_size", 16}, {"intermediate_size", 32},
-              {"num_hidden_layers", 1}, {"num_attention_heads", 2}};
+    json j = {{"model_type", "llama"},   {"vocab_size", 30},       {"hidden_size", 16},
+              {"intermediate_size", 32}, {"num_hidden_layers", 1}, {"num_attention_heads", 2}};
     model = CausalLM(ModelConfig::from_json(j, "cfg"));
     model->init_weights(11);
     std::vector<TokenizedItem> f = {{{1, 2, 3, 4, 5}, 2}, {{6, 7, 8}, 1}}, r = {{{9, 10, 11, 12}, 2}};
@@ -65,8 +65,9 @@ TEST(Trainer, FinetuneLearnsAndGdForgetsWhileKeeping) {
   Tokenizer tok = Tokenizer::from_json(tj, "t");
   std::vector<Example> keep = {{"Color of sky?", "blue sky", {}}, {"Color of grass?", "green grass", {}}};
   std::vector<Example> drop = {{"Secret one?", "alpha beta", {}}, {"Secret two?", "gamma delta", {}}};
-  json j = {{"model_type", "llama"}, {"vocab_size", tok.vocab_size()}, {"hidden_size", 32}, {"intermediate_size", 64},
-            {"num_hidden_layers", 2}, {"num_attention_heads", 4}, {"num_key_value_heads", 2}};
+  json j = {{"model_type", "llama"},   {"vocab_size", tok.vocab_size()}, {"hidden_size", 32},
+            {"intermediate_size", 64}, {"num_hidden_layers", 2},         {"num_attention_heads", 4},
+            {"num_key_value_heads", 2}};
   CausalLM model(ModelConfig::from_json(j, "cfg"));
   model->init_weights(1);
   auto all = keep;
@@ -83,10 +84,13 @@ TEST(Trainer, FinetuneLearnsAndGdForgetsWhileKeeping) {
   train_loop(model, *nll, items, nullptr, to, 0, {}, *self);
   EvalOptions eo;
   eo.generate = false;
-  auto acc = [&](const std::vector<Example>& ex) { return evaluate_split(model, tok, ChatTemplate::ChatML, "s", ex, eo, 64).accuracy; };
+  auto acc = [&](const std::vector<Example>& ex) {
+    return evaluate_split(model, tok, ChatTemplate::ChatML, "s", ex, eo, 64).accuracy;
+  };
   ASSERT_GT(acc(keep), 0.99);
   ASSERT_GT(acc(drop), 0.99);
-  auto fi = tokenize_items(tok, ChatTemplate::ChatML, drop, 64), ri = tokenize_items(tok, ChatTemplate::ChatML, keep, 64);
+  auto fi = tokenize_items(tok, ChatTemplate::ChatML, drop, 64),
+       ri = tokenize_items(tok, ChatTemplate::ChatML, keep, 64);
   std::map<std::string, torch::Tensor> snapshot;
   for (auto& [n, p] : model->named_weights()) snapshot[n] = p.detach().clone();
   to.steps = 15;
