@@ -42,7 +42,7 @@ Command spunge_command() {
             o.add("keep-subset-models", &s.keep_subset_models,
                   "write every subset's unlearned model to <out>/unlearned/<subset> (native)");
             o.rule([f] {
-              return f->method.spec && f->method.spec->make(f->method.options)->uses_retain() && !f->retain.given()
+              return f->method.spec && f->method.uses_retain && !f->retain.given()
                          ? "--method " + f->method.name + " needs --retain data"
                          : "";
             });
@@ -55,7 +55,7 @@ Command spunge_command() {
               SpungeData data;
               const std::string& fmt = s.run.data.format;
               data.forget = read_source(f->forget, fmt, "--forget");
-              data.uses_retain = s.run.method->make(s.run.method_options)->uses_retain();
+              data.uses_retain = f->method.uses_retain;
               if (f->retain.given()) data.retain = read_source(f->retain, fmt, "--retain");
               data.eval_splits = {{"forget", data.forget}};
               if (f->retain.given()) data.eval_splits.push_back({"retain", data.retain});

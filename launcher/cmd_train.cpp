@@ -82,14 +82,14 @@ Command unlearn_command() {
             o.add("eval-retain", &eval_files->second, "evaluate on this retain data during training");
             bind_method(o, *method);
             o.rule([method, retain] {
-              return method->spec && method->spec->make(method->options)->uses_retain() && !retain->given()
+              return method->spec && method->uses_retain && !retain->given()
                          ? "--method " + method->name + " needs --retain data"
                          : "";
             });
             return [f, method, forget, retain, eval_files](const Runtime& rt, const json& cfg) {
               TrainJob job = job_of(*f, *method->spec, method->options, cfg);
               job.primary = read_source(*forget, f->data.format, "--forget");
-              job.uses_retain = method->spec->make(method->options)->uses_retain();
+              job.uses_retain = method->uses_retain;
               if (job.uses_retain) job.retain = read_source(*retain, f->data.format, "--retain");
               if (!eval_files->first.empty())
                 job.eval_splits.push_back({"forget", read_examples(eval_files->first, f->data.format)});

@@ -258,7 +258,7 @@ void bind_method(OptionSet& o, MethodChoice& m) {
       json given = json::object();
       for (auto& d : m.spec->options) given[d.name] = values->get.at(d.name)();
       m.options = MethodOptions(m.spec->options, given);
-      m.spec->make(m.options);  // the method validates its options before anything is loaded
+      m.uses_retain = m.spec->make(m.options)->uses_retain();  // the method validates its options here
     } catch (const InputError& e) {
       errors.push_back(e.what());
       m.spec = nullptr;

@@ -56,6 +56,7 @@ struct MethodChoice {
   std::string name = "gd";
   const ObjectiveSpec* spec = nullptr;
   MethodOptions options;
+  bool uses_retain = false;  // the objective built from these options has a retain term
 };
 void bind_method(OptionSet& o, MethodChoice& m);
 
