@@ -10,52 +10,16 @@ namespace lethe {
 
 namespace {
 
-// GPT-2's pre-tokenization pattern, used by ByteLevel when use_regex is true.
-const char* kGpt2Pattern = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
-const std::string kMetaspace = "\xE2\x96\x81";  // U+2581
+// Token ids index dense tables; real vocabularies stay far below 2^24 (Gemma: 256k).
+constexpr int64_t kMaxTokenId = int64_t(1) << 24;
 
 uint64_t pair_key(int64_t a, int64_t b) { return (uint64_t(a) << 32) | uint64_t(b); }
 
-std::shared_ptr<Regex> pattern_regex(const json& pattern, const std::string& what) {
-  if (pattern.contains("Regex")) return std::make_shared<Regex>(pattern["Regex"].get<std::string>(), false);
-  if (pattern.contains("String")) return std::make_shared<Regex>(pattern["String"].get<std::string>(), true);
-  throw InputError(what + ": pattern must be {\"Regex\": ...} or {\"String\": ...}");
-}
-
-std::string replace_all_literal(const std::string& s, const std::string& from, const std::string& to) {
-  if (from.empty()) return s;
-  std::string out;
-  size_t pos = 0, hit;
-  while ((hit = s.find(from, pos)) != std::string::npos) {
-    out.append(s, pos, hit - pos);
-    out += to;
-    pos = hit + from.size();
-  }
-  out.append(s, pos, std::string::npos);
-  return out;
-}
-
-// HF's Split behaviours: matches kept as their own pieces (Isolated), dropped (Removed), or
-// glued to the piece before (MergedWithPrevious) or after (MergedWithNext).
-void split_pieces(const std::string& text, const Regex& re, const std::string& behavior,
-                  std::vector<std::string>& out) {
-  size_t last = 0;
-  std::string carry;  // MergedWithNext: the current match waits for the gap after it
-  for (auto [b, e] : re.find_all(text)) {
-    std::string gap = text.substr(last, b - last), match = text.substr(b, e - b);
-    if (behavior == "MergedWithPrevious") {
-      out.push_back(gap + match);
-    } else if (behavior == "MergedWithNext") {
-      if (!(carry + gap).empty()) out.push_back(carry + gap);
-      carry = match;
-    } else {
-      if (!gap.empty()) out.push_back(gap);
-      if (behavior == "Isolated") out.push_back(match);
-    }
-    last = e;
-  }
-  std::string rest = carry + text.substr(last);
-  if (!rest.empty()) out.push_back(rest);
+// The node under `key`, or null when absent (a reference into `j`, never a temporary).
+const json& node_of(const json& j, const char* key) {
+  static const json kNull;
+  auto it = j.find(key);
+  return it == j.end() ? kNull : *it;
 }
 
 bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
@@ -73,8 +37,8 @@ Tokenizer Tokenizer::from_json(const json& j, const std::string& source) {
   if (mtype != "BPE") throw InputError(source + ": model type '" + mtype + "' is not supported (BPE)");
   if (!m.contains("vocab") || !m["vocab"].is_object()) throw InputError(source + ": model.vocab must be an object");
   for (auto it = m["vocab"].begin(); it != m["vocab"].end(); ++it) {
-    if (!it.value().is_number_integer() || it.value().get<int64_t>() < 0)
-      throw InputError(source + ": vocab id of '" + it.key() + "' is not a non-negative integer");
+    if (!it.value().is_number_integer() || it.value().get<int64_t>() < 0 || it.value().get<int64_t>() >= kMaxTokenId)
+      throw InputError(source + ": vocab id of '" + it.key() + "' is not an integer in [0, 2^24)");
     t.vocab_[it.key()] = it.value().get<int64_t>();
   }
   // Added tokens may carry ids beyond the BPE vocabulary.
@@ -85,6 +49,8 @@ Tokenizer Tokenizer::from_json(const json& j, const std::string& source) {
                     json_get_or<bool>(a, "special", false, what), json_get_or<bool>(a, "lstrip", false, what),
                     json_get_or<bool>(a, "rstrip", false, what)};
       if (at.content.empty()) throw InputError(what + ": empty token content");
+      if (at.id < 0 || at.id >= kMaxTokenId)
+        throw InputError(what + ": id " + std::to_string(at.id) + " of '" + at.content + "' is not in [0, 2^24)");
       t.vocab_[at.content] = at.id;
       if (at.special) t.special_ids_.insert(at.id);
       t.added_.push_back(at);
@@ -134,119 +100,38 @@ Tokenizer Tokenizer::from_json(const json& j, const std::string& source) {
     t.merges_.emplace(pair_key(ia, ib), std::make_pair(rank++, im));
   }
 
-  // Normalizers.
-  std::function<void(const json&)> add_norm = [&](const json& n) {
-    if (n.is_null()) return;
-    std::string type = json_get<std::string>(n, "type", source + ": normalizer");
-    if (type == "Sequence") {
-      for (auto& s : n["normalizers"]) add_norm(s);
-    } else if (type == "NFC" || type == "NFD" || type == "NFKC" || type == "NFKD" || type == "Lowercase") {
-      t.norm_.push_back({type, "", "", nullptr});
-    } else if (type == "Prepend") {
-      t.norm_.push_back({type, json_get<std::string>(n, "prepend", source), "", nullptr});
-    } else if (type == "Replace") {
-      NormStep s{type, "", json_get<std::string>(n, "content", source), nullptr};
-      s.re = pattern_regex(n["pattern"], source + ": Replace normalizer");
-      t.norm_.push_back(s);
-    } else if (type == "Strip") {
-      NormStep s{type, "", "", nullptr};
-      s.left = json_get_or<bool>(n, "strip_left", true, source);
-      s.right = json_get_or<bool>(n, "strip_right", true, source);
-      t.norm_.push_back(s);
-    } else {
-      throw InputError(source + ": normalizer '" + type + "' is not supported");
-    }
-  };
-  if (j.contains("normalizer")) add_norm(j["normalizer"]);
-
-  // Pre-tokenizers.
-  std::function<void(const json&)> add_pre = [&](const json& p) {
-    if (p.is_null()) return;
-    std::string type = json_get<std::string>(p, "type", source + ": pre_tokenizer");
-    if (type == "Sequence") {
-      for (auto& s : p["pretokenizers"]) add_pre(s);
-    } else if (type == "Split") {
-      PreStep s;
-      s.kind = type;
-      s.re = pattern_regex(p["pattern"], source + ": Split pre-tokenizer");
-      s.behavior = json_get_or<std::string>(p, "behavior", "Isolated", source);
-      if (json_get_or<bool>(p, "invert", false, source))
-        throw InputError(source + ": Split pre-tokenizer with invert=true is not supported");
-      if (s.behavior != "Isolated" && s.behavior != "Removed" && s.behavior != "MergedWithPrevious" &&
-          s.behavior != "MergedWithNext")
-        throw InputError(source + ": Split behavior '" + s.behavior + "' is not supported");
-      t.pre_.push_back(s);
-    } else if (type == "ByteLevel") {
-      PreStep s;
-      s.kind = type;
-      s.add_prefix_space = json_get_or<bool>(p, "add_prefix_space", false, source);
-      s.use_regex = json_get_or<bool>(p, "use_regex", true, source);
-      if (s.use_regex) s.re = std::make_shared<Regex>(kGpt2Pattern, false);
-      t.pre_.push_back(s);
-    } else if (type == "Metaspace") {
-      PreStep s;
-      s.kind = type;
-      s.replacement = json_get_or<std::string>(p, "replacement", kMetaspace, source);
-      s.prepend_scheme = json_get_or<std::string>(
-          p, "prepend_scheme", json_get_or<bool>(p, "add_prefix_space", true, source) ? "always" : "never", source);
-      s.split = json_get_or<bool>(p, "split", true, source);
-      t.pre_.push_back(s);
-    } else {
-      throw InputError(source + ": pre-tokenizer '" + type + "' is not supported");
-    }
-  };
-  if (j.contains("pre_tokenizer")) add_pre(j["pre_tokenizer"]);
+  t.norm_ = parse_normalizers(node_of(j, "normalizer"), source);
+  t.pre_ = parse_pre_tokenizers(node_of(j, "pre_tokenizer"), source);
 
   // Post-processor: the single-sequence template.
-  std::function<void(const json&)> add_post = [&](const json& p) {
-    if (p.is_null()) return;
-    std::string type = json_get<std::string>(p, "type", source + ": post_processor");
-    if (type == "Sequence") {
-      for (auto& s : p["processors"]) add_post(s);
-    } else if (type == "TemplateProcessing") {
-      for (auto& item : p["single"]) {
-        if (item.contains("SpecialToken")) {
-          std::string id = json_get<std::string>(item["SpecialToken"], "id", source + ": TemplateProcessing");
-          const json& st = p["special_tokens"];
-          if (!st.contains(id)) throw InputError(source + ": template special token '" + id + "' is not defined");
-          for (auto& tok : st[id]["tokens"]) t.post_single_.push_back(tok.get<std::string>());
+  const std::string post_what = source + ": post-processor";
+  for (const json* p : sequence_leaves(node_of(j, "post_processor"), "processors", post_what)) {
+    std::string type = json_get<std::string>(*p, "type", post_what);
+    if (type == "TemplateProcessing") {
+      const json& single = p->contains("single") ? (*p)["single"] : json::array();
+      if (!single.is_array()) throw InputError(post_what + ": TemplateProcessing 'single' must be an array");
+      for (auto& item : single) {
+        if (item.is_object() && item.contains("SpecialToken")) {
+          std::string id = json_get<std::string>(item["SpecialToken"], "id", post_what + " TemplateProcessing");
+          const json& st = p->contains("special_tokens") ? (*p)["special_tokens"] : json::object();
+          if (!st.is_object() || !st.contains(id) || !st[id].is_object() || !st[id].contains("tokens") ||
+              !st[id]["tokens"].is_array())
+            throw InputError(source + ": template special token '" + id + "' is not defined");
+          for (auto& tok : st[id]["tokens"]) {
+            if (!tok.is_string())
+              throw InputError(source + ": template special token '" + id + "' has a non-string token");
+            t.post_single_.push_back(tok.get<std::string>());
+          }
         } else {
           t.post_single_.push_back("$A");
         }
       }
     } else if (type != "ByteLevel") {
-      throw InputError(source + ": post-processor '" + type + "' is not supported");
+      throw InputError(post_what + " '" + type + "' is not supported (TemplateProcessing, ByteLevel, Sequence)");
     }
-  };
-  if (j.contains("post_processor")) add_post(j["post_processor"]);
+  }
 
-  // Decoders.
-  std::function<void(const json&)> add_dec = [&](const json& d) {
-    if (d.is_null()) return;
-    std::string type = json_get<std::string>(d, "type", source + ": decoder");
-    DecStep s;
-    s.kind = type;
-    if (type == "Sequence") {
-      for (auto& x : d["decoders"]) add_dec(x);
-      return;
-    } else if (type == "Replace") {
-      const json& pat = d["pattern"];
-      if (!pat.contains("String")) throw InputError(source + ": Replace decoder supports String patterns only");
-      s.a = pat["String"].get<std::string>();
-      s.b = json_get<std::string>(d, "content", source);
-    } else if (type == "Strip") {
-      s.a = json_get<std::string>(d, "content", source);
-      s.start = int(json_get_or<int64_t>(d, "start", 0, source));
-      s.stop = int(json_get_or<int64_t>(d, "stop", 0, source));
-    } else if (type == "Metaspace") {
-      s.a = json_get_or<std::string>(d, "replacement", kMetaspace, source);
-      s.prepend = json_get_or<std::string>(d, "prepend_scheme", "always", source) != "never";
-    } else if (type != "ByteLevel" && type != "ByteFallback" && type != "Fuse") {
-      throw InputError(source + ": decoder '" + type + "' is not supported");
-    }
-    t.dec_.push_back(s);
-  };
-  if (j.contains("decoder")) add_dec(j["decoder"]);
+  t.dec_ = parse_decoders(node_of(j, "decoder"), source);
   return t;
 }
 
@@ -263,23 +148,7 @@ bool Tokenizer::is_special(int64_t id) const { return special_ids_.count(id) > 0
 
 std::string Tokenizer::normalize(const std::string& s0) const {
   std::string s = s0;
-  for (auto& n : norm_) {
-    if (n.kind == "Lowercase")
-      s = unicode_lowercase(s);
-    else if (n.kind == "Prepend")
-      s = s.empty() ? s : n.a + s;
-    else if (n.kind == "Replace")
-      s = n.re->replace_all(s, n.b);
-    else if (n.kind == "Strip") {
-      size_t b = 0, e = s.size();
-      if (n.left)
-        while (b < e && is_ws(s[b])) ++b;
-      if (n.right)
-        while (e > b && is_ws(s[e - 1])) --e;
-      s = s.substr(b, e - b);
-    } else
-      s = unicode_normalize(s, n.kind);
-  }
+  for (auto& n : norm_) s = n->apply(s);
   return s;
 }
 
@@ -287,34 +156,7 @@ std::vector<std::string> Tokenizer::pre_tokenize(const std::string& s, bool firs
   std::vector<std::string> pieces{s};
   for (auto& p : pre_) {
     std::vector<std::string> next;
-    for (auto& piece : pieces) {
-      if (p.kind == "Split") {
-        split_pieces(piece, *p.re, p.behavior, next);
-      } else if (p.kind == "ByteLevel") {
-        std::string text = piece;
-        if (p.add_prefix_space && !text.empty() && text[0] != ' ') text = " " + text;
-        std::vector<std::string> parts;
-        if (p.use_regex)
-          split_pieces(text, *p.re, "Isolated", parts);
-        else
-          parts.push_back(text);
-        for (auto& x : parts) next.push_back(bytes_to_unicode_string(x));
-      } else if (p.kind == "Metaspace") {
-        std::string text = replace_all_literal(piece, " ", p.replacement);
-        bool prepend = p.prepend_scheme == "always" || (p.prepend_scheme == "first" && first_segment);
-        if (prepend && text.compare(0, p.replacement.size(), p.replacement) != 0) text = p.replacement + text;
-        if (!p.split) {
-          next.push_back(text);
-        } else {
-          size_t start = 0, hit;
-          while ((hit = text.find(p.replacement, start + 1)) != std::string::npos) {
-            next.push_back(text.substr(start, hit - start));
-            start = hit;
-          }
-          if (start < text.size()) next.push_back(text.substr(start));
-        }
-      }
-    }
+    for (auto& piece : pieces) p->apply(piece, first_segment, next);
     pieces.swap(next);
   }
   pieces.erase(std::remove(pieces.begin(), pieces.end(), std::string()), pieces.end());
@@ -410,64 +252,7 @@ std::vector<int64_t> Tokenizer::encode(const std::string& text, bool add_special
 }
 
 std::vector<std::string> Tokenizer::decode_chain(std::vector<std::string> toks) const {
-  for (auto& d : dec_) {
-    std::vector<std::string> next;
-    if (d.kind == "ByteLevel") {
-      std::string bytes;
-      for (auto& t : toks) {
-        std::string b = unicode_string_to_bytes(t);
-        bytes += b;
-      }
-      std::string lossy;
-      for (auto& ch : utf8_chars(bytes))
-        lossy += (ch.size() == 1 && static_cast<unsigned char>(ch[0]) >= 0x80) ? "\xEF\xBF\xBD" : ch;
-      next.push_back(lossy);
-    } else if (d.kind == "Replace") {
-      for (auto& t : toks) next.push_back(replace_all_literal(t, d.a, d.b));
-    } else if (d.kind == "ByteFallback") {
-      std::string pending;
-      size_t pending_n = 0;
-      auto flush = [&] {
-        if (pending_n == 0) return;
-        if (utf8_valid(pending))
-          next.push_back(pending);
-        else
-          for (size_t k = 0; k < pending_n; ++k) next.push_back("\xEF\xBF\xBD");
-        pending.clear();
-        pending_n = 0;
-      };
-      for (auto& t : toks) {
-        if (t.size() == 6 && t.compare(0, 3, "<0x") == 0 && t[5] == '>') {
-          pending += char(std::stoi(t.substr(3, 2), nullptr, 16));
-          ++pending_n;
-        } else {
-          flush();
-          next.push_back(t);
-        }
-      }
-      flush();
-    } else if (d.kind == "Fuse") {
-      std::string all;
-      for (auto& t : toks) all += t;
-      next.push_back(all);
-    } else if (d.kind == "Strip") {
-      for (auto& t : toks) {
-        std::string s = t;
-        for (int k = 0; k < d.start && s.compare(0, d.a.size(), d.a) == 0; ++k) s.erase(0, d.a.size());
-        for (int k = 0; k < d.stop && s.size() >= d.a.size() && s.compare(s.size() - d.a.size(), d.a.size(), d.a) == 0;
-             ++k)
-          s.erase(s.size() - d.a.size());
-        next.push_back(s);
-      }
-    } else if (d.kind == "Metaspace") {
-      for (size_t k = 0; k < toks.size(); ++k) {
-        std::string s = replace_all_literal(toks[k], d.a, " ");
-        if (k == 0 && d.prepend && !s.empty() && s[0] == ' ') s.erase(0, 1);
-        next.push_back(s);
-      }
-    }
-    toks.swap(next);
-  }
+  for (auto& d : dec_) toks = d->apply(toks);
   return toks;
 }
 

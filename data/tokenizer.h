@@ -1,7 +1,7 @@
 // A tokenizer read from Hugging Face's tokenizer.json: the BPE model (byte-level as in
 // Llama-3 and Qwen, or character-level with byte fallback as in Llama-2), the normalizers and
-// pre-tokenizers those files use, added/special tokens, the template post-processor and the
-// decoders. Checked token for token against Hugging Face's own JS implementation.
+// pre-tokenizers those files use (data/tokenizer_components.h), added/special tokens, the
+// template post-processor and the decoders. Checked token for token against Hugging Face's own JS implementation.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common/json_io.h"
+#include "data/tokenizer_components.h"
 #include "data/unicode.h"
 
 namespace lethe {
@@ -30,25 +31,6 @@ class Tokenizer {
   bool is_special(int64_t id) const;
 
  private:
-  struct NormStep {
-    std::string kind;  // NFC NFD NFKC NFKD Lowercase Prepend Replace Strip
-    std::string a, b;
-    std::shared_ptr<Regex> re;
-    bool left = false, right = false;
-  };
-  struct PreStep {
-    std::string kind;  // Split ByteLevel Metaspace
-    std::shared_ptr<Regex> re;
-    std::string behavior;
-    bool add_prefix_space = false, use_regex = false, split = true;
-    std::string replacement, prepend_scheme;
-  };
-  struct DecStep {
-    std::string kind;  // ByteLevel Replace ByteFallback Fuse Strip Metaspace
-    std::string a, b;
-    int start = 0, stop = 0;
-    bool prepend = false;
-  };
   struct AddedToken {
     std::string content;
     int64_t id;
@@ -60,9 +42,9 @@ class Tokenizer {
   void bpe(const std::string& word, std::vector<int64_t>& out) const;
   std::vector<std::string> decode_chain(std::vector<std::string> tokens) const;
 
-  std::vector<NormStep> norm_;
-  std::vector<PreStep> pre_;
-  std::vector<DecStep> dec_;
+  Normalizers norm_;
+  PreTokenizers pre_;
+  TokenDecoders dec_;
   std::vector<AddedToken> added_;  // longest content first
   std::unordered_set<int64_t> special_ids_;
   std::vector<std::string> post_single_;  // template: token strings, "$A" for the sequence

@@ -2,10 +2,13 @@
 // ../shared/data/tokenizers: Llama-2 and Gemma (metaspace / SentencePiece BPE with byte
 // fallback), Llama-3 and Qwen3 (byte-level BPE): identical ids, with and without special tokens,
 // on every string of the TOFU data and on hard strings, and identical decodings.
+#include <functional>
+
 #include "common/error.h"
 #include "data/batching.h"
 #include "data/bpe_trainer.h"
 #include "data/tokenizer.h"
+#include "data/tokenizer_components.h"
 #include "tests/test_util.h"
 
 namespace lethe {
@@ -137,6 +140,70 @@ TEST(Tokenizer, RejectsMalformedFiles) {
   test::spit(tmp / "bad.json", "{\"model\": ");
   EXPECT_THROW(Tokenizer::from_file(tmp / "bad.json"), InputError);
   EXPECT_THROW(Tokenizer::from_file(tmp / "missing.json"), InputError);
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(TokenizerComponents, EachKindParsesAndAppliesAndSequencesFlatten) {
+  json norm = {{"type", "Sequence"},
+               {"normalizers",
+                {{{"type", "Sequence"}, {"normalizers", {{{"type", "Lowercase"}}}}},
+                 {{"type", "Prepend"}, {"prepend", "_"}},
+                 {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", "_"}}}}};
+  Normalizers n = parse_normalizers(norm, "t.json");
+  ASSERT_EQ(n.size(), 3u);
+  std::string s = "Hello World";
+  for (auto& step : n) s = step->apply(s);
+  EXPECT_EQ(s, "_hello_world");
+  EXPECT_TRUE(parse_normalizers(json(), "t.json").empty());
+
+  PreTokenizers pre =
+      parse_pre_tokenizers({{"type", "Split"}, {"pattern", {{"Regex", "\\s+"}}}, {"behavior", "Removed"}}, "t.json");
+  std::vector<std::string> pieces;
+  pre[0]->apply("a  b c", true, pieces);
+  EXPECT_EQ(pieces, (std::vector<std::string>{"a", "b", "c"}));
+
+  // <0x41> is a byte; <0xZZ> is not hex, so it stays an ordinary token.
+  TokenDecoders dec =
+      parse_decoders({{"type", "Sequence"}, {"decoders", {{{"type", "ByteFallback"}}, {{"type", "Fuse"}}}}}, "t.json");
+  std::vector<std::string> toks = {"<0x41>", "<0xZZ>", "b"};
+  for (auto& d : dec) toks = d->apply(toks);
+  EXPECT_EQ(toks, (std::vector<std::string>{"A<0xZZ>b"}));
+}
+
+TEST(TokenizerComponents, UnsupportedKindsDeepNestingAndBadIdsAreRefused) {
+  std::string e = error_of([] { parse_normalizers({{"type", "BertNormalizer"}}, "t.json"); });
+  EXPECT_NE(e.find("'BertNormalizer' is not supported (NFC, NFD, NFKC, NFKD, Lowercase, Prepend, Replace, Strip"),
+            std::string::npos)
+      << e;
+  // Nested far deeper than any real file: refused with a message, not a stack overflow.
+  json deep = {{"type", "Sequence"}, {"pretokenizers", json::array()}};
+  json* inner = &deep;
+  for (int i = 0; i < 100000; ++i) {
+    (*inner)["pretokenizers"].push_back({{"type", "Sequence"}, {"pretokenizers", json::array()}});
+    inner = &(*inner)["pretokenizers"][0];
+  }
+  e = error_of([&] { parse_pre_tokenizers(deep, "t.json"); });
+  EXPECT_NE(e.find("nested more than 64 deep"), std::string::npos) << e;
+  e = error_of([] { parse_decoders({{"type", "Sequence"}}, "t.json"); });
+  EXPECT_NE(e.find("'decoders' array"), std::string::npos) << e;
+  e = error_of([] { parse_decoders({{"type", "Replace"}, {"pattern", 3}, {"content", ""}}, "t.json"); });
+  EXPECT_NE(e.find("String patterns only"), std::string::npos) << e;
+
+  json base = {{"model", {{"type", "BPE"}, {"vocab", {{"a", 0}}}, {"merges", json::array()}}}};
+  for (int64_t id : {int64_t(-1), int64_t(100000000)}) {
+    json j = base;
+    j["added_tokens"] = {{{"id", id}, {"content", "<x>"}}};
+    e = error_of([&] { Tokenizer::from_json(j, "t.json"); });
+    EXPECT_NE(e.find("is not in [0, 2^24)"), std::string::npos) << id << ": " << e;
+  }
 }
 
 TEST(ChatTemplate, AnswerMaskStartsExactlyAtTheAnswer) {
