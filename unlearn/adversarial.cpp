@@ -42,11 +42,6 @@ class Adversarial : public Objective {
 };
 }  // namespace
 
-ObjectiveSpec adversarial_objective_spec() {
-  return {"adversarial",
-          "loss = NLL(x_f with each label replaced by ref's top-1 token other than the true one)",
-          {},
-          build<Adversarial>};
-}
+ObjectiveSpec adversarial_objective_spec() { return declared_objective("adversarial", build<Adversarial>); }
 
 }  // namespace lethe

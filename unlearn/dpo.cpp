@@ -7,12 +7,10 @@
 namespace lethe {
 
 namespace {
-class Dpo : public Objective {
+class Dpo : public WithRetainTerm {
  public:
   explicit Dpo(const MethodOptions& o)
-      : Dpo(o.number("dpo.beta"), o.number("dpo.retain-weight"), o.text("dpo.refusals")) {}
-  Dpo(double beta, double wr, std::string refusals) : beta_(beta), wr_(wr), refusals_(std::move(refusals)) {}
-  bool uses_retain() const override { return wr_ != 0; }
+      : WithRetainTerm(o.number("dpo.retain-weight")), beta_(o.number("dpo.beta")), refusals_(o.text("dpo.refusals")) {}
   void prepare(CausalLM& model, ObjectiveContext& ctx) override {
     pad_ = ctx.pad_id;
     win_ = refusal_items(ctx, *ctx.forget_examples, load_refusals(refusals_, "--dpo.refusals"), kRefusalLines);
@@ -30,12 +28,12 @@ class Dpo : public Objective {
                         {{"dpo", f.item<double>()},
                          {"refusal_logp", lw.mean().item<double>()},
                          {"answer_logp", ll.mean().item<double>()}}};
-    add_retain_term(out, model, retain, wr_);
+    add_retain(out, model, retain);
     return out;
   }
 
  private:
-  double beta_, wr_;
+  double beta_;
   std::string refusals_;
   int64_t pad_ = 0;
   std::vector<TokenizedItem> win_;
@@ -43,13 +41,6 @@ class Dpo : public Objective {
 };
 }  // namespace
 
-ObjectiveSpec dpo_objective_spec() {
-  return {"dpo",
-          "DPO preferring a refusal over the true answer (ref cached), + w_r NLL(x_r)",
-          {{"dpo.beta", 0.1, "beta"},
-           {"dpo.retain-weight", 1.0, "w_r (0: no retain term)"},
-           {"dpo.refusals", "", "refusal lines, one per line (e.g. TOFU's idontknow.jsonl; default: built-in)"}},
-          build<Dpo>};
-}
+ObjectiveSpec dpo_objective_spec() { return declared_objective("dpo", build<Dpo>); }
 
 }  // namespace lethe

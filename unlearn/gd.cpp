@@ -8,8 +8,7 @@ namespace {
 class GradientDifference : public Objective {
  public:
   explicit GradientDifference(const MethodOptions& o)
-      : GradientDifference(o.number("gd.forget-weight"), o.number("gd.retain-weight")) {}
-  GradientDifference(double wf, double wr) : forget_weight_(wf), retain_weight_(wr) {}
+      : forget_weight_(o.number("gd.forget-weight")), retain_weight_(o.number("gd.retain-weight")) {}
   bool uses_retain() const override { return true; }
   ObjectiveResult compute(CausalLM& model, const Batch& forget, const Batch* retain) override {
     auto f = mean_item_nll(model, forget);
@@ -23,12 +22,6 @@ class GradientDifference : public Objective {
 };
 }  // namespace
 
-ObjectiveSpec gd_objective_spec() {
-  return {"gd",
-          "gradient difference: loss = -w_f NLL(x_f) + w_r NLL(x_r)",
-          {{"gd.forget-weight", 1.0, "w_f, weight of the forget term"},
-           {"gd.retain-weight", 1.0, "w_r, weight of the retain term"}},
-          build<GradientDifference>};
-}
+ObjectiveSpec gd_objective_spec() { return declared_objective("gd", build<GradientDifference>); }
 
 }  // namespace lethe

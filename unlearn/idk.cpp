@@ -5,33 +5,25 @@
 namespace lethe {
 
 namespace {
-class Idk : public Objective {
+class Idk : public WithRetainTerm {
  public:
-  explicit Idk(const MethodOptions& o) : Idk(o.number("idk.retain-weight"), o.text("idk.refusals")) {}
-  Idk(double wr, std::string refusals) : wr_(wr), refusals_(std::move(refusals)) {}
-  bool uses_retain() const override { return wr_ != 0; }
+  explicit Idk(const MethodOptions& o)
+      : WithRetainTerm(o.number("idk.retain-weight")), refusals_(o.text("idk.refusals")) {}
   void prepare(CausalLM&, ObjectiveContext& ctx) override {
     *ctx.forget = refusal_items(ctx, *ctx.forget_examples, load_refusals(refusals_, "--idk.refusals"), kRefusalLines);
   }
   ObjectiveResult compute(CausalLM& model, const Batch& forget, const Batch* retain) override {
     auto f = mean_item_nll(model, forget);
     ObjectiveResult out{f, {{"refusal_nll", f.item<double>()}}};
-    add_retain_term(out, model, retain, wr_);
+    add_retain(out, model, retain);
     return out;
   }
 
  private:
-  double wr_;
   std::string refusals_;
 };
 }  // namespace
 
-ObjectiveSpec idk_objective_spec() {
-  return {"idk",
-          "finetune the forget questions towards refusals, + w_r NLL(x_r)",
-          {{"idk.retain-weight", 1.0, "w_r (0: no retain term)"},
-           {"idk.refusals", "", "refusal lines, one per line (e.g. TOFU's idontknow.jsonl; default: built-in)"}},
-          build<Idk>};
-}
+ObjectiveSpec idk_objective_spec() { return declared_objective("idk", build<Idk>); }
 
 }  // namespace lethe

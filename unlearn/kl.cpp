@@ -13,8 +13,7 @@ namespace {
 class KlObjective : public Objective {
  public:
   explicit KlObjective(const MethodOptions& o)
-      : KlObjective(o.number("kl.forget-weight"), o.number("kl.retain-weight"), o.text("kl.mask")) {}
-  KlObjective(double wf, double wr, std::string mask) : wf_(wf), wr_(wr), mask_(std::move(mask)) {
+      : wf_(o.number("kl.forget-weight")), wr_(o.number("kl.retain-weight")), mask_(o.text("kl.mask")) {
     if (mask_ != "answer" && mask_ != "item" && mask_ != "all")
       throw InputError("--kl.mask: unknown value '" + mask_ + "' (answer, item, all)");
   }
@@ -50,14 +49,6 @@ class KlObjective : public Objective {
 };
 }  // namespace
 
-ObjectiveSpec kl_objective_spec() {
-  return {"kl",
-          "loss = -w_f NLL(x_f) + w_r KL(p_ref || p_theta) on retain items (ref cached per item)",
-          {{"kl.forget-weight", 1.0, "w_f"},
-           {"kl.retain-weight", 1.0, "w_r"},
-           {"kl.mask", "answer",
-            "positions the KL averages over: answer, item (prompt too) or all (padding too, unmasked)"}},
-          build<KlObjective>};
-}
+ObjectiveSpec kl_objective_spec() { return declared_objective("kl", build<KlObjective>); }
 
 }  // namespace lethe

@@ -97,11 +97,9 @@ namespace {
 class MemFlex : public Objective {
  public:
   explicit MemFlex(const MethodOptions& o)
-      : MemFlex(o.number("memflex.forget-weight"), o.number("memflex.retain-weight"), o.number("memflex.mu"),
-                o.number("memflex.sigma"), o.integer("memflex.copies"), o.integer("memflex.max-items"),
-                o.text("memflex.localization")) {}
-  MemFlex(double wf, double wr, double mu, double sigma, int64_t copies, int64_t max_items, std::string path)
-      : wf_(wf), wr_(wr), mu_(mu), sigma_(sigma), copies_(copies), max_items_(max_items), path_(std::move(path)) {
+      : wf_(o.number("memflex.forget-weight")), wr_(o.number("memflex.retain-weight")), mu_(o.number("memflex.mu")),
+        sigma_(o.number("memflex.sigma")), copies_(o.integer("memflex.copies")),
+        max_items_(o.integer("memflex.max-items")), path_(o.text("memflex.localization")) {
     if (copies_ <= 0) throw InputError("--memflex.copies must be positive");
     if (max_items_ < 0) throw InputError("--memflex.max-items must be >= 0");
   }
@@ -172,17 +170,6 @@ class MemFlex : public Objective {
 };
 }  // namespace
 
-ObjectiveSpec memflex_objective_spec() {
-  return {"memflex",
-          "KnowUnDo's MemFlex: locate LoRA matrices by gradient information, update only those (needs --lora-rank)",
-          {{"memflex.forget-weight", 0.4, "w_f of -w_f NLL(x_f)"},
-           {"memflex.retain-weight", 2.0, "w_r of w_r NLL(x_r)"},
-           {"memflex.mu", 0.92, "cosine threshold: select when cos < mu"},
-           {"memflex.sigma", 6e-4, "magnitude threshold: select when mean|G_UL| > sigma"},
-           {"memflex.copies", int64_t(3), "random-label copies per item (code 3, paper 5)"},
-           {"memflex.max-items", int64_t(0), "items per set in the gradient pass (0: all)"},
-           {"memflex.localization", "", "JSON file: reused when it exists, else the localization is written there"}},
-          build<MemFlex>};
-}
+ObjectiveSpec memflex_objective_spec() { return declared_objective("memflex", build<MemFlex>); }
 
 }  // namespace lethe

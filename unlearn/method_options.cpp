@@ -4,6 +4,33 @@
 
 namespace lethe {
 
+MethodDeclaration method_declaration(const std::string& name) {
+  const auto& texts = method_declaration_texts();
+  auto it = texts.find(name);
+  LETHE_CHECK(it != texts.end(), "no unlearn/" + name + ".method.json was embedded");
+  const std::string what = "unlearn/" + name + ".method.json";
+  json j;
+  try {
+    j = json::parse(it->second);
+  } catch (const json::parse_error& e) {
+    throw InternalError(what + ": " + e.what());
+  }
+  MethodDeclaration d{json_get<std::string>(j, "name", what), json_get<std::string>(j, "summary", what), {}};
+  LETHE_CHECK(d.name == name, what + " declares method '" + d.name + "'");
+  LETHE_CHECK(j.contains("options") && j["options"].is_array(), what + ": 'options' must be an array");
+  for (auto& o : j["options"]) {
+    OptionDecl decl{json_get<std::string>(o, "name", what), o.value("default", json()),
+                    json_get<std::string>(o, "help", what)};
+    const json& v = decl.default_value;
+    LETHE_CHECK(v.is_number() || v.is_string() || v.is_boolean(),
+                what + ": option '" + decl.name + "' needs a number, string or boolean default");
+    LETHE_CHECK(decl.name.rfind(name + ".", 0) == 0,
+                what + ": option '" + decl.name + "' must start with '" + name + ".'");
+    d.options.push_back(decl);
+  }
+  return d;
+}
+
 MethodOptions::MethodOptions(const std::vector<OptionDecl>& decls, const json& given) {
   for (auto& d : decls) values_[d.name] = d.default_value;
   for (auto& [k, v] : given.items()) {

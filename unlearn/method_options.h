@@ -1,8 +1,10 @@
-// Method options as data: each method lists its options (name, default, help) next to its
-// class; the launcher turns the list into flags, and the method reads its values from a
-// MethodOptions (the defaults overlaid with what was given). The default's JSON type is the
-// option's type: a float is a number, an integer a count, a string text, a boolean a switch.
+// Method options as data: each method's file unlearn/<name>.method.json, next to its class,
+// declares its summary and options (name, default, help); the launcher turns them into flags,
+// and the method reads its values from a MethodOptions (the defaults overlaid with what was
+// given). The default's JSON type is the option's type: a float (1.0) is a number, an integer
+// a count, a string text, a boolean a switch.
 #pragma once
+#include <map>
 #include <string>
 #include <vector>
 
@@ -15,6 +17,15 @@ struct OptionDecl {
   json default_value;
   std::string help;
 };
+
+struct MethodDeclaration {
+  std::string name, summary;
+  std::vector<OptionDecl> options;
+};
+// The declaration of method `name` from its embedded unlearn/<name>.method.json.
+MethodDeclaration method_declaration(const std::string& name);
+// Every unlearn/<name>.method.json as embedded at build time: name -> text (generated code).
+const std::map<std::string, std::string>& method_declaration_texts();
 
 class MethodOptions {
  public:

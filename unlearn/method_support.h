@@ -40,6 +40,19 @@ torch::Tensor gather_cached(const std::vector<torch::Tensor>& cache, const std::
 // out.loss += weight * NLL(retain), logged as retain_nll; nothing when weight is 0.
 void add_retain_term(ObjectiveResult& out, CausalLM& model, const Batch* retain, double weight);
 
+// An objective whose loss ends in + w_r NLL(x_r); with w_r = 0 it needs no retain data.
+class WithRetainTerm : public Objective {
+ public:
+  explicit WithRetainTerm(double retain_weight) : wr_(retain_weight) {}
+  bool uses_retain() const override { return wr_ != 0; }
+
+ protected:
+  void add_retain(ObjectiveResult& out, CausalLM& model, const Batch* retain) const {
+    add_retain_term(out, model, retain, wr_);
+  }
+  double wr_;
+};
+
 // Summed answer-token log-probability per item [B] (logp(y) of METHODS.md).
 torch::Tensor summed_logp(CausalLM& model, const Batch& b);
 // The same batch with other labels.

@@ -15,12 +15,8 @@ class SignedNll : public Objective {
 };
 }  // namespace
 
-ObjectiveSpec nll_objective_spec() {
-  return {"nll", "answer-token negative log-likelihood (finetuning)", {}, build<SignedNll<1>>};
-}
+ObjectiveSpec nll_objective_spec() { return declared_objective("nll", build<SignedNll<1>>); }
 
-ObjectiveSpec ga_objective_spec() {
-  return {"ga", "gradient ascent on the forget set: loss = -NLL(x_f)", {}, build<SignedNll<-1>>};
-}
+ObjectiveSpec ga_objective_spec() { return declared_objective("ga", build<SignedNll<-1>>); }
 
 }  // namespace lethe

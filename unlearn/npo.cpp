@@ -6,11 +6,9 @@
 namespace lethe {
 
 namespace {
-class Npo : public Objective {
+class Npo : public WithRetainTerm {
  public:
-  explicit Npo(const MethodOptions& o) : Npo(o.number("npo.beta"), o.number("npo.retain-weight")) {}
-  Npo(double beta, double wr) : beta_(beta), wr_(wr) {}
-  bool uses_retain() const override { return wr_ != 0; }
+  explicit Npo(const MethodOptions& o) : WithRetainTerm(o.number("npo.retain-weight")), beta_(o.number("npo.beta")) {}
   void prepare(CausalLM& model, ObjectiveContext& ctx) override {
     ref_ = cache_per_item(
         model, *ctx.forget, ctx.forget_used, ctx.pad_id, 0, [&](const Batch& one) { return summed_logp(model, one); },
@@ -20,21 +18,16 @@ class Npo : public Objective {
     auto lp = summed_logp(model, forget);
     auto f = npo_loss(lp, gather_cached(ref_, forget.index, 0, lp.device()), beta_);
     ObjectiveResult out{f, {{"npo", f.item<double>()}, {"forget_logp", lp.mean().item<double>()}}};
-    add_retain_term(out, model, retain, wr_);
+    add_retain(out, model, retain);
     return out;
   }
 
  private:
-  double beta_, wr_;
+  double beta_;
   std::vector<torch::Tensor> ref_;
 };
 }  // namespace
 
-ObjectiveSpec npo_objective_spec() {
-  return {"npo",
-          "negative preference optimisation against the cached reference, + w_r NLL(x_r)",
-          {{"npo.beta", 0.1, "beta"}, {"npo.retain-weight", 1.0, "w_r (0: no retain term)"}},
-          build<Npo>};
-}
+ObjectiveSpec npo_objective_spec() { return declared_objective("npo", build<Npo>); }
 
 }  // namespace lethe

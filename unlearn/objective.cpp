@@ -4,6 +4,12 @@
 
 namespace lethe {
 
+ObjectiveSpec declared_objective(const std::string& name,
+                                 std::function<std::unique_ptr<Objective>(const MethodOptions&)> build) {
+  MethodDeclaration d = method_declaration(name);
+  return {d.name, d.summary, d.options, std::move(build)};
+}
+
 const std::vector<ObjectiveSpec>& objective_registry() {
   static const std::vector<ObjectiveSpec> specs = {
       ga_objective_spec(),          gd_objective_spec(),  kl_objective_spec(),     random_label_objective_spec(),

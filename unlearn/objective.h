@@ -63,8 +63,8 @@ class Objective {
 };
 
 // A method as data: its name, a one-line summary, its options (name, default, help; the
-// launcher turns them into flags) and its factory. The factory validates the options (an
-// InputError naming the option), so a bad value is refused before anything is loaded.
+// launcher turns them into flags), all read from unlearn/<name>.method.json, and its factory. The factory validates the
+// options (an InputError naming the option), so a bad value is refused before anything is loaded.
 struct ObjectiveSpec {
   std::string name;
   std::string summary;
@@ -75,6 +75,10 @@ struct ObjectiveSpec {
     return build(MethodOptions(options, given.values()));
   }
 };
+
+// The spec of the method declared in unlearn/<name>.method.json, built by `build`.
+ObjectiveSpec declared_objective(const std::string& name,
+                                 std::function<std::unique_ptr<Objective>(const MethodOptions&)> build);
 
 // ObjectiveSpec::build for a class constructed from its MethodOptions (or from nothing).
 template <typename T>

@@ -30,11 +30,6 @@ class RandomLabel : public Objective {
 };
 }  // namespace
 
-ObjectiveSpec random_label_objective_spec() {
-  return {"random_label",
-          "loss = NLL(x_f with every answer token replaced by a uniform random id)",
-          {},
-          build<RandomLabel>};
-}
+ObjectiveSpec random_label_objective_spec() { return declared_objective("random_label", build<RandomLabel>); }
 
 }  // namespace lethe

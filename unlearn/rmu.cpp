@@ -16,10 +16,8 @@ namespace {
 class Rmu : public Objective {
  public:
   explicit Rmu(const MethodOptions& o)
-      : Rmu(o.integer("rmu.layer"), o.text("rmu.train"), o.number("rmu.steering"), o.number("rmu.alpha"),
-            o.flag("rmu.unmasked")) {}
-  Rmu(int64_t layer, std::string train, double c, double alpha, bool unmasked)
-      : layer_(layer), train_(std::move(train)), c_(c), alpha_(alpha), unmasked_(unmasked) {
+      : layer_(o.integer("rmu.layer")), train_(o.text("rmu.train")), c_(o.number("rmu.steering")),
+        alpha_(o.number("rmu.alpha")), unmasked_(o.flag("rmu.unmasked")) {
     try {  // checked when the options are read, before any model is loaded
       std::regex check(train_);
     } catch (const std::regex_error& e) {
@@ -78,17 +76,6 @@ class Rmu : public Objective {
 };
 }  // namespace
 
-ObjectiveSpec rmu_objective_spec() {
-  return {"rmu",
-          "representation misdirection at one layer; only parameters chosen by name train",
-          {{"rmu.layer", int64_t(7), "decoder layer l whose output is steered"},
-           {"rmu.train", R"(model\.layers\.(5|6|7)\.mlp\.down_proj\.weight)",
-            "regular expression over parameter names: the parameters that train"},
-           {"rmu.steering", 6.5, "c, the steering coefficient"},
-           {"rmu.alpha", 1200.0, "alpha, weight of the retain term"},
-           {"rmu.unmasked", false,
-            "average the MSE over every position, padding included (the original code); default: valid tokens"}},
-          build<Rmu>};
-}
+ObjectiveSpec rmu_objective_spec() { return declared_objective("rmu", build<Rmu>); }
 
 }  // namespace lethe

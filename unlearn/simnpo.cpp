@@ -6,34 +6,24 @@
 namespace lethe {
 
 namespace {
-class SimNpo : public Objective {
+class SimNpo : public WithRetainTerm {
  public:
   explicit SimNpo(const MethodOptions& o)
-      : SimNpo(o.number("simnpo.beta"), o.number("simnpo.delta"), o.number("simnpo.forget-weight"),
-               o.number("simnpo.retain-weight")) {}
-  SimNpo(double beta, double delta, double wf, double wr) : beta_(beta), delta_(delta), wf_(wf), wr_(wr) {}
-  bool uses_retain() const override { return wr_ != 0; }
+      : WithRetainTerm(o.number("simnpo.retain-weight")), beta_(o.number("simnpo.beta")),
+        delta_(o.number("simnpo.delta")), wf_(o.number("simnpo.forget-weight")) {}
   ObjectiveResult compute(CausalLM& model, const Batch& forget, const Batch* retain) override {
     auto nll = item_mean_nll(token_loss(model->forward(forget.input_ids, forget.attention_mask), forget.labels));
     auto f = simnpo_loss(nll, beta_, delta_);
     ObjectiveResult out{wf_ * f, {{"simnpo", f.item<double>()}, {"forget_nll", nll.mean().item<double>()}}};
-    add_retain_term(out, model, retain, wr_);
+    add_retain(out, model, retain);
     return out;
   }
 
  private:
-  double beta_, delta_, wf_, wr_;
+  double beta_, delta_, wf_;
 };
 }  // namespace
 
-ObjectiveSpec simnpo_objective_spec() {
-  return {"simnpo",
-          "SimNPO: reference-free, length-normalised NPO, + w_r NLL(x_r)",
-          {{"simnpo.beta", 4.5, "beta"},
-           {"simnpo.delta", 0.0, "delta (margin)"},
-           {"simnpo.forget-weight", 0.125, "weight of the forget term"},
-           {"simnpo.retain-weight", 1.0, "w_r (0: no retain term)"}},
-          build<SimNpo>};
-}
+ObjectiveSpec simnpo_objective_spec() { return declared_objective("simnpo", build<SimNpo>); }
 
 }  // namespace lethe

@@ -33,14 +33,9 @@ std::string entity_of(const Example& e, const std::string& key) {
 class Snap : public Objective {
  public:
   explicit Snap(const MethodOptions& o)
-      : Snap(o.number("snap.lambda"), o.integer("snap.projections"), o.integer("snap.entity-questions"),
-             o.text("snap.entity-key"), o.text("snap.refusals")) {}
-  Snap(double lambda, int64_t k, int64_t entity_questions, std::string entity_key, std::string refusals)
-      : lambda_(lambda),
-        k_(k),
-        entity_questions_(entity_questions),
-        entity_key_(std::move(entity_key)),
-        refusals_(std::move(refusals)) {
+      : lambda_(o.number("snap.lambda")), k_(o.integer("snap.projections")),
+        entity_questions_(o.integer("snap.entity-questions")), entity_key_(o.text("snap.entity-key")),
+        refusals_(o.text("snap.refusals")) {
     if (k_ <= 0) throw InputError("--snap.projections must be positive");
     if (entity_questions_ < 0 || entity_questions_ > 4) throw InputError("--snap.entity-questions must be in 0..4");
   }
@@ -120,17 +115,6 @@ class Snap : public Objective {
 };
 }  // namespace
 
-ObjectiveSpec snap_objective_spec() {
-  return {
-      "snap",
-      "SNAP: negative instructions -> refusals, hard positives, + lambda sliced-Wasserstein to theta_0",
-      {{"snap.lambda", 0.1, "lambda, weight of the SWD term"},
-       {"snap.projections", int64_t(100), "K random directions per matrix and step"},
-       {"snap.entity-questions", int64_t(2),
-        "templated questions per forget entity (0-4) added to the forget questions"},
-       {"snap.entity-key", "", "record attribute naming the entity (default: entity, subject, author or person)"},
-       {"snap.refusals", "", "obliterated responses, one per line (e.g. TOFU's idontknow.jsonl; default: built-in)"}},
-      build<Snap>};
-}
+ObjectiveSpec snap_objective_spec() { return declared_objective("snap", build<Snap>); }
 
 }  // namespace lethe

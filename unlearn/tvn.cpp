@@ -10,8 +10,7 @@ namespace lethe {
 namespace {
 class TaskVectorNegation : public Objective {
  public:
-  explicit TaskVectorNegation(const MethodOptions& o) : TaskVectorNegation(o.number("tvn.lambda")) {}
-  explicit TaskVectorNegation(double lambda) : lambda_(lambda) {}
+  explicit TaskVectorNegation(const MethodOptions& o) : lambda_(o.number("tvn.lambda")) {}
   void prepare(CausalLM& model, ObjectiveContext&) override {
     // The weights the task vector is measured on: trainable ones, or the base weight under a
     // trainable LoRA adapter (x.lora_A.weight -> x.weight).
@@ -45,11 +44,6 @@ class TaskVectorNegation : public Objective {
 };
 }  // namespace
 
-ObjectiveSpec tvn_objective_spec() {
-  return {"tvn",
-          "task vector negation: finetune on x_f, then theta = theta_0 - lambda (theta_ft - theta_0)",
-          {{"tvn.lambda", 1.0, "lambda, the negation scale"}},
-          build<TaskVectorNegation>};
-}
+ObjectiveSpec tvn_objective_spec() { return declared_objective("tvn", build<TaskVectorNegation>); }
 
 }  // namespace lethe

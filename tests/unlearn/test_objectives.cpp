@@ -58,6 +58,28 @@ TEST(Objectives, UnknownMethodIsNamed) {
   }
 }
 
+TEST(Objectives, EveryDeclarationFileDescribesARegisteredMethodThatBuildsWithItsDefaults) {
+  // unlearn/<name>.method.json is embedded; each names its own method, prefixes its options
+  // with the method's name and builds with the defaults it declares.
+  const auto& texts = method_declaration_texts();
+  EXPECT_EQ(texts.size(), objective_registry().size() + 1);  // + nll, the finetuning objective
+  for (auto& [name, text] : texts) {
+    MethodDeclaration d = method_declaration(name);
+    EXPECT_EQ(d.name, name);
+    EXPECT_FALSE(d.summary.empty()) << name;
+    for (auto& o : d.options) EXPECT_EQ(o.name.rfind(name + ".", 0), 0u) << o.name;
+  }
+  for (auto& spec : objective_registry()) {
+    EXPECT_EQ(spec.summary, method_declaration(spec.name).summary);
+    EXPECT_NO_THROW(spec.make()) << spec.name;
+  }
+  // The default's JSON type is the option's type: 1.0 stays a number, 3 a count.
+  MethodOptions memflex(method_declaration("memflex").options);
+  EXPECT_TRUE(memflex.values()["memflex.retain-weight"].is_number_float());
+  EXPECT_EQ(memflex.integer("memflex.copies"), 3);
+  EXPECT_EQ(memflex.number("memflex.sigma"), 6e-4);
+}
+
 TEST(Trainer, FinetuneLearnsAndGdForgetsWhileKeeping) {
   // Two facts to keep and two to forget on a tiny model: finetune learns all four, gradient
   // difference then drives the forget items' accuracy down while the retain items stay.
