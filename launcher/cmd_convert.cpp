@@ -7,23 +7,30 @@
 
 namespace lethe {
 
+namespace {
+
+struct ConvertFlags {
+  ModelLoadOptions in;
+  OutputOptions out;
+};
+
+void declare(OptionSet& o, ConvertFlags& f, const RuntimeOptions&) {
+  bind_model(o, f.in, "in", /*with_adapter=*/false);
+  bind_output(o, f.out, "to");
+}
+
+int run(const ConvertFlags& f, const Runtime&, const json& cfg) {
+  CausalLM model = load_model(f.in.dir, f.in.dtype);
+  save_model(model, f.out.out, f.out.format, cfg, f.in.dir, f.out.max_shard_bytes);
+  spdlog::info("convert: {} -> {} ({})", f.in.dir, f.out.out, format_name(f.out.format));
+  return 0;
+}
+
+}  // namespace
+
 Command convert_command() {
-  return {"convert", "convert between an HF directory and a native checkpoint", false, false,
-          [](OptionSet& o, const RuntimeOptions&) -> RunCommand {
-            struct Flags {
-              ModelLoadOptions in;
-              OutputOptions out;
-            };
-            auto f = std::make_shared<Flags>();
-            bind_model(o, f->in, "in", /*with_adapter=*/false);
-            bind_output(o, f->out, "to");
-            return [f](const Runtime&, const json& cfg) {
-              CausalLM model = load_model(f->in.dir, f->in.dtype);
-              save_model(model, f->out.out, f->out.format, cfg, f->in.dir, f->out.max_shard_bytes);
-              spdlog::info("convert: {} -> {} ({})", f->in.dir, f->out.out, format_name(f->out.format));
-              return 0;
-            };
-          }};
+  return make_command<ConvertFlags>("convert", "convert between an HF directory and a native checkpoint", false, false,
+                                    declare, run);
 }
 
 }  // namespace lethe

@@ -9,53 +9,55 @@
 
 namespace lethe {
 
+namespace {
+
+struct EvalFlags {
+  EvalJob job;
+  DataOptions data;
+  DataSource forget, retain;
+  std::vector<std::string> splits;
+};
+
+void declare(OptionSet& o, EvalFlags& f, const RuntimeOptions&) {
+  bind_model(o, f.job.model);
+  bind_data(o, f.data);
+  bind_source(o, f.forget, "forget", "unlearn-scope data (Unlearn Success = 100 - its answer-token accuracy)", false);
+  bind_source(o, f.retain, "retain", "retention-scope data (Retention Success = its answer-token accuracy)", false);
+  bind_named_splits(o, f.splits, "split");
+  bind_eval(o, f.job.eval);
+  bind_report(o, f.job.report);
+  bind_out_dir(o, f.job.report.out, "report directory (report.json, report.md; must not exist)", false);
+  o.rule([&f] {
+    bool any = f.forget.given() || f.retain.given() || !f.splits.empty();
+    return any ? "" : "nothing to evaluate: give --forget, --retain or --split";
+  });
+  o.rule([&f] {
+    bool ok = f.job.report.tofu_reference.empty() || f.forget.given();
+    return ok ? "" : "--tofu-reference needs --forget (TOFU forget data)";
+  });
+}
+
+int run(const EvalFlags& f, const Runtime& rt, const json& cfg) {
+  std::vector<NamedExamples> splits;
+  if (f.forget.given()) splits.push_back({"forget", read_source(f.forget, f.data.format, "--forget")});
+  if (f.retain.given()) splits.push_back({"retain", read_source(f.retain, f.data.format, "--retain")});
+  for (auto& s : f.splits) splits.push_back(read_named_split(s, "--split", f.data.format));
+  EvalJob job = f.job;
+  job.max_len = f.data.max_len;
+  job.meta = {{"config", cfg}};
+  const std::string& dir = job.model.dir;
+  detect_format(dir);  // a missing or empty model directory is named before its tokenizer
+  Tokenizer tok = Tokenizer::from_file(tokenizer_path(dir));
+  Evaluated ev = evaluate_checkpoint(job, splits, tok, chat_template_for(f.data, dir), rt.device, *rt.world);
+  if (rt.world->rank() == 0) std::cout << ev.markdown << std::flush;
+  return 0;
+}
+
+}  // namespace
+
 Command eval_command() {
-  return {"eval", "KnowUnDo and TOFU metrics per split: JSON, Markdown and per-item JSONL", true, true,
-          [](OptionSet& o, const RuntimeOptions&) -> RunCommand {
-            struct Flags {
-              EvalJob job;
-              DataOptions data;
-              DataSource forget, retain;
-              std::vector<std::string> splits;
-            };
-            auto f = std::make_shared<Flags>();
-            bind_model(o, f->job.model);
-            bind_data(o, f->data);
-            bind_source(o, f->forget, "forget",
-                        "unlearn-scope data (Unlearn Success = 100 - its answer-token accuracy)", false);
-            bind_source(o, f->retain, "retain", "retention-scope data (Retention Success = its answer-token accuracy)",
-                        false);
-            bind_named_splits(o, f->splits, "split");
-            bind_eval(o, f->job.eval);
-            bind_report(o, f->job.report);
-            bind_out_dir(o, f->job.report.out, "report directory (report.json, report.md; must not exist)", false);
-            o.rule([f] {
-              return f->forget.given() || f->retain.given() || !f->splits.empty()
-                         ? ""
-                         : "nothing to evaluate: give --forget, --retain or --split";
-            });
-            o.rule([f] {
-              return f->job.report.tofu_reference.empty() || f->forget.given()
-                         ? ""
-                         : "--tofu-reference needs --forget (TOFU forget data)";
-            });
-            return [f](const Runtime& rt, const json& cfg) {
-              std::vector<NamedExamples> splits;
-              if (f->forget.given()) splits.push_back({"forget", read_source(f->forget, f->data.format, "--forget")});
-              if (f->retain.given()) splits.push_back({"retain", read_source(f->retain, f->data.format, "--retain")});
-              for (auto& s : f->splits) splits.push_back(read_named_split(s, "--split", f->data.format));
-              EvalJob job = f->job;
-              job.max_len = f->data.max_len;
-              job.meta = {{"config", cfg}};
-              const std::string& dir = job.model.dir;
-              detect_format(dir);  // a missing or empty model directory is named before its tokenizer
-              Tokenizer tok = Tokenizer::from_file(tokenizer_path(dir));
-              Evaluated ev =
-                  evaluate_checkpoint(job, splits, tok, chat_template_for(f->data, dir), rt.device, *rt.world);
-              if (rt.world->rank() == 0) std::cout << ev.markdown << std::flush;
-              return 0;
-            };
-          }};
+  return make_command<EvalFlags>("eval", "KnowUnDo and TOFU metrics per split: JSON, Markdown and per-item JSONL", true,
+                                 true, declare, run);
 }
 
 }  // namespace lethe

@@ -22,7 +22,8 @@ struct InitFlags {
   int64_t vocab_size = 1024;
 };
 
-int run_init(const InitFlags& f, uint64_t seed, const json& cfg) {
+int run_init(const InitFlags& f, const Runtime& rt, const json& cfg) {
+  const uint64_t seed = rt.options.seed;
   const std::string& cfg_path = f.model_config;
   const std::string& out = f.out;
   ModelConfig c = ModelConfig::from_json(read_json_file(cfg_path), cfg_path);
@@ -63,27 +64,25 @@ int run_init(const InitFlags& f, uint64_t seed, const json& cfg) {
   return 0;
 }
 
+void declare_init(OptionSet& o, InitFlags& f, const RuntimeOptions&) {
+  o.group("init", "Model");
+  o.require("model-config", &f.model_config, "HF config.json of the architecture (configs/models/*.json)");
+  o.add("tokenizer", &f.tokenizer, "tokenizer.json to copy into the model");
+  o.add("train-tokenizer", &f.train_tokenizer,
+        "train a byte-level BPE tokenizer on this data file instead (vocab_size follows it)");
+  o.add("vocab-size", &f.vocab_size, "with --train-tokenizer: vocabulary size", positive<int64_t>());
+  o.rule([&f] {
+    return f.tokenizer.empty() || f.train_tokenizer.empty() ? "" : "give --tokenizer or --train-tokenizer, not both";
+  });
+  bind_dtype(o, f.dtype);
+  bind_out_dir(o, f.out, "output HF model directory (must not exist or be empty)");
+}
+
 }  // namespace
 
 Command init_command() {
-  return {"init", "write a randomly initialised model (HF directory) from an HF config.json", false, false,
-          [](OptionSet& o, const RuntimeOptions&) -> RunCommand {
-            auto f = std::make_shared<InitFlags>();
-            o.group("init", "Model");
-            o.require("model-config", &f->model_config, "HF config.json of the architecture (configs/models/*.json)");
-            o.add("tokenizer", &f->tokenizer, "tokenizer.json to copy into the model");
-            o.add("train-tokenizer", &f->train_tokenizer,
-                  "train a byte-level BPE tokenizer on this data file instead (vocab_size follows it)");
-            o.add("vocab-size", &f->vocab_size, "with --train-tokenizer: vocabulary size", positive<int64_t>());
-            o.rule([f] {
-              return f->tokenizer.empty() || f->train_tokenizer.empty()
-                         ? ""
-                         : "give --tokenizer or --train-tokenizer, not both";
-            });
-            bind_dtype(o, f->dtype);
-            bind_out_dir(o, f->out, "output HF model directory (must not exist or be empty)");
-            return [f](const Runtime& rt, const json& cfg) { return run_init(*f, rt.options.seed, cfg); };
-          }};
+  return make_command<InitFlags>("init", "write a randomly initialised model (HF directory) from an HF config.json",
+                                 false, false, declare_init, run_init);
 }
 
 }  // namespace lethe

@@ -14,7 +14,7 @@ struct TokenizeFlags {
   bool no_special = false, decode = false;
 };
 
-int run_tokenize(const TokenizeFlags& f) {
+int run_tokenize(const TokenizeFlags& f, const Runtime&, const json&) {
   Tokenizer tok = Tokenizer::from_file(f.tokenizer);
   bool add_special = !f.no_special;
   std::string line;
@@ -42,18 +42,19 @@ int run_tokenize(const TokenizeFlags& f) {
   return 0;
 }
 
+void declare_tokenize(OptionSet& o, TokenizeFlags& f, const RuntimeOptions&) {
+  o.group("tokenize", "Tokenize");
+  o.require("tokenizer", &f.tokenizer, "tokenizer.json");
+  o.add("no-special", &f.no_special, "do not add the post-processor's special tokens");
+  o.add("decode", &f.decode, "read lines of ids and print the decoded text instead");
+}
+
 }  // namespace
 
 Command tokenize_command() {
-  return {"tokenize", "tokenizer.json + UTF-8 lines on stdin -> one line of token ids per input line", false, false,
-          [](OptionSet& o, const RuntimeOptions&) -> RunCommand {
-            auto f = std::make_shared<TokenizeFlags>();
-            o.group("tokenize", "Tokenize");
-            o.require("tokenizer", &f->tokenizer, "tokenizer.json");
-            o.add("no-special", &f->no_special, "do not add the post-processor's special tokens");
-            o.add("decode", &f->decode, "read lines of ids and print the decoded text instead");
-            return [f](const Runtime&, const json&) { return run_tokenize(*f); };
-          }};
+  return make_command<TokenizeFlags>("tokenize",
+                                     "tokenizer.json + UTF-8 lines on stdin -> one line of token ids per input line",
+                                     false, false, declare_tokenize, run_tokenize);
 }
 
 }  // namespace lethe

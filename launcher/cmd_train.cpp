@@ -38,68 +38,72 @@ TrainJob job_of(const TrainFlags& f, const ObjectiveSpec& spec, const MethodOpti
   return job;
 }
 
+struct FinetuneFlags : TrainFlags {
+  DataSource data_source;
+  double target_accuracy = 0.0;
+};
+
+void declare_finetune(OptionSet& o, FinetuneFlags& f, const RuntimeOptions& rt) {
+  bind_common(o, f, rt);
+  bind_source(o, f.data_source, "data", "training data (TOFU/KnowUnDo JSON or JSONL)", true);
+  o.group("train", "Training");
+  o.add("target-accuracy", &f.target_accuracy,
+        "stop once answer-token accuracy on --data reaches this (0..1; checked every --eval-every steps)",
+        in_range(0, 1));
+}
+
+int run_finetune(const FinetuneFlags& f, const Runtime& rt, const json& cfg) {
+  TrainJob job = job_of(f, nll_objective_spec(), {}, cfg);
+  job.primary = read_source(f.data_source, f.data.format, "--data");
+  job.target_accuracy = f.target_accuracy;
+  if (f.target_accuracy > 0 || f.train.eval_every > 0) {
+    // One split per scope when the data carries one (synth data), so both must be learned.
+    std::map<std::string, std::vector<Example>> by_scope;
+    for (auto& e : job.primary)
+      by_scope[attr_string(e, "scope").empty() ? "data" : attr_string(e, "scope")].push_back(e);
+    for (auto& [k, v] : by_scope) job.eval_splits.push_back({k, v});
+  }
+  return run_training(job, rt);
+}
+
+struct UnlearnFlags : TrainFlags {
+  MethodChoice method;
+  DataSource forget, retain;
+  std::string eval_forget, eval_retain;
+};
+
+void declare_unlearn(OptionSet& o, UnlearnFlags& f, const RuntimeOptions& rt) {
+  bind_common(o, f, rt);
+  bind_source(o, f.forget, "forget", "data to forget", true);
+  bind_source(o, f.retain, "retain", "data to keep (methods with a retain term)", false);
+  o.add("eval-forget", &f.eval_forget, "evaluate on this forget data during training");
+  o.add("eval-retain", &f.eval_retain, "evaluate on this retain data during training");
+  bind_method(o, f.method);
+  require_retain_if_used(o, f.method, f.retain);
+}
+
+int run_unlearn(const UnlearnFlags& f, const Runtime& rt, const json& cfg) {
+  TrainJob job = job_of(f, *f.method.spec, f.method.options, cfg);
+  job.primary = read_source(f.forget, f.data.format, "--forget");
+  job.uses_retain = f.method.uses_retain;
+  if (job.uses_retain) job.retain = read_source(f.retain, f.data.format, "--retain");
+  if (!f.eval_forget.empty()) job.eval_splits.push_back({"forget", read_examples(f.eval_forget, f.data.format)});
+  if (!f.eval_retain.empty()) job.eval_splits.push_back({"retain", read_examples(f.eval_retain, f.data.format)});
+  spdlog::info("unlearn --method {}: {} forget items, {} retain items", f.method.name, job.primary.size(),
+               job.retain.size());
+  return run_training(job, rt);
+}
+
 }  // namespace
 
 Command finetune_command() {
-  return {"finetune", "train a model on question/answer data (full or LoRA)", true, true,
-          [](OptionSet& o, const RuntimeOptions& rt) -> RunCommand {
-            auto f = std::make_shared<TrainFlags>();
-            auto data = std::make_shared<DataSource>();
-            auto target = std::make_shared<double>(0.0);
-            bind_common(o, *f, rt);
-            bind_source(o, *data, "data", "training data (TOFU/KnowUnDo JSON or JSONL)", true);
-            o.group("train", "Training");
-            o.add("target-accuracy", target.get(),
-                  "stop once answer-token accuracy on --data reaches this (0..1; checked every --eval-every steps)",
-                  in_range(0, 1));
-            return [f, data, target](const Runtime& rt, const json& cfg) {
-              TrainJob job = job_of(*f, nll_objective_spec(), {}, cfg);
-              job.primary = read_source(*data, f->data.format, "--data");
-              job.target_accuracy = *target;
-              if (*target > 0 || f->train.eval_every > 0) {
-                // One split per scope when the data carries one (synth data), so both must be learned.
-                std::map<std::string, std::vector<Example>> by_scope;
-                for (auto& e : job.primary)
-                  by_scope[attr_string(e, "scope").empty() ? "data" : attr_string(e, "scope")].push_back(e);
-                for (auto& [k, v] : by_scope) job.eval_splits.push_back({k, v});
-              }
-              return run_training(job, rt);
-            };
-          }};
+  return make_command<FinetuneFlags>("finetune", "train a model on question/answer data (full or LoRA)", true, true,
+                                     declare_finetune, run_finetune);
 }
 
 Command unlearn_command() {
-  return {"unlearn", "make a model forget a data set with an unlearning method", true, true,
-          [](OptionSet& o, const RuntimeOptions& rt) -> RunCommand {
-            auto f = std::make_shared<TrainFlags>();
-            auto method = std::make_shared<MethodChoice>();
-            auto forget = std::make_shared<DataSource>(), retain = std::make_shared<DataSource>();
-            auto eval_files = std::make_shared<std::pair<std::string, std::string>>();
-            bind_common(o, *f, rt);
-            bind_source(o, *forget, "forget", "data to forget", true);
-            bind_source(o, *retain, "retain", "data to keep (methods with a retain term)", false);
-            o.add("eval-forget", &eval_files->first, "evaluate on this forget data during training");
-            o.add("eval-retain", &eval_files->second, "evaluate on this retain data during training");
-            bind_method(o, *method);
-            o.rule([method, retain] {
-              return method->spec && method->uses_retain && !retain->given()
-                         ? "--method " + method->name + " needs --retain data"
-                         : "";
-            });
-            return [f, method, forget, retain, eval_files](const Runtime& rt, const json& cfg) {
-              TrainJob job = job_of(*f, *method->spec, method->options, cfg);
-              job.primary = read_source(*forget, f->data.format, "--forget");
-              job.uses_retain = method->uses_retain;
-              if (job.uses_retain) job.retain = read_source(*retain, f->data.format, "--retain");
-              if (!eval_files->first.empty())
-                job.eval_splits.push_back({"forget", read_examples(eval_files->first, f->data.format)});
-              if (!eval_files->second.empty())
-                job.eval_splits.push_back({"retain", read_examples(eval_files->second, f->data.format)});
-              spdlog::info("unlearn --method {}: {} forget items, {} retain items", method->name, job.primary.size(),
-                           job.retain.size());
-              return run_training(job, rt);
-            };
-          }};
+  return make_command<UnlearnFlags>("unlearn", "make a model forget a data set with an unlearning method", true, true,
+                                    declare_unlearn, run_unlearn);
 }
 
 }  // namespace lethe

@@ -3,6 +3,7 @@
 // with the Runtime built once in main. Each cmd_*.cpp declares, reads and calls the library.
 #pragma once
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,20 @@ struct Command {
   bool uses_device = false;  // --device, and the world communicator on that device
   std::function<RunCommand(OptionSet& options, const RuntimeOptions& runtime)> bind;
 };
+
+// A Command over a flags struct: `declare` binds the flags of a fresh Flags (its rules may keep a
+// reference to it: it lives as long as the returned RunCommand) and `run` runs the command.
+template <class Flags>
+Command make_command(std::string name, std::string summary, bool distributed, bool uses_device,
+                     void (*declare)(OptionSet&, Flags&, const RuntimeOptions&),
+                     int (*run)(const Flags&, const Runtime&, const json&)) {
+  auto bind = [declare, run](OptionSet& options, const RuntimeOptions& runtime) -> RunCommand {
+    auto flags = std::make_shared<Flags>();
+    declare(options, *flags, runtime);
+    return [flags, run](const Runtime& rt, const json& config) { return run(*flags, rt, config); };
+  };
+  return {std::move(name), std::move(summary), distributed, uses_device, bind};
+}
 
 Command init_command();
 Command synth_command();

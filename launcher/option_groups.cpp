@@ -270,4 +270,10 @@ void bind_method(OptionSet& o, MethodChoice& m) {
   });
 }
 
+void require_retain_if_used(OptionSet& o, const MethodChoice& m, const DataSource& retain) {
+  o.rule([&m, &retain] {
+    return m.spec && m.uses_retain && !retain.given() ? "--method " + m.name + " needs --retain data" : "";
+  });
+}
+
 }  // namespace lethe

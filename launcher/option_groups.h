@@ -59,6 +59,8 @@ struct MethodChoice {
   bool uses_retain = false;  // the objective built from these options has a retain term
 };
 void bind_method(OptionSet& o, MethodChoice& m);
+// A rule: a method with a retain term needs --retain data.
+void require_retain_if_used(OptionSet& o, const MethodChoice& m, const DataSource& retain);
 
 }  // namespace lethe
 
