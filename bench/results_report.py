@@ -81,6 +81,15 @@ out = ["# Results: every unlearning method, side by side", "",
        "Hyper-parameters are the METHODS.md defaults except where the command line says otherwise "
        "(learning rates are scaled up for a model this small: 1e-3 full-parameter, 1e-2 for LoRA).", ""]
 
+def method_table(runs, head, metric_cols, cells):
+    """One row per method: its metric cells, trainable parameters and wall time."""
+    lines = [f"| method | {head} | trainable params | wall s |", "|---|" + "---:|" * metric_cols]
+    for m, r in runs:
+        _, tr = params(r)
+        lines.append(f"| {m} | {cells(report(r))} | {fmt(tr, ',') if tr else '-'} | {r['seconds']:.1f} |")
+    return lines + [""]
+
+
 # ---------------------------------------------------------------- synthetic KnowUnDo-style data
 syn = ordered("synth")
 if syn:
@@ -92,12 +101,8 @@ if syn:
             "KnowUnDo scores its splits); held-out columns are the paraphrased questions of `eval_forget` / "
             "`eval_retain`. Leakage: share of unlearn-scope items whose e-mail, number or name appears verbatim in "
             "the greedy generation.", "",
-            f"| method | {SYNTH_HEAD} | trainable params | wall s |",
-            "|---|" + "---:|" * 12]
-    for m, r in syn:
-        _, tr = params(r)
-        out.append(f"| {m} | {synth_cells(report(r))} | {fmt(tr, ',') if tr else '-'} | {r['seconds']:.1f} |")
-    out.append("")
+            ]
+    out += method_table(syn, SYNTH_HEAD, 12, synth_cells)
 
 # ---------------------------------------------------------------- TOFU
 tofu = ordered("tofu")
@@ -114,12 +119,8 @@ if tofu:
             "and of the retain90-only twin (higher: closer to never having seen the data); model utility = harmonic "
             "mean of retain answer probability and ROUGE-L recall (TOFU's retain file has no perturbed answers, so "
             "its truth ratio is not part of it here).", "",
-            f"| method | {TOFU_HEAD} | trainable params | wall s |",
-            "|---|" + "---:|" * 10]
-    for m, r in tofu:
-        _, tr = params(r)
-        out.append(f"| {m} | {tofu_cells(report(r))} | {fmt(tr, ',') if tr else '-'} | {r['seconds']:.1f} |")
-    out.append("")
+            ]
+    out += method_table(tofu, TOFU_HEAD, 10, tofu_cells)
 
 # ---------------------------------------------------------------- SPUNGE vs plain
 spunge = [(ds, m, r) for (ds, m), r in rows.items() if ds.startswith("spunge-")]

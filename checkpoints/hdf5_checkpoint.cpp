@@ -54,76 +54,37 @@ struct H5Id {
   operator hid_t() const { return id; }
 };
 
-std::string dtype_label(torch::ScalarType t) {
-  switch (t) {
-    case torch::kFloat:
-      return "float32";
-    case torch::kBFloat16:
-      return "bfloat16";
-    case torch::kHalf:
-      return "float16";
-    case torch::kDouble:
-      return "float64";
-    case torch::kLong:
-      return "int64";
-    case torch::kInt:
-      return "int32";
-    case torch::kByte:
-      return "uint8";
-    default:
-      throw InputError(std::string("HDF5 checkpoint: unsupported dtype ") + c10::toString(t));
-  }
+// One row per dtype a native checkpoint stores: the `dtype` attribute, the file type and the
+// memory type. 16-bit floats are stored as their raw bit patterns.
+struct Hdf5Dtype {
+  torch::ScalarType dtype;
+  const char* label;
+  hid_t file, mem;
+};
+
+const std::vector<Hdf5Dtype>& hdf5_dtypes() {
+  static const std::vector<Hdf5Dtype> table = {
+      {torch::kFloat, "float32", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT},
+      {torch::kBFloat16, "bfloat16", H5T_STD_U16LE, H5T_NATIVE_UINT16},
+      {torch::kHalf, "float16", H5T_STD_U16LE, H5T_NATIVE_UINT16},
+      {torch::kDouble, "float64", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE},
+      {torch::kLong, "int64", H5T_STD_I64LE, H5T_NATIVE_INT64},
+      {torch::kInt, "int32", H5T_STD_I32LE, H5T_NATIVE_INT32},
+      {torch::kByte, "uint8", H5T_STD_U8LE, H5T_NATIVE_UINT8},
+  };
+  return table;
 }
 
-torch::ScalarType dtype_from_label(const std::string& s, const std::string& what) {
-  if (s == "float32") return torch::kFloat;
-  if (s == "bfloat16") return torch::kBFloat16;
-  if (s == "float16") return torch::kHalf;
-  if (s == "float64") return torch::kDouble;
-  if (s == "int64") return torch::kLong;
-  if (s == "int32") return torch::kInt;
-  if (s == "uint8") return torch::kByte;
-  throw CorruptError(what + ": unknown dtype attribute '" + s + "'");
+const Hdf5Dtype& hdf5_dtype(torch::ScalarType t) {
+  for (auto& row : hdf5_dtypes())
+    if (row.dtype == t) return row;
+  throw InputError(std::string("HDF5 checkpoint: unsupported dtype ") + c10::toString(t));
 }
 
-hid_t file_type(torch::ScalarType t) {
-  switch (t) {
-    case torch::kFloat:
-      return H5T_IEEE_F32LE;
-    case torch::kDouble:
-      return H5T_IEEE_F64LE;
-    case torch::kBFloat16:
-    case torch::kHalf:
-      return H5T_STD_U16LE;  // raw 16-bit patterns
-    case torch::kLong:
-      return H5T_STD_I64LE;
-    case torch::kInt:
-      return H5T_STD_I32LE;
-    case torch::kByte:
-      return H5T_STD_U8LE;
-    default:
-      throw InputError("HDF5 checkpoint: unsupported dtype");
-  }
-}
-
-hid_t mem_type(torch::ScalarType t) {
-  switch (t) {
-    case torch::kFloat:
-      return H5T_NATIVE_FLOAT;
-    case torch::kDouble:
-      return H5T_NATIVE_DOUBLE;
-    case torch::kBFloat16:
-    case torch::kHalf:
-      return H5T_NATIVE_UINT16;
-    case torch::kLong:
-      return H5T_NATIVE_INT64;
-    case torch::kInt:
-      return H5T_NATIVE_INT32;
-    case torch::kByte:
-      return H5T_NATIVE_UINT8;
-    default:
-      throw InputError("HDF5 checkpoint: unsupported dtype");
-  }
+const Hdf5Dtype& hdf5_dtype(const std::string& label, const std::string& what) {
+  for (auto& row : hdf5_dtypes())
+    if (label == row.label) return row;
+  throw CorruptError(what + ": unknown dtype attribute '" + label + "'");
 }
 
 void write_string_attr(hid_t obj, const std::string& name, const std::string& value) {
@@ -182,13 +143,13 @@ void write_h5_tensors(const std::string& path, const NamedTensors& tensors, cons
     H5Id dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
     H5_CHECK(H5Pset_chunk(dcpl, int(chunk.size()), chunk.data()), what);
     H5_CHECK(H5Pset_fletcher32(dcpl), what);
-    H5Id ds(H5_CHECK(H5Dcreate2(file, to_h5_name(name).c_str(), file_type(t.scalar_type()), space, H5P_DEFAULT, dcpl,
-                                H5P_DEFAULT),
+    H5Id ds(H5_CHECK(H5Dcreate2(file, to_h5_name(name).c_str(), hdf5_dtype(t.scalar_type()).file, space, H5P_DEFAULT,
+                                dcpl, H5P_DEFAULT),
                      what),
             H5Dclose);
     if (t.numel() > 0)
-      H5_CHECK(H5Dwrite(ds, mem_type(t.scalar_type()), H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr()), what);
-    write_string_attr(ds, "dtype", dtype_label(t.scalar_type()));
+      H5_CHECK(H5Dwrite(ds, hdf5_dtype(t.scalar_type()).mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr()), what);
+    write_string_attr(ds, "dtype", hdf5_dtype(t.scalar_type()).label);
     if (scalar) write_string_attr(ds, "scalar", "1");
   }
   H5_CHECK(H5Fflush(file, H5F_SCOPE_GLOBAL), path);
@@ -223,7 +184,7 @@ std::map<std::string, H5TensorInfo> h5_tensor_infos(const std::string& path) {
     const std::string what = path + ": dataset '" + name + "'";
     H5Id ds(H5Dopen2(file, to_h5_name(name).c_str(), H5P_DEFAULT), H5Dclose);
     if (ds.id < 0) throw CorruptError(what + " cannot be opened (corrupt metadata)");
-    H5TensorInfo info{dtype_from_label(read_string_attr(ds, "dtype", what), what), {}};
+    H5TensorInfo info{hdf5_dtype(read_string_attr(ds, "dtype", what), what).dtype, {}};
     H5Id space(H5Dget_space(ds), H5Sclose);
     int rank = H5Sget_simple_extent_ndims(space);
     if (rank < 0 || rank > 8) throw CorruptError(what + ": bad rank");
@@ -264,7 +225,7 @@ TensorMap read_h5_tensors(const std::string& path, const std::vector<std::string
     if (std::find(all.begin(), all.end(), name) == all.end()) throw InputError(path + ": has no tensor '" + name + "'");
     H5Id ds(H5Dopen2(file, to_h5_name(name).c_str(), H5P_DEFAULT), H5Dclose);
     if (ds.id < 0) throw CorruptError(what + " cannot be opened (corrupt metadata)");
-    auto dtype = dtype_from_label(read_string_attr(ds, "dtype", what), what);
+    auto dtype = hdf5_dtype(read_string_attr(ds, "dtype", what), what).dtype;
     H5Id space(H5Dget_space(ds), H5Sclose);
     int rank = H5Sget_simple_extent_ndims(space);
     if (rank < 0 || rank > 8) throw CorruptError(what + ": bad rank");
@@ -273,7 +234,7 @@ TensorMap read_h5_tensors(const std::string& path, const std::vector<std::string
     std::vector<int64_t> shape(dims.begin(), dims.end());
     bool scalar = H5Aexists(ds, "scalar") > 0;
     auto t = torch::empty(shape, torch::TensorOptions().dtype(dtype));
-    if (t.numel() > 0 && H5Dread(ds, mem_type(dtype), H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr()) < 0)
+    if (t.numel() > 0 && H5Dread(ds, hdf5_dtype(dtype).mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr()) < 0)
       throw CorruptError(what + " failed its Fletcher32 checksum or is truncated: the checkpoint is corrupt");
     out.emplace(name, scalar ? t.reshape({}) : t);
   }

@@ -9,6 +9,24 @@ namespace {
 
 const char* kNames = "llama2, llama3, chatml, qwen3, gemma, plain, auto";
 
+// One row per format: its name and the token text that ends an assistant turn.
+struct TemplateRow {
+  ChatTemplateKind kind;
+  const char* name;
+  const char* end_of_turn;
+};
+const TemplateRow kTemplates[] = {
+    {ChatTemplateKind::Llama2, "llama2", "</s>"},        {ChatTemplateKind::Llama3, "llama3", "<|eot_id|>"},
+    {ChatTemplateKind::ChatML, "chatml", "<|im_end|>"},  {ChatTemplateKind::Qwen3, "qwen3", "<|im_end|>"},
+    {ChatTemplateKind::Gemma, "gemma", "<end_of_turn>"}, {ChatTemplateKind::Plain, "plain", "<|endoftext|>"},
+};
+
+const TemplateRow& row_of(ChatTemplateKind kind) {
+  for (auto& row : kTemplates)
+    if (row.kind == kind) return row;
+  throw InternalError("chat template kind without a row");
+}
+
 // Jinja's `trim` (Python's str.strip()).
 std::string trim(const std::string& s) {
   const char* ws = " \t\n\r\f\v";
@@ -33,33 +51,14 @@ uint64_t fingerprint(const std::string& s) {
 }  // namespace
 
 ChatTemplate parse_chat_template(const std::string& name) {
-  if (name == "llama2") return ChatTemplate::Llama2;
-  if (name == "llama3") return ChatTemplate::Llama3;
-  if (name == "chatml" || name == "qwen" || name == "qwen2") return ChatTemplate::ChatML;
-  if (name == "qwen3") return ChatTemplate::Qwen3;
-  if (name == "gemma") return ChatTemplate::Gemma;
-  if (name == "plain") return ChatTemplate::Plain;
+  if (name == "qwen" || name == "qwen2") return ChatTemplate::ChatML;
+  for (auto& row : kTemplates)
+    if (name == row.name) return {row.kind, ""};
   if (name == "auto") throw InputError("--template auto needs the model directory (resolve_chat_template)");
   throw InputError("--template: unknown chat template '" + name + "' (" + kNames + ")");
 }
 
-std::string chat_template_name(const ChatTemplate& t) {
-  switch (t.kind) {
-    case ChatTemplateKind::Llama2:
-      return "llama2";
-    case ChatTemplateKind::Llama3:
-      return "llama3";
-    case ChatTemplateKind::ChatML:
-      return "chatml";
-    case ChatTemplateKind::Qwen3:
-      return "qwen3";
-    case ChatTemplateKind::Gemma:
-      return "gemma";
-    case ChatTemplateKind::Plain:
-      return "plain";
-  }
-  return "";
-}
+std::string chat_template_name(const ChatTemplate& t) { return row_of(t.kind).name; }
 
 ChatTemplate resolve_chat_template(const std::string& name, const std::string& model_dir) {
   if (name != "auto") return parse_chat_template(name);
@@ -127,22 +126,6 @@ ChatText apply_chat_template(const ChatTemplate& t, const std::string& q, const 
   return {};
 }
 
-std::string end_of_turn(const ChatTemplate& t) {
-  switch (t.kind) {
-    case ChatTemplateKind::Llama2:
-      return "</s>";
-    case ChatTemplateKind::Llama3:
-      return "<|eot_id|>";
-    case ChatTemplateKind::ChatML:
-      return "<|im_end|>";
-    case ChatTemplateKind::Qwen3:
-      return "<|im_end|>";
-    case ChatTemplateKind::Gemma:
-      return "<end_of_turn>";
-    case ChatTemplateKind::Plain:
-      return "<|endoftext|>";
-  }
-  return "";
-}
+std::string end_of_turn(const ChatTemplate& t) { return row_of(t.kind).end_of_turn; }
 
 }  // namespace lethe

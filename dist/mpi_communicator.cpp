@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "common/error.h"
+#include "dist/dtype_codes.h"
 #include "dist/mpi_communicator.h"
 #include "dist/mpi_env.h"
 
@@ -20,23 +21,10 @@ Deadline& process_deadline() {
 namespace {
 
 MPI_Datatype mpi_type(const torch::Tensor& t) {
-  switch (t.scalar_type()) {
-    case torch::kFloat:
-      return MPI_FLOAT;
-    case torch::kDouble:
-      return MPI_DOUBLE;
-    case torch::kLong:
-      return MPI_INT64_T;
-    case torch::kInt:
-      return MPI_INT32_T;
-    case torch::kBFloat16:
-    case torch::kHalf:
-      return MPI_UINT16_T;  // raw bits: only for data movement
-    case torch::kByte:
-      return MPI_UINT8_T;
-    default:
-      throw InternalError(std::string("MPI communicator: unsupported dtype ") + c10::toString(t.scalar_type()));
-  }
+  // f32, bf16, f16 (raw bits: only for data movement), f64, i64, i32, u8
+  DtypeCodes<MPI_Datatype> codes{MPI_FLOAT,   MPI_UINT16_T, MPI_UINT16_T, MPI_DOUBLE,
+                                 MPI_INT64_T, MPI_INT32_T,  MPI_UINT8_T};
+  return dtype_code(t, codes, "MPI");
 }
 
 bool is_16bit_float(const torch::Tensor& t) {

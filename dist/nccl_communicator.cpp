@@ -11,6 +11,7 @@
 
 #include "common/error.h"
 #include "dist/collectives.h"
+#include "dist/dtype_codes.h"
 #include "dist/mpi_env.h"
 
 #ifdef LETHE_TORCH_CUDA
@@ -44,24 +45,10 @@ namespace {
   } while (0)
 
 ncclDataType_t nccl_type(const torch::Tensor& t) {
-  switch (t.scalar_type()) {
-    case torch::kFloat:
-      return ncclFloat32;
-    case torch::kBFloat16:
-      return ncclBfloat16;
-    case torch::kHalf:
-      return ncclFloat16;
-    case torch::kDouble:
-      return ncclFloat64;
-    case torch::kLong:
-      return ncclInt64;
-    case torch::kInt:
-      return ncclInt32;
-    case torch::kByte:
-      return ncclUint8;
-    default:
-      throw InternalError("NCCL communicator: unsupported dtype");
-  }
+  // f32, bf16, f16, f64, i64, i32, u8
+  DtypeCodes<ncclDataType_t> codes{ncclFloat32, ncclBfloat16, ncclFloat16, ncclFloat64,
+                                   ncclInt64,   ncclInt32,    ncclUint8};
+  return dtype_code(t, codes, "NCCL");
 }
 
 class NcclCommunicator : public Communicator {

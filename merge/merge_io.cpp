@@ -49,17 +49,13 @@ std::vector<int> assign_by_size(const std::vector<int64_t>& bytes, int parts) {
   return owner;
 }
 
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(MergeOptions, method, weights, density, lambda, seed, rescale, trim, normalize)
+
 json merge_job_json(const MergeOptions& o, CheckpointFormat format, uint64_t max_shard_bytes) {
-  return {{"method", o.method},
-          {"weights", o.weights},
-          {"density", o.density},
-          {"lambda", o.lambda},
-          {"seed", o.seed},
-          {"rescale", o.rescale},
-          {"trim", o.trim},
-          {"normalize", o.normalize},
-          {"format", format_name(format)},
-          {"max_shard_bytes", max_shard_bytes}};
+  json job = o;
+  job["format"] = format_name(format);
+  job["max_shard_bytes"] = max_shard_bytes;
+  return job;
 }
 
 MergeOutput plan_merge_output(const TensorReader& base, const std::string& out, CheckpointFormat format,

@@ -43,67 +43,57 @@ std::vector<torch::Tensor> dropped(const std::string& name, const std::vector<to
   return parts;
 }
 
-// One class per rule (docs/METHODS.md, "Merge rules"); "auto" normalization is each rule's own.
-class TaskArithmetic : public MergeMethod {
+// A rule holds the merge options and the per-model weights w_g.
+class WeightedRule : public MergeMethod {
  public:
-  TaskArithmetic(MergeOptions o, std::vector<double> w) : o_(std::move(o)), w_(std::move(w)) {}
+  WeightedRule(MergeOptions o, std::vector<double> w) : o_(std::move(o)), w_(std::move(w)) {}
+
+ protected:
+  MergeOptions o_;
+  std::vector<double> w_;
+};
+
+// One class per rule (docs/METHODS.md, "Merge rules"); "auto" normalization is each rule's own.
+class TaskArithmetic : public WeightedRule {
+ public:
+  using WeightedRule::WeightedRule;
   torch::Tensor merge(const std::string&, const std::vector<torch::Tensor>& deltas) const override {
     return normalized(weighted_sum(deltas, w_).mul_(o_.lambda), o_, w_, false);
   }
-
- private:
-  MergeOptions o_;
-  std::vector<double> w_;
 };
 
-class Linear : public MergeMethod {
+class Linear : public WeightedRule {
  public:
-  Linear(MergeOptions o, std::vector<double> w) : o_(std::move(o)), w_(std::move(w)) {}
+  using WeightedRule::WeightedRule;
   torch::Tensor merge(const std::string&, const std::vector<torch::Tensor>& deltas) const override {
     return normalized(weighted_sum(deltas, w_), o_, w_, true);
   }
-
- private:
-  MergeOptions o_;
-  std::vector<double> w_;
 };
 
-class Ties : public MergeMethod {
+class Ties : public WeightedRule {
  public:
-  Ties(MergeOptions o, std::vector<double> w) : o_(std::move(o)), w_(std::move(w)) {}
+  using WeightedRule::WeightedRule;
   torch::Tensor merge(const std::string&, const std::vector<torch::Tensor>& deltas) const override {
     std::vector<torch::Tensor> parts;
     for (auto& d : deltas) parts.push_back(ties_trim(d, o_.density, o_.trim));
     return disjoint_mean(parts, w_, normalize_of(o_, true)).mul_(o_.lambda);
   }
-
- private:
-  MergeOptions o_;
-  std::vector<double> w_;
 };
 
-class DareLinear : public MergeMethod {
+class DareLinear : public WeightedRule {
  public:
-  DareLinear(MergeOptions o, std::vector<double> w) : o_(std::move(o)), w_(std::move(w)) {}
+  using WeightedRule::WeightedRule;
   torch::Tensor merge(const std::string& name, const std::vector<torch::Tensor>& deltas) const override {
     return normalized(weighted_sum(dropped(name, deltas, o_), w_).mul_(o_.lambda), o_, w_, false);
   }
-
- private:
-  MergeOptions o_;
-  std::vector<double> w_;
 };
 
-class DareTies : public MergeMethod {
+class DareTies : public WeightedRule {
  public:
-  DareTies(MergeOptions o, std::vector<double> w) : o_(std::move(o)), w_(std::move(w)) {}
+  using WeightedRule::WeightedRule;
   torch::Tensor merge(const std::string& name, const std::vector<torch::Tensor>& deltas) const override {
     return disjoint_mean(dropped(name, deltas, o_), w_, normalize_of(o_, true)).mul_(o_.lambda);
   }
-
- private:
-  MergeOptions o_;
-  std::vector<double> w_;
 };
 
 template <typename R>

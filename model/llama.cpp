@@ -31,12 +31,8 @@ torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
 }
 
 AttentionImpl::AttentionImpl(const ModelConfig& c)
-    : n_heads(c.num_attention_heads),
-      n_kv_heads(c.num_key_value_heads),
-      head_dim(c.head_dim),
-      rotary_dim(c.rotary_dim),
-      scale(c.attn_scale),
-      softcap(c.attn_logit_softcapping) {
+    : n_heads(c.num_attention_heads), n_kv_heads(c.num_key_value_heads), head_dim(c.head_dim), rotary_dim(c.rotary_dim),
+      scale(c.attn_scale), softcap(c.attn_logit_softcapping) {
   const int64_t C = c.hidden_size, q = n_heads * head_dim, kv = n_kv_heads * head_dim;
   if (c.family.fused_projections) {
     qkv_proj = register_module("qkv_proj", Linear(C, q + 2 * kv, c.qkv_bias));

@@ -10,6 +10,20 @@ namespace {
 
 torch::Tensor quad_loss(const torch::Tensor& w) { return (w * w * torch::arange(1, 7).view({2, 3})).sum() + w.sum(); }
 
+// `steps` steps of lethe's optimizer on `ours` and of LibTorch's `ref` on `theirs`, same loss.
+template <class Reference>
+void step_both(Optimizer& opt, Reference& ref, const torch::Tensor& ours, const torch::Tensor& theirs, double lr,
+               int steps) {
+  for (int s = 0; s < steps; ++s) {
+    opt.zero_grad();
+    quad_loss(ours).backward();
+    opt.step(lr);
+    ref.zero_grad();
+    quad_loss(theirs).backward();
+    ref.step();
+  }
+}
+
 TEST(Optimizer, AdamWMatchesLibTorch) {
   torch::manual_seed(0);
   auto init = torch::randn({2, 3});
@@ -18,14 +32,7 @@ TEST(Optimizer, AdamWMatchesLibTorch) {
   o.weight_decay = 0.1;
   Optimizer opt({{"w", ours}}, o);
   torch::optim::AdamW ref({theirs}, torch::optim::AdamWOptions(0.05).weight_decay(0.1).betas({0.9, 0.999}).eps(1e-8));
-  for (int s = 0; s < 8; ++s) {
-    opt.zero_grad();
-    quad_loss(ours).backward();
-    opt.step(0.05);
-    ref.zero_grad();
-    quad_loss(theirs).backward();
-    ref.step();
-  }
+  step_both(opt, ref, ours, theirs, 0.05, 8);
   EXPECT_LT(test::rel_error(ours, theirs), 1e-6);
   EXPECT_EQ(opt.steps(), 8);
 }
@@ -38,14 +45,7 @@ TEST(Optimizer, SgdMomentumMatchesLibTorch) {
   o.momentum = 0.9;
   Optimizer opt({{"w", ours}}, o);
   torch::optim::SGD ref({theirs}, torch::optim::SGDOptions(0.01).momentum(0.9));
-  for (int s = 0; s < 5; ++s) {
-    opt.zero_grad();
-    quad_loss(ours).backward();
-    opt.step(0.01);
-    ref.zero_grad();
-    quad_loss(theirs).backward();
-    ref.step();
-  }
+  step_both(opt, ref, ours, theirs, 0.01, 5);
   EXPECT_LT(test::rel_error(ours, theirs), 1e-6);
 }
 
