@@ -101,14 +101,64 @@ std::string read_string_attr(hid_t obj, const std::string& name, const std::stri
   H5Id attr(H5Aopen(obj, name.c_str(), H5P_DEFAULT), H5Aclose);
   if (attr.id < 0) throw CorruptError(what + ": missing attribute '" + name + "'");
   H5Id type(H5Aget_type(attr), H5Tclose);
-  size_t n = H5Tget_size(type);
-  if (n == 0 || n > (256u << 20)) throw CorruptError(what + ": attribute '" + name + "' has a bad size");
-  std::string v(n, '\0');
-  H5Id mtype(H5Tcopy(H5T_C_S1), H5Tclose);
-  H5Tset_size(mtype, n);
-  if (H5Aread(attr, mtype, v.data()) < 0) throw CorruptError(what + ": attribute '" + name + "' is unreadable");
+  if (H5Tget_class(type) != H5T_STRING) throw CorruptError(what + ": attribute '" + name + "' is not a string");
+  std::string v;
+  if (H5Tis_variable_str(type) > 0) {  // h5py's default for str attributes
+    H5Id mtype(H5Tcopy(H5T_C_S1), H5Tclose);
+    H5Tset_size(mtype, H5T_VARIABLE);
+    char* text = nullptr;
+    if (H5Aread(attr, mtype, &text) < 0 || !text) throw CorruptError(what + ": attribute '" + name + "' is unreadable");
+    v = text;
+    H5free_memory(text);
+  } else {
+    size_t n = H5Tget_size(type);
+    if (n == 0 || n > (256u << 20)) throw CorruptError(what + ": attribute '" + name + "' has a bad size");
+    v.assign(n, '\0');
+    // Read as NULLPAD: all n bytes arrive whether the file pads with NULs (NULLPAD, NULLTERM)
+    // or not; the padding is dropped below.
+    H5Id mtype(H5Tcopy(H5T_C_S1), H5Tclose);
+    H5Tset_size(mtype, n);
+    H5Tset_strpad(mtype, H5T_STR_NULLPAD);
+    if (H5Aread(attr, mtype, v.data()) < 0) throw CorruptError(what + ": attribute '" + name + "' is unreadable");
+  }
   while (!v.empty() && v.back() == '\0') v.pop_back();
   return v;
+}
+
+// A dataset as lethe wrote it: its dtype attribute names a known dtype, the stored HDF5 type is
+// the one that dtype is written as (a changed attribute would reinterpret the bytes), and the
+// Fletcher32 filter guards its chunks.
+struct H5Dataset {
+  torch::ScalarType dtype;
+  std::vector<int64_t> shape;  // [] for a scalar
+  std::vector<int64_t> stored_shape;
+};
+
+H5Dataset check_dataset(hid_t ds, const std::string& what) {
+  const Hdf5Dtype& row = hdf5_dtype(read_string_attr(ds, "dtype", what), what);
+  H5Id stored(H5Dget_type(ds), H5Tclose);
+  if (stored.id < 0 || H5Tequal(stored, row.file) <= 0)
+    throw CorruptError(what + ": stored type does not match its dtype attribute '" + std::string(row.label) + "'");
+  H5Id dcpl(H5Dget_create_plist(ds), H5Pclose);
+  bool fletcher = false;
+  int nfilters = dcpl.id < 0 ? -1 : H5Pget_nfilters(dcpl);
+  for (int i = 0; i < nfilters; ++i) {
+    unsigned flags = 0;
+    size_t nelmts = 0;
+    if (H5Pget_filter2(dcpl, unsigned(i), &flags, &nelmts, nullptr, 0, nullptr, nullptr) == H5Z_FILTER_FLETCHER32)
+      fletcher = true;
+  }
+  if (!fletcher) throw CorruptError(what + ": no Fletcher32 checksum (not written by lethe, or rewritten)");
+  H5Id space(H5Dget_space(ds), H5Sclose);
+  int rank = H5Sget_simple_extent_ndims(space);
+  if (rank < 1 || rank > 8) throw CorruptError(what + ": bad rank");
+  std::vector<hsize_t> dims(size_t(rank), 0);
+  H5Sget_simple_extent_dims(space, dims.data(), nullptr);
+  H5Dataset d{row.dtype, {}, std::vector<int64_t>(dims.begin(), dims.end())};
+  const bool scalar = H5Aexists(ds, "scalar") > 0;
+  if (scalar && !(rank == 1 && dims[0] == 1)) throw CorruptError(what + ": a scalar must be stored as [1]");
+  if (!scalar) d.shape = d.stored_shape;
+  return d;
 }
 
 }  // namespace
@@ -184,13 +234,8 @@ std::map<std::string, H5TensorInfo> h5_tensor_infos(const std::string& path) {
     const std::string what = path + ": dataset '" + name + "'";
     H5Id ds(H5Dopen2(file, to_h5_name(name).c_str(), H5P_DEFAULT), H5Dclose);
     if (ds.id < 0) throw CorruptError(what + " cannot be opened (corrupt metadata)");
-    H5TensorInfo info{hdf5_dtype(read_string_attr(ds, "dtype", what), what).dtype, {}};
-    H5Id space(H5Dget_space(ds), H5Sclose);
-    int rank = H5Sget_simple_extent_ndims(space);
-    if (rank < 0 || rank > 8) throw CorruptError(what + ": bad rank");
-    std::vector<hsize_t> dims(rank);
-    H5Sget_simple_extent_dims(space, dims.data(), nullptr);
-    if (H5Aexists(ds, "scalar") <= 0) info.shape.assign(dims.begin(), dims.end());
+    H5Dataset d = check_dataset(ds, what);
+    H5TensorInfo info{d.dtype, d.shape};
     out.emplace(name, info);
   }
   return out;
@@ -225,18 +270,11 @@ TensorMap read_h5_tensors(const std::string& path, const std::vector<std::string
     if (std::find(all.begin(), all.end(), name) == all.end()) throw InputError(path + ": has no tensor '" + name + "'");
     H5Id ds(H5Dopen2(file, to_h5_name(name).c_str(), H5P_DEFAULT), H5Dclose);
     if (ds.id < 0) throw CorruptError(what + " cannot be opened (corrupt metadata)");
-    auto dtype = hdf5_dtype(read_string_attr(ds, "dtype", what), what).dtype;
-    H5Id space(H5Dget_space(ds), H5Sclose);
-    int rank = H5Sget_simple_extent_ndims(space);
-    if (rank < 0 || rank > 8) throw CorruptError(what + ": bad rank");
-    std::vector<hsize_t> dims(rank);
-    H5Sget_simple_extent_dims(space, dims.data(), nullptr);
-    std::vector<int64_t> shape(dims.begin(), dims.end());
-    bool scalar = H5Aexists(ds, "scalar") > 0;
-    auto t = torch::empty(shape, torch::TensorOptions().dtype(dtype));
-    if (t.numel() > 0 && H5Dread(ds, hdf5_dtype(dtype).mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr()) < 0)
+    H5Dataset d = check_dataset(ds, what);
+    auto t = torch::empty(d.stored_shape, torch::TensorOptions().dtype(d.dtype));
+    if (t.numel() > 0 && H5Dread(ds, hdf5_dtype(d.dtype).mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr()) < 0)
       throw CorruptError(what + " failed its Fletcher32 checksum or is truncated: the checkpoint is corrupt");
-    out.emplace(name, scalar ? t.reshape({}) : t);
+    out.emplace(name, d.shape.empty() ? t.reshape({}) : t);
   }
   return out;
 }

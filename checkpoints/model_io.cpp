@@ -47,6 +47,12 @@ ModelFiles read_model_files(const std::string& dir) {
     mf.config = ModelConfig::from_json(read_json_file(cfg), cfg);
     mf.weights = read_hf_weights(dir);
   }
+  for (auto& [name, t] : mf.weights) {
+    if (!t.is_floating_point())
+      throw CorruptError(dir + ": tensor '" + name + "' is " + safetensors_dtype_name(t.scalar_type()) +
+                         "; model weights are floating point");
+    require_finite(dir, name, t);
+  }
   return mf;
 }
 

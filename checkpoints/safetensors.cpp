@@ -63,12 +63,21 @@ std::vector<SafetensorsEntry> read_safetensors_header(const std::string& path, u
   in.read(header.data(), std::streamsize(hlen));
   if (!in) throw CorruptError(path + ": truncated header");
   json h;
+  std::string duplicate;  // the reference library refuses a header that names a tensor twice
+  std::set<std::string> keys;
+  auto track_keys = [&](int depth, json::parse_event_t event, json& parsed) {
+    if (event == json::parse_event_t::key && depth == 1 && parsed.is_string() &&
+        !keys.insert(parsed.get<std::string>()).second && duplicate.empty())
+      duplicate = parsed.get<std::string>();
+    return true;
+  };
   try {
-    h = json::parse(header);
+    h = json::parse(header, track_keys);
   } catch (const json::parse_error& e) {
     throw CorruptError(path + ": malformed safetensors header JSON (" + std::string(e.what()) + ")");
   }
   if (!h.is_object()) throw CorruptError(path + ": safetensors header is not a JSON object");
+  if (!duplicate.empty()) throw CorruptError(path + ": safetensors header names '" + duplicate + "' twice");
   const uint64_t data_size = size - 8 - hlen;
   std::vector<SafetensorsEntry> entries;
   for (auto it = h.begin(); it != h.end(); ++it) {
@@ -116,10 +125,22 @@ std::vector<SafetensorsEntry> read_safetensors_header(const std::string& path, u
   }
   std::vector<const SafetensorsEntry*> sorted;
   for (auto& e : entries) sorted.push_back(&e);
-  std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->begin < b->begin; });
-  for (size_t i = 1; i < sorted.size(); ++i)
-    if (sorted[i]->begin < sorted[i - 1]->end && sorted[i]->end > sorted[i]->begin)
+  std::sort(sorted.begin(), sorted.end(),
+            [](auto* a, auto* b) { return a->begin != b->begin ? a->begin < b->begin : a->end < b->end; });
+  // As the reference library requires: the tensors tile the data section exactly, no overlap,
+  // no hole between them and no bytes after the last.
+  uint64_t expect = 0;
+  for (size_t i = 0; i < sorted.size(); ++i) {
+    if (sorted[i]->begin < expect)
       throw CorruptError(path + ": tensors '" + sorted[i - 1]->name + "' and '" + sorted[i]->name + "' overlap");
+    if (sorted[i]->begin > expect)
+      throw CorruptError(path + ": a hole of " + std::to_string(sorted[i]->begin - expect) + " bytes before tensor '" +
+                         sorted[i]->name + "' (data_offsets must be contiguous)");
+    expect = sorted[i]->end;
+  }
+  if (expect != data_size)
+    throw CorruptError(path + ": " + std::to_string(data_size - expect) +
+                       " bytes after the last tensor's data (the file is not what its header describes)");
   if (data_offset) *data_offset = 8 + hlen;
   return entries;
 }

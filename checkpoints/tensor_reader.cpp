@@ -57,7 +57,14 @@ torch::Tensor TensorReader::read(const std::string& name) const {
   if (it == infos_.end()) throw InputError(dir_ + ": has no tensor '" + name + "'");
   TensorMap m = format_ == CheckpointFormat::kNative ? read_h5_tensors(it->second.file, {name})
                                                      : read_safetensors_subset(it->second.file, {name});
-  return m.at(name);
+  torch::Tensor t = m.at(name);
+  require_finite(dir_, name, t);
+  return t;
+}
+
+void require_finite(const std::string& where, const std::string& name, const torch::Tensor& t) {
+  if (t.is_floating_point() && t.numel() > 0 && !torch::isfinite(t).all().item<bool>())
+    throw CorruptError(where + ": tensor '" + name + "' holds NaN or Inf values");
 }
 
 void require_same_tensors(const TensorReader& a, const TensorReader& b) {

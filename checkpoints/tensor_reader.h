@@ -26,6 +26,7 @@ class TensorReader {
   const std::string& dir() const { return dir_; }
   CheckpointFormat format() const { return format_; }
   const std::map<std::string, TensorInfo>& tensors() const { return infos_; }
+  // The tensor; a floating-point one holding NaN or Inf is a CorruptError naming it.
   torch::Tensor read(const std::string& name) const;
 
  private:
@@ -33,6 +34,11 @@ class TensorReader {
   CheckpointFormat format_ = CheckpointFormat::kNative;
   std::map<std::string, TensorInfo> infos_;
 };
+
+// Loaded weights must be finite: a NaN or Inf in a floating-point tensor is a CorruptError
+// naming the tensor and `where` (the checkpoint), so a broken model is never trained, merged or
+// scored as if it were a model.
+void require_finite(const std::string& where, const std::string& name, const torch::Tensor& t);
 
 // InputError naming the first tensor whose name, dtype or shape differs between `a` and `b`.
 void require_same_tensors(const TensorReader& a, const TensorReader& b);

@@ -1,6 +1,7 @@
 #include "common/fs.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -38,9 +39,35 @@ void fsync_parent_dir(const std::string& path) {
   fsync_path(parent.string());
 }
 
+std::string without_trailing_slash(const std::string& path) {
+  std::string p = path;
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  return p;
+}
+
+bool path_within(const std::string& inner, const std::string& outer) {
+  std::error_code ec;
+  const fs::path a = fs::weakly_canonical(fs::absolute(without_trailing_slash(inner)), ec);
+  const fs::path b = fs::weakly_canonical(fs::absolute(without_trailing_slash(outer)), ec);
+  auto ai = a.begin();
+  for (auto bi = b.begin(); bi != b.end(); ++bi, ++ai)
+    if (ai == a.end() || *ai != *bi) return false;
+  return true;
+}
+
+std::string host_name() {
+  char buf[256] = {0};
+  if (::gethostname(buf, sizeof buf - 1) != 0) return "host";
+  std::string h(buf);
+  for (auto& c : h)
+    if (c == '/' || c == '.') c = '_';
+  return h.empty() ? "host" : h;
+}
+
 std::string temp_sibling(const std::string& path) {
-  fs::path p(path);
-  return (p.parent_path() / ("." + p.filename().string() + ".tmp." + std::to_string(::getpid()))).string();
+  fs::path p(without_trailing_slash(path));
+  return (p.parent_path() / ("." + p.filename().string() + ".tmp." + host_name() + "." + std::to_string(::getpid())))
+      .string();
 }
 
 void write_file_via_temp(const std::string& path, const std::function<void(const std::string& tmp)>& write) {
@@ -84,25 +111,55 @@ void copy_file_checked(const std::string& from, const std::string& to) {
 }
 
 void publish_dir(const std::string& built, const std::string& dir) {
+  const bool in_place = fs::absolute(built).lexically_normal() == fs::absolute(dir).lexically_normal();
+  // Built elsewhere: the marker goes in before the rename, so the directory appears under its
+  // final name complete or not at all. Built in place: the marker goes last.
+  if (!in_place) write_file_atomic((fs::path(built) / kCompleteMarker).string(), "complete\n");
   for (auto& e : fs::recursive_directory_iterator(built))
     if (e.is_regular_file()) fsync_path(e.path().string());
   fsync_path(built);
-  if (fs::absolute(built).lexically_normal() != fs::absolute(dir).lexically_normal()) {
-    fs::rename(built, dir);
-    fsync_parent_dir(dir);
+  if (in_place) {
+    write_file_atomic((fs::path(dir) / kCompleteMarker).string(), "complete\n");
+    return;
   }
-  // The marker goes last: a directory without it was interrupted and is never loaded.
-  write_file_atomic((fs::path(dir) / kCompleteMarker).string(), "complete\n");
+  fs::rename(built, dir);
+  fsync_parent_dir(dir);
 }
 
-void write_dir_atomically(const std::string& dir, const std::function<void(const std::string& tmp)>& fill,
+void remove_dir_safely(const std::string& dir) {
+  std::error_code ec;
+  // The marker goes first (and is on disk) so that an interrupted removal never leaves a
+  // directory that claims to be complete.
+  if (fs::remove(fs::path(dir) / kCompleteMarker, ec)) fsync_path(dir);
+  fs::remove_all(dir, ec);
+  if (ec) throw InputError("cannot remove " + dir + ": " + ec.message());
+}
+
+void remove_stale_temp_siblings(const std::string& path) {
+  const fs::path p = fs::absolute(without_trailing_slash(path));
+  const std::string prefix = "." + p.filename().string() + ".tmp." + host_name() + ".";
+  std::error_code ec;
+  if (!fs::is_directory(p.parent_path(), ec)) return;
+  for (auto& e : fs::directory_iterator(p.parent_path(), ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind(prefix, 0) != 0) continue;
+    const std::string pid_text = name.substr(prefix.size());
+    if (pid_text.empty() || pid_text.find_first_not_of("0123456789") != std::string::npos) continue;
+    const long pid = std::stol(pid_text);
+    if (pid == long(::getpid()) || (::kill(pid_t(pid), 0) != 0 && errno == ESRCH)) fs::remove_all(e.path(), ec);
+  }
+}
+
+void write_dir_atomically(const std::string& dir_arg, const std::function<void(const std::string& tmp)>& fill,
                           const std::string& what) {
+  const std::string dir = without_trailing_slash(dir_arg);
   if (fs::exists(dir) && !(fs::is_directory(dir) && fs::is_empty(dir)))  // an empty one is replaced by the rename
     throw InputError(what + " '" + dir + "' already exists and is not empty; refusing to overwrite it");
   fs::path parent = fs::absolute(dir).parent_path();
   std::error_code ec;
   fs::create_directories(parent, ec);
   if (ec) throw InputError("cannot create " + parent.string() + ": " + ec.message());
+  remove_stale_temp_siblings(dir);  // what earlier, killed runs of this output left behind
   const std::string tmp = temp_sibling(fs::absolute(dir).string());
   fs::remove_all(tmp, ec);
   fs::create_directory(tmp, ec);

@@ -16,16 +16,24 @@ void fsync_parent_dir(const std::string& path);
 bool path_exists(const std::string& path);
 // Refuses (InputError) when `dir` exists and is not empty; creates it (and parents) otherwise.
 void create_output_dir(const std::string& dir, const std::string& what);
-// A sibling temporary name for `path`, unique per process.
+// A sibling temporary name for `path`, unique per host and process: ".NAME.tmp.HOST.PID".
 std::string temp_sibling(const std::string& path);
+// Removes the temporary siblings of `path` that this host's processes left and that no live
+// process owns (they were killed mid-write); others' files are never touched.
+void remove_stale_temp_siblings(const std::string& path);
+// "dir/" -> "dir" (a trailing slash would make the temporary sibling a child).
+std::string without_trailing_slash(const std::string& path);
+std::string host_name();
+// `inner` is `outer` or lies below it (paths compared after resolving what exists of them).
+bool path_within(const std::string& inner, const std::string& outer);
 void copy_file_checked(const std::string& from, const std::string& to);
 
 // The one protocol for output directories (models in either format, resumable training
 // checkpoints, the merge output): files are built in a directory that is not final yet (a
-// temporary sibling, or an output whose completion marker is missing); publish_dir fsyncs
-// every file in it and the directory, renames it to `dir` (unless it already is `dir`), fsyncs
-// the parent and writes the completion marker last. A directory without the marker is never
-// taken for a finished one.
+// temporary sibling, or an output whose completion marker is missing). publish_dir writes the
+// completion marker into a temporary sibling, fsyncs every file and the directory, renames it
+// to `dir` and fsyncs the parent, so `dir` appears complete or not at all; an output built in
+// place gets its marker last. A directory without the marker is never taken for a finished one.
 constexpr const char* kCompleteMarker = "COMPLETE";
 void publish_dir(const std::string& built, const std::string& dir);
 // Refuses an existing `dir`; `fill` writes into a fresh temporary sibling, which is then
@@ -33,6 +41,8 @@ void publish_dir(const std::string& built, const std::string& dir);
 void write_dir_atomically(const std::string& dir, const std::function<void(const std::string& tmp)>& fill,
                           const std::string& what);
 bool is_complete_dir(const std::string& dir);
+// Removes a published directory marker first, so an interrupted removal never looks complete.
+void remove_dir_safely(const std::string& dir);
 // CorruptError naming `dir` when its completion marker is missing.
 void require_complete(const std::string& dir);
 

@@ -20,6 +20,10 @@ TokenizedItem tokenize_item(const Tokenizer& tok, ChatTemplate tmpl, const Examp
     it.prompt_len -= cut;
     if (int64_t(it.ids.size()) > max_len) it.ids.resize(size_t(max_len));
   }
+  // At least one answer token must be predicted from a token before it.
+  if (int64_t(it.ids.size()) <= std::max<int64_t>(it.prompt_len, 1))
+    throw InputError("an item keeps no answer token within --max-len " + std::to_string(max_len) + " (question '" +
+                     e.prompt.substr(0, 60) + "')");
   return it;
 }
 

@@ -1,6 +1,7 @@
 #include "data/chat_template.h"
 
 #include "common/error.h"
+#include "common/hash.h"
 #include "common/json_io.h"
 
 namespace lethe {
@@ -42,11 +43,7 @@ std::string lstrip_newlines(const std::string& s) {
 
 // FNV-1a of a chat_template text: how `auto` recognises the Jinja templates that lethe's fixed
 // formats reproduce (checked token for token against apply_chat_template in the tests).
-uint64_t fingerprint(const std::string& s) {
-  uint64_t h = 1469598103934665603ULL;
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ULL;
-  return h;
-}
+uint64_t fingerprint(const std::string& s) { return fnv1a(s); }
 
 }  // namespace
 

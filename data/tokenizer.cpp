@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <climits>
 #include <functional>
+#include <queue>
 
 #include "common/error.h"
 
@@ -163,6 +164,47 @@ std::vector<std::string> Tokenizer::pre_tokenize(const std::string& s, bool firs
   return pieces;
 }
 
+// Repeatedly merges the adjacent pair of lowest rank (leftmost on ties), as HF does, in
+// O(n log n): the symbols form a linked list and the candidate pairs a min-heap ordered by
+// (rank, position); a popped pair whose symbols changed since it was pushed is skipped.
+std::vector<int64_t> Tokenizer::merge_symbols(std::vector<int64_t> ids) const {
+  const int64_t n = int64_t(ids.size());
+  if (n < 2) return ids;
+  std::vector<int64_t> next(static_cast<size_t>(n)), prev(static_cast<size_t>(n));
+  std::vector<char> alive(size_t(n), 1);
+  for (int64_t i = 0; i < n; ++i) {
+    next[size_t(i)] = i + 1 < n ? i + 1 : -1;
+    prev[size_t(i)] = i - 1;
+  }
+  struct Candidate {
+    int64_t rank, pos, left, right;
+    bool operator>(const Candidate& o) const { return rank != o.rank ? rank > o.rank : pos > o.pos; }
+  };
+  std::priority_queue<Candidate, std::vector<Candidate>, std::greater<Candidate>> heap;
+  auto push = [&](int64_t i) {
+    const int64_t j = next[size_t(i)];
+    if (j < 0) return;
+    auto it = merges_.find(pair_key(ids[size_t(i)], ids[size_t(j)]));
+    if (it != merges_.end()) heap.push({it->second.first, i, ids[size_t(i)], ids[size_t(j)]});
+  };
+  for (int64_t i = 0; i + 1 < n; ++i) push(i);
+  while (!heap.empty()) {
+    const Candidate c = heap.top();
+    heap.pop();
+    const int64_t j = next[size_t(c.pos)];
+    if (!alive[size_t(c.pos)] || j < 0 || ids[size_t(c.pos)] != c.left || ids[size_t(j)] != c.right) continue;
+    ids[size_t(c.pos)] = merges_.at(pair_key(c.left, c.right)).second;
+    alive[size_t(j)] = 0;
+    next[size_t(c.pos)] = next[size_t(j)];
+    if (next[size_t(j)] >= 0) prev[size_t(next[size_t(j)])] = c.pos;
+    if (prev[size_t(c.pos)] >= 0) push(prev[size_t(c.pos)]);
+    push(c.pos);
+  }
+  std::vector<int64_t> out;
+  for (int64_t i = 0; i >= 0; i = next[size_t(i)]) out.push_back(ids[size_t(i)]);
+  return out;
+}
+
 void Tokenizer::bpe(const std::string& word, std::vector<int64_t>& out) const {
   auto hit = cache_.find(word);
   if (hit != cache_.end()) {
@@ -188,24 +230,9 @@ void Tokenizer::bpe(const std::string& word, std::vector<int64_t>& out) const {
         if (!(fuse_unk_ && !sym.empty() && sym.back() == unk_id_)) sym.push_back(unk_id_);
       }
     }
-    // Repeatedly merge the adjacent pair of lowest rank (leftmost on ties), as HF does.
-    while (sym.size() > 1) {
-      int64_t best_rank = INT64_MAX, best_id = -1;
-      size_t best_pos = 0;
-      for (size_t i = 0; i + 1 < sym.size(); ++i) {
-        auto it = merges_.find(pair_key(sym[i], sym[i + 1]));
-        if (it != merges_.end() && it->second.first < best_rank) {
-          best_rank = it->second.first;
-          best_id = it->second.second;
-          best_pos = i;
-        }
-      }
-      if (best_id < 0) break;
-      sym[best_pos] = best_id;
-      sym.erase(sym.begin() + long(best_pos) + 1);
-    }
+    sym = merge_symbols(std::move(sym));
   }
-  if (cache_.size() < 200000) cache_.emplace(word, sym);
+  if (cache_.size() < 200000 && word.size() <= 256) cache_.emplace(word, sym);
   out.insert(out.end(), sym.begin(), sym.end());
 }
 
@@ -219,7 +246,13 @@ std::vector<int64_t> Tokenizer::encode(const std::string& text, bool add_special
       for (auto& piece : pre_tokenize(normalize(seg), seg_start == 0)) bpe(piece, ids);
     }
   };
+  bool first_byte[256] = {};  // only positions starting with one of these can hold an added token
+  for (auto& a : added_) first_byte[static_cast<unsigned char>(a.content[0])] = true;
   while (i < text.size()) {
+    if (!first_byte[static_cast<unsigned char>(text[i])]) {
+      ++i;
+      continue;
+    }
     const AddedToken* found = nullptr;
     for (auto& a : added_)
       if (text.compare(i, a.content.size(), a.content) == 0) {

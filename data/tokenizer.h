@@ -40,6 +40,7 @@ class Tokenizer {
   std::string normalize(const std::string& s) const;
   std::vector<std::string> pre_tokenize(const std::string& s, bool first_segment) const;
   void bpe(const std::string& word, std::vector<int64_t>& out) const;
+  std::vector<int64_t> merge_symbols(std::vector<int64_t> ids) const;
   std::vector<std::string> decode_chain(std::vector<std::string> tokens) const;
 
   Normalizers norm_;

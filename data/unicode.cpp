@@ -140,11 +140,16 @@ std::vector<std::pair<size_t, size_t>> Regex::find_all(const std::string& s) con
   std::vector<std::pair<size_t, size_t>> out;
   pcre2_match_data* md = pcre2_match_data_create_from_pattern(code, nullptr);
   size_t pos = 0;
-  // Invalid UTF-8 in user text must not abort: PCRE2_NO_UTF_CHECK is not used, and a UTF
-  // error ends matching (the rest of the string is one gap).
+  // Invalid UTF-8 in user text must not abort: a UTF error on the first call ends matching (the
+  // rest of the string is one gap).
+  // The subject is checked for valid UTF-8 by the first call only: checking it again at every
+  // match made tokenization quadratic in the line length. Later start offsets are always at
+  // character boundaries (a match's end, or one whole character past an empty match).
+  uint32_t options = 0;
   while (pos <= s.size()) {
-    int rc = pcre2_match(code, reinterpret_cast<PCRE2_SPTR>(s.data()), s.size(), pos, 0, md, nullptr);
+    int rc = pcre2_match(code, reinterpret_cast<PCRE2_SPTR>(s.data()), s.size(), pos, options, md, nullptr);
     if (rc < 0) break;
+    options = PCRE2_NO_UTF_CHECK;
     PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
     size_t b = ov[0], e = ov[1];
     if (e == b) {  // empty match: step one character forward

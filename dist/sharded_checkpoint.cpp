@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "common/error.h"
+#include "common/hash.h"
 #include "common/fs.h"
 
 namespace fs = std::filesystem;
@@ -30,7 +31,10 @@ void save_sharded_checkpoint(const std::string& root, int64_t step, Communicator
     std::error_code ec;
     fs::create_directories(root, ec);
     if (ec) throw InputError("checkpoint directory '" + root + "': " + ec.message());
-    if (fs::exists(final_dir)) throw InputError("checkpoint '" + final_dir + "' already exists");
+    if (is_complete_dir(final_dir)) throw InputError("checkpoint '" + final_dir + "' already exists");
+    // step-N without its marker is this run's own interrupted save (older versions wrote the
+    // marker after the rename): it is redone.
+    if (fs::exists(final_dir)) remove_dir_safely(final_dir);
     fs::remove_all(tmp, ec);  // a leftover from an interrupted save of this step
     fs::create_directory(tmp, ec);
     if (ec) throw InputError("cannot create " + tmp + ": " + ec.message());
@@ -44,6 +48,8 @@ void save_sharded_checkpoint(const std::string& root, int64_t step, Communicator
     json m = manifest;
     m["step"] = step;
     m["ranks"] = comm.size();
+    m.erase("checksum");
+    m["checksum"] = hex64(fnv1a(m.dump()));  // over everything else: an edited manifest is refused
     write_json_file((fs::path(tmp) / "manifest.json").string(), m);
     publish_dir(tmp, final_dir);  // common/fs.h's protocol: fsync, rename, marker last
     // Keep the newest `keep` complete checkpoints.
@@ -51,7 +57,7 @@ void save_sharded_checkpoint(const std::string& root, int64_t step, Communicator
     for (auto& e : fs::directory_iterator(root))
       if (e.path().filename().string().rfind("step-", 0) == 0) steps.push_back(e.path().string());
     std::sort(steps.begin(), steps.end());
-    for (size_t i = 0; i + size_t(keep) < steps.size(); ++i) fs::remove_all(steps[i]);
+    for (size_t i = 0; i + size_t(keep) < steps.size(); ++i) remove_dir_safely(steps[i]);
   }
   comm.barrier();
 }
@@ -70,7 +76,14 @@ std::string latest_complete_checkpoint(const std::string& root) {
 ShardedCheckpoint load_sharded_checkpoint(const std::string& dir) {
   require_complete(dir);
   ShardedCheckpoint c;
-  c.manifest = read_json_file((fs::path(dir) / "manifest.json").string());
+  const std::string path = (fs::path(dir) / "manifest.json").string();
+  c.manifest = read_json_file(path);
+  if (!c.manifest.is_object() || !c.manifest.contains("checksum") || !c.manifest["checksum"].is_string())
+    throw CorruptError(path + ": no checksum (edited, or written by an older lethe)");
+  json rest = c.manifest;
+  rest.erase("checksum");
+  if (hex64(fnv1a(rest.dump())) != c.manifest["checksum"].get<std::string>())
+    throw CorruptError(path + ": checksum mismatch (the manifest was edited or is corrupt)");
   int ranks = json_get<int64_t>(c.manifest, "ranks", dir + "/manifest.json");
   for (int r = 0; r < ranks; ++r) c.shards.push_back(read_h5_tensors((fs::path(dir) / rank_file(r)).string()));
   return c;

@@ -58,8 +58,10 @@ int run(const MergeFlags& f, const Runtime& rt, const json&) {
 }  // namespace
 
 Command merge_command() {
-  return make_command<MergeFlags>("merge", "merge checkpoints of one base model from disk (" + merge_rule_list() + ")",
-                                  true, false, declare, run);
+  Command c = make_command<MergeFlags>(
+      "merge", "merge checkpoints of one base model from disk (" + merge_rule_list() + ")", true, false, declare, run);
+  c.resumable = true;
+  return c;
 }
 
 }  // namespace lethe

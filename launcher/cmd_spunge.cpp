@@ -61,10 +61,12 @@ int run(const SpungeFlags& f, const Runtime& rt, const json& cfg) {
 }  // namespace
 
 Command spunge_command() {
-  return make_command<SpungeFlags>(
+  Command c = make_command<SpungeFlags>(
       "spunge",
       "SPUNGE: split the forget set by an attribute, unlearn the subsets on rank groups in parallel, merge, evaluate",
       true, true, declare, run);
+  c.resumable = true;
+  return c;
 }
 
 }  // namespace lethe

@@ -97,13 +97,17 @@ int run_unlearn(const UnlearnFlags& f, const Runtime& rt, const json& cfg) {
 }  // namespace
 
 Command finetune_command() {
-  return make_command<FinetuneFlags>("finetune", "train a model on question/answer data (full or LoRA)", true, true,
-                                     declare_finetune, run_finetune);
+  Command c = make_command<FinetuneFlags>("finetune", "train a model on question/answer data (full or LoRA)", true,
+                                          true, declare_finetune, run_finetune);
+  c.resumable = true;
+  return c;
 }
 
 Command unlearn_command() {
-  return make_command<UnlearnFlags>("unlearn", "make a model forget a data set with an unlearning method", true, true,
-                                    declare_unlearn, run_unlearn);
+  Command c = make_command<UnlearnFlags>("unlearn", "make a model forget a data set with an unlearning method", true,
+                                         true, declare_unlearn, run_unlearn);
+  c.resumable = true;
+  return c;
 }
 
 }  // namespace lethe

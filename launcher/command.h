@@ -20,6 +20,7 @@ struct Command {
   std::string summary;
   bool distributed = false;  // runs on every rank; other commands run on rank 0 only
   bool uses_device = false;  // --device, and the world communicator on that device
+  bool resumable = false;    // a stop by signal exits kExitPreempted (dist/signals.h): rerun to resume
   std::function<RunCommand(OptionSet& options, const RuntimeOptions& runtime)> bind;
 };
 
@@ -34,7 +35,13 @@ Command make_command(std::string name, std::string summary, bool distributed, bo
     declare(options, *flags, runtime);
     return [flags, run](const Runtime& rt, const json& config) { return run(*flags, rt, config); };
   };
-  return {std::move(name), std::move(summary), distributed, uses_device, bind};
+  Command c;
+  c.name = std::move(name);
+  c.summary = std::move(summary);
+  c.distributed = distributed;
+  c.uses_device = uses_device;
+  c.bind = bind;
+  return c;
 }
 
 Command init_command();

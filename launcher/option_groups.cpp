@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "common/error.h"
+#include "common/fs.h"
 #include "common/text.h"
 #include "data/chat_template.h"
 
@@ -10,7 +11,8 @@ namespace lethe {
 
 void bind_runtime(OptionSet& o, RuntimeOptions& r, bool distributed, bool uses_device) {
   o.group("runtime", "Runtime");
-  o.add("threads", &r.threads, "LibTorch intra-op threads per rank (0: cores / local ranks)", non_negative<int>());
+  o.add("threads", &r.threads, "LibTorch intra-op threads per rank (0: cores / local ranks)",
+        Check<int>([](const int& v) { return v >= 0 && v <= 1024 ? "" : "must be in [0, 1024]"; }));
   o.add("log-level", &r.log_level, "trace, debug, info, warn, error",
         one_of({"trace", "debug", "info", "warn", "error", "critical", "off"}));
   o.add("log-file", &r.log_file, "also log to this file (per rank: .rankN appended)");
@@ -64,7 +66,9 @@ void bind_data(OptionSet& o, DataOptions& d, bool with_text) {
           return "";
         }));
   o.add("system-prompt", &d.system_prompt, "system prompt opening every conversation");
-  o.add("max-len", &d.max_len, "longest tokenized item (the prompt is cut first)", positive<int64_t>());
+  o.add("max-len", &d.max_len, "longest tokenized item (the prompt is cut first)", Check<int64_t>([](const int64_t& v) {
+          return v >= 2 ? "" : "must be at least 2 (a prompt and an answer token)";
+        }));
 }
 
 void bind_source(OptionSet& o, DataSource& s, const std::string& name, const std::string& help, bool required) {
@@ -103,6 +107,7 @@ void bind_train(OptionSet& o, TrainOptions& t, const RuntimeOptions& rt) {
 void bind_out_dir(OptionSet& o, std::string& out, const std::string& help, bool required) {
   o.group("output", "Output");
   o.add("out", &out, help, {}, required);
+  o.then([&out](const po::variables_map&, std::vector<std::string>&) { out = without_trailing_slash(out); });
 }
 
 void bind_output(OptionSet& o, OutputOptions& out, const std::string& format_flag, bool with_adapter_out) {

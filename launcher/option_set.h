@@ -6,6 +6,7 @@
 #pragma once
 #include <boost/program_options.hpp>
 #include <functional>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -59,14 +60,19 @@ class OptionSet {
   std::vector<Entry> entries_;
 };
 
-// Checks shared by many flags.
+// Checks shared by many flags; a floating-point value must also be finite (NaN and Inf fail).
+template <typename T>
+bool below_infinity(const T& v) {
+  if constexpr (std::numeric_limits<T>::has_infinity) return v < std::numeric_limits<T>::infinity();
+  return true;
+}
 template <typename T>
 Check<T> positive() {
-  return [](const T& v) { return v > T(0) ? "" : "must be positive"; };
+  return [](const T& v) { return v > T(0) && below_infinity(v) ? "" : "must be positive"; };
 }
 template <typename T>
 Check<T> non_negative() {
-  return [](const T& v) { return v >= T(0) ? "" : "must be >= 0"; };
+  return [](const T& v) { return v >= T(0) && below_infinity(v) ? "" : "must be >= 0"; };
 }
 Check<double> in_range(double lo, double hi);  // lo <= v <= hi, finite
 Check<double> finite();

@@ -185,27 +185,32 @@ int merge_from_disk(const TensorReader& base, const std::vector<TensorReader>& m
   const std::vector<int> owner = assign_by_size(mo.bytes, comm.size());
   int64_t done = 0, skipped = 0, mine = 0;
   bool stopped = false;
-  for (size_t i = 0; i < mo.names.size(); ++i) {
-    if (owner[i] != comm.rank()) continue;
-    ++mine;
-    if (is_staged(mo, i)) {
-      ++skipped;
-      continue;
+  auto flag = torch::zeros({3}, torch::kDouble);
+  {
+    StopPoint stop_point;  // a signal is acted on between tensors: finished ones stay staged
+    for (size_t i = 0; i < mo.names.size(); ++i) {
+      if (owner[i] != comm.rank()) continue;
+      ++mine;
+      if (is_staged(mo, i)) {
+        ++skipped;
+        continue;
+      }
+      if ((max_tensors > 0 && done >= max_tensors) || preemption_requested()) {
+        stopped = true;
+        break;
+      }
+      const std::string& name = mo.names[i];
+      torch::Tensor theta0 = base.read(name);
+      std::vector<torch::Tensor> deltas;
+      const torch::Tensor theta0f = theta0.to(torch::kFloat);  // converted once for the K deltas
+      for (auto& m : models) deltas.push_back(delta_of(m.read(name), theta0f));
+      stage_tensor(mo, i, apply_delta(theta0, rule.merge(name, deltas)));
+      ++done;
     }
-    if ((max_tensors > 0 && done >= max_tensors) || preemption_requested()) {
-      stopped = true;
-      break;
-    }
-    const std::string& name = mo.names[i];
-    torch::Tensor theta0 = base.read(name);
-    std::vector<torch::Tensor> deltas;
-    const torch::Tensor theta0f = theta0.to(torch::kFloat);  // converted once for the K deltas
-    for (auto& m : models) deltas.push_back(delta_of(m.read(name), theta0f));
-    stage_tensor(mo, i, apply_delta(theta0, rule.merge(name, deltas)));
-    ++done;
+    flag = torch::tensor({stopped ? 1.0 : 0.0, double(done), double(skipped)}, torch::kDouble);  // one reduce
+    all_reduce_host(comm, flag, ReduceOp::Sum);
+    if (flag[0].item<double>() > 0) preemption_handled();
   }
-  auto flag = torch::tensor({stopped ? 1.0 : 0.0, double(done), double(skipped)}, torch::kDouble);  // one reduce
-  all_reduce_host(comm, flag, ReduceOp::Sum);
   spdlog::info("merge: {} tensors merged in this run, {} already staged (this rank: {} of {} tensors)",
                int64_t(flag[1].item<double>()), int64_t(flag[2].item<double>()), mine, mo.names.size());
   if (flag[0].item<double>() > 0) {

@@ -4,17 +4,12 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "common/hash.h"
 #include "common/rng.h"
 
 namespace lethe {
 
 namespace {
-
-uint64_t fnv1a(const std::string& s) {
-  uint64_t h = 1469598103934665603ULL;
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ULL;
-  return h;
-}
 
 torch::Tensor weighted_sum(const std::vector<torch::Tensor>& ds, const std::vector<double>& w) {
   torch::Tensor acc = torch::zeros_like(ds[0]);

@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "checkpoints/peft_adapter.h"
+#include "common/fs.h"
 #include "common/error.h"
 #include "dist/collectives.h"
 #include "dist/signals.h"
@@ -121,6 +122,19 @@ void check_train_job(const TrainJob& job) {
     throw InputError("--adapter-out '" + o.adapter_out + "' already exists; refusing to overwrite it");
   if (!o.adapter_out.empty() && job.run.lora.rank <= 0 && job.run.model.adapter.empty())
     throw InputError("--adapter-out needs LoRA adapters (--lora-rank R or --adapter DIR)");
+  check_output_paths(job.run, o);
+}
+
+void check_output_paths(const RunSpec& run, const OutputOptions& o) {
+  const std::string& ckpt = run.train.checkpoint_dir;
+  if (!ckpt.empty() && (path_within(ckpt, o.out) || path_within(o.out, ckpt)))
+    throw InputError("--checkpoint-dir '" + ckpt + "' and --out '" + o.out + "' must be separate directories");
+  for (const std::string* input : {&run.model.dir, &run.model.adapter}) {
+    if (input->empty()) continue;
+    if (path_within(o.out, *input)) throw InputError("--out '" + o.out + "' lies inside the input '" + *input + "'");
+    if (!ckpt.empty() && path_within(ckpt, *input))
+      throw InputError("--checkpoint-dir '" + ckpt + "' lies inside the input '" + *input + "'");
+  }
 }
 
 int run_training(const TrainJob& job, const Runtime& rt) {

@@ -64,6 +64,9 @@ struct TrainJob {
   json config;  // the effective configuration, stored with the output
 };
 // Checks that need no model (output paths, adapter flags), before anything is loaded.
+// Outputs never overlap each other or an input: --checkpoint-dir apart from --out, neither
+// inside --model or --adapter (InputError naming both paths).
+void check_output_paths(const RunSpec& run, const OutputOptions& output);
 void check_train_job(const TrainJob& job);
 // 0, or kExitPreempted after a preemption checkpoint.
 int run_training(const TrainJob& job, const Runtime& rt);

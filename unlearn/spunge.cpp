@@ -178,6 +178,7 @@ void check_spunge(const SpungeOptions& o) {
     throw InputError("--adapter-out: spunge merges its subsets' models; it writes no single adapter");
   std::string bad = validate(o.split);
   if (!bad.empty()) throw InputError(bad);
+  check_output_paths(o.run, o.output);
 }
 
 int run_spunge(const SpungeOptions& o, const SpungeData& data, const Runtime& rt, const json& config) {

@@ -8,6 +8,7 @@
 #include "dist/data_parallel.h"
 #include "dist/sharded_checkpoint.h"
 #include "dist/collectives.h"
+#include "common/hash.h"
 #include "dist/signals.h"
 
 namespace lethe {
@@ -43,6 +44,83 @@ std::vector<int64_t> items_drawn(const std::vector<TokenizedItem>& items, int64_
   return out;
 }
 
+// What defines a run's result, recorded in every checkpoint and compared on --resume: the
+// tokenized data (so data files, tokenizer, template and --max-len), the model at the start
+// (names, shapes, dtypes and a sample of every tensor's values: another base model or another
+// adapter initialisation), the method and its options, and the training settings that change
+// the result. The rank count and ZeRO stage may change across a resume (the result does not),
+// and so may --steps (to train on).
+json run_identity(const CausalLM& model, const std::vector<TokenizedItem>& primary,
+                  const std::vector<TokenizedItem>* retain, const TrainOptions& opt) {
+  auto items_digest = [](const std::vector<TokenizedItem>& items) {
+    uint64_t h = kFnvOffset;
+    for (auto& it : items) {
+      h = fnv1a(&it.prompt_len, sizeof it.prompt_len, h);
+      h = fnv1a(it.ids.data(), it.ids.size() * sizeof(int64_t), h);
+    }
+    return hex64(h) + " (" + std::to_string(items.size()) + " items)";
+  };
+  uint64_t mh = kFnvOffset;
+  for (auto& [name, t0] : model->named_weights()) {
+    torch::NoGradGuard ng;
+    auto t = t0.detach().reshape({-1});
+    mh = fnv1a(name, mh);
+    for (auto d : t0.sizes()) mh = fnv1a(&d, sizeof d, mh);
+    const auto dtype = t0.scalar_type();
+    mh = fnv1a(&dtype, sizeof dtype, mh);
+    const int64_t n = t.numel(), k = std::min<int64_t>(n, 1024);
+    if (k > 0) {
+      auto sample =
+          t.index_select(0, torch::linspace(0, double(n - 1), k).to(torch::kLong)).to(torch::kCPU, torch::kFloat);
+      mh = fnv1a(sample.contiguous().data_ptr(), size_t(k) * sizeof(float), mh);
+    }
+  }
+  const json& rc = opt.run_config.is_object() ? opt.run_config : json::object();
+  json id = {{"data", items_digest(primary)},
+             {"model", hex64(mh)},
+             {"method", rc.contains("method") ? rc["method"] : json("nll")},
+             {"lora", rc.value("lora", json())},
+             {"subset", rc.value("subset", json())},
+             {"training",
+              {{"batch_size", opt.batch_size},
+               {"grad_accum", opt.grad_accum},
+               {"lr", opt.schedule.lr},
+               {"schedule", opt.schedule.kind},
+               {"warmup_steps", opt.schedule.warmup_steps},
+               {"min_lr_ratio", opt.schedule.min_lr_ratio},
+               {"optimizer", opt.optimizer.name},
+               {"weight_decay", opt.optimizer.weight_decay},
+               {"momentum", opt.optimizer.momentum},
+               {"max_grad_norm", opt.max_grad_norm},
+               {"seed", opt.seed}}}};
+  if (retain) id["retain_data"] = items_digest(*retain);
+  return id;
+}
+
+// InputError listing what differs between a checkpoint's run and this one.
+void require_same_run(const json& stored, const json& now, const std::string& dir) {
+  if (stored.is_null())
+    throw InputError("--resume: checkpoint '" + dir +
+                     "' records no run identity (written by an older lethe); resume "
+                     "needs a checkpoint of this run");
+  std::string diffs;
+  for (auto& [key, value] : now.items()) {
+    const json& was = stored.contains(key) ? stored[key] : json();
+    if (was == value) continue;
+    if (value.is_object() && was.is_object()) {
+      for (auto& [k, v] : value.items())
+        if (!was.contains(k) || was[k] != v)
+          diffs += (diffs.empty() ? "" : "; ") + key + "." + k + " " + (was.contains(k) ? was[k].dump() : "none") +
+                   " -> " + v.dump();
+    } else {
+      diffs += (diffs.empty() ? "" : "; ") + key + " " + was.dump() + " -> " + value.dump();
+    }
+  }
+  if (!diffs.empty())
+    throw InputError("--resume: checkpoint '" + dir + "' belongs to another run (" + diffs +
+                     "); use another --checkpoint-dir or the original settings");
+}
+
 TrainResult train_loop(CausalLM& model, Objective& objective, const std::vector<TokenizedItem>& primary,
                        const std::vector<TokenizedItem>* retain, const TrainOptions& opt, int64_t pad_id,
                        const std::function<bool(int64_t)>& on_eval, Communicator& comm) {
@@ -56,6 +134,7 @@ TrainResult train_loop(CausalLM& model, Objective& objective, const std::vector<
   // Dropout draws from the global generator: seeded per rank so runs reproduce (a resume
   // restores each rank's stream from the checkpoint).
   torch::manual_seed(opt.seed * 1000003ULL + uint64_t(comm.rank()));
+  const json identity = run_identity(model, primary, retain, opt);  // before ZeRO shards the model
   DataParallel dp(model, comm, opt.zero_stage, opt.optimizer);
   if (auto penalty = objective.weight_penalty()) dp.set_weight_penalty(penalty);
   BatchIterator data(&primary, opt.batch_size, opt.seed, pad_id);
@@ -70,6 +149,7 @@ TrainResult train_loop(CausalLM& model, Objective& objective, const std::vector<
     if (!dir.empty()) {
       ShardedCheckpoint ck = load_sharded_checkpoint(dir);
       const json& m = ck.manifest;
+      require_same_run(m.value("run_identity", json()), identity, dir);
       dp.load_sharded(ck.shards, m.at("layout"), dir);
       data.seek(m.at("data")[0].get<int64_t>(), m.at("data")[1].get<int64_t>());
       if (retain_data) retain_data->seek(m.at("retain_data")[0].get<int64_t>(), m.at("retain_data")[1].get<int64_t>());
@@ -88,7 +168,11 @@ TrainResult train_loop(CausalLM& model, Objective& objective, const std::vector<
     NamedTensors shard = dp.shard_state();
     shard.emplace_back("rng_state", cpu_rng_state());
     auto [e, c] = data.position();
-    json manifest = {{"layout", dp.layout()}, {"data", {e, c}}, {"tokens", res.tokens}, {"run_config", opt.run_config}};
+    json manifest = {{"layout", dp.layout()},
+                     {"data", {e, c}},
+                     {"tokens", res.tokens},
+                     {"run_config", opt.run_config},
+                     {"run_identity", identity}};
     if (retain_data) {
       auto [re, rc] = retain_data->position();
       manifest["retain_data"] = {re, rc};
@@ -99,6 +183,7 @@ TrainResult train_loop(CausalLM& model, Objective& objective, const std::vector<
 
   auto t0 = std::chrono::steady_clock::now();
   auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+  StopPoint stop_point;  // a signal during the steps is acted on at the next step boundary
   for (int64_t step = first_step; step <= opt.steps; ++step) {
     // ---- training step ----
     model->train();
@@ -158,6 +243,7 @@ TrainResult train_loop(CausalLM& model, Objective& objective, const std::vector<
     if (preempt) {
       if (opt.checkpoint_dir.empty()) spdlog::warn("preemption signal: no --checkpoint-dir, nothing saved");
       res.preempted = true;
+      preemption_handled();
       break;
     }
     bool eval_now = (opt.eval_every > 0 && step % opt.eval_every == 0) || step == opt.steps;

@@ -1,8 +1,16 @@
 // Native HDF5 checkpoints: round trips (fp32, bf16, int64, attributes), atomic directories
 // with a completion marker, and corruption (truncation, flipped bits) always rejected.
 #include "checkpoints/hdf5_checkpoint.h"
+
+#include <hdf5.h>
+
+#include <cmath>
+#include <functional>
+
 #include "checkpoints/model_io.h"
+#include "checkpoints/tensor_reader.h"
 #include "common/error.h"
+#include "common/fs.h"
 #include "tests/test_util.h"
 
 namespace lethe {
@@ -88,6 +96,106 @@ TEST(Hdf5, FlippedBitsAreDetected) {
     }
   }
   EXPECT_GT(rejected, tried * 9 / 10);
+}
+
+std::string corrupt_message(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const CorruptError& e) {
+    return e.what();
+  }
+  return "(accepted)";
+}
+
+// Rewrites the string attribute `name` of dataset `ds` (or the file when ds is empty) with the
+// given padding, as other HDF5 tools may write it.
+void set_string_attr(const std::string& path, const std::string& ds, const std::string& name, const std::string& value,
+                     H5T_str_t pad = H5T_STR_NULLTERM, bool variable = false) {
+  hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  ASSERT_GE(file, 0);
+  hid_t obj = ds.empty() ? file : H5Dopen2(file, ds.c_str(), H5P_DEFAULT);
+  if (H5Aexists(obj, name.c_str()) > 0) H5Adelete(obj, name.c_str());
+  hid_t type = H5Tcopy(H5T_C_S1);
+  H5Tset_size(type, variable ? H5T_VARIABLE : value.size());
+  H5Tset_strpad(type, pad);
+  hid_t space = H5Screate(H5S_SCALAR);
+  hid_t attr = H5Acreate2(obj, name.c_str(), type, space, H5P_DEFAULT, H5P_DEFAULT);
+  const char* text = value.c_str();
+  if (variable)
+    H5Awrite(attr, type, &text);
+  else
+    H5Awrite(attr, type, value.data());
+  H5Aclose(attr);
+  H5Sclose(space);
+  H5Tclose(type);
+  if (!ds.empty()) H5Dclose(obj);
+  H5Fclose(file);
+}
+
+TEST(Hdf5, DtypeAttributeMustAgreeWithTheStoredType) {
+  // A float32 dataset relabelled as another dtype would be reinterpreted (zeroed or truncated
+  // weights); every relabelling is refused.
+  for (const char* label : {"int32", "bfloat16", "float16", "uint8", "int64", "float64"}) {
+    test::TempDir tmp;
+    write_h5_tensors(tmp / "m.h5", {{"w", torch::randn({4, 4})}}, {});
+    set_string_attr(tmp / "m.h5", "w", "dtype", label);
+    std::string e = corrupt_message([&] { read_h5_tensors(tmp / "m.h5"); });
+    EXPECT_NE(e.find("stored type does not match its dtype attribute '" + std::string(label) + "'"), std::string::npos)
+        << e;
+    e = corrupt_message([&] { h5_tensor_infos(tmp / "m.h5"); });
+    EXPECT_NE(e.find("stored type does not match"), std::string::npos) << e;
+  }
+}
+
+TEST(Hdf5, DatasetsWithoutFletcher32AreRefused) {
+  test::TempDir tmp;
+  const std::string path = tmp / "m.h5";
+  hid_t file = H5Fcreate(path.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
+  hsize_t dims[1] = {4};
+  hid_t space = H5Screate_simple(1, dims, nullptr);
+  hid_t ds = H5Dcreate2(file, "w", H5T_IEEE_F32LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  float v[4] = {1, 2, 3, 4};
+  H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v);
+  H5Dclose(ds);
+  H5Sclose(space);
+  H5Fclose(file);
+  set_string_attr(path, "w", "dtype", "float32");
+  std::string e = corrupt_message([&] { read_h5_tensors(path); });
+  EXPECT_NE(e.find("dataset 'w': no Fletcher32 checksum"), std::string::npos) << e;
+}
+
+TEST(Hdf5, StringAttributesFromOtherToolsReadWhole) {
+  // NULLPAD (h5py's fixed-length strings) and variable-length strings (h5py's str default).
+  test::TempDir tmp;
+  write_h5_tensors(tmp / "m.h5", {{"w", torch::ones({2})}}, {{"note", "x"}});
+  set_string_attr(tmp / "m.h5", "w", "dtype", "float32", H5T_STR_NULLPAD);
+  set_string_attr(tmp / "m.h5", "", "note", "\"padded\"", H5T_STR_NULLPAD);
+  std::map<std::string, json> attrs;
+  auto got = read_h5_tensors(tmp / "m.h5", {}, &attrs);
+  EXPECT_TRUE(torch::equal(got["w"], torch::ones({2})));
+  EXPECT_EQ(attrs["note"], "padded");
+  set_string_attr(tmp / "m.h5", "w", "dtype", "float32", H5T_STR_NULLTERM, /*variable=*/true);
+  EXPECT_TRUE(torch::equal(read_h5_tensors(tmp / "m.h5")["w"], torch::ones({2})));
+}
+
+TEST(ModelIo, NonFiniteAndNonFloatWeightsAreRefusedWithTheirName) {
+  test::TempDir tmp;
+  json j = {{"model_type", "llama"},   {"vocab_size", 30},       {"hidden_size", 16},
+            {"intermediate_size", 32}, {"num_hidden_layers", 1}, {"num_attention_heads", 2}};
+  CausalLM model(ModelConfig::from_json(j, "cfg"));
+  model->init_weights(1);
+  {
+    torch::NoGradGuard ng;
+    model->named_weights().at("model.embed_tokens.weight")[3][1] = std::nanf("");
+  }
+  for (auto format : {CheckpointFormat::kNative, CheckpointFormat::kHf}) {
+    const std::string dir = tmp / (format_name(format) + "-nan");
+    save_model(model, dir, format, json::object());
+    std::string e = corrupt_message([&] { load_model(dir); });
+    EXPECT_NE(e.find("tensor 'model.embed_tokens.weight' holds NaN or Inf values"), std::string::npos) << e;
+    e = corrupt_message([&] { TensorReader(dir).read("model.embed_tokens.weight"); });
+    EXPECT_NE(e.find("holds NaN or Inf"), std::string::npos) << e;
+  }
 }
 
 TEST(ModelIo, NativeAndHfRoundTripThroughTheModel) {

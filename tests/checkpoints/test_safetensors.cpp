@@ -85,6 +85,22 @@ TEST(Safetensors, RejectsMalformedFiles) {
           12),
       "overlap");
   expect_corrupt(craft(tmp, R"({"a":{"dtype":"F32","shape":[2]}})", 8), "lacks");
+  // As strict as the reference library: a name twice, a hole between tensors, bytes after the
+  // last one.
+  expect_corrupt(
+      craft(
+          tmp,
+          R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+          8),
+      "names 'a' twice");
+  expect_corrupt(
+      craft(
+          tmp,
+          R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})",
+          12),
+      "a hole of 4 bytes before tensor 'b'");
+  expect_corrupt(craft(tmp, R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", 6), "2 bytes after");
+  expect_corrupt(craft(tmp, R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", 8), "a hole of 4 bytes");
   expect_corrupt(craft(tmp, R"([1,2])", 8), "not a JSON object");
 }
 

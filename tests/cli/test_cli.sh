@@ -112,6 +112,77 @@ expect_error "incomplete" "$LETHE" eval --model "$T/incomplete" --forget "$D/for
 cp -r "$T/base" "$T/badst"; truncate -s 100 "$T/badst/model.safetensors"
 expect_error "model.safetensors" "$LETHE" eval --model "$T/badst" --forget "$D/forget.jsonl" --no-generate
 
+# ---- reliability regressions: each was once a crash, a hang or a silent wrong result ----
+# a signal stops every command, not only the training loop (128 + SIGTERM)
+"$LETHE" tokenize --tokenizer "$T/base/tokenizer.json" < <(sleep 60) >/dev/null 2>"$T/err" &
+tp=$!
+sleep 2
+kill -TERM $tp
+wait $tp
+rc=$?
+[ $rc -eq 143 ] && grep -q "stopped by signal 15" "$T/err" && ok || bad "tokenize ignored SIGTERM (exit $rc)"
+# tokenization is linear in the line length: a 4 MB line (once ~5 minutes) well within the limit
+/usr/bin/python3 -c "print('word ' * 800000)" >"$T/long.txt"
+timeout 120 "$LETHE" tokenize --tokenizer "$T/base/tokenizer.json" <"$T/long.txt" >"$T/long.ids" && ok || bad "4 MB line"
+# hostile tokenizer.json: a negative id, a Sequence nested 100000 deep
+/usr/bin/python3 - "$T/base/tokenizer.json" "$T" <<'PY'
+import json, sys
+tok = json.load(open(sys.argv[1]))
+neg = dict(tok); neg["added_tokens"] = [dict(tok["added_tokens"][0], id=-1)]
+json.dump(neg, open(sys.argv[2] + "/neg_tok.json", "w"))
+inner = '{"type": "Lowercase"}'
+deep = '{"type": "Sequence", "normalizers": [' * 100000 + inner + ']}' * 100000
+text = json.dumps(dict(tok, normalizer=None)).replace('"normalizer": null', '"normalizer": ' + deep)
+open(sys.argv[2] + "/deep_tok.json", "w").write(text)
+PY
+expect_error "is not in [0, 2^24)" "$LETHE" tokenize --tokenizer "$T/neg_tok.json" </dev/null
+expect_error "nested more than 64 deep" "$LETHE" tokenize --tokenizer "$T/deep_tok.json" </dev/null
+# a NaN weight is refused with its name, never scored as a model
+cp -r "$T/base" "$T/nan"
+/usr/bin/python3 - "$T/nan/model.safetensors" <<'PY'
+import json, struct, sys
+p = sys.argv[1]
+b = bytearray(open(p, "rb").read())
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n])
+name = next(k for k, v in h.items() if k != "__metadata__" and v["dtype"] == "F32")
+b[8 + n + h[name]["data_offsets"][0]:8 + n + h[name]["data_offsets"][0] + 4] = struct.pack("<f", float("nan"))
+open(p, "wb").write(b)
+print(name)
+PY
+expect_error "holds NaN or Inf values" "$LETHE" eval --model "$T/nan" --forget "$D/forget.jsonl" --no-generate
+# numbers that once passed: an infinite learning rate, NaN decay, no answer token left
+expect_error "--threads must be in [0, 1024]" "$LETHE" tokenize --tokenizer "$T/base/tokenizer.json" --threads 100000 </dev/null
+expect_error "--lr must be positive" "$LETHE" finetune --model "$T/base" --data "$D/train.jsonl" --out "$T/o" --lr inf
+expect_error "--weight-decay must be in" "$LETHE" finetune --model "$T/base" --data "$D/train.jsonl" --out "$T/o" \
+  --weight-decay nan
+expect_error "--max-len must be at least 2" "$LETHE" finetune --model "$T/base" --data "$D/train.jsonl" --out "$T/o" \
+  --max-len 1
+# outputs checked against each other and the inputs before any work
+expect_error "must be separate directories" "$LETHE" finetune --model "$T/base" --data "$D/train.jsonl" --out "$T/o" \
+  --checkpoint-dir "$T/o"
+expect_error "lies inside the input" "$LETHE" finetune --model "$T/base" --data "$D/train.jsonl" --out "$T/o" \
+  --checkpoint-dir "$T/base/ckpt"
+[ ! -e "$T/o" ] && [ ! -e "$T/base/ckpt" ] && ok || bad "a refused run left files"
+# --resume is checked: another run's checkpoint (here another --lr) or an edited manifest is refused
+expect_ok "$LETHE" finetune --model "$T/base" --data "$D/train.jsonl" --out "$T/r1" --checkpoint-dir "$T/r.ckpt" --steps 2 \
+  --checkpoint-every 1 "${COMMON[@]}"
+expect_error "belongs to another run (training.lr 0.001 -> 0.002)" "$LETHE" finetune --model "$T/base" \
+  --data "$D/train.jsonl" --out "$T/r2" --checkpoint-dir "$T/r.ckpt" --steps 3 --resume --batch-size 4 --lr 2e-3 \
+  --threads 1
+expect_error "belongs to another run (data" "$LETHE" finetune --model "$T/base" --data "$D/forget.jsonl" --out "$T/r2" \
+  --checkpoint-dir "$T/r.ckpt" --steps 3 --resume "${COMMON[@]}"
+expect_ok "$LETHE" finetune --model "$T/base" --data "$D/train.jsonl" --out "$T/r3" --checkpoint-dir "$T/r.ckpt" --steps 3 \
+  --resume "${COMMON[@]}"
+grep -q "resumed from" "$T/err" && ok || bad "the same run did not resume"
+last=$(ls -d "$T/r.ckpt"/step-* | tail -1)
+sed -i 's/"tokens":/"tokens": 1, "x":/' "$last/manifest.json"
+expect_error "checksum mismatch" "$LETHE" finetune --model "$T/base" --data "$D/train.jsonl" --out "$T/r4" \
+  --checkpoint-dir "$T/r.ckpt" --steps 4 --resume "${COMMON[@]}"
+# --out with a trailing slash writes that directory (once hidden in dir/..tmp.PID)
+expect_ok "$LETHE" convert --in "$T/base" --out "$T/slash/" --to native
+[ -f "$T/slash/COMPLETE" ] && [ -z "$(ls -A "$T/slash" | grep tmp)" ] && ok || bad "trailing-slash output"
+
 # nothing existing is overwritten
 before=$(find "$T/ft" -type f -exec sha256sum {} + | sort)
 expect_error "already exists" "$LETHE" finetune --model "$T/base" --data "$D/train.jsonl" --out "$T/ft" --steps 1

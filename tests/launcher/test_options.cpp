@@ -102,3 +102,23 @@ TEST(Options, OnlyTheChosenMethodsOptionsAreReadAndStored) {
   bind_method(unknown, mu);
   EXPECT_TRUE(mentions(parse(unknown, {"--method", "bogus"}), "unknown unlearning method 'bogus'"));
 }
+
+TEST(Options, NumbersMustBeFiniteAndInRange) {
+  // Each of these was once accepted (a negative or infinite learning rate, NaN decay, no answer
+  // token left by --max-len 1).
+  OptionSet o;
+  RuntimeOptions rt;
+  TrainOptions t;
+  DataOptions d;
+  OutputOptions out;
+  bind_runtime(o, rt, true, true);
+  bind_train(o, t, rt);
+  bind_data(o, d);
+  bind_output(o, out);
+  auto errors = parse(o, {"--out", "x/", "--lr", "inf", "--weight-decay", "nan", "--momentum", "nan", "--max-grad-norm",
+                          "nan", "--min-lr-ratio", "-3", "--max-len", "1"});
+  for (auto* want : {"--lr must be positive", "--weight-decay must be in", "--momentum must be in",
+                     "--max-grad-norm must be in", "--min-lr-ratio must be in", "--max-len must be at least 2"})
+    EXPECT_TRUE(mentions(errors, want)) << want;
+  EXPECT_EQ(out.out, "x");  // a trailing slash is dropped: "x/" names the directory x
+}

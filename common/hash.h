@@ -1,0 +1,16 @@
+// FNV-1a (64 bit): fingerprints of small texts (chat templates, tensor names) and digests of
+// what defines a training run (checkpoint manifests). Not cryptographic: it detects mix-ups
+// and edits, not an adversary who forges a collision.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace lethe {
+
+constexpr uint64_t kFnvOffset = 1469598103934665603ULL;
+uint64_t fnv1a(const void* data, size_t n, uint64_t h = kFnvOffset);
+inline uint64_t fnv1a(const std::string& s, uint64_t h = kFnvOffset) { return fnv1a(s.data(), s.size(), h); }
+std::string hex64(uint64_t v);  // 16 lower-case hex digits
+
+}  // namespace lethe
