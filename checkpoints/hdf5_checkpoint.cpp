@@ -168,7 +168,11 @@ void write_h5_tensors(const std::string& path, const NamedTensors& tensors, cons
   H5Id fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
   // Latest format: metadata blocks carry checksums too, so header corruption is detected.
   H5_CHECK(H5Pset_libver_bounds(fapl, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST), path);
-  H5Id file(H5Fcreate(path.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, fapl), H5Fclose);
+  // No modification times in object headers: the same tensors give the same bytes, so a rerun
+  // (or a resumed run) writes files identical to an uninterrupted one.
+  H5Id fcpl(H5Pcreate(H5P_FILE_CREATE), H5Pclose);
+  H5_CHECK(H5Pset_obj_track_times(fcpl, false), path);
+  H5Id file(H5Fcreate(path.c_str(), H5F_ACC_EXCL, fcpl, fapl), H5Fclose);
   if (file.id < 0) throw InputError(path + ": cannot create HDF5 file (exists or not writable)");
   for (auto& [k, v] : attrs) write_string_attr(file, k, json_text(v));
   for (auto& [name, t0] : tensors) {
@@ -193,6 +197,7 @@ void write_h5_tensors(const std::string& path, const NamedTensors& tensors, cons
     H5Id dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
     H5_CHECK(H5Pset_chunk(dcpl, int(chunk.size()), chunk.data()), what);
     H5_CHECK(H5Pset_fletcher32(dcpl), what);
+    H5_CHECK(H5Pset_obj_track_times(dcpl, false), what);
     H5Id ds(H5_CHECK(H5Dcreate2(file, to_h5_name(name).c_str(), hdf5_dtype(t.scalar_type()).file, space, H5P_DEFAULT,
                                 dcpl, H5P_DEFAULT),
                      what),

@@ -72,6 +72,17 @@ std::string tokenizer_path(const std::string& dir) {
   return p.string();
 }
 
+json read_run_config(const std::string& dir) {
+  const fs::path hf = fs::path(dir) / "lethe_run_config.json";
+  if (fs::exists(hf)) return read_json_file(hf.string());
+  TensorReader reader(dir);
+  if (reader.tensors().empty()) return json::object();
+  const auto& first = *reader.tensors().begin();
+  std::map<std::string, json> attrs;
+  read_h5_tensors(first.second.file, {first.first}, &attrs);
+  return attrs.count("run_config") ? attrs["run_config"] : json::object();
+}
+
 void save_model(CausalLM& model, const std::string& dir, CheckpointFormat format, const json& run_config,
                 const std::string& source_dir, uint64_t max_shard_bytes,
                 const std::map<std::string, std::string>& extra_files) {

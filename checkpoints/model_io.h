@@ -37,6 +37,8 @@ struct OutputOptions {
 ModelFiles read_model_files(const std::string& dir);
 // Builds the model in `dtype` (the config's torch_dtype when empty) and loads the weights.
 CausalLM load_model(const std::string& dir, const std::string& dtype = "");
+// The run configuration stored with a saved model (without reading its weights).
+json read_run_config(const std::string& dir);
 // The tokenizer and generation files of a model directory that travel with its weights.
 std::vector<std::string> side_files(const std::string& dir);
 // Path of dir/tokenizer.json, or InputError naming the directory.

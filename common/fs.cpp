@@ -4,17 +4,52 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <vector>
 
 #include "common/error.h"
 
 namespace fs = std::filesystem;
 
 namespace lethe {
+
+namespace {
+struct CrashPoints {
+  long after = 0;  // 0: never
+  std::string count_file;
+  std::atomic<long> seen{0};
+  CrashPoints() {
+    if (const char* v = std::getenv("LETHE_CRASH_AFTER")) after = std::atol(v);
+    if (const char* v = std::getenv("LETHE_CRASH_COUNT")) {
+      count_file = v;
+      std::atexit([] {
+        CrashPoints& c = crash_points();
+        if (FILE* f = std::fopen(c.count_file.c_str(), "a")) {
+          std::fprintf(f, "%ld %ld\n", long(::getpid()), c.seen.load());
+          std::fclose(f);
+        }
+      });
+    }
+  }
+  static CrashPoints& crash_points() {
+    static CrashPoints* c = new CrashPoints;  // never destroyed: the exit handler reads it
+    return *c;
+  }
+};
+}  // namespace
+
+void crash_point() {
+  CrashPoints& c = CrashPoints::crash_points();
+  const long n = ++c.seen;
+  if (c.after > 0 && n == c.after) ::kill(::getpid(), SIGKILL);
+}
 
 std::string read_text_file(const std::string& path) {
   if (!fs::exists(path)) throw InputError(path + ": no such file");
@@ -72,12 +107,15 @@ std::string temp_sibling(const std::string& path) {
 
 void write_file_via_temp(const std::string& path, const std::function<void(const std::string& tmp)>& write) {
   const std::string tmp = temp_sibling(path);
-  std::error_code ec;
-  fs::remove(tmp, ec);  // left by an earlier process with the same pid
+  remove_stale_temp_siblings(path);  // left by killed writers of `path` (and this pid's own)
   write(tmp);
+  crash_point();
   fsync_path(tmp);
+  crash_point();
   fs::rename(tmp, path);
+  crash_point();
   fsync_parent_dir(path);
+  crash_point();
 }
 
 void write_file_atomic(const std::string& path, const std::string& content) {
@@ -102,28 +140,36 @@ void create_output_dir(const std::string& dir, const std::string& what) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) throw InputError(what + " '" + dir + "': cannot create (" + ec.message() + ")");
+  crash_point();
 }
 
 void copy_file_checked(const std::string& from, const std::string& to) {
-  std::error_code ec;
-  fs::copy_file(from, to, fs::copy_options::none, ec);
-  if (ec) throw InputError("cannot copy " + from + " to " + to + ": " + ec.message());
+  if (fs::exists(to)) throw InputError("cannot copy " + from + " to " + to + ": the target exists");
+  write_file_via_temp(to, [&](const std::string& tmp) {  // a killed copy never looks finished
+    std::error_code ec;
+    fs::copy_file(from, tmp, fs::copy_options::none, ec);
+    if (ec) throw InputError("cannot copy " + from + " to " + to + ": " + ec.message());
+  });
 }
 
 void publish_dir(const std::string& built, const std::string& dir) {
   const bool in_place = fs::absolute(built).lexically_normal() == fs::absolute(dir).lexically_normal();
+  remove_stale_temps_within(built);  // a killed writer's partial files never ship in an output
   // Built elsewhere: the marker goes in before the rename, so the directory appears under its
   // final name complete or not at all. Built in place: the marker goes last.
   if (!in_place) write_file_atomic((fs::path(built) / kCompleteMarker).string(), "complete\n");
   for (auto& e : fs::recursive_directory_iterator(built))
     if (e.is_regular_file()) fsync_path(e.path().string());
   fsync_path(built);
+  crash_point();
   if (in_place) {
     write_file_atomic((fs::path(dir) / kCompleteMarker).string(), "complete\n");
     return;
   }
   fs::rename(built, dir);
+  crash_point();
   fsync_parent_dir(dir);
+  crash_point();
 }
 
 void remove_dir_safely(const std::string& dir) {
@@ -131,9 +177,36 @@ void remove_dir_safely(const std::string& dir) {
   // The marker goes first (and is on disk) so that an interrupted removal never leaves a
   // directory that claims to be complete.
   if (fs::remove(fs::path(dir) / kCompleteMarker, ec)) fsync_path(dir);
+  crash_point();
   fs::remove_all(dir, ec);
+  crash_point();
   if (ec) throw InputError("cannot remove " + dir + ": " + ec.message());
 }
+
+namespace {
+// A zombie (killed, not yet reaped) counts as gone: it writes nothing more.
+bool process_alive(long pid) {
+  if (::kill(pid_t(pid), 0) != 0 && errno == ESRCH) return false;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text;
+  if (!std::getline(stat, text)) return true;  // no /proc: trust kill()
+  const size_t paren = text.rfind(')');
+  return !(paren != std::string::npos && paren + 2 < text.size() && text[paren + 2] == 'Z');
+}
+
+// ".NAME.tmp.HOST.PID" (NAME non-empty) of this host whose PID is not alive, or is this
+// process (whose writes at this point are all finished or abandoned): a killed writer's temporary.
+bool is_dead_writers_temp(const std::string& file_name) {
+  const std::string tag = ".tmp." + host_name() + ".";
+  const size_t at = file_name.rfind(tag);
+  if (file_name.empty() || file_name[0] != '.' || at == std::string::npos || at < 2) return false;
+  const std::string pid_text = file_name.substr(at + tag.size());
+  if (pid_text.empty() || pid_text.size() > 9 || pid_text.find_first_not_of("0123456789") != std::string::npos)
+    return false;
+  const long pid = std::stol(pid_text);
+  return pid == long(::getpid()) || !process_alive(pid);
+}
+}  // namespace
 
 void remove_stale_temp_siblings(const std::string& path) {
   const fs::path p = fs::absolute(without_trailing_slash(path));
@@ -142,12 +215,21 @@ void remove_stale_temp_siblings(const std::string& path) {
   if (!fs::is_directory(p.parent_path(), ec)) return;
   for (auto& e : fs::directory_iterator(p.parent_path(), ec)) {
     const std::string name = e.path().filename().string();
-    if (name.rfind(prefix, 0) != 0) continue;
-    const std::string pid_text = name.substr(prefix.size());
-    if (pid_text.empty() || pid_text.find_first_not_of("0123456789") != std::string::npos) continue;
-    const long pid = std::stol(pid_text);
-    if (pid == long(::getpid()) || (::kill(pid_t(pid), 0) != 0 && errno == ESRCH)) fs::remove_all(e.path(), ec);
+    if (name.rfind(prefix, 0) == 0 && name.find('.', prefix.size()) == std::string::npos && is_dead_writers_temp(name))
+      fs::remove_all(e.path(), ec);
   }
+}
+
+void remove_stale_temps_within(const std::string& dir) {
+  std::error_code ec;
+  std::vector<fs::path> stale;
+  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator();
+       it.increment(ec))
+    if (is_dead_writers_temp(it->path().filename().string())) {
+      stale.push_back(it->path());
+      if (it->is_directory()) it.disable_recursion_pending();
+    }
+  for (auto& s : stale) fs::remove_all(s, ec);
 }
 
 void write_dir_atomically(const std::string& dir_arg, const std::function<void(const std::string& tmp)>& fill,

@@ -21,6 +21,8 @@ std::string temp_sibling(const std::string& path);
 // Removes the temporary siblings of `path` that this host's processes left and that no live
 // process owns (they were killed mid-write); others' files are never touched.
 void remove_stale_temp_siblings(const std::string& path);
+// Removes every such temporary of a dead local writer anywhere below `dir`.
+void remove_stale_temps_within(const std::string& dir);
 // "dir/" -> "dir" (a trailing slash would make the temporary sibling a child).
 std::string without_trailing_slash(const std::string& path);
 std::string host_name();
@@ -45,5 +47,12 @@ bool is_complete_dir(const std::string& dir);
 void remove_dir_safely(const std::string& dir);
 // CorruptError naming `dir` when its completion marker is missing.
 void require_complete(const std::string& dir);
+
+// The crash-point test's hook, called after every durable step of a write (a file written, an
+// fsync, a rename, a marker written or removed). With LETHE_CRASH_AFTER=N in the environment
+// the process kills itself (SIGKILL, no clean-up) at its N-th such point; with
+// LETHE_CRASH_COUNT=FILE it appends "PID COUNT" to FILE at exit, so a test can enumerate the
+// points of an uninterrupted run. Without either variable it only counts.
+void crash_point();
 
 }  // namespace lethe

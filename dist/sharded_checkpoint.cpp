@@ -42,6 +42,7 @@ void save_sharded_checkpoint(const std::string& root, int64_t step, Communicator
   comm.barrier();
   std::string mine = (fs::path(tmp) / rank_file(comm.rank())).string();
   write_h5_tensors(mine, shard, {});
+  crash_point();
   fsync_path(mine);  // by its writer: on a shared file system another node cannot flush it
   comm.barrier();    // every shard is on disk
   if (comm.rank() == 0) {

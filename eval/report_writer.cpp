@@ -69,7 +69,7 @@ Evaluated evaluate_checkpoint(const EvalJob& job, const std::vector<NamedExample
   const ReportOptions& ro = job.report;
   std::vector<double> reference;
   if (!ro.tofu_reference.empty()) reference = read_reference_truth_ratios(ro.tofu_reference);
-  if (!ro.out.empty() && fs::exists(ro.out) && !fs::is_empty(ro.out))
+  if (!ro.out.empty() && !ro.replace && fs::exists(ro.out) && !fs::is_empty(ro.out))
     throw InputError("report directory '" + ro.out + "' already exists and is not empty; refusing to overwrite it");
   CausalLM model = load_model(job.model.dir, job.model.dtype);
   if (!job.model.adapter.empty()) {  // evaluated merged: the same function as peft's
@@ -88,18 +88,25 @@ Evaluated evaluate_checkpoint(const EvalJob& job, const std::vector<NamedExample
     ev.markdown += fmt::format("\nTOFU forget quality (KS p-value vs {}): **{:.3g}** (D = {:.3f})\n", ro.tofu_reference,
                                ev.tofu["forget_quality"].get<double>(), ev.tofu["ks_statistic"].get<double>());
   if (comm.rank() == 0 && !ro.out.empty()) {
-    create_output_dir(ro.out, "report directory");
     json meta = job.meta;
     meta["model"] = job.model.dir;
     json rj = report_json(r.splits, r.has_scores ? &r.scores : nullptr, meta);
     if (!ev.tofu.is_null()) rj["tofu"] = ev.tofu;
-    write_json_file((fs::path(ro.out) / "report.json").string(), rj);
-    write_file_atomic((fs::path(ro.out) / "report.md").string(), ev.markdown);
-    if (ro.per_item) {
-      std::string lines;
-      for (size_t i = 0; i < r.splits.size(); ++i) lines += per_item_jsonl(r.splits[i], splits[i].examples);
-      write_file_atomic((fs::path(ro.out) / "per_item.jsonl").string(), lines);
-    }
+    if (ro.replace && fs::exists(ro.out)) remove_dir_safely(ro.out);
+    // Built under a temporary name and published with its marker: a killed eval leaves no
+    // report that looks whole, and the next run is not blocked by a partial one.
+    write_dir_atomically(
+        ro.out,
+        [&](const std::string& tmp) {
+          write_json_file((fs::path(tmp) / "report.json").string(), rj);
+          write_file_atomic((fs::path(tmp) / "report.md").string(), ev.markdown);
+          if (ro.per_item) {
+            std::string lines;
+            for (size_t i = 0; i < r.splits.size(); ++i) lines += per_item_jsonl(r.splits[i], splits[i].examples);
+            write_file_atomic((fs::path(tmp) / "per_item.jsonl").string(), lines);
+          }
+        },
+        "report directory");
     spdlog::info("eval: report written to {}", ro.out);
   }
   comm.barrier();

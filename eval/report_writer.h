@@ -17,6 +17,7 @@ struct ReportOptions {
   std::string title;           // Markdown heading ("" : the model path)
   bool per_item = false;       // also per_item.jsonl
   std::string tofu_reference;  // report.json of a retain-only model: adds forget quality
+  bool replace = false;        // an existing report in `out` is this job's own (a resumed SPUNGE run)
 };
 
 struct EvalJob {

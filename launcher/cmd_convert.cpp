@@ -2,6 +2,7 @@
 #include <spdlog/spdlog.h>
 
 #include "checkpoints/model_io.h"
+#include "common/fs.h"
 #include "launcher/command.h"
 #include "launcher/option_groups.h"
 
@@ -20,6 +21,10 @@ void declare(OptionSet& o, ConvertFlags& f, const RuntimeOptions&) {
 }
 
 int run(const ConvertFlags& f, const Runtime&, const json& cfg) {
+  if (is_complete_dir(f.out.out) && read_run_config(f.out.out) == cfg) {  // rerun after a kill
+    spdlog::info("convert: {} already holds this conversion; nothing to do", f.out.out);
+    return 0;
+  }
   CausalLM model = load_model(f.in.dir, f.in.dtype);
   save_model(model, f.out.out, f.out.format, cfg, f.in.dir, f.out.max_shard_bytes);
   spdlog::info("convert: {} -> {} ({})", f.in.dir, f.out.out, format_name(f.out.format));

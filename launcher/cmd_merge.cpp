@@ -51,7 +51,7 @@ int run(const MergeFlags& f, const Runtime& rt, const json&) {
   job["models"] = f.models;
   spdlog::info("merge: {} models onto {} with {}, {} tensors, {} output shard(s), {} rank(s)", models.size(), f.base,
                describe(f.merge), mo.names.size(), mo.shards.size(), comm.size());
-  open_merge_output(mo, job, comm);
+  if (open_merge_output(mo, job, comm)) return 0;  // finished by an earlier run of this command
   return merge_from_disk(base, models, *rule, mo, job, comm, f.max_tensors);
 }
 

@@ -20,6 +20,7 @@ namespace lethe {
 namespace {
 
 constexpr const char* kStaging = ".lethe-merge";
+constexpr const char* kJobFile = "lethe_merge.json";  // the job description, written first
 
 std::string staging_dir(const MergeOutput& mo) { return (fs::path(mo.out) / kStaging).string(); }
 
@@ -71,12 +72,11 @@ MergeOutput plan_merge_output(const TensorReader& base, const std::string& out, 
   return mo;
 }
 
-void open_merge_output(const MergeOutput& mo, const json& job, Communicator& comm) {
+bool open_merge_output(const MergeOutput& mo, const json& job, Communicator& comm) {
+  bool finished = false;
   agree_on_error(comm, [&]() -> std::string {
-    const fs::path job_file = fs::path(staging_dir(mo)) / "job.json";
-    if (fs::exists(mo.out)) {
-      if (!fs::exists(job_file))
-        return "--out '" + mo.out + "' already exists and is not an interrupted merge; refusing to overwrite it";
+    const fs::path job_file = fs::path(mo.out) / kJobFile;
+    if (fs::exists(job_file)) {  // this job's directory or another's: the description says
       json before;
       try {
         before = read_json_file(job_file.string());
@@ -84,21 +84,32 @@ void open_merge_output(const MergeOutput& mo, const json& job, Communicator& com
         return std::string("cannot resume the merge in '") + mo.out + "': " + e.what();
       }
       if (before != job)
-        return "--out '" + mo.out + "' holds an interrupted merge of a different job (" + job_file.string() +
-               "); use another --out";
-      spdlog::info("merge: resuming the interrupted merge in {}", mo.out);
+        return "--out '" + mo.out + "' holds a merge of a different job (" + job_file.string() + "); use another --out";
+      finished = is_complete_dir(mo.out);
+      if (finished) {  // killed after its marker, before the staging folder went
+        fs::remove_all(staging_dir(mo));
+        spdlog::info("merge: {} is already complete", mo.out);
+      } else {
+        spdlog::info("merge: resuming the interrupted merge in {}", mo.out);
+      }
       return "";
     }
+    // Anything else there is not ours, except an empty directory or our own empty staging folder
+    // (a run killed before it wrote the description).
+    std::error_code ec;
+    if (fs::is_directory(staging_dir(mo)) && fs::is_empty(staging_dir(mo), ec)) fs::remove(staging_dir(mo), ec);
     try {
+      // The job description first: a directory holding it is this job's, to resume or finish.
       create_output_dir(mo.out, "--out");
-      fs::create_directories(staging_dir(mo));
       write_json_file(job_file.string(), job);
+      fs::create_directories(staging_dir(mo));
     } catch (const std::exception& e) {
       return e.what();
     }
     return "";
   });
-  comm.barrier();
+  finished = any_rank(comm, finished);
+  return finished;
 }
 
 bool is_staged(const MergeOutput& mo, size_t i) { return fs::exists(staged_path(mo, i)); }
@@ -147,9 +158,10 @@ void assemble_merge_output(const MergeOutput& mo, const TensorReader& base, cons
       const std::string to = (fs::path(mo.out) / fs::path(f).filename()).string();
       if (!fs::exists(to)) copy_file_checked(f, to);
     }
-    write_json_file((fs::path(mo.out) / "lethe_merge.json").string(), job);
-    fs::remove_all(staging_dir(mo));
     publish_dir(mo.out, mo.out);  // in place: the missing marker kept it unfinished until now
+    fs::remove_all(staging_dir(mo));  // after the marker: a rerun finds the work done either way
+    fsync_path(mo.out);
+    crash_point();
   }
   comm.barrier();
 }

@@ -31,9 +31,10 @@ MergeOutput plan_merge_output(const TensorReader& base, const std::string& out, 
 // Greedy largest-first assignment of items (by bytes) to `parts` parts; deterministic.
 std::vector<int> assign_by_size(const std::vector<int64_t>& bytes, int parts);
 
-// Collective. Creates OUT with its staging folder, or re-opens an interrupted merge of the same
-// job (the job JSON must match); an existing finished or foreign OUT is refused.
-void open_merge_output(const MergeOutput& mo, const json& job, Communicator& comm);
+// Collective. Creates OUT with its job description (lethe_merge.json, written first) and its
+// staging folder, or re-opens a merge of the same job (the description must match); true when
+// that merge is already complete. A foreign OUT (no description, not empty) is refused.
+bool open_merge_output(const MergeOutput& mo, const json& job, Communicator& comm);
 bool is_staged(const MergeOutput& mo, size_t i);
 void stage_tensor(const MergeOutput& mo, size_t i, const torch::Tensor& t);
 // theta - theta_0 in float32 on theta's device; theta_0 + merged delta in theta_0's dtype.

@@ -114,11 +114,30 @@ json quick_eval(CausalLM& model, const RunText& text, const std::vector<NamedExa
 
 }  // namespace
 
+static bool finished_before(const TrainJob& job) {
+  const std::string& out = job.output.out;
+  if (!job.run.train.resume || !is_complete_dir(out)) return false;
+  json stored;
+  try {
+    stored = read_run_config(out);
+  } catch (const std::exception&) {
+    return false;
+  }
+  stored.erase("objective");
+  stored.erase("result");
+  return stored == job.config;
+}
+
 void check_train_job(const TrainJob& job) {
   const OutputOptions& o = job.output;
-  // A resumed run may find its own earlier output missing only; an existing --out is final.
-  if (fs::exists(o.out)) throw InputError("--out '" + o.out + "' already exists; refusing to overwrite it");
-  if (!o.adapter_out.empty() && fs::exists(o.adapter_out))
+  // --out is final: only a --resume of the run that wrote it finds it there (and has nothing
+  // left to do); the adapter, written just before --out, likewise.
+  const bool resumed = job.run.train.resume;
+  if (fs::exists(o.out) && !finished_before(job))
+    throw InputError("--out '" + o.out + "' already exists" +
+                     (resumed && is_complete_dir(o.out) ? " and holds another run's model" : "") +
+                     "; refusing to overwrite it");
+  if (!o.adapter_out.empty() && fs::exists(o.adapter_out) && !(resumed && is_complete_dir(o.adapter_out)))
     throw InputError("--adapter-out '" + o.adapter_out + "' already exists; refusing to overwrite it");
   if (!o.adapter_out.empty() && job.run.lora.rank <= 0 && job.run.model.adapter.empty())
     throw InputError("--adapter-out needs LoRA adapters (--lora-rank R or --adapter DIR)");
@@ -139,6 +158,10 @@ void check_output_paths(const RunSpec& run, const OutputOptions& o) {
 
 int run_training(const TrainJob& job, const Runtime& rt) {
   check_train_job(job);
+  if (finished_before(job)) {  // killed after saving, then requeued
+    spdlog::info("--out {} already holds this run's finished model; nothing to do", job.output.out);
+    return 0;
+  }
   Communicator& comm = *rt.world;
   const RunText text = load_run_text(job.run);
   json history = json::array();
@@ -154,6 +177,10 @@ int run_training(const TrainJob& job, const Runtime& rt) {
   };
   auto write_adapter = [&](CausalLM& model) {
     if (job.output.adapter_out.empty() || comm.rank() != 0) return;
+    if (is_complete_dir(job.output.adapter_out)) {  // --resume: written before an interruption
+      spdlog::info("the LoRA adapter in {} was saved before the interruption", job.output.adapter_out);
+      return;
+    }
     save_peft_adapter(model, job.output.adapter_out, job.run.model.dir);
     spdlog::info("saved the LoRA adapter (peft layout) to {}", job.output.adapter_out);
   };

@@ -31,21 +31,35 @@ void open_run_dir(const SpungeOptions& o, const std::vector<NamedExamples>& subs
   const size_t G = sizes.size();
   agree_on_error(world, [&]() -> std::string {
     try {
-      if (o.run.train.resume) {
+      json plan = {{"config", config}, {"group_sizes", sizes}, {"subsets", json::array()}};
+      for (size_t k = 0; k < subsets.size(); ++k)
+        plan["subsets"].push_back({{"name", subsets[k].name}, {"items", subsets[k].examples.size()}, {"group", k % G}});
+      if (o.run.train.resume && fs::exists(run)) {
         if (!fs::exists(run / "spunge.json")) return "--resume: '" + o.output.out + "' is not a SPUNGE run directory";
+        if (read_json_file((run / "spunge.json").string())["subsets"] != plan["subsets"])
+          return "--resume: '" + o.output.out + "' holds a SPUNGE run with other subsets (" +
+                 (run / "spunge.json").string() + ")";
         return "";
       }
-      create_output_dir(o.output.out, "--out");
-      fs::create_directories(run / "subsets");
-      json plan = {{"config", config}, {"group_sizes", sizes}, {"subsets", json::array()}};
+      // --resume with no run directory yet starts one (a requeued job that never got this far).
+      // The directory appears with its plan or not at all: built under a temporary name.
+      if (fs::exists(run) && !fs::is_empty(run))
+        return "--out '" + o.output.out + "' already exists and is not empty; refusing to overwrite it";
+      remove_stale_temp_siblings(o.output.out);
+      const fs::path tmp = temp_sibling(fs::absolute(o.output.out).string());
+      fs::remove_all(tmp);
+      fs::create_directories(tmp / "subsets");
       std::string names;
       for (auto& sub : subsets) names += sub.name + "\n";
-      write_file_atomic((run / "subsets.txt").string(), names);
-      for (size_t k = 0; k < subsets.size(); ++k) {
-        plan["subsets"].push_back({{"name", subsets[k].name}, {"items", subsets[k].examples.size()}, {"group", k % G}});
-        write_examples_jsonl((run / "subsets" / (subsets[k].name + ".jsonl")).string(), subsets[k].examples);
-      }
-      write_json_file((run / "spunge.json").string(), plan);
+      write_file_atomic((tmp / "subsets.txt").string(), names);
+      for (auto& sub : subsets) write_examples_jsonl((tmp / "subsets" / (sub.name + ".jsonl")).string(), sub.examples);
+      write_json_file((tmp / "spunge.json").string(), plan);
+      fsync_path(tmp.string());
+      std::error_code ec;
+      fs::remove(run, ec);  // an empty directory is replaced
+      fs::rename(tmp, run);
+      fsync_parent_dir(run.string());
+      crash_point();
     } catch (const std::exception& e) {
       return e.what();
     }
@@ -122,7 +136,7 @@ int merge_subsets(const SpungeOptions& o, const std::vector<NamedExamples>& subs
   job["base"] = o.run.model.dir;
   job["subsets"] = json::array();
   for (auto& s : subsets) job["subsets"].push_back(s.name);
-  open_merge_output(mo, job, world);
+  if (open_merge_output(mo, job, world)) return 0;  // finished before an interruption
   if (subsets.size() > pg.group_sizes.size()) {
     std::vector<TensorReader> models;
     for (auto& s : subsets) models.emplace_back((run / "unlearned" / s.name).string());
@@ -237,6 +251,7 @@ int run_spunge(const SpungeOptions& o, const SpungeData& data, const Runtime& rt
     job.eval = o.eval;
     job.report.out = out;
     job.report.title = title;
+    job.report.replace = o.run.train.resume;  // the run directory's own, from before the interruption
     return evaluate_checkpoint(job, data.eval_splits, text.tok, text.tmpl, rt.device, world);
   };
   Evaluated ev = evaluate(merged_dir, (run / "eval").string(), "SPUNGE: " + method + " + " + o.merge.method);  // 5.
