@@ -3,6 +3,8 @@
 #include <hdf5.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <mutex>
 
@@ -16,13 +18,14 @@ namespace lethe {
 namespace {
 
 // Every HDF5 call is checked; the message names the call, the file and the line.
-#define H5_CHECK(expr, what)                                                                       \
-  ([&]() {                                                                                         \
-    auto _rc = (expr);                                                                             \
-    if (_rc < 0)                                                                                   \
-      throw InputError(std::string(what) + " (HDF5 call `" #expr "` failed at " + __FILE__ + ":" + \
-                       std::to_string(__LINE__) + ")");                                            \
-    return _rc;                                                                                    \
+#define H5_CHECK(expr, what)                                                                               \
+  ([&]() {                                                                                                 \
+    errno = 0;                                                                                             \
+    auto _rc = (expr);                                                                                     \
+    if (_rc < 0)                                                                                           \
+      throw InputError(std::string(what) + (errno ? std::string(": ") + std::strerror(errno) : std::string()) + \
+                       " (HDF5 call `" #expr "` failed at " + __FILE__ + ":" + std::to_string(__LINE__) + ")"); \
+    return _rc;                                                                                            \
   }())
 
 // '/' separates groups in HDF5 paths; tensor names may contain it ("block/exp_avg"), so it is

@@ -1,6 +1,7 @@
 #include "checkpoints/safetensors.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -185,7 +186,7 @@ void write_safetensors(const std::string& path, const NamedTensors& tensors,
   header.append((8 - header.size() % 8) % 8, ' ');  // align the data section to 8 bytes
   write_file_via_temp(path, [&](const std::string& tmp) {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw InputError(path + ": cannot write");
+    if (!out) throw InputError(path + ": cannot write (" + std::strerror(errno) + ")");
     uint64_t hlen = header.size();
     uint8_t lenbuf[8];
     for (int i = 0; i < 8; ++i) lenbuf[i] = uint8_t(hlen >> (8 * i));
@@ -195,7 +196,7 @@ void write_safetensors(const std::string& path, const NamedTensors& tensors,
       out.write(static_cast<const char*>(t.data_ptr()),
                 std::streamsize(uint64_t(t.numel()) * dtype_size(t.scalar_type())));
     out.flush();
-    if (!out) throw InputError(path + ": write failed");
+    if (!out) throw InputError(path + ": write failed (" + std::strerror(errno) + ")");
   });
 }
 

@@ -63,10 +63,10 @@ std::string read_text_file(const std::string& path) {
 
 void fsync_path(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) throw InternalError("fsync: cannot open " + path + ": " + std::strerror(errno));
+  if (fd < 0) throw InputError("fsync: cannot open " + path + ": " + std::strerror(errno));
   int rc = ::fsync(fd);
   ::close(fd);
-  if (rc != 0) throw InternalError("fsync failed on " + path + ": " + std::strerror(errno));
+  if (rc != 0) throw InputError("fsync failed on " + path + ": " + std::strerror(errno));
 }
 
 void fsync_parent_dir(const std::string& path) {
@@ -108,10 +108,16 @@ std::string temp_sibling(const std::string& path) {
 void write_file_via_temp(const std::string& path, const std::function<void(const std::string& tmp)>& write) {
   const std::string tmp = temp_sibling(path);
   remove_stale_temp_siblings(path);  // left by killed writers of `path` (and this pid's own)
-  write(tmp);
-  crash_point();
-  fsync_path(tmp);
-  crash_point();
+  try {
+    write(tmp);
+    crash_point();
+    fsync_path(tmp);
+    crash_point();
+  } catch (...) {  // disk full, permissions: a failed write leaves nothing behind
+    std::error_code ec;
+    fs::remove(tmp, ec);
+    throw;
+  }
   fs::rename(tmp, path);
   crash_point();
   fsync_parent_dir(path);
@@ -248,11 +254,14 @@ void write_dir_atomically(const std::string& dir_arg, const std::function<void(c
   if (ec) throw InputError("cannot create " + tmp + ": " + ec.message());
   try {
     fill(tmp);
+    publish_dir(tmp, dir);
+  } catch (const InputError& e) {  // nothing left behind, and the message names the output
+    fs::remove_all(tmp, ec);
+    throw InputError(what + " '" + dir + "' was not written: " + e.what());
   } catch (...) {
     fs::remove_all(tmp, ec);
     throw;
   }
-  publish_dir(tmp, dir);
 }
 
 bool is_complete_dir(const std::string& dir) { return fs::exists(fs::path(dir) / kCompleteMarker); }

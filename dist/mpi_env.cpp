@@ -2,7 +2,12 @@
 
 #include <unistd.h>
 
+#include <chrono>
+#include <condition_variable>
 #include <cstdlib>
+#include <mutex>
+#include <string>
+#include <thread>
 #include <vector>
 
 #include "common/error.h"
@@ -24,13 +29,74 @@ bool mpi_active() {
   return init && !fin;
 }
 
+namespace {
+struct StartupDeadline {
+  std::mutex m;
+  std::condition_variable cv;
+  bool done = false;
+  const char* phase = "start-up";
+};
+StartupDeadline& startup() {
+  static StartupDeadline* d = new StartupDeadline;  // outlives the watchdog thread
+  return *d;
+}
+// The launcher's rank for messages before MPI knows it.
+std::string launcher_rank() {
+  for (const char* v : {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"})
+    if (const char* r = std::getenv(v)) return r;
+  return "?";
+}
+}  // namespace
+
+void start_startup_deadline(int argc, char** argv) {
+  double seconds = 300;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    const std::string key = "--first-step-timeout";
+    std::string value;
+    if (a == key && i + 1 < argc) value = argv[i + 1];
+    if (a.rfind(key + "=", 0) == 0) value = a.substr(key.size() + 1);
+    if (value.empty()) continue;
+    char* end = nullptr;
+    const double v = std::strtod(value.c_str(), &end);
+    if (end && *end == '\0' && v > 0 && v < 1e7) seconds = v;  // a bad value is refused later, by the option
+  }
+  std::thread([seconds] {
+    StartupDeadline& d = startup();
+    std::unique_lock<std::mutex> lock(d.m);
+    if (d.cv.wait_for(lock, std::chrono::duration<double>(seconds), [&] { return d.done; })) return;
+    const std::string line = "lethe: rank " + launcher_rank() + " did not finish start-up within " +
+                             std::to_string(int(seconds)) + " s (waiting in " + d.phase +
+                             ": a peer rank is stalled or never started; see --first-step-timeout)\n";
+    if (::write(2, line.data(), line.size()) < 0) {
+    }
+    ::_exit(1);
+  }).detach();
+}
+
+void startup_phase(const char* phase) {
+  std::lock_guard<std::mutex> lock(startup().m);
+  startup().phase = phase;
+}
+
+void end_startup_deadline() {
+  StartupDeadline& d = startup();
+  {
+    std::lock_guard<std::mutex> lock(d.m);
+    d.done = true;
+  }
+  d.cv.notify_all();
+}
+
 RankInfo mpi_init(int* argc, char*** argv) {
   static bool called = false;
   LETHE_CHECK(!called, "mpi_init is called once per process (it runs a collective)");
   called = true;
   if (!mpi_active()) {
     int provided = 0;
+    startup_phase("MPI_Init");
     MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided));
+    startup_phase("the start-up collectives");
     MPI_CHECK(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
   }
   RankInfo r;

@@ -24,6 +24,15 @@ namespace lethe {
 // independent singletons, which would otherwise each train alone.
 RankInfo mpi_init(int* argc, char*** argv);
 void mpi_finalize();
+
+// The start-up deadline: from before MPI_Init until end_startup_deadline() (the world and device
+// communicators built), a rank that waits longer than `seconds` (a peer stalled or never
+// started) prints one line naming itself and the phase and exits 1, so the launcher ends the
+// job instead of every rank waiting forever. The value comes from --first-step-timeout on the
+// command line (read before MPI starts; 300 s when absent).
+void start_startup_deadline(int argc, char** argv);
+void startup_phase(const char* phase);  // names what the rank is waiting in ("MPI_Init", ...)
+void end_startup_deadline();
 bool mpi_active();
 std::string mpi_version();
 // Host name of every rank, gathered on all ranks: the rank -> host map for the start-up log.

@@ -1,10 +1,12 @@
 #include "dist/sharded_checkpoint.h"
 
+#include <algorithm>
 #include <filesystem>
 
 #include "common/error.h"
 #include "common/hash.h"
 #include "common/fs.h"
+#include "dist/collectives.h"
 
 namespace fs = std::filesystem;
 
@@ -20,6 +22,23 @@ std::string rank_file(int r) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "rank-%05d.h5", r);
   return buf;
+}
+// Rank 0, once every shard is on disk: the checksummed manifest, the publish, and the removal
+// of checkpoints beyond the newest `keep` (only after the new one is complete).
+void finish_checkpoint(const std::string& tmp, const std::string& final_dir, const std::string& root, int64_t step,
+                       int ranks, const json& manifest, int keep) {
+  json m = manifest;
+  m["step"] = step;
+  m["ranks"] = ranks;
+  m.erase("checksum");
+  m["checksum"] = hex64(fnv1a(m.dump()));  // over everything else: an edited manifest is refused
+  write_json_file((fs::path(tmp) / "manifest.json").string(), m);
+  publish_dir(tmp, final_dir);  // common/fs.h's protocol: fsync, marker, rename
+  std::vector<std::string> steps;
+  for (auto& e : fs::directory_iterator(root))
+    if (e.path().filename().string().rfind("step-", 0) == 0) steps.push_back(e.path().string());
+  std::sort(steps.begin(), steps.end());
+  for (size_t i = 0; i + size_t(keep) < steps.size(); ++i) remove_dir_safely(steps[i]);
 }
 }  // namespace
 
@@ -41,24 +60,30 @@ void save_sharded_checkpoint(const std::string& root, int64_t step, Communicator
   }
   comm.barrier();
   std::string mine = (fs::path(tmp) / rank_file(comm.rank())).string();
-  write_h5_tensors(mine, shard, {});
-  crash_point();
-  fsync_path(mine);  // by its writer: on a shared file system another node cannot flush it
-  comm.barrier();    // every shard is on disk
+  std::string failed;
+  try {
+    write_h5_tensors(mine, shard, {});
+    crash_point();
+    fsync_path(mine);  // by its writer: on a shared file system another node cannot flush it
+  } catch (const std::exception& e) {
+    failed = e.what();
+  }
+  // Every shard is on disk, or none of this step stays: all ranks fail with the message and
+  // the previous checkpoint is untouched.
+  if (any_rank(comm, !failed.empty())) {
+    std::error_code ec;
+    if (comm.rank() == 0) fs::remove_all(tmp, ec);
+    throw InputError("checkpoint " + final_dir + " was not written: " +
+                     (failed.empty() ? "another rank could not write its shard" : failed));
+  }
   if (comm.rank() == 0) {
-    json m = manifest;
-    m["step"] = step;
-    m["ranks"] = comm.size();
-    m.erase("checksum");
-    m["checksum"] = hex64(fnv1a(m.dump()));  // over everything else: an edited manifest is refused
-    write_json_file((fs::path(tmp) / "manifest.json").string(), m);
-    publish_dir(tmp, final_dir);  // common/fs.h's protocol: fsync, rename, marker last
-    // Keep the newest `keep` complete checkpoints.
-    std::vector<std::string> steps;
-    for (auto& e : fs::directory_iterator(root))
-      if (e.path().filename().string().rfind("step-", 0) == 0) steps.push_back(e.path().string());
-    std::sort(steps.begin(), steps.end());
-    for (size_t i = 0; i + size_t(keep) < steps.size(); ++i) remove_dir_safely(steps[i]);
+    try {
+      finish_checkpoint(tmp, final_dir, root, step, comm.size(), manifest, keep);
+    } catch (const InputError& e) {
+      std::error_code ec;
+      fs::remove_all(tmp, ec);
+      throw InputError("checkpoint " + final_dir + " was not written: " + e.what());
+    }
   }
   comm.barrier();
 }

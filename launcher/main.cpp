@@ -4,6 +4,9 @@
 // Runtime once (MPI, device, world communicator), logs the effective configuration and runs.
 #include <spdlog/spdlog.h>
 
+#include <unistd.h>
+
+#include <filesystem>
 #include <iostream>
 #include <sstream>
 
@@ -52,6 +55,14 @@ void usage(std::ostream& os) {
     MPI_Abort(MPI_COMM_WORLD, code);
   }
   mpi_finalize();
+  if (code != 0) {
+    // A failed run skips the libraries' exit handlers: HDF5 would try again to close a file
+    // whose write failed (disk full) and crash at exit.
+    spdlog::default_logger()->flush();
+    std::cout << std::flush;
+    std::cerr << std::flush;
+    ::_exit(code);
+  }
   std::exit(code);
 }
 
@@ -78,6 +89,7 @@ int main(int argc, char** argv) {
   }
   Runtime rt;
   try {
+    start_startup_deadline(argc, argv);  // until the communicators are built
     rt.rank = mpi_init(&argc, &argv);
   } catch (const std::exception& e) {
     std::cerr << "lethe " << name << ": error: " << e.what() << "\n";
@@ -129,6 +141,7 @@ int main(int argc, char** argv) {
     spdlog::info("lethe {}: {}, {}; per rank {} LibTorch thread(s); ranks {} (local size {})", name, runtime_versions(),
                  mpi_version(), threads, rt.rank.world_size, rt.rank.local_size);
     if (rt.rank.world_size > 1) spdlog::info("rank -> host: {}", rank_host_map());
+    end_startup_deadline();  // from here the collectives' own deadlines (--first-step-timeout, --timeout)
     spdlog::info("effective configuration: {}", json_text(effective));
 
     // ---- run ----
@@ -136,6 +149,12 @@ int main(int argc, char** argv) {
     if (!cmd->distributed && rt.rank.world_size > 1) make_world_communicator()->barrier();
   } catch (const InputError& e) {
     std::cerr << "lethe " << name << ": error: " << e.what() << "\n";
+    finish(2, rt.rank.world_size);
+  } catch (const std::filesystem::filesystem_error& e) {  // the path and the reason (ENOSPC, EACCES, ...)
+    std::cerr << "lethe " << name << ": error: " << e.what() << "\n";
+    finish(2, rt.rank.world_size);
+  } catch (const std::bad_alloc&) {
+    std::cerr << "lethe " << name << ": error: out of memory (the input asks for more than this machine has)\n";
     finish(2, rt.rank.world_size);
   } catch (const std::exception& e) {
     std::cerr << "lethe " << name << ": internal error: " << e.what() << "\n";

@@ -29,6 +29,7 @@ void open_run_dir(const SpungeOptions& o, const std::vector<NamedExamples>& subs
                   const json& config, Communicator& world) {
   const fs::path run(o.output.out);
   const size_t G = sizes.size();
+  const fs::path tmp = temp_sibling(fs::absolute(o.output.out).string());
   agree_on_error(world, [&]() -> std::string {
     try {
       json plan = {{"config", config}, {"group_sizes", sizes}, {"subsets", json::array()}};
@@ -46,7 +47,6 @@ void open_run_dir(const SpungeOptions& o, const std::vector<NamedExamples>& subs
       if (fs::exists(run) && !fs::is_empty(run))
         return "--out '" + o.output.out + "' already exists and is not empty; refusing to overwrite it";
       remove_stale_temp_siblings(o.output.out);
-      const fs::path tmp = temp_sibling(fs::absolute(o.output.out).string());
       fs::remove_all(tmp);
       fs::create_directories(tmp / "subsets");
       std::string names;
@@ -61,6 +61,8 @@ void open_run_dir(const SpungeOptions& o, const std::vector<NamedExamples>& subs
       fsync_parent_dir(run.string());
       crash_point();
     } catch (const std::exception& e) {
+      std::error_code ec;
+      fs::remove_all(tmp, ec);  // a failed start leaves nothing behind
       return e.what();
     }
     return "";
