@@ -18,14 +18,14 @@ namespace lethe {
 namespace {
 
 // Every HDF5 call is checked; the message names the call, the file and the line.
-#define H5_CHECK(expr, what)                                                                               \
-  ([&]() {                                                                                                 \
-    errno = 0;                                                                                             \
-    auto _rc = (expr);                                                                                     \
-    if (_rc < 0)                                                                                           \
+#define H5_CHECK(expr, what)                                                                                    \
+  ([&]() {                                                                                                      \
+    errno = 0;                                                                                                  \
+    auto _rc = (expr);                                                                                          \
+    if (_rc < 0)                                                                                                \
       throw InputError(std::string(what) + (errno ? std::string(": ") + std::strerror(errno) : std::string()) + \
                        " (HDF5 call `" #expr "` failed at " + __FILE__ + ":" + std::to_string(__LINE__) + ")"); \
-    return _rc;                                                                                            \
+    return _rc;                                                                                                 \
   }())
 
 // '/' separates groups in HDF5 paths; tensor names may contain it ("block/exp_avg"), so it is
@@ -178,7 +178,9 @@ void write_h5_tensors(const std::string& path, const NamedTensors& tensors, cons
   H5Id file(H5Fcreate(path.c_str(), H5F_ACC_EXCL, fcpl, fapl), H5Fclose);
   if (file.id < 0) throw InputError(path + ": cannot create HDF5 file (exists or not writable)");
   for (auto& [k, v] : attrs) write_string_attr(file, k, json_text(v));
-  for (auto& [name, t0] : tensors) {
+  for (const auto& entry : tensors) {
+    const std::string& name = entry.first;  // (no structured binding: H5_CHECK is a lambda)
+    const torch::Tensor& t0 = entry.second;
     const std::string what = path + ": dataset '" + name + "'";
     auto t = t0.detach().to(torch::kCPU).contiguous();
     std::vector<hsize_t> dims;
@@ -215,6 +217,7 @@ void write_h5_tensors(const std::string& path, const NamedTensors& tensors, cons
 
 std::vector<std::string> list_h5_tensors(const std::string& path) {
   silence_hdf5();
+  verify_written_file(path);  // damaged bytes never reach the HDF5 parser
   if (!fs::exists(path)) throw InputError(path + ": no such file");
   if (H5Fis_hdf5(path.c_str()) <= 0) throw CorruptError(path + ": not an HDF5 file (truncated or overwritten?)");
   H5Id file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
@@ -264,6 +267,7 @@ TensorMap read_h5_tensors(const std::string& path, const std::vector<std::string
       throw CorruptError(path + ": cannot list attributes (corrupt metadata)");
     for (auto& nm : attr_names) {
       std::string text = read_string_attr(file, nm, path);
+      check_json_depth(text, path + ": attribute '" + nm + "'");
       try {
         (*attrs)[nm] = json::parse(text);
       } catch (const json::parse_error&) {

@@ -72,6 +72,7 @@ std::vector<SafetensorsEntry> read_safetensors_header(const std::string& path, u
       duplicate = parsed.get<std::string>();
     return true;
   };
+  check_json_depth(header, path + ": safetensors header");
   try {
     h = json::parse(header, track_keys);
   } catch (const json::parse_error& e) {

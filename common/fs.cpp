@@ -11,10 +11,14 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
+#include <set>
 #include <sstream>
 #include <vector>
 
 #include "common/error.h"
+#include "common/hash.h"
+#include "common/json_io.h"
 
 namespace fs = std::filesystem;
 
@@ -158,18 +162,69 @@ void copy_file_checked(const std::string& from, const std::string& to) {
   });
 }
 
+namespace {
+// The marker's content: every file's size, and for HDF5 files (whose parser must never see
+// damaged bytes) a checksum, checked before the file is opened (verify_written_file).
+std::string marker_text(const std::string& dir) {
+  json files = json::object();
+  for (auto& e : fs::recursive_directory_iterator(dir)) {
+    if (!e.is_regular_file()) continue;
+    const std::string rel = fs::relative(e.path(), dir).generic_string();
+    if (rel == kCompleteMarker || rel[0] == '.') continue;
+    json f = {{"bytes", uint64_t(e.file_size())}};
+    if (e.path().extension() == ".h5") f["hash64"] = hex64(hash_file(e.path().string()));
+    files[rel] = f;
+  }
+  return json{{"complete", true}, {"files", files}}.dump(1) + "\n";
+}
+}  // namespace
+
+void verify_written_file(const std::string& path) {
+  static std::mutex m;
+  static std::set<std::string> verified;  // "path size mtime" checked in this process
+  std::error_code ec;
+  const fs::path p = fs::absolute(path);
+  const auto size = fs::file_size(p, ec);
+  if (ec) return;  // the reader names a missing file itself
+  const std::string key = p.string() + " " + std::to_string(size) + " " +
+                          std::to_string(fs::last_write_time(p, ec).time_since_epoch().count());
+  {
+    std::lock_guard<std::mutex> lock(m);
+    if (verified.count(key)) return;
+  }
+  const fs::path marker = p.parent_path() / kCompleteMarker;
+  if (!fs::exists(marker)) return;  // written by another tool, or an older lethe: nothing recorded
+  json j;
+  try {
+    j = json::parse(read_text_file(marker.string()));
+  } catch (const json::exception&) {
+    return;  // an older lethe's plain-text marker
+  }
+  const std::string name = p.filename().string();
+  if (!j.is_object() || !j.contains("files") || !j["files"].is_object() || !j["files"].contains(name)) return;
+  const json& f = j["files"][name];
+  if (!f.is_object() || !f.contains("bytes") || !f["bytes"].is_number_unsigned() || f["bytes"].get<uint64_t>() != size)
+    throw CorruptError(path + ": " + std::to_string(size) + " bytes, but " + marker.string() +
+                       " records another size (truncated or changed since it was written)");
+  if (f.contains("hash64") && (!f["hash64"].is_string() || f["hash64"].get<std::string>() != hex64(hash_file(path))))
+    throw CorruptError(path + ": its checksum differs from the one " + marker.string() +
+                       " records (corrupt or changed since it was written)");
+  std::lock_guard<std::mutex> lock(m);
+  verified.insert(key);
+}
+
 void publish_dir(const std::string& built, const std::string& dir) {
   const bool in_place = fs::absolute(built).lexically_normal() == fs::absolute(dir).lexically_normal();
   remove_stale_temps_within(built);  // a killed writer's partial files never ship in an output
   // Built elsewhere: the marker goes in before the rename, so the directory appears under its
   // final name complete or not at all. Built in place: the marker goes last.
-  if (!in_place) write_file_atomic((fs::path(built) / kCompleteMarker).string(), "complete\n");
+  if (!in_place) write_file_atomic((fs::path(built) / kCompleteMarker).string(), marker_text(built));
   for (auto& e : fs::recursive_directory_iterator(built))
     if (e.is_regular_file()) fsync_path(e.path().string());
   fsync_path(built);
   crash_point();
   if (in_place) {
-    write_file_atomic((fs::path(dir) / kCompleteMarker).string(), "complete\n");
+    write_file_atomic((fs::path(dir) / kCompleteMarker).string(), marker_text(dir));
     return;
   }
   fs::rename(built, dir);

@@ -43,6 +43,10 @@ void publish_dir(const std::string& built, const std::string& dir);
 void write_dir_atomically(const std::string& dir, const std::function<void(const std::string& tmp)>& fill,
                           const std::string& what);
 bool is_complete_dir(const std::string& dir);
+// The marker records every file's size and an HDF5 file's checksum: CorruptError naming the file
+// when it no longer matches (checked once per process and file version; files without a record,
+// from other tools, pass).
+void verify_written_file(const std::string& path);
 // Removes a published directory marker first, so an interrupted removal never looks complete.
 void remove_dir_safely(const std::string& dir);
 // CorruptError naming `dir` when its completion marker is missing.

@@ -9,14 +9,37 @@
 
 namespace lethe {
 
-json read_json_file(const std::string& path) {
-  std::string text = read_text_file(path);
+void check_json_depth(const std::string& text, const std::string& what) {
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\')
+        ++i;
+      else if (c == '"')
+        in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > kMaxJsonDepth)
+        throw InputError(what + ": JSON nested more than " + std::to_string(kMaxJsonDepth) + " deep");
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+}
+
+json parse_json_text(const std::string& text, const std::string& what) {
+  check_json_depth(text, what);
   try {
     return json::parse(text);
   } catch (const json::parse_error& e) {
-    throw InputError(path + ": malformed JSON (" + e.what() + ")");
+    throw InputError(what + ": malformed JSON (" + e.what() + ")");
   }
 }
+
+json read_json_file(const std::string& path) { return parse_json_text(read_text_file(path), path); }
 
 std::string json_text(const json& value, int indent) {
   return value.dump(indent, ' ', false, json::error_handler_t::replace);

@@ -44,12 +44,7 @@ std::vector<Example> read_examples(const std::string& path, const std::string& f
   size_t first = text.find_first_not_of(" \t\r\n");
   if (first == std::string::npos) throw InputError(path + ": empty data file");
   if (text[first] == '[') {
-    json arr;
-    try {
-      arr = json::parse(text);
-    } catch (const json::parse_error& e) {
-      throw InputError(path + ": malformed JSON (" + std::string(e.what()) + ")");
-    }
+    json arr = parse_json_text(text, path);
     for (size_t i = 0; i < arr.size(); ++i)
       out.push_back(from_record(arr[i], format, path + ": record " + std::to_string(i)));
   } else {
@@ -57,12 +52,7 @@ std::vector<Example> read_examples(const std::string& path, const std::string& f
     std::string line;
     for (int64_t n = 1; std::getline(in, line); ++n) {
       if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-      json r;
-      try {
-        r = json::parse(line);
-      } catch (const json::parse_error& e) {
-        throw InputError(path + ":" + std::to_string(n) + ": malformed JSON line (" + std::string(e.what()) + ")");
-      }
+      json r = parse_json_text(line, path + ":" + std::to_string(n));
       out.push_back(from_record(r, format, path + ":" + std::to_string(n)));
     }
   }

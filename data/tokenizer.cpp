@@ -1,6 +1,7 @@
 #include "data/tokenizer.h"
 
 #include <algorithm>
+#include <cctype>
 #include <climits>
 #include <functional>
 #include <queue>
@@ -8,6 +9,25 @@
 #include "common/error.h"
 
 namespace lethe {
+
+std::vector<int64_t> parse_token_ids(const std::string& line, const std::string& where) {
+  std::vector<int64_t> ids;
+  size_t i = 0;
+  while (i < line.size()) {
+    while (i < line.size() && std::isspace(static_cast<unsigned char>(line[i]))) ++i;
+    if (i == line.size()) break;
+    size_t j = i;
+    while (j < line.size() && !std::isspace(static_cast<unsigned char>(line[j]))) ++j;
+    const std::string w = line.substr(i, j - i);
+    size_t k = (w[0] == '-' || w[0] == '+') ? 1 : 0;
+    bool digits = k < w.size() && w.size() - k <= 18;
+    for (size_t c = k; digits && c < w.size(); ++c) digits = std::isdigit(static_cast<unsigned char>(w[c])) != 0;
+    if (!digits) throw InputError(where + ": '" + w.substr(0, 64) + "' is not a token id");
+    ids.push_back(std::stoll(w));
+    i = j;
+  }
+  return ids;
+}
 
 namespace {
 

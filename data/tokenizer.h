@@ -16,6 +16,10 @@
 
 namespace lethe {
 
+// One line of whitespace-separated token ids (`lethe tokenize --decode`); InputError naming
+// `where` and the word for anything that is not a decimal integer.
+std::vector<int64_t> parse_token_ids(const std::string& line, const std::string& where);
+
 class Tokenizer {
  public:
   static Tokenizer from_file(const std::string& path);

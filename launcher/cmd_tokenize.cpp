@@ -20,19 +20,7 @@ int run_tokenize(const TokenizeFlags& f, const Runtime&, const json&) {
   std::string line;
   for (int64_t n = 1; std::getline(std::cin, line); ++n) {
     if (f.decode) {
-      std::istringstream in(line);
-      std::vector<int64_t> ids;
-      std::string w;
-      while (in >> w) {
-        try {
-          size_t used = 0;
-          ids.push_back(std::stoll(w, &used));
-          if (used != w.size()) throw std::invalid_argument(w);
-        } catch (const std::exception&) {
-          throw InputError("stdin line " + std::to_string(n) + ": '" + w + "' is not a token id");
-        }
-      }
-      std::cout << tok.decode(ids) << "\n";
+      std::cout << tok.decode(parse_token_ids(line, "stdin line " + std::to_string(n))) << "\n";
       continue;
     }
     auto ids = tok.encode(line, add_special);

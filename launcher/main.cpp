@@ -50,7 +50,9 @@ void usage(std::ostream& os) {
 // Ends the process with `code`; with several ranks a failing rank takes the job down so no
 // peer waits in a collective.
 [[noreturn]] void finish(int code, int world_size) {
-  if (code != 0 && world_size > 1) {
+  // Preemption (75) is agreed by every rank, which all checkpointed and exit the same way: no
+  // abort, so the launcher passes 75 on.
+  if (code != 0 && code != kExitPreempted && world_size > 1) {
     std::cerr << std::flush;
     MPI_Abort(MPI_COMM_WORLD, code);
   }

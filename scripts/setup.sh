@@ -11,9 +11,11 @@ cd "$(dirname "$0")/.."
 PKGS=(build-essential cmake ccache pkg-config python3-venv libopenmpi-dev openmpi-bin libhdf5-dev
       libboost-program-options-dev libspdlog-dev nlohmann-json3-dev libgtest-dev libpcre2-dev libicu-dev procps
       clang-format)
-# Slurm and munge run the CI's real single-node Slurm test (tests/cli/test_slurm.sh).
+# Slurm and munge run the CI's real single-node Slurm test (tests/cli/test_slurm.sh); clang with
+# its sanitizer and libFuzzer runtimes builds the fuzzing harnesses (scripts/fuzz.sh); strace and
+# iproute2 serve the fault tests.
 if [ "${1:-}" != "--no-test-deps" ]; then
-  PKGS+=(slurmctld slurmd slurm-client munge)
+  PKGS+=(slurmctld slurmd slurm-client munge clang libclang-rt-14-dev strace iproute2)
 fi
 missing=()
 for p in "${PKGS[@]}"; do

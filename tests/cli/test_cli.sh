@@ -136,7 +136,7 @@ text = json.dumps(dict(tok, normalizer=None)).replace('"normalizer": null', '"no
 open(sys.argv[2] + "/deep_tok.json", "w").write(text)
 PY
 expect_error "is not in [0, 2^24)" "$LETHE" tokenize --tokenizer "$T/neg_tok.json" </dev/null
-expect_error "nested more than 64 deep" "$LETHE" tokenize --tokenizer "$T/deep_tok.json" </dev/null
+expect_error "nested more than 256 deep" "$LETHE" tokenize --tokenizer "$T/deep_tok.json" </dev/null
 # a NaN weight is refused with its name, never scored as a model
 cp -r "$T/base" "$T/nan"
 /usr/bin/python3 - "$T/nan/model.safetensors" <<'PY'
@@ -158,6 +158,31 @@ expect_error "--weight-decay must be in" "$LETHE" finetune --model "$T/base" --d
   --weight-decay nan
 expect_error "--max-len must be at least 2" "$LETHE" finetune --model "$T/base" --data "$D/train.jsonl" --out "$T/o" \
   --max-len 1
+expect_error "--min-lr-ratio must be in" "$LETHE" finetune --model "$T/base" --data "$D/train.jsonl" --out "$T/o" \
+  --min-lr-ratio -3
+expect_error "--momentum must be in" "$LETHE" finetune --model "$T/base" --data "$D/train.jsonl" --out "$T/o" --momentum nan
+expect_error "--max-grad-norm must be" "$LETHE" finetune --model "$T/base" --data "$D/train.jsonl" --out "$T/o" \
+  --max-grad-norm nan
+# a data attribute nested 1e6 deep, a tokenizer id of 1e8
+/usr/bin/python3 -c "print('{\"prompt\": \"q\", \"response\": \"a\", \"x\": ' + '[' * 1000000 + ']' * 1000000 + '}')" >"$T/deep.jsonl"
+timeout 120 "$LETHE" eval --model "$T/base" --forget "$T/deep.jsonl" --no-generate >"$T/out" 2>"$T/err"; rc=$?
+[ $rc -eq 0 ] || [ $rc -eq 2 ] && ! grep -q "internal error" "$T/err" && ok || bad "deeply nested data: exit $rc"
+/usr/bin/python3 - "$T/base/tokenizer.json" "$T/big_tok.json" <<'PY'
+import json, sys
+tok = json.load(open(sys.argv[1])); tok["added_tokens"][0]["id"] = 100000000
+json.dump(tok, open(sys.argv[2], "w"))
+PY
+expect_error "is not in [0, 2^24)" "$LETHE" tokenize --tokenizer "$T/big_tok.json" </dev/null
+# a damaged native checkpoint (a changed dtype attribute, a flipped bit) is refused by the
+# checksum its marker records, before libhdf5 reads it
+expect_ok "$LETHE" convert --in "$T/base" --out "$T/nat" --to native
+/usr/bin/python3 - "$T/nat/model.h5" <<'PY'
+import sys
+p = sys.argv[1]; b = bytearray(open(p, "rb").read())
+i = b.find(b"float32"); b[i:i + 7] = b"int32\0\0"
+open(p, "wb").write(b)
+PY
+expect_error "its checksum differs from the one" "$LETHE" eval --model "$T/nat" --forget "$D/forget.jsonl" --no-generate
 # outputs checked against each other and the inputs before any work
 expect_error "must be separate directories" "$LETHE" finetune --model "$T/base" --data "$D/train.jsonl" --out "$T/o" \
   --checkpoint-dir "$T/o"

@@ -5,7 +5,8 @@
 # ways, spunge on 2 ranks), an uninterrupted run counts its points; then, for a spread of them,
 # the command is SIGKILLed there (LETHE_CRASH_AFTER=k) and run again unchanged: it must finish
 # and its final files must be byte-identical to the uninterrupted run's, with no temporary left.
-# The run record (lethe_run_config.json) holds timings; it is compared without its "result".
+# The run record (lethe_run_config.json) holds timings; it is compared without its "result", and
+# the completion marker without the run record's size.
 # usage: test_crash_points.sh LETHE_BINARY SOURCE_DIR MPIRUN [POINTS_PER_COMMAND (0: all)]
 set -u
 LETHE=$1; SRC=$2; MPIRUN=$3
@@ -29,6 +30,7 @@ digest() {
   (cd "$1" && find "${@:2}" -type f | LC_ALL=C sort | while read -r f; do
     case "$f" in
       *lethe_run_config.json) printf '%s ' "$f"; "$PY" -c 'import json,sys; j=json.load(open(sys.argv[1])); j.pop("result",None); print(json.dumps(j,sort_keys=True))' "$f" | sha256sum ;;
+      *COMPLETE) printf '%s ' "$f"; "$PY" -c 'import json,sys; j=json.load(open(sys.argv[1])); j["files"].pop("lethe_run_config.json",None); print(json.dumps(j,sort_keys=True))' "$f" | sha256sum ;;
       *) printf '%s ' "$f"; sha256sum <"$f" ;;
     esac
   done)

@@ -71,5 +71,30 @@ pgrep -f "lethe finetune.*$T/killed" >/dev/null && bad "ranks still running afte
 "$MPIRUN" -np 2 "$LETHE" "${FT[@]}" --steps 8 --checkpoint-every 3 --out "$T/killed" --resume >"$T/logk2" 2>&1 \
   && grep -q "resumed from" "$T/logk2" && ok || { bad "last checkpoint did not resume"; tail "$T/logk2"; }
 
+# ---- SIGTERM to the launcher (scripts/lethe-mpirun): every rank checkpoints, the job exits 75 ----
+MPIRUN="$MPIRUN" "$SRC/scripts/lethe-mpirun" -np 2 "$LETHE" "${FT[@]}" --steps 400 --checkpoint-every 100 --out "$T/term" >"$T/logt" 2>&1 &
+mp=$!
+for _ in $(seq 600); do grep -q "step 5/400" "$T/logt" 2>/dev/null && break; sleep 0.1; done
+kill -TERM $mp
+wait $mp; rc=$?
+[ $rc -eq 75 ] && [ "$(grep -c 'preempted at step' "$T/logt")" -eq 2 ] && ok \
+  || { bad "SIGTERM through lethe-mpirun: exit $rc, want 75 with both ranks preempted"; tail -3 "$T/logt"; }
+
+# ---- a rank that never gets through MPI_Init: the start-up deadline ends the job ----
+cat >"$T/stall.sh" <<'SH'
+#!/usr/bin/env bash
+[ "${OMPI_COMM_WORLD_RANK:-0}" = 1 ] && kill -STOP $$  # rank 1 stops before it starts lethe
+exec "$@"
+SH
+chmod +x "$T/stall.sh"
+start=$(date +%s)
+timeout 120 "$MPIRUN" -np 2 "$T/stall.sh" "$LETHE" "${FT[@]}" --steps 2 --first-step-timeout 5 --out "$T/stalled" \
+  >"$T/logs" 2>&1; rc=$?
+took=$(( $(date +%s) - start ))
+[ $rc -ne 0 ] && [ $rc -ne 124 ] && [ $took -le 30 ] && grep -q "rank 0 did not finish start-up within 5 s (waiting in MPI_Init" "$T/logs" \
+  && ok || { bad "stalled start-up: exit $rc after ${took}s"; tail -3 "$T/logs"; }
+sleep 1
+pgrep -f "$T/stall.sh" >/dev/null && bad "a stalled rank was left running" || ok
+
 echo "mpi cli: $pass passed, $fail failed"
 [ $fail -eq 0 ]
