@@ -73,8 +73,8 @@ void save_sharded_checkpoint(const std::string& root, int64_t step, Communicator
   if (any_rank(comm, !failed.empty())) {
     std::error_code ec;
     if (comm.rank() == 0) fs::remove_all(tmp, ec);
-    throw InputError("checkpoint " + final_dir + " was not written: " +
-                     (failed.empty() ? "another rank could not write its shard" : failed));
+    throw InputError("checkpoint " + final_dir +
+                     " was not written: " + (failed.empty() ? "another rank could not write its shard" : failed));
   }
   if (comm.rank() == 0) {
     try {

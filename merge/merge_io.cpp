@@ -158,7 +158,7 @@ void assemble_merge_output(const MergeOutput& mo, const TensorReader& base, cons
       const std::string to = (fs::path(mo.out) / fs::path(f).filename()).string();
       if (!fs::exists(to)) copy_file_checked(f, to);
     }
-    publish_dir(mo.out, mo.out);  // in place: the missing marker kept it unfinished until now
+    publish_dir(mo.out, mo.out);      // in place: the missing marker kept it unfinished until now
     fs::remove_all(staging_dir(mo));  // after the marker: a rerun finds the work done either way
     fsync_path(mo.out);
     crash_point();
