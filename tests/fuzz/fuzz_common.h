@@ -12,6 +12,7 @@
 
 #include "common/error.h"
 #include "common/json_io.h"
+#include "data/tokenizer.h"
 
 namespace fuzz {
 
@@ -29,6 +30,13 @@ inline std::string input_file(const uint8_t* data, size_t size, const char* name
   if (size && std::fwrite(data, 1, size, f) != size) std::abort();
   std::fclose(f);
   return path;
+}
+
+// The real tokenizer the encode and decode harnesses use (LETHE_FUZZ_TOKENIZER), loaded once.
+inline const lethe::Tokenizer* real_tokenizer() {
+  const char* path = std::getenv("LETHE_FUZZ_TOKENIZER");
+  static const lethe::Tokenizer tok = lethe::Tokenizer::from_file(path ? path : "tokenizer.json");
+  return &tok;
 }
 
 inline std::string dir_of(const std::string& path) { return path.substr(0, path.rfind('/')); }

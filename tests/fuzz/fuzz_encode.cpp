@@ -1,16 +1,10 @@
 // Encoding arbitrary bytes (invalid UTF-8, long runs, special-token look-alikes) with a real
 // tokenizer (LETHE_FUZZ_TOKENIZER, default the Llama 3 one under ../shared), and decoding back.
-#include <cstdlib>
-#include <memory>
-
 #include "data/tokenizer.h"
 #include "fuzz_common.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static std::unique_ptr<lethe::Tokenizer> tok = [] {
-    const char* path = std::getenv("LETHE_FUZZ_TOKENIZER");
-    return std::make_unique<lethe::Tokenizer>(lethe::Tokenizer::from_file(path ? path : "tokenizer.json"));
-  }();
+  static const lethe::Tokenizer* tok = fuzz::real_tokenizer();
   if (size > (1u << 16)) return 0;
   const std::string text(reinterpret_cast<const char*>(data), size);
   return fuzz::expect_clean([&] {
