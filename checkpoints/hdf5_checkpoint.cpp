@@ -270,7 +270,7 @@ TensorMap read_h5_tensors(const std::string& path, const std::vector<std::string
       check_json_depth(text, path + ": attribute '" + nm + "'");
       try {
         (*attrs)[nm] = json::parse(text);
-      } catch (const json::parse_error&) {
+      } catch (const json::exception&) {  // parse_error, or out_of_range: a number past double
         throw CorruptError(path + ": attribute '" + nm + "' is not valid JSON");
       }
     }

@@ -75,7 +75,7 @@ std::vector<SafetensorsEntry> read_safetensors_header(const std::string& path, u
   check_json_depth(header, path + ": safetensors header");
   try {
     h = json::parse(header, track_keys);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range: a number past double
     throw CorruptError(path + ": malformed safetensors header JSON (" + std::string(e.what()) + ")");
   }
   if (!h.is_object()) throw CorruptError(path + ": safetensors header is not a JSON object");

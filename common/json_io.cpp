@@ -34,7 +34,7 @@ json parse_json_text(const std::string& text, const std::string& what) {
   check_json_depth(text, what);
   try {
     return json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for numbers past double
     throw InputError(what + ": malformed JSON (" + e.what() + ")");
   }
 }

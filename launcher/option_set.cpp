@@ -4,6 +4,8 @@
 #include <cmath>
 #include <sstream>
 
+#include "data/unicode.h"
+
 namespace lethe {
 
 namespace {
@@ -34,6 +36,20 @@ bool is_missing(const std::vector<std::string>& v) {
   return v.empty();
 }
 
+// Text options end up in JSON (the effective configuration, run configs): they must be UTF-8.
+template <typename T>
+bool is_text_valid(const T&) {
+  return true;
+}
+template <>
+bool is_text_valid(const std::string& v) {
+  return utf8_valid(v);
+}
+template <>
+bool is_text_valid(const std::vector<std::string>& v) {
+  return std::all_of(v.begin(), v.end(), [](const std::string& s) { return utf8_valid(s); });
+}
+
 }  // namespace
 
 OptionSet& OptionSet::group(const std::string& name, const std::string& title) {
@@ -52,6 +68,10 @@ OptionSet& OptionSet::add(const std::string& name, T* field, const std::string& 
   };
   e.read = [=](const po::variables_map& vm, std::vector<std::string>& errors) {
     if (vm.count(name)) *field = vm[name].as<T>();
+    if (!is_text_valid(*field)) {
+      errors.push_back("--" + name + " is not valid UTF-8 text");
+      return;
+    }
     if (required && (!vm.count(name) || is_missing(*field))) {
       errors.push_back("missing required option --" + name);
       return;

@@ -74,6 +74,7 @@ TEST(Safetensors, RejectsMalformedFiles) {
   expect_corrupt(craft(tmp, "{}", 0, 1ull << 40), "exceeds");
   expect_corrupt(craft(tmp, "{}", 0, 500), "truncated");
   expect_corrupt(craft(tmp, "{\"a\": [1,", 0), "malformed");
+  expect_corrupt(craft(tmp, R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4e999]}})", 4), "malformed");
   expect_corrupt(craft(tmp, R"({"a":{"dtype":"Q8","shape":[1],"data_offsets":[0,1]}})", 1), "unknown dtype");
   expect_corrupt(craft(tmp, R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", 4), "outside");
   expect_corrupt(craft(tmp, R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", 8), "does not match");

@@ -83,6 +83,8 @@ expect_error "needs --retain" "$LETHE" unlearn --method gd --model "$T/ft" --for
 expect_error "no record matches" "$LETHE" unlearn --method ga --model "$T/ft" --forget "$D/forget.jsonl" --forget-filter scope=nothing --out "$T/o4"
 echo '{"model_type": "llama", "vocab_size": 10' >"$T/badcfg.json"
 expect_error "badcfg.json: malformed JSON" "$LETHE" init --model-config "$T/badcfg.json" --out "$T/o5"
+echo '{"model_type": "llama", "hidden_size": 4e999}' >"$T/bigcfg.json"  # a number past double (fuzzing)
+expect_error "bigcfg.json: malformed JSON" "$LETHE" init --model-config "$T/bigcfg.json" --out "$T/o5"
 echo '{"model_type": "bert"}' >"$T/bert.json"
 expect_error "model_type 'bert' is not supported" "$LETHE" init --model-config "$T/bert.json" --out "$T/o5"
 expect_error "no such directory" "$LETHE" eval --model "$T/missing" --forget "$D/forget.jsonl"
@@ -163,6 +165,13 @@ expect_error "--min-lr-ratio must be in" "$LETHE" finetune --model "$T/base" --d
 expect_error "--momentum must be in" "$LETHE" finetune --model "$T/base" --data "$D/train.jsonl" --out "$T/o" --momentum nan
 expect_error "--max-grad-norm must be" "$LETHE" finetune --model "$T/base" --data "$D/train.jsonl" --out "$T/o" \
   --max-grad-norm nan
+# text options go into JSON (the effective configuration): bytes that are not UTF-8 (fuzzing
+# found it in an INI file) are refused, on the command line and in --config
+expect_error "--out is not valid UTF-8 text" "$LETHE" finetune --model "$T/base" --data "$D/train.jsonl" \
+  --out "$T/o$(printf '\337')"
+printf 'out = %s/o\337\n' "$T" >"$T/bad_utf8.ini"
+expect_error "--out is not valid UTF-8 text" "$LETHE" finetune --model "$T/base" --data "$D/train.jsonl" \
+  --config "$T/bad_utf8.ini"
 # a data attribute nested 1e6 deep, a tokenizer id of 1e8
 /usr/bin/python3 -c "print('{\"prompt\": \"q\", \"response\": \"a\", \"x\": ' + '[' * 1000000 + ']' * 1000000 + '}')" >"$T/deep.jsonl"
 timeout 120 "$LETHE" eval --model "$T/base" --forget "$T/deep.jsonl" --no-generate >"$T/out" 2>"$T/err"; rc=$?

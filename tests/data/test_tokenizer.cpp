@@ -151,6 +151,15 @@ std::string error_of(const std::function<void()>& f) {
   return "";
 }
 
+// Strict UTF-8, as JSON writers and the tokenizers library's byte fallback read it.
+TEST(Unicode, Utf8ValidIsStrict) {
+  for (const char* good : {"", "abc", "\xC3\xA9", "\xE2\x82\xAC", "\xF0\x9F\x98\x80", "\xF4\x8F\xBF\xBF"})
+    EXPECT_TRUE(lethe::utf8_valid(good)) << good;
+  for (const char* bad : {"\x80", "\xC3", "\xC0\xAF", "\xE0\x80\xAF", "\xED\xA0\x80", "\xF4\x90\x80\x80",
+                          "\xF6\x99\x96\x8B", "\xFF", "a\xE2\x82"})
+    EXPECT_FALSE(lethe::utf8_valid(bad)) << bad;
+}
+
 TEST(TokenizerComponents, EachKindParsesAndAppliesAndSequencesFlatten) {
   json norm = {{"type", "Sequence"},
                {"normalizers",

@@ -36,8 +36,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     po::notify(vm);
     std::vector<std::string> errors;
     o.read(vm, errors);
-    o.to_json().dump();
-  } catch (const po::error&) {  // the launcher turns these into its one-line exit 2
+    if (errors.empty()) o.to_json().dump();  // as the launcher: the effective configuration
+  } catch (const po::error&) {               // the launcher turns these into its one-line exit 2
   }
   return 0;
 }
