@@ -107,8 +107,7 @@ class MpiCommunicator : public Communicator {
   [[noreturn]] void abort(const std::string& why) override {
     spdlog::critical("rank {}: {}; aborting the job", world_rank_, why);
     spdlog::default_logger()->flush();
-    MPI_Abort(MPI_COMM_WORLD, 3);
-    std::_Exit(3);
+    abort_job(3);
   }
 
  private:

@@ -29,6 +29,15 @@ bool mpi_active() {
   return init && !fin;
 }
 
+void abort_job(int code) {
+  std::thread([code] {
+    std::this_thread::sleep_for(std::chrono::seconds(5));
+    std::_Exit(code);
+  }).detach();
+  MPI_Abort(MPI_COMM_WORLD, code);
+  std::_Exit(code);
+}
+
 namespace {
 struct StartupDeadline {
   std::mutex m;

@@ -34,6 +34,10 @@ void start_startup_deadline(int argc, char** argv);
 void startup_phase(const char* phase);  // names what the rank is waiting in ("MPI_Init", ...)
 void end_startup_deadline();
 bool mpi_active();
+// MPI_Abort with a bound: a rank that cannot reach its launcher (a host whose link is down)
+// would wait in MPI_Abort for as long as TCP retries, so a watchdog ends it with `code` after
+// 5 s whatever MPI_Abort does.
+[[noreturn]] void abort_job(int code);
 std::string mpi_version();
 // Host name of every rank, gathered on all ranks: the rank -> host map for the start-up log.
 std::string rank_host_map();

@@ -138,8 +138,7 @@ class NcclCommunicator : public Communicator {
     spdlog::default_logger()->flush();
     if (comm_) ncclCommAbort(comm_);
     comm_ = nullptr;
-    MPI_Abort(MPI_COMM_WORLD, 3);
-    std::_Exit(3);
+    abort_job(3);
   }
 
  private:

@@ -54,7 +54,8 @@ void usage(std::ostream& os) {
   // abort, so the launcher passes 75 on.
   if (code != 0 && code != kExitPreempted && world_size > 1) {
     std::cerr << std::flush;
-    MPI_Abort(MPI_COMM_WORLD, code);
+    spdlog::default_logger()->flush();
+    abort_job(code);
   }
   mpi_finalize();
   if (code != 0) {
