@@ -25,7 +25,7 @@ PY
 seconds() {  # seconds COMMAND...: wall time of one run, stdin from the line, ids to $T/ids.txt
   local s e
   s=$(date +%s.%N)
-  "$@" <"$T/line.txt" >"$T/ids.txt"
+  "$@" <"$T/line.txt" >"$T/ids.txt" 2>"$T/log"
   e=$(date +%s.%N)
   python3 -c "print(f'{$e - $s:.3f}')"
 }
