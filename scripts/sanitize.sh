@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 export CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLETHE_SANITIZE=address,undefined \
   -DLETHE_PYTHON="$PWD/.venv/bin/python" >/dev/null
-cmake --build build-asan -j2 -- --no-print-directory 2>&1 | grep -E "error|warning" || true
+cmake --build build-asan -j2 -- --no-print-directory 2>&1 | grep -E "error:|warning:" || true
 [ -x build-asan/lethe ] || { echo "sanitize: the instrumented build failed"; exit 1; }
 # LibTorch and OpenMPI allocate at start-up and never free: leak reports would be theirs.
 # protect_shadow_gap=0: the CUDA libraries LibTorch loads map memory where ASan's gap would be.
