@@ -106,8 +106,10 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
     out = torch::matmul(probs, v);
   } else {
     // Fused attention (flash / memory-efficient on CUDA, the flash CPU kernel on CPU); the
-    // kernel serves grouped-query heads without copying K and V.
-    out = at::scaled_dot_product_attention(q, k, v, mask, 0.0, false, scale, n_heads != n_kv_heads);
+    // kernel serves grouped-query heads without copying K and V. No mask: plain causal
+    // attention (is_causal), which lets the flash kernels run; otherwise the additive mask.
+    out = at::scaled_dot_product_attention(q, k, v, mask.defined() ? std::optional<torch::Tensor>(mask) : std::nullopt,
+                                           0.0, !mask.defined(), scale, n_heads != n_kv_heads);
   }
   return o_proj(out.transpose(1, 2).reshape({B, T, n_heads * head_dim}));
 }
@@ -208,6 +210,13 @@ std::pair<torch::Tensor, torch::Tensor> CausalLMImpl::rope(const torch::Tensor& 
   return {emb.cos().to(dtype).view({1, 1, -1, emb.size(-1)}), emb.sin().to(dtype).view({1, 1, -1, emb.size(-1)})};
 }
 
+// Every row of a [B, S] 0/1 mask is ones then zeros (right padding, or none).
+static bool padded_at_end(const torch::Tensor& mask) {
+  if (mask.size(1) < 2) return true;
+  auto m = mask.to(torch::kBool);
+  return m.narrow(1, 0, m.size(1) - 1).ge(m.narrow(1, 1, m.size(1) - 1)).all().item<bool>();
+}
+
 torch::Tensor CausalLMImpl::attention_mask_for(int64_t window, const torch::Tensor& positions, int64_t S,
                                                const torch::Tensor& key_mask, int64_t B,
                                                torch::ScalarType dtype) const {
@@ -241,10 +250,17 @@ torch::Tensor CausalLMImpl::forward(const torch::Tensor& input_ids, const torch:
   if (attention_mask.defined())
     TORCH_CHECK(attention_mask.size(1) == S, "attention_mask must cover past and current tokens");
 
-  // One additive mask per distinct window (full causal, and the sliding layers' window).
+  // One additive mask per distinct window (full causal, and the sliding layers' window). Full
+  // causal layers need none when every row's padding is at its end (collate's layout) and no
+  // cache holds earlier tokens: a real token's keys are then all real, and causal attention
+  // without a mask (the flash kernels) computes them alike; pad positions carry no loss.
+  const bool plain_causal =
+      !cache && config.attn_logit_softcapping <= 0 && (!attention_mask.defined() || padded_at_end(attention_mask));
   std::map<int64_t, torch::Tensor> masks;
   for (auto w : config.layer_window)
-    if (!masks.count(w)) masks[w] = attention_mask_for(w, positions, S, attention_mask, B, dtype);
+    if (!masks.count(w))
+      masks[w] =
+          w == 0 && plain_causal ? torch::Tensor() : attention_mask_for(w, positions, S, attention_mask, B, dtype);
 
   for (size_t i = 0; i < model->layers.size(); ++i) {
     const auto& mask = masks.at(config.layer_window[i]);
@@ -346,7 +362,7 @@ void CausalLMImpl::load_weights(const std::map<std::string, torch::Tensor>& weig
   }
 }
 
-TokenLoss token_loss(const torch::Tensor& logits, const torch::Tensor& labels) {
+TokenLoss token_loss(const torch::Tensor& logits, const torch::Tensor& labels, bool with_accuracy) {
   const int64_t T = logits.size(1);
   auto lg = logits.narrow(1, 0, T - 1).to(torch::kFloat);
   auto lb = labels.narrow(1, 1, T - 1);
@@ -358,7 +374,7 @@ TokenLoss token_loss(const torch::Tensor& logits, const torch::Tensor& labels) {
   TokenLoss tl;
   tl.nll = nll * maskf;
   tl.mask = maskf;
-  tl.correct = (lg.argmax(-1) == safe).to(torch::kFloat) * maskf;
+  if (with_accuracy) tl.correct = (lg.argmax(-1) == safe).to(torch::kFloat) * maskf;
   return tl;
 }
 

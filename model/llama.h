@@ -139,9 +139,11 @@ torch::Tensor rope_inv_freq(const ModelConfig& c);
 struct TokenLoss {
   torch::Tensor nll;      // [B, T-1] float32, 0 where masked
   torch::Tensor mask;     // [B, T-1] float32, 1 on answer tokens
-  torch::Tensor correct;  // [B, T-1] float32, argmax == label on answer tokens
+  torch::Tensor correct;  // [B, T-1] float32, argmax == label on answer tokens (with_accuracy only)
 };
-TokenLoss token_loss(const torch::Tensor& logits, const torch::Tensor& labels);
+// with_accuracy: also `correct` (an argmax over the vocabulary at every position, which the
+// training objectives do not need).
+TokenLoss token_loss(const torch::Tensor& logits, const torch::Tensor& labels, bool with_accuracy = false);
 torch::Tensor item_mean_nll(const TokenLoss& tl);    // [B]: mean answer-token NLL per item
 torch::Tensor item_sum_nll(const TokenLoss& tl);     // [B]: summed answer-token NLL per item
 torch::Tensor pooled_mean_nll(const TokenLoss& tl);  // scalar: mean over all answer tokens (HF)

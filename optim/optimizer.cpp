@@ -39,6 +39,7 @@ void Optimizer::step(double lr, const std::vector<torch::Tensor>& grads) {
   torch::NoGradGuard ng;
   LETHE_CHECK(grads.size() == slots_.size(), "one gradient per parameter");
   ++step_;
+  if (opt_.name == "adamw" && opt_.fused) return adamw_fused(lr, grads);
   for (size_t i = 0; i < slots_.size(); ++i) {
     auto& s = slots_[i];
     if (!grads[i].defined()) continue;
@@ -61,6 +62,31 @@ void Optimizer::step(double lr, const std::vector<torch::Tensor>& grads) {
     }
     if (s.master.defined()) s.param.copy_(s.master);
   }
+}
+
+// w <- w (1 - lr wd); m <- b1 m + (1 - b1) g; v <- b2 v + (1 - b2) g^2;
+// w <- w - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps): the loop above, in one kernel
+// call per device for every parameter with a gradient (fp32 masters for bf16 weights).
+void Optimizer::adamw_fused(double lr, const std::vector<torch::Tensor>& grads) {
+  std::vector<torch::Tensor> w, g, m, v, steps;
+  std::vector<size_t> with_master;
+  auto step = torch::full({}, double(step_), torch::TensorOptions().dtype(torch::kFloat));
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    auto& s = slots_[i];
+    if (!grads[i].defined()) continue;
+    w.push_back(s.master.defined() ? s.master : s.param);
+    g.push_back(grads[i].to(torch::kFloat).contiguous().view(w.back().sizes()));
+    m.push_back(s.m);
+    v.push_back(s.v);
+    if (s.master.defined()) with_master.push_back(i);
+  }
+  if (w.empty()) return;
+  // One step tensor per parameter, on the parameters' device (the kernel reads it there).
+  step = step.to(w[0].device());
+  steps.assign(w.size(), step);
+  at::_fused_adamw_(w, g, m, v, {}, steps, lr, opt_.beta1, opt_.beta2, opt_.weight_decay, opt_.eps,
+                    /*amsgrad=*/false, /*maximize=*/false);
+  for (size_t i : with_master) slots_[i].param.copy_(slots_[i].master);
 }
 
 std::map<std::string, torch::Tensor> Optimizer::state() const {

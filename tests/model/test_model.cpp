@@ -166,7 +166,7 @@ TEST(Loss, AnswerMaskedNllAndAccuracy) {
   auto logits = torch::zeros({1, 4, 5});
   logits[0][1][3] = 10;  // position 1 predicts label at 2 = 3: correct
   auto labels = torch::tensor({-100, -100, 3, 1}, torch::kLong).view({1, 4});
-  TokenLoss tl = token_loss(logits, labels);
+  TokenLoss tl = token_loss(logits, labels, /*with_accuracy=*/true);
   EXPECT_EQ(tl.mask.sum().item<float>(), 2);
   EXPECT_EQ(tl.correct.sum().item<float>(), 1);
   double nll3 = -std::log(std::exp(10.0) / (std::exp(10.0) + 4)), nll_uniform = std::log(5.0);
