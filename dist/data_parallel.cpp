@@ -29,14 +29,16 @@ torch::autograd::variable_list layer_call_grads(const torch::Tensor& x_grad, con
   return {x_grad, shard_grad, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
 }
 
-// ZeRO 3: one decoder layer whose parameters exist only while it runs. Forward gathers them,
-// runs the layer without building a graph and frees them; backward gathers them again,
-// recomputes the layer with the forward's RNG state (LoRA dropout), takes the gradients and
-// reduce-scatters the parameters' gradient into this rank's shard, which is what autograd
-// accumulates into the shard tensor.
-class ShardedLayerFn : public torch::autograd::Function<ShardedLayerFn> {
+// A recomputed decoder layer: forward runs it without building a graph and keeps only its
+// input; backward runs it again with the forward's RNG state (LoRA dropout) and takes the
+// gradients. ZeRO 3: its parameters exist only while it runs (gathered, then freed, in forward
+// and again in backward) and their gradient is reduce-scattered straight into the shard, which
+// is what autograd accumulates into the shard tensor. ZeRO 2: the gradient is reduce-scattered
+// into the block's fp32 sink. ZeRO 0/1 (activation checkpointing): the parameters' gradients
+// accumulate in their .grad as without recompute.
+class RecomputedLayerFn : public torch::autograd::Function<RecomputedLayerFn> {
  public:
-  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, torch::Tensor x, torch::Tensor shard,
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, torch::Tensor x, torch::Tensor handle,
                                int64_t dp_addr, int64_t block, torch::Tensor cos, torch::Tensor sin,
                                torch::Tensor mask) {
     auto* dp = engine_of(dp_addr);
@@ -44,13 +46,13 @@ class ShardedLayerFn : public torch::autograd::Function<ShardedLayerFn> {
     save_call(ctx, dp_addr, block);
     ctx->saved_data["rng"] = cpu_rng_state();
     ctx->save_for_backward({x, cos, sin, mask});
-    dp->gather_into_model(b);
+    if (b.sharded_params) dp->gather_into_model(b);
     torch::Tensor y;
     {
       torch::NoGradGuard ng;
       y = dp->model()->model->layers[size_t(b.layer)](x, cos, sin, mask, nullptr, b.layer);
     }
-    dp->release_from_model(b);
+    if (b.sharded_params) dp->release_from_model(b);
     return y;
   }
 
@@ -59,7 +61,7 @@ class ShardedLayerFn : public torch::autograd::Function<ShardedLayerFn> {
     auto* dp = engine_of(ctx);
     auto& b = dp->block(saved_block(ctx));
     auto saved = ctx->get_saved_variables();
-    dp->gather_into_model(b);
+    if (b.sharded_params) dp->gather_into_model(b);
     auto now = cpu_rng_state();
     set_cpu_rng_state(ctx->saved_data["rng"].toTensor());
     torch::autograd::variable_list inputs, grads;
@@ -72,9 +74,14 @@ class ShardedLayerFn : public torch::autograd::Function<ShardedLayerFn> {
       grads = torch::autograd::grad({y}, inputs, {grad_out[0]}, false, false, true);
     }
     set_cpu_rng_state(now);
-    auto shard_grad = dp->reduce_scatter_grads(b, {grads.begin() + 1, grads.end()}).to(b.owned.scalar_type());
-    dp->release_from_model(b);
-    return layer_call_grads(grads[0], shard_grad);
+    std::vector<torch::Tensor> param_grads(grads.begin() + 1, grads.end());
+    if (b.sharded_params) {
+      auto shard_grad = dp->reduce_scatter_grads(b, param_grads).to(b.owned.scalar_type());
+      dp->release_from_model(b);
+      return layer_call_grads(grads[0], shard_grad);
+    }
+    if (b.reduce_in_backward) return layer_call_grads(grads[0], dp->reduce_scatter_grads(b, param_grads));
+    return layer_call_grads(grads[0], dp->flatten_grads(b, param_grads));  // into the [padded] sink
   }
 };
 
@@ -116,7 +123,19 @@ class ReducingLayerFn : public torch::autograd::Function<ReducingLayerFn> {
 
 }  // namespace
 
-DataParallel::DataParallel(CausalLM& model, Communicator& comm, int zero_stage, const OptimizerOptions& opt)
+ActivationCheckpointing parse_activation_checkpointing(const std::string& name) {
+  if (name == "none") return ActivationCheckpointing::kNone;
+  if (name == "selective") return ActivationCheckpointing::kSelective;
+  if (name == "full") return ActivationCheckpointing::kFull;
+  throw InputError("--activation-checkpointing: unknown value '" + name + "' (none, selective, full)");
+}
+
+std::string activation_checkpointing_name(ActivationCheckpointing a) {
+  return a == ActivationCheckpointing::kFull ? "full" : a == ActivationCheckpointing::kSelective ? "selective" : "none";
+}
+
+DataParallel::DataParallel(CausalLM& model, Communicator& comm, int zero_stage, const OptimizerOptions& opt,
+                           ActivationCheckpointing checkpointing)
     : model_(model), comm_(comm), stage_(zero_stage) {
   if (stage_ < 0 || stage_ > 3) throw InputError("--zero-stage " + std::to_string(stage_) + " is not supported (0-3)");
   const int64_t N = comm_.size();
@@ -169,15 +188,26 @@ DataParallel::DataParallel(CausalLM& model, Communicator& comm, int zero_stage, 
       b.grad_sink = torch::zeros({b.shard}, torch::TensorOptions().dtype(torch::kFloat).device(b.flat.device()))
                         .set_requires_grad(true);
     }
+    if (b.decoder_layer >= 0 && !b.sharded_params &&
+        (checkpointing == ActivationCheckpointing::kFull ||
+         (checkpointing == ActivationCheckpointing::kSelective && b.decoder_layer % 2 == 0))) {
+      b.recompute = true;
+      b.layer = b.decoder_layer;
+      if (!b.grad_sink.defined())
+        b.grad_sink = torch::zeros({b.padded}, torch::TensorOptions().dtype(torch::kFloat).device(b.flat.device()))
+                          .set_requires_grad(true);
+    }
     owned.emplace_back(b.name, b.owned);
   }
   opt_ = std::make_unique<Optimizer>(owned, opt);
-  if (stage_ >= 2) {
-    // Decoder layers run through the engine: ZeRO 2 reduce-scatters their gradient in backward,
-    // ZeRO 3 also gathers their parameters around forward and backward.
-    std::map<int64_t, size_t> layer_block;
-    for (size_t i = 0; i < blocks_.size(); ++i)
-      if (blocks_[i].sharded_params || blocks_[i].reduce_in_backward) layer_block[blocks_[i].layer] = i;
+  // Decoder layers run through the engine: ZeRO 2 reduce-scatters their gradient in backward,
+  // ZeRO 3 also gathers their parameters around forward and backward, and recomputed layers
+  // (activation checkpointing) run again in backward.
+  std::map<int64_t, size_t> layer_block;
+  for (size_t i = 0; i < blocks_.size(); ++i)
+    if (blocks_[i].sharded_params || blocks_[i].reduce_in_backward || blocks_[i].recompute)
+      layer_block[blocks_[i].layer] = i;
+  if (!layer_block.empty()) {
     model_->layer_runner = [this, layer_block](int64_t layer, const torch::Tensor& x, const torch::Tensor& cos,
                                                const torch::Tensor& sin, const torch::Tensor& mask, KVCache* cache) {
       auto it = layer_block.find(layer);
@@ -186,11 +216,11 @@ DataParallel::DataParallel(CausalLM& model, Communicator& comm, int zero_stage, 
       Block& b = blocks_[it->second];
       const bool training = torch::GradMode::is_enabled() && !cache;
       const auto dp = reinterpret_cast<int64_t>(this);
-      if (b.reduce_in_backward)
-        return training ? ReducingLayerFn::apply(x, b.grad_sink, dp, int64_t(it->second), cos, sin, mask)
-                        : module(x, cos, sin, mask, cache, layer);
+      const int64_t bi = int64_t(it->second);
+      if (training && (b.sharded_params || b.recompute))
+        return RecomputedLayerFn::apply(x, b.sharded_params ? b.owned : b.grad_sink, dp, bi, cos, sin, mask);
+      if (training && b.reduce_in_backward) return ReducingLayerFn::apply(x, b.grad_sink, dp, bi, cos, sin, mask);
       if (!b.sharded_params) return module(x, cos, sin, mask, cache, layer);
-      if (training) return ShardedLayerFn::apply(x, b.owned, dp, int64_t(it->second), cos, sin, mask);
       gather_into_model(b);  // evaluation, generation
       auto y = module(x, cos, sin, mask, cache, layer);
       release_from_model(b);
@@ -215,13 +245,18 @@ void DataParallel::release_from_model(Block& b) {
   for (auto& np : b.params) np.second.set_data(torch::empty({0}, np.second.options().requires_grad(false)));
 }
 
-torch::Tensor DataParallel::reduce_scatter_grads(Block& b, const std::vector<torch::Tensor>& grads) {
+torch::Tensor DataParallel::flatten_grads(Block& b, const std::vector<torch::Tensor>& grads) {
   torch::NoGradGuard ng;
-  const auto f32 = torch::TensorOptions().dtype(torch::kFloat).device(b.owned.device());
-  auto flat = torch::zeros({b.padded}, f32);
+  auto flat = torch::zeros({b.padded}, torch::TensorOptions().dtype(torch::kFloat).device(b.owned.device()));
   for (size_t i = 0; i < grads.size(); ++i)
     if (grads[i].defined()) flat.narrow(0, b.offsets[i], b.param_numels[i]).copy_(grads[i].reshape(-1));
-  auto shard = torch::empty({b.shard}, f32);
+  return flat;
+}
+
+torch::Tensor DataParallel::reduce_scatter_grads(Block& b, const std::vector<torch::Tensor>& grads) {
+  auto flat = flatten_grads(b, grads);
+  torch::NoGradGuard ng;
+  auto shard = torch::empty({b.shard}, flat.options());
   comm_.reduce_scatter(flat, shard, ReduceOp::Average);
   return shard;
 }
@@ -242,7 +277,7 @@ void DataParallel::zero_grad() {
     b.grad = torch::Tensor();
     b.owned_grad = torch::Tensor();
     if (b.sharded_params) b.owned.mutable_grad() = torch::Tensor();
-    if (b.reduce_in_backward) b.grad_sink.mutable_grad() = torch::Tensor();
+    if (b.grad_sink.defined()) b.grad_sink.mutable_grad() = torch::Tensor();
   }
 }
 
@@ -253,6 +288,7 @@ torch::Tensor DataParallel::flat_grad(Block& b) {
     if (p.grad().defined()) g.narrow(0, b.offsets[i], p.numel()).copy_(p.grad().reshape(-1));
     p.mutable_grad() = torch::Tensor();
   }
+  if (b.recompute && !b.reduce_in_backward && b.grad_sink.grad().defined()) g += b.grad_sink.grad();
   return g;
 }
 

@@ -14,6 +14,10 @@
 //            lm_head are treated as in stage 2 (replicated parameters; ~4% of a 7B model).
 // Gradients are reduced in fp32 whatever the parameter dtype; bf16 parameters get fp32
 // master copies of their shard. Global-norm clipping sums squares across shards.
+// Activation checkpointing (any stage): a recomputed decoder layer keeps only its input in
+// forward and runs again in backward (with the forward's RNG state); `full` recomputes every
+// layer, `selective` every second one (layers 0, 2, 4 ...), trading half the activation memory
+// for a third of the recompute. ZeRO 3 layers are always recomputed.
 #pragma once
 #include <functional>
 #include <map>
@@ -27,9 +31,15 @@
 
 namespace lethe {
 
+enum class ActivationCheckpointing { kNone, kSelective, kFull };
+// "none", "selective", "full" (InputError naming --activation-checkpointing otherwise).
+ActivationCheckpointing parse_activation_checkpointing(const std::string& name);
+std::string activation_checkpointing_name(ActivationCheckpointing a);
+
 class DataParallel {
  public:
-  DataParallel(CausalLM& model, Communicator& comm, int zero_stage, const OptimizerOptions& opt);
+  DataParallel(CausalLM& model, Communicator& comm, int zero_stage, const OptimizerOptions& opt,
+               ActivationCheckpointing checkpointing = ActivationCheckpointing::kNone);
   // After the last micro-batch's backward: per-rank gradients (of the rank's mean loss) are
   // averaged across ranks into each rank's share.
   void reduce_gradients();
@@ -72,6 +82,11 @@ class DataParallel {
     // Stage 2 decoder layer: its gradient is reduce-scattered in backward as soon as the
     // layer's backward has run, and accumulated (fp32, [shard]) in grad_sink's .grad.
     bool reduce_in_backward = false;
+    bool recompute = false;  // activation checkpointing: the layer runs again in backward
+    // Stage 2: the fp32 [shard] whose .grad accumulates the reduced gradient. Stage 0/1
+    // recomputed layer: the fp32 [padded] whose .grad accumulates the layer's flat gradient
+    // (autograd sums a step's contributions as it would for the parameters themselves), which
+    // also keeps the layer on the graph when its input needs no gradient (LoRA).
     torch::Tensor grad_sink;
     int64_t layer = -1;
     int64_t first_param = 0;  // index of the block's first parameter among all trainable ones
@@ -81,8 +96,9 @@ class DataParallel {
   // Helpers of the layer autograd functions (ZeRO 2 and 3).
   void gather_into_model(Block& b);
   void release_from_model(Block& b);
-  // The block's parameter gradients (undefined: zero), averaged across ranks into this rank's
-  // fp32 shard.
+  // The block's parameter gradients (undefined: zero) as one fp32 [padded] buffer, and that
+  // averaged across ranks into this rank's fp32 shard.
+  torch::Tensor flatten_grads(Block& b, const std::vector<torch::Tensor>& grads);
   torch::Tensor reduce_scatter_grads(Block& b, const std::vector<torch::Tensor>& grads);
   Block& block(size_t i) { return blocks_[i]; }
   CausalLM& model() { return model_; }

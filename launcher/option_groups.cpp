@@ -77,6 +77,17 @@ void bind_source(OptionSet& o, DataSource& s, const std::string& name, const std
   o.add(name + "-filter", &s.filters, "keep only records whose attribute matches (key=value; repeatable) in --" + name);
 }
 
+void bind_activation_checkpointing(OptionSet& o, TrainOptions& t) {
+  auto recompute = std::make_shared<std::string>(activation_checkpointing_name(t.activation_checkpointing));
+  o.add("activation-checkpointing", recompute.get(),
+        "recompute decoder layers in backward instead of keeping their activations: none, selective (every "
+        "second layer) or full (every layer); ZeRO 3 always recomputes",
+        one_of({"none", "selective", "full"}));
+  o.then([&t, recompute](const po::variables_map&, std::vector<std::string>&) {
+    t.activation_checkpointing = parse_activation_checkpointing(*recompute);
+  });
+}
+
 void bind_train(OptionSet& o, TrainOptions& t, const RuntimeOptions& rt) {
   o.group("train", "Training");
   o.add("steps", &t.steps, "optimizer steps", positive<int64_t>());
@@ -97,6 +108,7 @@ void bind_train(OptionSet& o, TrainOptions& t, const RuntimeOptions& rt) {
         "ZeRO stage across ranks: 0 replicated, 1 optimizer state sharded, 2 + gradients sharded, 3 + parameters "
         "sharded (gathered per layer)",
         Check<int>([](const int& v) { return v >= 0 && v <= 3 ? "" : "is not supported (0, 1, 2, 3)"; }));
+  bind_activation_checkpointing(o, t);
   o.add("checkpoint-every", &t.checkpoint_every,
         "write a resumable checkpoint every N steps (0: only on SIGTERM/SIGUSR1)", non_negative<int64_t>());
   o.add("checkpoint-dir", &t.checkpoint_dir, "resumable checkpoints (default: <out>.ckpt)");

@@ -135,7 +135,7 @@ TrainResult train_loop(CausalLM& model, Objective& objective, const std::vector<
   // restores each rank's stream from the checkpoint).
   torch::manual_seed(opt.seed * 1000003ULL + uint64_t(comm.rank()));
   const json identity = run_identity(model, primary, retain, opt);  // before ZeRO shards the model
-  DataParallel dp(model, comm, opt.zero_stage, opt.optimizer);
+  DataParallel dp(model, comm, opt.zero_stage, opt.optimizer, opt.activation_checkpointing);
   if (auto penalty = objective.weight_penalty()) dp.set_weight_penalty(penalty);
   BatchIterator data(&primary, opt.batch_size, opt.seed, pad_id);
   std::unique_ptr<BatchIterator> retain_data;

@@ -8,6 +8,7 @@
 #include <functional>
 
 #include "dist/communicator.h"
+#include "dist/data_parallel.h"
 #include "optim/optimizer.h"
 #include "optim/schedule.h"
 #include "unlearn/objective.h"
@@ -23,6 +24,7 @@ struct TrainOptions {
   int64_t log_every = 10;
   int64_t eval_every = 0;  // 0: never during training
   int zero_stage = 0;
+  ActivationCheckpointing activation_checkpointing = ActivationCheckpointing::kNone;
   int64_t checkpoint_every = 0;  // 0: only on preemption
   std::string checkpoint_dir;    // resumable checkpoints (empty: none)
   bool resume = false;           // continue from the newest complete checkpoint in checkpoint_dir

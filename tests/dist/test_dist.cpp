@@ -146,6 +146,44 @@ INSTANTIATE_TEST_SUITE_P(MethodsAndStages, Equivalence,
                            return std::get<0>(info.param) + "_zero" + std::to_string(std::get<1>(info.param));
                          });
 
+// Activation checkpointing recomputes layers in backward: the same training as keeping the
+// activations, at every stage on this rank count: against one process at ZeRO 0, and with
+// LoRA (dropout on, its masks replayed by the recompute) against the same ranks and stage
+// without checkpointing (dropout draws per rank, so only the same rank count compares).
+class Checkpointing : public ::testing::TestWithParam<std::tuple<std::string, int>> {};
+
+TEST_P(Checkpointing, RecomputeTrainsTheSameModel) {
+  auto [mode, stage] = GetParam();
+  auto f = items(6, 13), r = items(7, 9);
+  auto self = make_self_communicator();
+  auto world = make_world_communicator();
+  for (bool lora : {false, true}) {
+    auto run = [&](Communicator& comm, const TrainOptions& o) {
+      CausalLM m = fresh_model();
+      if (lora) m->add_lora(LoraOptions{4, 8.0, 0.1, 11, {}});
+      auto obj = objective("gd");
+      train_loop(m, *obj, f, &r, o, 0, {}, comm);
+      m->merge_lora();
+      return params(m);
+    };
+    auto ref = lora ? run(*world, options(stage)) : run(*self, options(0));
+    auto o = options(stage);
+    o.activation_checkpointing = parse_activation_checkpointing(mode);
+    double err = max_rel_error(run(*world, o), ref);
+    EXPECT_LT(err, 1e-5) << mode << " ZeRO " << stage << (lora ? " LoRA" : "");
+    if (world->rank() == 0)
+      std::cout << "[ equivalence ] activation checkpointing " << mode << (lora ? " + LoRA" : "") << ", ZeRO " << stage
+                << ", " << world->size() << " ranks vs " << (lora ? "the same without" : "1 without")
+                << ": max rel err " << err << "\n";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(ModesAndStages, Checkpointing,
+                         ::testing::Combine(::testing::Values("selective", "full"), ::testing::Values(0, 1, 2, 3)),
+                         [](const auto& info) {
+                           return std::get<0>(info.param) + "_zero" + std::to_string(std::get<1>(info.param));
+                         });
+
 std::string shared_temp(const std::string& tag) {
   // Rank 0 picks the directory; everyone uses it.
   auto comm = make_world_communicator();
