@@ -37,9 +37,9 @@ for z in 0 3; do
   say "npo 10 steps ZeRO $z (NCCL communicator), cuda vs cpu: $($CMP "$T/npo_cuda_$z" "$T/npo_cpu_$z" --rtol 1e-4 2>&1 | tail -1)"
 done
 
-for spec in "tiny-llama.json 16 64 20 float32 hf-eager" "small-llama-50m.json 8 256 10 float32 hf-eager" \
-            "small-llama-50m.json 8 256 10 bfloat16 hf-sdpa" "llama-1b.json 4 512 5 bfloat16 hf-eager" \
-            "llama-1b.json 4 512 5 bfloat16 hf-sdpa" "llama-1b.json 4 512 5 float32 hf-sdpa"; do
-  read -r cfg b t n dt peer <<<"$spec"
-  say "$(PYTHON=$PY BUILD=$B bash "$SRC/bench/run_train_step.sh" "$SRC/configs/models/$cfg" $b $t $n 1 2 cuda $dt $peer 2>&1)"
+# CONFIG BATCH SEQ METHOD STEPS DTYPE ATTN LORA_RANK: lethe bench step vs transformers (+ peft), alternating.
+for spec in "tiny-llama.json 16 64 nll 20 float32 eager 0" "llama-1b.json 4 2048 nll 5 bfloat16 sdpa 0" \
+            "llama-1b.json 4 2048 gd 5 bfloat16 sdpa 0" "llama3-8b.json 1 2048 npo 3 bfloat16 sdpa 16"; do
+  read -r cfg b t m n dt attn lr <<<"$spec"
+  say "$(PYTHON=$PY BUILD=$B bash "$SRC/bench/run_train_step.sh" "$SRC/configs/models/$cfg" $b $t $m $n 16 2 $lr cuda $dt $attn 2>&1)"
 done

@@ -1,32 +1,26 @@
 #!/usr/bin/env bash
-# Side-by-side training-step throughput: lethe vs Hugging Face transformers, same model, batch,
-# optimizer and thread count; runs them alternately (REPEATS times) and prints the ratio of
-# medians. Hardware: any; 2-core CPU numbers are in docs/PERFORMANCE.md.
-# usage: bench/run_train_step.sh [CONFIG.json] [BATCH] [SEQ] [STEPS] [THREADS] [REPEATS]
-#                               [DEVICE cpu|cuda] [DTYPE float32|bfloat16] [PEER hf-sdpa|hf-eager]
-# PYTHON (default .venv/bin/python, the project environment) and BUILD (default build) may be set.
+# The same training step, lethe (`lethe bench step`) against Hugging Face transformers + torch
+# AdamW (bench/peer_step.py; peft for LoRA; the frozen reference model every step for npo and
+# kl), run alternately (A B A B ...) REPEATS times each, with the same model config, batch,
+# sequence length, method, dtype and thread count. Prints every run, the medians, the ratio (peer
+# time / lethe time: above 1, lethe is faster) and lethe's MFU.
+# usage: bench/run_train_step.sh CONFIG BATCH SEQ [METHOD=gd] [STEPS=5] [THREADS=2] [REPEATS=3]
+#                                [LORA_RANK=0] [DEVICE=cpu] [DTYPE=float32] [ATTN=sdpa]
+# PYTHON (default .venv/bin/python), BUILD (default build), WARMUP (default 2) may be set; any
+# further lethe flags in LETHE_FLAGS (e.g. "--zero-stage 3").
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CFG=${1:-configs/models/tiny-llama.json}; B=${2:-16}; T=${3:-64}; S=${4:-10}; TH=${5:-2}; R=${6:-3}
-DEV=${7:-cpu}; DT=${8:-float32}; IMPL=${9:-hf-sdpa}
-PY=${PYTHON:-.venv/bin/python}; BIN=${BUILD:-build}/bench/lethe_bench_step
+CFG=$1; B=$2; T=$3; M=${4:-gd}; S=${5:-5}; TH=${6:-2}; R=${7:-3}; LR=${8:-0}; DEV=${9:-cpu}; DT=${10:-float32}
+ATTN=${11:-sdpa}; W=${WARMUP:-2}
+PY=${PYTHON:-.venv/bin/python}; BIN=${BUILD:-build}/lethe
 [ -x "$BIN" ] || { echo "build first: bash scripts/setup.sh" >&2; exit 2; }
 ours=(); peer=()
 for _ in $(seq "$R"); do
-  ours+=("$("$BIN" "$CFG" "$B" "$T" "$S" "$TH" "$DEV" "$DT")")
-  peer+=("$("$PY" bench/peer_train_step.py "$CFG" "$B" "$T" "$S" "$TH" "$DEV" "$DT" "$IMPL")")
+  # shellcheck disable=SC2086
+  ours+=("$("$BIN" bench step --model-config "$CFG" --batch-size "$B" --seq-len "$T" --steps "$S" --warmup "$W" \
+    --method "$M" --lora-rank "$LR" --threads "$TH" --device "$DEV" --dtype "$DT" --json ${LETHE_FLAGS:-} \
+    --log-level warn)")
+  peer+=("$("$PY" bench/peer_step.py --model-config "$CFG" --batch-size "$B" --seq-len "$T" --steps "$S" \
+    --warmup "$W" --method "$M" --lora-rank "$LR" --threads "$TH" --device "$DEV" --dtype "$DT" --attn "$ATTN")")
 done
-"$PY" - "$CFG" "$B" "$T" "$TH" "${ours[@]}" "${peer[@]}" <<'PY'
-import json, statistics, sys
-cfg, B, T, th = sys.argv[1:5]
-runs = [json.loads(x) for x in sys.argv[5:]]
-half = len(runs) // 2
-ours, peer = runs[:half], runs[half:]
-mo = statistics.median(r["step_s"] for r in ours)
-mp = statistics.median(r["step_s"] for r in peer)
-print(f"config {cfg} ({ours[0]['params']:,} params), batch {B} x {T} tokens, {th} threads, {half} alternating runs,"
-      f" {ours[0]['device']} {ours[0]['dtype']}")
-print(f"lethe          {mo*1000:8.1f} ms/step  {int(B)*int(T)/mo:10.0f} tokens/s")
-print(f"{peer[0]['impl']:14s} {mp*1000:8.1f} ms/step  {int(B)*int(T)/mp:10.0f} tokens/s")
-print(f"ratio (peer time / lethe time): {mp/mo:.2f}x")
-PY
+"$PY" bench/compare_runs.py "${ours[@]}" -- "${peer[@]}"

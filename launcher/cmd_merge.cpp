@@ -36,23 +36,7 @@ void declare(OptionSet& o, MergeFlags& f, const RuntimeOptions&) {
 }
 
 int run(const MergeFlags& f, const Runtime& rt, const json&) {
-  auto rule = make_merge_method(f.merge, f.models.size());
-  // Every checkpoint is opened and compared (names, dtypes, shapes) before anything is written.
-  TensorReader base(f.base);
-  std::vector<TensorReader> models;
-  for (auto& d : f.models) {
-    models.emplace_back(d);
-    require_same_tensors(base, models.back());
-  }
-  Communicator& comm = *rt.world;
-  MergeOutput mo = plan_merge_output(base, f.output.out, f.output.format, f.output.max_shard_bytes);
-  json job = merge_job_json(f.merge, f.output.format, f.output.max_shard_bytes);
-  job["base"] = f.base;
-  job["models"] = f.models;
-  spdlog::info("merge: {} models onto {} with {}, {} tensors, {} output shard(s), {} rank(s)", models.size(), f.base,
-               describe(f.merge), mo.names.size(), mo.shards.size(), comm.size());
-  if (open_merge_output(mo, job, comm)) return 0;  // finished by an earlier run of this command
-  return merge_from_disk(base, models, *rule, mo, job, comm, f.max_tensors);
+  return merge_checkpoints(f.base, f.models, f.merge, f.output, *rt.world, f.max_tensors);
 }
 
 }  // namespace

@@ -53,6 +53,8 @@ Command eval_command();
 Command convert_command();
 Command merge_command();
 Command spunge_command();
+// `bench step`, `bench checkpoint`, `bench merge` (a two-word command name).
+std::vector<Command> bench_commands();
 
 // Every command, in the order `lethe --help` lists them.
 const std::vector<Command>& commands();

@@ -30,9 +30,13 @@
 namespace lethe {
 
 const std::vector<Command>& commands() {
-  static const std::vector<Command> cmds = {init_command(),     synth_command(),   tokenize_command(),
-                                            finetune_command(), unlearn_command(), eval_command(),
-                                            convert_command(),  merge_command(),   spunge_command()};
+  static const std::vector<Command> cmds = [] {
+    std::vector<Command> c = {init_command(),     synth_command(),   tokenize_command(),
+                              finetune_command(), unlearn_command(), eval_command(),
+                              convert_command(),  merge_command(),   spunge_command()};
+    for (auto& b : bench_commands()) c.push_back(b);
+    return c;
+  }();
   return cmds;
 }
 
@@ -44,7 +48,8 @@ using namespace lethe;
 
 void usage(std::ostream& os) {
   os << "usage: lethe <command> [options]   (lethe <command> --help for its options; lethe --version)\n\ncommands:\n";
-  for (auto& c : commands()) os << "  " << c.name << std::string(10 - c.name.size(), ' ') << c.summary << "\n";
+  for (auto& c : commands())
+    os << "  " << c.name << std::string(c.name.size() < 18 ? 18 - c.name.size() : 1, ' ') << c.summary << "\n";
 }
 
 // Ends the process with `code`; with several ranks a failing rank takes the job down so no
@@ -76,7 +81,13 @@ int main(int argc, char** argv) {
     usage(argc < 2 ? std::cerr : std::cout);
     return argc < 2 ? 2 : 0;
   }
-  const std::string name = argv[1];
+  std::string name = argv[1];
+  // A two-word command (`bench step`): its second word is part of the name.
+  int skip = 1;
+  if (name == "bench" && argc > 2 && argv[2][0] != '-') {
+    name += std::string(" ") + argv[2];
+    skip = 2;
+  }
   if (name == "--version") {
     std::cout << "lethe " << LETHE_VERSION << " (commit " << LETHE_COMMIT << "); " << runtime_versions() << ", "
               << mpi_version() << "\n";
@@ -110,7 +121,7 @@ int main(int argc, char** argv) {
     options.declare(desc);
     po::variables_map vm;
     try {
-      po::store(po::command_line_parser(argc - 1, argv + 1).options(desc).run(), vm);
+      po::store(po::command_line_parser(argc - skip, argv + skip).options(desc).run(), vm);
       if (vm.count("help")) {
         std::cout << desc << "\n";
         finish(0, 1);

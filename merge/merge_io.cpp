@@ -235,4 +235,23 @@ int merge_from_disk(const TensorReader& base, const std::vector<TensorReader>& m
   return 0;
 }
 
+int merge_checkpoints(const std::string& base_dir, const std::vector<std::string>& model_dirs,
+                      const MergeOptions& merge, const OutputOptions& output, Communicator& comm, int64_t max_tensors) {
+  auto rule = make_merge_method(merge, model_dirs.size());
+  TensorReader base(base_dir);
+  std::vector<TensorReader> models;
+  for (auto& d : model_dirs) {
+    models.emplace_back(d);
+    require_same_tensors(base, models.back());
+  }
+  MergeOutput mo = plan_merge_output(base, output.out, output.format, output.max_shard_bytes);
+  json job = merge_job_json(merge, output.format, output.max_shard_bytes);
+  job["base"] = base_dir;
+  job["models"] = model_dirs;
+  spdlog::info("merge: {} models onto {} with {}, {} tensors, {} output shard(s), {} rank(s)", models.size(), base_dir,
+               describe(merge), mo.names.size(), mo.shards.size(), comm.size());
+  if (open_merge_output(mo, job, comm)) return 0;  // finished by an earlier run of this command
+  return merge_from_disk(base, models, *rule, mo, job, comm, max_tensors);
+}
+
 }  // namespace lethe

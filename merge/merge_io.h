@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "checkpoints/model_io.h"
 #include "checkpoints/tensor_reader.h"
 #include "common/json_io.h"
 #include "dist/communicator.h"
@@ -59,5 +60,11 @@ void merge_sharded(const TensorReader& base, const std::map<std::string, torch::
 // tensors per rank (0: no limit) or on a preemption signal; rerunning the same command resumes.
 int merge_from_disk(const TensorReader& base, const std::vector<TensorReader>& models, const MergeMethod& rule,
                     const MergeOutput& mo, const json& job, Communicator& comm, int64_t max_tensors);
+
+// `lethe merge` whole: opens and compares every checkpoint (names, dtypes, shapes) before
+// anything is written, plans the output, finds an earlier run's finished merge or resumes it,
+// and merges. 0, or kExitPreempted when stopped early (max_tensors or a signal).
+int merge_checkpoints(const std::string& base, const std::vector<std::string>& models, const MergeOptions& merge,
+                      const OutputOptions& output, Communicator& comm, int64_t max_tensors = 0);
 
 }  // namespace lethe
