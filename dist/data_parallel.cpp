@@ -25,6 +25,11 @@ void save_call(torch::autograd::AutogradContext* ctx, int64_t dp_addr, int64_t b
 }
 size_t saved_block(torch::autograd::AutogradContext* ctx) { return size_t(ctx->saved_data["block"].toInt()); }
 // The Functions' gradients: the layer input's, the shard's (or sink's), none for the rest.
+// Autograd functions take defined tensors only: no mask (plain causal attention) travels as an
+// empty tensor.
+torch::Tensor mask_input(const torch::Tensor& mask) { return mask.defined() ? mask : torch::empty({0}); }
+torch::Tensor mask_of(const torch::Tensor& input) { return input.numel() ? input : torch::Tensor(); }
+
 torch::autograd::variable_list layer_call_grads(const torch::Tensor& x_grad, const torch::Tensor& shard_grad) {
   return {x_grad, shard_grad, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
 }
@@ -50,7 +55,7 @@ class RecomputedLayerFn : public torch::autograd::Function<RecomputedLayerFn> {
     torch::Tensor y;
     {
       torch::NoGradGuard ng;
-      y = dp->model()->model->layers[size_t(b.layer)](x, cos, sin, mask, nullptr, b.layer);
+      y = dp->model()->model->layers[size_t(b.layer)](x, cos, sin, mask_of(mask), nullptr, b.layer);
     }
     if (b.sharded_params) dp->release_from_model(b);
     return y;
@@ -70,7 +75,7 @@ class RecomputedLayerFn : public torch::autograd::Function<RecomputedLayerFn> {
       auto x = saved[0].detach().requires_grad_(true);
       inputs.push_back(x);
       for (auto& np : b.params) inputs.push_back(np.second);
-      auto y = dp->model()->model->layers[size_t(b.layer)](x, saved[1], saved[2], saved[3], nullptr, b.layer);
+      auto y = dp->model()->model->layers[size_t(b.layer)](x, saved[1], saved[2], mask_of(saved[3]), nullptr, b.layer);
       grads = torch::autograd::grad({y}, inputs, {grad_out[0]}, false, false, true);
     }
     set_cpu_rng_state(now);
@@ -100,7 +105,7 @@ class ReducingLayerFn : public torch::autograd::Function<ReducingLayerFn> {
     {
       torch::AutoGradMode enable(true);
       xin = x.detach().requires_grad_(true);
-      y = dp->model()->model->layers[size_t(b.layer)](xin, cos, sin, mask, nullptr, b.layer);
+      y = dp->model()->model->layers[size_t(b.layer)](xin, cos, sin, mask_of(mask), nullptr, b.layer);
     }
     save_call(ctx, dp_addr, block);
     ctx->saved_data["x"] = xin;
@@ -218,8 +223,10 @@ DataParallel::DataParallel(CausalLM& model, Communicator& comm, int zero_stage, 
       const auto dp = reinterpret_cast<int64_t>(this);
       const int64_t bi = int64_t(it->second);
       if (training && (b.sharded_params || b.recompute))
-        return RecomputedLayerFn::apply(x, b.sharded_params ? b.owned : b.grad_sink, dp, bi, cos, sin, mask);
-      if (training && b.reduce_in_backward) return ReducingLayerFn::apply(x, b.grad_sink, dp, bi, cos, sin, mask);
+        return RecomputedLayerFn::apply(x, b.sharded_params ? b.owned : b.grad_sink, dp, bi, cos, sin,
+                                        mask_input(mask));
+      if (training && b.reduce_in_backward)
+        return ReducingLayerFn::apply(x, b.grad_sink, dp, bi, cos, sin, mask_input(mask));
       if (!b.sharded_params) return module(x, cos, sin, mask, cache, layer);
       gather_into_model(b);  // evaluation, generation
       auto y = module(x, cos, sin, mask, cache, layer);
