@@ -38,7 +38,7 @@ for z in 0 3; do
 done
 
 # CONFIG BATCH SEQ METHOD STEPS DTYPE ATTN LORA_RANK: lethe bench step vs transformers (+ peft), alternating.
-for spec in "tiny-llama.json 16 64 nll 20 float32 eager 0" "llama-1b.json 4 2048 nll 5 bfloat16 sdpa 0" \
+for spec in "tiny-llama.json 16 64 ga 20 float32 eager 0" "llama-1b.json 4 2048 ga 5 bfloat16 sdpa 0" \
             "llama-1b.json 4 2048 gd 5 bfloat16 sdpa 0" "llama3-8b.json 1 2048 npo 3 bfloat16 sdpa 16"; do
   read -r cfg b t m n dt attn lr <<<"$spec"
   say "$(PYTHON=$PY BUILD=$B bash "$SRC/bench/run_train_step.sh" "$SRC/configs/models/$cfg" $b $t $m $n 16 2 $lr cuda $dt $attn 2>&1)"

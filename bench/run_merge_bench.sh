@@ -6,6 +6,7 @@
 # medians and their ratio. Hardware: any CPU machine with ~12 GB free disk and ~16 GiB memory;
 # on the 2-core development machine task_arithmetic x 2 about 6 minutes, ties x 1 about 14
 # (results in docs/PERFORMANCE.md).
+# Also times writing the output's bytes once with dd (conv=fsync): the floor a merge is held to.
 # usage: bench/run_merge_bench.sh [METHOD ties|task_arithmetic] [REPEATS] [CONFIG]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +27,7 @@ case $METHOD in
 esac
 MP=${MP%\}}', "out_dtype": "bfloat16"}'
 drop() { sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true; }
-ours=(); theirs=()
+ours=(); theirs=(); dds=()
 for i in $(seq "$R"); do
   rm -rf "$W/l" "$W/k"; drop
   t0=$EPOCHREALTIME
@@ -36,16 +37,25 @@ for i in $(seq "$R"); do
   t0=$EPOCHREALTIME
   "$PY" tests/reference/mergekit_reference.py "$W/k" "$W/m1" "$METHOD" "$MP" "$W/m2" "$W/m3" "$W/m4" >"$W/k.log" 2>&1
   theirs+=("$(awk -v a="$EPOCHREALTIME" -v b="$t0" 'BEGIN { print a - b }')")
-  echo "run $i: lethe ${ours[-1]} s, mergekit ${theirs[-1]} s"
+  # The floor: writing the output's bytes once at dd's fsynced bandwidth.
+  out_mb=$(( ($(du -sb "$W/l" | cut -f1) + 1048575) / 1048576 ))
+  drop
+  t0=$EPOCHREALTIME
+  dd if=/dev/zero of="$W/dd" bs=1M count="$out_mb" conv=fsync 2>/dev/null
+  dds+=("$(awk -v a="$EPOCHREALTIME" -v b="$t0" 'BEGIN { print a - b }')")
+  rm -f "$W/dd"
+  echo "run $i: lethe ${ours[-1]} s, mergekit ${theirs[-1]} s, dd of the output ${dds[-1]} s"
 done
 out_bytes=$(du -sb "$W/l" | cut -f1)
-"$PY" - "$METHOD" "$out_bytes" "${ours[@]}" "${theirs[@]}" <<'PY'
+"$PY" - "$METHOD" "$out_bytes" "$CFG" "${ours[@]}" "${theirs[@]}" "${dds[@]}" <<'PY'
 import statistics, sys
-method, nbytes = sys.argv[1], int(sys.argv[2])
-t = [float(x) for x in sys.argv[3:]]
-ours, theirs = t[: len(t) // 2], t[len(t) // 2:]
-mo, mt = statistics.median(ours), statistics.median(theirs)
-print(f"{method}: 3 models of ~1.1B parameters, output {nbytes / 1e9:.2f} GB; medians of {len(ours)} alternating runs")
+method, nbytes, cfg = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+t = [float(x) for x in sys.argv[4:]]
+n = len(t) // 3
+ours, theirs, dd = t[:n], t[n:2 * n], t[2 * n:]
+mo, mt, md = statistics.median(ours), statistics.median(theirs), statistics.median(dd)
+print(f"{method}: base + 3 models of {cfg}, output {nbytes / 1e9:.3f} GB; medians of {n} alternating runs")
+print(f"dd (output once, fsynced) {md:6.2f} s; lethe merge / dd: {mo / md:.2f}x")
 print(f"lethe merge   {mo:8.1f} s")
 print(f"mergekit      {mt:8.1f} s")
 print(f"ratio (mergekit time / lethe time): {mt / mo:.2f}x")
