@@ -85,11 +85,7 @@ void declare_checkpoint(OptionSet& o, CheckpointFlags& f, const RuntimeOptions&)
   o.require("model-config", &b.model_config, "HF config.json of a random model to write and read");
   o.require("dir", &b.dir, "existing directory on the disk to measure (scratch checkpoints are removed)");
   o.add("repeats", &b.repeats, "write/read rounds (medians reported)", positive<int64_t>());
-  auto format = std::make_shared<std::string>(format_name(b.format));
-  o.add("format", format.get(), "checkpoint format: native or hf", one_of(checkpoint_format_names()));
-  o.then([&b, format](const po::variables_map&, std::vector<std::string>&) {
-    b.format = parse_checkpoint_format(*format, "--format");
-  });
+  bind_format(o, b.format, "format", "checkpoint format");
   bind_dtype(o, b.dtype);
   o.add("json", &f.json_out, "print one JSON line");
 }
@@ -110,19 +106,10 @@ struct MergeFlags {
 void declare_merge(OptionSet& o, MergeFlags& f, const RuntimeOptions&) {
   MergeBenchOptions& b = f.bench;
   o.group("bench", "Benchmark");
-  o.require("base", &b.base, "the base model theta_0 (HF or native checkpoint)");
-  o.add("models", &b.models, "the models to merge (two or more directories)",
-        Check<std::vector<std::string>>([](const std::vector<std::string>& v) {
-          return v.size() >= 2 ? "" : ": give two or more model directories to merge";
-        }),
-        true);
+  bind_merge_inputs(o, b.base, b.models);
   o.require("dir", &b.dir, "existing directory for the scratch outputs (removed after each run)");
   o.add("repeats", &b.repeats, "merge runs (the median is reported)", positive<int64_t>());
-  auto format = std::make_shared<std::string>(format_name(b.format));
-  o.add("format", format.get(), "output format: native or hf", one_of(checkpoint_format_names()));
-  o.then([&b, format](const po::variables_map&, std::vector<std::string>&) {
-    b.format = parse_checkpoint_format(*format, "--format");
-  });
+  bind_format(o, b.format, "format", "output format");
   auto warm_flag = std::make_shared<bool>(false);
   o.add("warm", warm_flag.get(), "keep the inputs in the page cache (default: dropped before every run)");
   o.then([&b, warm_flag](const po::variables_map&, std::vector<std::string>&) { b.cold = !*warm_flag; });

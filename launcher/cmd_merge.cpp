@@ -22,12 +22,7 @@ struct MergeFlags {
 
 void declare(OptionSet& o, MergeFlags& f, const RuntimeOptions&) {
   o.group("merge", "Merge");
-  o.require("base", &f.base, "the base model theta_0 (HF or native checkpoint)");
-  o.add("models", &f.models, "the models to merge (two or more directories)",
-        Check<std::vector<std::string>>([](const std::vector<std::string>& v) {
-          return v.size() >= 2 ? "" : ": give two or more model directories to merge";
-        }),
-        true);
+  bind_merge_inputs(o, f.base, f.models);
   o.add("max-tensors", &f.max_tensors,
         "merge at most this many tensors per rank in this run, then exit 75 to be resumed (0: all)",
         non_negative<int64_t>());

@@ -122,20 +122,39 @@ void bind_out_dir(OptionSet& o, std::string& out, const std::string& help, bool 
   o.then([&out](const po::variables_map&, std::vector<std::string>&) { out = without_trailing_slash(out); });
 }
 
+void bind_format(OptionSet& o, CheckpointFormat& format, const std::string& flag, const std::string& help) {
+  auto name = std::make_shared<std::string>(format_name(format));
+  o.add(flag, name.get(), help + ": native or hf", one_of(checkpoint_format_names()));
+  o.then([&format, name, flag](const po::variables_map&, std::vector<std::string>& errors) {
+    try {
+      format = parse_checkpoint_format(*name, "--" + flag);
+    } catch (const InputError& e) {
+      errors.push_back(e.what());
+    }
+  });
+}
+
+void bind_merge_inputs(OptionSet& o, std::string& base, std::vector<std::string>& models) {
+  o.require("base", &base, "the base model theta_0 (HF or native checkpoint)");
+  o.add("models", &models, "the models to merge (two or more directories)",
+        Check<std::vector<std::string>>([](const std::vector<std::string>& v) {
+          return v.size() >= 2 ? "" : ": give two or more model directories to merge";
+        }),
+        true);
+}
+
 void bind_output(OptionSet& o, OutputOptions& out, const std::string& format_flag, bool with_adapter_out) {
   bind_out_dir(o, out.out, "output directory (must not exist)");
-  auto format = std::make_shared<std::string>(format_name(out.format));
   auto shard = std::make_shared<std::string>("5GB");
-  o.add(format_flag, format.get(), "output checkpoint format: native or hf", one_of(checkpoint_format_names()));
+  bind_format(o, out.format, format_flag, "output checkpoint format");
   o.add("max-shard-size", shard.get(),
         "largest output shard (bytes, or with KB/MB/GB); also bounds the memory of "
         "shard assembly");
   if (with_adapter_out)
     o.add("adapter-out", &out.adapter_out,
           "also write the trained LoRA adapter in peft's layout to this directory (with --lora-rank or --adapter)");
-  o.then([&out, format, shard, format_flag](const po::variables_map&, std::vector<std::string>& errors) {
+  o.then([&out, shard](const po::variables_map&, std::vector<std::string>& errors) {
     try {
-      out.format = parse_checkpoint_format(*format, "--" + format_flag);
       out.max_shard_bytes = parse_byte_size(*shard, "--max-shard-size");
     } catch (const InputError& e) {
       errors.push_back(e.what());

@@ -40,6 +40,10 @@ void bind_train(OptionSet& o, TrainOptions& t, const RuntimeOptions& rt);
 // --out, --format (or `format_flag`), --max-shard-size; --adapter-out when with_adapter_out.
 void bind_output(OptionSet& o, OutputOptions& out, const std::string& format_flag = "format",
                  bool with_adapter_out = false);
+// A checkpoint format flag (`flag`: native or hf).
+void bind_format(OptionSet& o, CheckpointFormat& format, const std::string& flag, const std::string& help);
+// --base and --models (two or more), the inputs of a merge.
+void bind_merge_inputs(OptionSet& o, std::string& base, std::vector<std::string>& models);
 // --eval-batch-size --no-generate --max-new-tokens.
 void bind_eval(OptionSet& o, EvalOptions& e);
 // --title --per-item --tofu-reference (the report's --out is bind_output's or the command's).
