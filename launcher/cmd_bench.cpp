@@ -22,12 +22,25 @@ void print(const json& result, bool as_json, const std::vector<std::string>& sum
     if (result.contains(k)) std::cout << k << ": " << result[k].dump() << "\n";
 }
 
+// The flags every bench command has besides its library options.
+template <class Options>
+struct BenchFlags {
+  Options bench;
+  bool json_out = false;
+};
+
+void bind_json(OptionSet& o, bool& json_out) { o.add("json", &json_out, "print one JSON line"); }
+
+// --dir (an existing directory for scratch outputs, removed after each run) and --repeats.
+void bind_scratch(OptionSet& o, std::string& dir, int64_t& repeats, const std::string& what) {
+  o.require("dir", &dir, "existing directory on the disk to measure; " + what + " are written there and removed");
+  o.add("repeats", &repeats, "runs (medians reported)", positive<int64_t>());
+}
+
 // ---- bench step ----
 
-struct StepFlags {
-  StepBenchOptions bench;
+struct StepFlags : BenchFlags<StepBenchOptions> {
   MethodChoice method;
-  bool json_out = false;
 };
 
 void declare_step(OptionSet& o, StepFlags& f, const RuntimeOptions& rt) {
@@ -51,7 +64,7 @@ void declare_step(OptionSet& o, StepFlags& f, const RuntimeOptions& rt) {
   o.add("peak-flops", &b.peak_flops,
         "peak FLOP/s for MFU (0: 989e12 for bf16 on CUDA, else the GEMM rate measured now)", non_negative<double>());
   bind_dtype(o, b.dtype);
-  o.add("json", &f.json_out, "print one JSON line");
+  bind_json(o, f.json_out);
   bind_lora(o, b.lora, rt);
   bind_method(o, f.method);
   o.then([&f, &rt](const po::variables_map&, std::vector<std::string>&) {
@@ -74,20 +87,16 @@ int run_step(const StepFlags& f, const Runtime& rt, const json&) {
 
 // ---- bench checkpoint ----
 
-struct CheckpointFlags {
-  CheckpointBenchOptions bench;
-  bool json_out = false;
-};
+using CheckpointFlags = BenchFlags<CheckpointBenchOptions>;
 
 void declare_checkpoint(OptionSet& o, CheckpointFlags& f, const RuntimeOptions&) {
   CheckpointBenchOptions& b = f.bench;
   o.group("bench", "Benchmark");
   o.require("model-config", &b.model_config, "HF config.json of a random model to write and read");
-  o.require("dir", &b.dir, "existing directory on the disk to measure (scratch checkpoints are removed)");
-  o.add("repeats", &b.repeats, "write/read rounds (medians reported)", positive<int64_t>());
+  bind_scratch(o, b.dir, b.repeats, "the checkpoints");
   bind_format(o, b.format, "format", "checkpoint format");
   bind_dtype(o, b.dtype);
-  o.add("json", &f.json_out, "print one JSON line");
+  bind_json(o, f.json_out);
 }
 
 int run_checkpoint(const CheckpointFlags& f, const Runtime&, const json&) {
@@ -98,23 +107,19 @@ int run_checkpoint(const CheckpointFlags& f, const Runtime&, const json&) {
 
 // ---- bench merge ----
 
-struct MergeFlags {
-  MergeBenchOptions bench;
-  bool json_out = false;
-};
+using MergeFlags = BenchFlags<MergeBenchOptions>;
 
 void declare_merge(OptionSet& o, MergeFlags& f, const RuntimeOptions&) {
   MergeBenchOptions& b = f.bench;
   o.group("bench", "Benchmark");
   bind_merge_inputs(o, b.base, b.models);
-  o.require("dir", &b.dir, "existing directory for the scratch outputs (removed after each run)");
-  o.add("repeats", &b.repeats, "merge runs (the median is reported)", positive<int64_t>());
+  bind_scratch(o, b.dir, b.repeats, "the merged outputs");
   bind_format(o, b.format, "format", "output format");
   auto warm_flag = std::make_shared<bool>(false);
   o.add("warm", warm_flag.get(), "keep the inputs in the page cache (default: dropped before every run)");
   o.then([&b, warm_flag](const po::variables_map&, std::vector<std::string>&) { b.cold = !*warm_flag; });
   bind_merge(o, b.merge);
-  o.add("json", &f.json_out, "print one JSON line");
+  bind_json(o, f.json_out);
 }
 
 int run_merge(const MergeFlags& f, const Runtime& rt, const json&) {
