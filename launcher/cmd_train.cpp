@@ -28,6 +28,7 @@ void bind_common(OptionSet& o, TrainFlags& f, const RuntimeOptions& rt) {
   bind_output(o, f.output, "format", /*with_adapter_out=*/true);
 }
 
+// `spec` is referred to by the job (RunSpec::method): it must outlive the job.
 TrainJob job_of(const TrainFlags& f, const ObjectiveSpec& spec, const MethodOptions& mo, const json& cfg) {
   TrainJob job;
   job.run = {f.model, f.lora, f.data, f.train, &spec, mo};
@@ -53,7 +54,10 @@ void declare_finetune(OptionSet& o, FinetuneFlags& f, const RuntimeOptions& rt) 
 }
 
 int run_finetune(const FinetuneFlags& f, const Runtime& rt, const json& cfg) {
-  TrainJob job = job_of(f, nll_objective_spec(), {}, cfg);
+  // The job keeps a pointer to its method: the spec must outlive it (a temporary here was a
+  // use after scope that AddressSanitizer found).
+  static const ObjectiveSpec finetune = nll_objective_spec();
+  TrainJob job = job_of(f, finetune, {}, cfg);
   job.primary = read_source(f.data_source, f.data.format, "--data");
   job.target_accuracy = f.target_accuracy;
   if (f.target_accuracy > 0 || f.train.eval_every > 0) {
