@@ -57,22 +57,9 @@ RunOutput run_objective(const RunSpec& spec, const RunText& text, const std::vec
   if (retain) retain_items = tokenize_items(text.tok, text.tmpl, *retain, max_len);
   // The objective sees the model at theta_0 (whole, before sharding): reference caches, derived
   // items, parameter selection.
-  ObjectiveContext ctx;
-  ctx.forget = &items;
-  ctx.retain = &retain_items;
-  ctx.forget_examples = &primary;
   static const std::vector<Example> no_examples;
-  ctx.retain_examples = retain ? retain : &no_examples;
-  const int64_t batches = to.steps * to.grad_accum;
-  ctx.forget_used = items_drawn(items, to.batch_size, to.seed, batches);
-  ctx.retain_used = items_drawn(retain_items, to.batch_size, to.seed + 1, batches);
-  ctx.tok = &text.tok;
-  ctx.tmpl = text.tmpl;
-  ctx.max_len = max_len;
-  ctx.pad_id = pad_token_id(text.tok, text.tmpl);
-  ctx.seed = to.seed;
-  ctx.zero_stage = to.zero_stage;
-  ctx.comm = &comm;
+  ObjectiveContext ctx = objective_context(items, retain_items, primary, retain ? *retain : no_examples, text.tok,
+                                           text.tmpl, max_len, pad_token_id(text.tok, text.tmpl), to, comm);
   obj->prepare(out.model, ctx);
   int64_t trainable = 0;
   for (auto& p : out.model->trainable_parameters()) trainable += p.numel();

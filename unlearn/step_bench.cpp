@@ -114,21 +114,8 @@ json bench_step(const StepBenchOptions& o, Communicator& comm, torch::Device dev
   std::vector<TokenizedItem> retain = random_items(n_items, T, c.vocab_size, o.train.seed + 2);
 
   auto objective = o.method->make(o.method_options);
-  ObjectiveContext ctx;
-  ctx.forget = &forget;
-  ctx.retain = &retain;
-  ctx.forget_examples = &forget_ex;
-  ctx.retain_examples = &retain_ex;
-  const int64_t batches = to.steps * to.grad_accum;
-  ctx.forget_used = items_drawn(forget, B, to.seed, batches);
-  ctx.retain_used = items_drawn(retain, B, to.seed + 1, batches);
-  ctx.tok = &tok;
-  ctx.tmpl = ChatTemplate::ChatML;
-  ctx.max_len = T;
-  ctx.pad_id = 0;
-  ctx.seed = to.seed;
-  ctx.zero_stage = to.zero_stage;
-  ctx.comm = &comm;
+  ObjectiveContext ctx =
+      objective_context(forget, retain, forget_ex, retain_ex, tok, ChatTemplate::ChatML, T, /*pad_id=*/0, to, comm);
   objective->prepare(model, ctx);  // reference caches etc.: not part of the step
   const bool uses_retain = objective->uses_retain();
 

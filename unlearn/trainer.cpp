@@ -44,6 +44,28 @@ std::vector<int64_t> items_drawn(const std::vector<TokenizedItem>& items, int64_
   return out;
 }
 
+ObjectiveContext objective_context(std::vector<TokenizedItem>& forget, std::vector<TokenizedItem>& retain,
+                                   const std::vector<Example>& forget_examples,
+                                   const std::vector<Example>& retain_examples, const Tokenizer& tok, ChatTemplate tmpl,
+                                   int64_t max_len, int64_t pad_id, const TrainOptions& opt, Communicator& comm) {
+  ObjectiveContext ctx;
+  ctx.forget = &forget;
+  ctx.retain = &retain;
+  ctx.forget_examples = &forget_examples;
+  ctx.retain_examples = &retain_examples;
+  const int64_t batches = opt.steps * opt.grad_accum;
+  ctx.forget_used = items_drawn(forget, opt.batch_size, opt.seed, batches);
+  ctx.retain_used = items_drawn(retain, opt.batch_size, opt.seed + 1, batches);
+  ctx.tok = &tok;
+  ctx.tmpl = tmpl;
+  ctx.max_len = max_len;
+  ctx.pad_id = pad_id;
+  ctx.seed = opt.seed;
+  ctx.zero_stage = opt.zero_stage;
+  ctx.comm = &comm;
+  return ctx;
+}
+
 // What defines a run's result, recorded in every checkpoint and compared on --resume: the
 // tokenized data (so data files, tokenizer, template and --max-len), the model at the start
 // (names, shapes, dtypes and a sample of every tensor's values: another base model or another

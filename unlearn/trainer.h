@@ -49,6 +49,13 @@ struct TrainResult {
 std::vector<int64_t> items_drawn(const std::vector<TokenizedItem>& items, int64_t batch_size, uint64_t seed,
                                  int64_t batches);
 
+// What objective.prepare() sees for a run of `opt` over these items: the data, the text layout,
+// and the item indices the loop will draw (items_drawn), so caches cover those only.
+ObjectiveContext objective_context(std::vector<TokenizedItem>& forget, std::vector<TokenizedItem>& retain,
+                                   const std::vector<Example>& forget_examples,
+                                   const std::vector<Example>& retain_examples, const Tokenizer& tok, ChatTemplate tmpl,
+                                   int64_t max_len, int64_t pad_id, const TrainOptions& opt, Communicator& comm);
+
 // on_eval(step) runs every eval_every steps and after the last; returning true stops training.
 TrainResult train_loop(CausalLM& model, Objective& objective, const std::vector<TokenizedItem>& primary,
                        const std::vector<TokenizedItem>* retain, const TrainOptions& opt, int64_t pad_id,
