@@ -1,7 +1,5 @@
 #include "unlearn/step_bench.h"
 
-#include <spdlog/spdlog.h>
-
 #include <chrono>
 #include <random>
 
@@ -10,7 +8,6 @@
 #include "data/bpe_trainer.h"
 #include "data/tokenizer.h"
 #include "dist/collectives.h"
-#include "eval/evaluate.h"
 
 namespace lethe {
 
