@@ -1,6 +1,8 @@
 #include "common/json_io.h"
 
+#include <cmath>
 #include <cstdint>
+#include <type_traits>
 #include <fstream>
 #include <sstream>
 
@@ -49,9 +51,24 @@ void write_json_file(const std::string& path, const json& value) {
   write_file_atomic(path, json_text(value, 2) + "\n");
 }
 
+namespace {
+// nlohmann converts any number to an integer with a plain cast: undefined for 1e47, silently
+// wrapped for 2^64-1. An integer field takes an integer, or a float with an integral value, that
+// fits int64.
+bool fits_int64(const json& v) {
+  if (v.is_number_unsigned()) return v.get<uint64_t>() <= uint64_t(INT64_MAX);
+  if (v.is_number_integer()) return true;
+  if (!v.is_number_float()) return true;  // not a number: get<> reports the wrong type
+  const double d = v.get<double>();
+  return std::isfinite(d) && std::floor(d) == d && d >= -9.2233720368547748e18 && d < 9.2233720368547748e18;
+}
+}  // namespace
+
 template <typename T>
 T json_get(const json& obj, const std::string& key, const std::string& what) {
   if (!obj.is_object() || !obj.contains(key)) throw InputError(what + ": missing field '" + key + "'");
+  if (std::is_same<T, int64_t>::value && !fits_int64(obj.at(key)))
+    throw InputError(what + ": field '" + key + "' must be an integer within int64 (" + obj.at(key).dump() + ")");
   try {
     return obj.at(key).get<T>();
   } catch (const json::exception&) {
