@@ -42,7 +42,7 @@ SplitMetrics evaluate_split(CausalLM& model, const Tokenizer& tok, ChatTemplate 
     std::vector<int64_t> idx(mine.begin() + long(start),
                              mine.begin() + long(std::min(mine.size(), start + size_t(opt.batch_size))));
     Batch b = collate(items, idx, pad).to(model->device());
-    TokenLoss tl = token_loss(model->forward(b.input_ids, b.attention_mask), b.labels, /*with_accuracy=*/true);
+    TokenLoss tl = model->answer_loss(b.input_ids, b.attention_mask, b.labels, /*with_accuracy=*/true);
     auto n_tok = tl.mask.sum(1), nll = tl.nll.sum(1), correct = tl.correct.sum(1);
     for (size_t k = 0; k < idx.size(); ++k) {
       tab[idx[k]][0] = n_tok[long(k)].item<double>();

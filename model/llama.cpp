@@ -5,6 +5,7 @@
 #include <set>
 
 #include "common/error.h"
+#include "model/lm_loss.h"
 
 namespace lethe {
 
@@ -234,6 +235,32 @@ torch::Tensor CausalLMImpl::attention_mask_for(int64_t window, const torch::Tens
 
 torch::Tensor CausalLMImpl::forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask, KVCache* cache,
                                     std::vector<torch::Tensor>* hidden_states) {
+  auto logits = torch::matmul(hidden(input_ids, attention_mask, cache, hidden_states), lm_head_weight().t());
+  const double cap = config.final_logit_softcapping;
+  if (cap > 0) logits = torch::tanh(logits / cap) * cap;  // Gemma-2
+  return logits;
+}
+
+TokenLoss CausalLMImpl::answer_loss(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
+                                    const torch::Tensor& labels, bool with_accuracy) {
+  auto h = hidden(input_ids, attention_mask);
+  const int64_t B = h.size(0), T = h.size(1), C = h.size(2);
+  auto lb = labels.narrow(1, 1, T - 1);
+  auto answer = lb.ne(-100);
+  auto idx = answer.reshape(-1).nonzero().squeeze(1);  // the rows that carry a loss
+  auto rows = h.narrow(1, 0, T - 1).reshape({-1, C}).index_select(0, idx);
+  auto targets = lb.reshape(-1).index_select(0, idx).clamp_min(0);
+  VocabNll v = vocab_nll(rows, lm_head_weight(), targets, config.final_logit_softcapping, with_accuracy);
+  auto zeros = torch::zeros({B * (T - 1)}, h.options().dtype(torch::kFloat));
+  TokenLoss tl;
+  tl.nll = zeros.index_copy(0, idx, v.nll).view({B, T - 1});
+  tl.mask = answer.to(torch::kFloat);
+  if (with_accuracy) tl.correct = zeros.index_copy(0, idx, v.correct).view({B, T - 1});
+  return tl;
+}
+
+torch::Tensor CausalLMImpl::hidden(const torch::Tensor& input_ids, const torch::Tensor& attention_mask, KVCache* cache,
+                                   std::vector<torch::Tensor>* hidden_states) {
   const int64_t B = input_ids.size(0), T = input_ids.size(1);
   const int64_t past = cache ? cache->length : 0, S = past + T;
   if (cache && cache->k.empty()) {
@@ -269,11 +296,7 @@ torch::Tensor CausalLMImpl::forward(const torch::Tensor& input_ids, const torch:
     if (hidden_states) hidden_states->push_back(x);
   }
   if (cache) cache->length = S;
-  x = model->norm(x);
-  auto logits = torch::matmul(x, lm_head_weight().t());
-  const double cap = config.final_logit_softcapping;
-  if (cap > 0) logits = torch::tanh(logits / cap) * cap;  // Gemma-2
-  return logits;
+  return model->norm(x);
 }
 
 void CausalLMImpl::init_weights(uint64_t seed) {

@@ -87,6 +87,14 @@ class DecoderImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Decoder);
 
+// Answer-masked causal-LM loss pieces. labels [B, T] with -100 at ignored positions
+// (prompt, padding); the logits at position t predict labels at t + 1.
+struct TokenLoss {
+  torch::Tensor nll;      // [B, T-1] float32, 0 where masked
+  torch::Tensor mask;     // [B, T-1] float32, 1 on answer tokens
+  torch::Tensor correct;  // [B, T-1] float32, argmax == label on answer tokens (with_accuracy only)
+};
+
 class CausalLMImpl : public torch::nn::Module {
  public:
   explicit CausalLMImpl(const ModelConfig& c);
@@ -95,6 +103,14 @@ class CausalLMImpl : public torch::nn::Module {
   // hidden_states, when given, receives the output of every decoder layer ([B, T, C] each).
   torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {},
                         KVCache* cache = nullptr, std::vector<torch::Tensor>* hidden_states = nullptr);
+  // forward() up to the final norm: [B, T, C], no vocabulary projection.
+  torch::Tensor hidden(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {},
+                       KVCache* cache = nullptr, std::vector<torch::Tensor>* hidden_states = nullptr);
+  // token_loss(forward(input_ids, attention_mask), labels, with_accuracy), with the vocabulary
+  // projection and cross-entropy on the answer positions only, in chunks (model/lm_loss.h):
+  // no [B, T, V] logits. What training and evaluation use.
+  TokenLoss answer_loss(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
+                        const torch::Tensor& labels, bool with_accuracy = false);
 
   void init_weights(uint64_t seed);
   void add_lora(const LoraOptions& opt);  // freezes the base weights, adapters trainable
@@ -134,13 +150,6 @@ TORCH_MODULE(CausalLM);
 // Llama-3 style / linear RoPE frequency computation (float32, as HF does).
 torch::Tensor rope_inv_freq(const ModelConfig& c);
 
-// Answer-masked causal-LM loss pieces. labels [B, T] with -100 at ignored positions
-// (prompt, padding); the logits at position t predict labels at t + 1.
-struct TokenLoss {
-  torch::Tensor nll;      // [B, T-1] float32, 0 where masked
-  torch::Tensor mask;     // [B, T-1] float32, 1 on answer tokens
-  torch::Tensor correct;  // [B, T-1] float32, argmax == label on answer tokens (with_accuracy only)
-};
 // with_accuracy: also `correct` (an argmax over the vocabulary at every position, which the
 // training objectives do not need).
 TokenLoss token_loss(const torch::Tensor& logits, const torch::Tensor& labels, bool with_accuracy = false);

@@ -64,7 +64,7 @@ void add_retain_term(ObjectiveResult& out, CausalLM& model, const Batch* retain,
 }
 
 torch::Tensor summed_logp(CausalLM& model, const Batch& b) {
-  return -item_sum_nll(token_loss(model->forward(b.input_ids, b.attention_mask), b.labels));
+  return -item_sum_nll(model->answer_loss(b.input_ids, b.attention_mask, b.labels));
 }
 
 Batch with_labels(const Batch& b, const torch::Tensor& labels) {

@@ -29,8 +29,7 @@ const ObjectiveSpec& find_objective(const std::string& name) {
 }
 
 torch::Tensor mean_item_nll(CausalLM& model, const Batch& b) {
-  auto logits = model->forward(b.input_ids, b.attention_mask);
-  return item_mean_nll(token_loss(logits, b.labels)).mean();
+  return item_mean_nll(model->answer_loss(b.input_ids, b.attention_mask, b.labels)).mean();
 }
 
 }  // namespace lethe

@@ -12,7 +12,7 @@ class SimNpo : public WithRetainTerm {
       : WithRetainTerm(o.number("simnpo.retain-weight")), beta_(o.number("simnpo.beta")),
         delta_(o.number("simnpo.delta")), wf_(o.number("simnpo.forget-weight")) {}
   ObjectiveResult compute(CausalLM& model, const Batch& forget, const Batch* retain) override {
-    auto nll = item_mean_nll(token_loss(model->forward(forget.input_ids, forget.attention_mask), forget.labels));
+    auto nll = item_mean_nll(model->answer_loss(forget.input_ids, forget.attention_mask, forget.labels));
     auto f = simnpo_loss(nll, beta_, delta_);
     ObjectiveResult out{wf_ * f, {{"simnpo", f.item<double>()}, {"forget_nll", nll.mean().item<double>()}}};
     add_retain(out, model, retain);

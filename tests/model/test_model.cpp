@@ -1,6 +1,7 @@
 #include "common/error.h"
 #include "model/generate.h"
 #include "model/llama.h"
+#include "model/lm_loss.h"
 #include "tests/test_util.h"
 
 namespace lethe {
@@ -172,6 +173,87 @@ TEST(Loss, AnswerMaskedNllAndAccuracy) {
   double nll3 = -std::log(std::exp(10.0) / (std::exp(10.0) + 4)), nll_uniform = std::log(5.0);
   EXPECT_NEAR(item_mean_nll(tl)[0].item<double>(), (nll3 + nll_uniform) / 2, 1e-5);
   EXPECT_NEAR(item_sum_nll(tl)[0].item<double>(), nll3 + nll_uniform, 1e-5);
+}
+
+// vocab_nll against log_softmax over materialised logits: values, gradients of h and W under a
+// per-row upstream weight, every chunking and both backward modes (kept gradient / recomputed).
+TEST(Loss, ChunkedVocabNllEqualsFullLogSoftmax) {
+  torch::manual_seed(3);
+  const int64_t N = 37, C = 16, V = 53;
+  for (auto dtype : {torch::kFloat, torch::kBFloat16}) {
+    auto h0 = torch::randn({N, C}).to(dtype), W0 = (torch::randn({V, C}) * 0.5).to(dtype);
+    auto t = torch::randint(0, V, {N}, torch::kLong);
+    auto g = torch::rand({N});
+    auto h = h0.clone().requires_grad_(), W = W0.clone().requires_grad_();
+    auto lf = torch::mm(h, W.t()).to(torch::kFloat);
+    auto ref = -torch::log_softmax(lf, 1).gather(1, t.unsqueeze(1)).squeeze(1);
+    (ref * g).sum().backward();
+    const double tol = dtype == torch::kFloat ? 1e-5 : 2e-2;
+    for (int64_t rows : {int64_t(0), int64_t(1), int64_t(5), N}) {
+      for (int64_t keep : {kKeptGradientBytes, int64_t(0)}) {
+        SCOPED_TRACE("rows " + std::to_string(rows) + " keep " + std::to_string(keep));
+        auto h2 = h0.clone().requires_grad_(), W2 = W0.clone().requires_grad_();
+        VocabNll v = vocab_nll(h2, W2, t, 0, false, rows, keep);
+        EXPECT_LT(test::rel_error(v.nll, ref.detach()), 1e-6);
+        (v.nll * g).sum().backward();
+        EXPECT_LT(test::rel_error(h2.grad().to(torch::kFloat), h.grad().to(torch::kFloat)), tol);
+        EXPECT_LT(test::rel_error(W2.grad().to(torch::kFloat), W.grad().to(torch::kFloat)), tol);
+        EXPECT_EQ(W2.grad().scalar_type(), dtype);
+      }
+    }
+  }
+}
+
+TEST(Loss, ChunkedVocabNllAccuracyFrozenWeightAndNoRows) {
+  torch::manual_seed(4);
+  auto h = torch::randn({9, 8}), W = torch::randn({11, 8});
+  auto t = torch::mm(h, W.t()).argmax(1);
+  t[0] = (t[0].item<int64_t>() + 1) % 11;  // one wrong prediction
+  {
+    torch::NoGradGuard ng;
+    VocabNll v = vocab_nll(h, W, t, 0, true, 2);
+    EXPECT_EQ(v.correct.sum().item<float>(), 8);
+    EXPECT_FALSE(v.nll.requires_grad());
+  }
+  // A frozen W (LoRA) gets no gradient computed; h still does.
+  auto hg = h.clone().requires_grad_();
+  VocabNll v = vocab_nll(hg, W, t, 0, true, 4);
+  EXPECT_EQ(v.correct.sum().item<float>(), 8);
+  v.nll.sum().backward();
+  EXPECT_TRUE(hg.grad().defined());
+  EXPECT_FALSE(W.grad().defined());
+  // No answer rows: zero loss and zero (defined) gradients.
+  auto W2 = W.clone().requires_grad_();
+  auto none = vocab_nll(torch::zeros({0, 8}).requires_grad_(), W2, torch::zeros({0}, torch::kLong), 0, false);
+  none.nll.sum().backward();
+  EXPECT_EQ(W2.grad().abs().sum().item<float>(), 0);
+}
+
+// answer_loss = token_loss over forward's logits, including Gemma-2's soft-cap path.
+TEST(Loss, AnswerLossEqualsTokenLossOfTheLogits) {
+  for (double cap : {0.0, 5.0}) {
+    ModelConfig c = tiny();
+    c.final_logit_softcapping = cap;
+    CausalLM m(c);
+    m->init_weights(7);
+    auto ids = torch::randint(0, c.vocab_size, {3, 10}, torch::kLong);
+    auto mask = torch::ones({3, 10}, torch::kLong);
+    mask.index_put_({2, torch::indexing::Slice(6, 10)}, 0);
+    auto labels = ids.clone();
+    labels.index_put_({torch::indexing::Slice(), torch::indexing::Slice(0, 4)}, -100);
+    labels.masked_fill_(mask == 0, -100);
+    TokenLoss a = token_loss(m->forward(ids, mask), labels, true);
+    auto la = pooled_mean_nll(a);
+    la.backward();
+    std::map<std::string, torch::Tensor> ga;
+    for (auto& [n, w] : m->named_weights()) ga[n] = w.grad().clone(), w.mutable_grad().zero_();
+    TokenLoss b = m->answer_loss(ids, mask, labels, true);
+    pooled_mean_nll(b).backward();
+    EXPECT_LT(test::rel_error(b.nll, a.nll.detach()), 1e-6) << cap;
+    EXPECT_TRUE(torch::equal(b.mask, a.mask));
+    EXPECT_TRUE(torch::equal(b.correct, a.correct));
+    for (auto& [n, w] : m->named_weights()) EXPECT_LT(test::rel_error(w.grad(), ga[n]), 1e-5) << n << " cap " << cap;
+  }
 }
 
 }  // namespace

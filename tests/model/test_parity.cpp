@@ -129,8 +129,12 @@ struct Pass {
 };
 Pass run_pass(CausalLM& model, const Prepared& p) {
   Pass r;
-  r.logits = model->forward(p.ids, p.mask);
-  r.loss = pooled_mean_nll(token_loss(r.logits, p.labels));
+  {
+    torch::NoGradGuard ng;
+    r.logits = model->forward(p.ids, p.mask);
+  }
+  // The loss as training computes it: answer rows only, chunked (model/lm_loss.h).
+  r.loss = pooled_mean_nll(model->answer_loss(p.ids, p.mask, p.labels));
   r.loss.backward();
   for (auto& [name, w] : model->named_weights())
     if (w.grad().defined()) r.grads[name] = w.grad();

@@ -1,0 +1,26 @@
+// Cross-entropy of target tokens straight from hidden states: logits = h W^T are formed a chunk
+// of rows at a time, so [N, V] float32 logits never exist at once (Llama-3's 128k vocabulary),
+// and only for the rows asked for (the answer positions, not the prompt).
+//
+// Training keeps d nll / d logits = softmax - onehot per row in the model's dtype when that fits
+// kKeptGradientBytes (backward is then two GEMMs and no pass over the vocabulary), and
+// otherwise recomputes each chunk's logits in backward (one more GEMM, bounded memory).
+#pragma once
+#include <torch/torch.h>
+
+namespace lethe {
+
+constexpr int64_t kKeptGradientBytes = int64_t(1) << 30;
+
+struct VocabNll {
+  torch::Tensor nll;      // [N] float32: logsumexp(logits) - logits[target]
+  torch::Tensor correct;  // [N] float32: argmax(logits) == target (with_accuracy only)
+};
+// h [N, C] and W [V, C] in the model's dtype, targets [N] int64 in [0, V). softcap > 0 applies
+// Gemma-2's cap * tanh(logits / cap) (then without chunking: autograd through the cap).
+// Differentiable in h and W; chunk_rows 0 picks a size by device (a few MiB of logits on CPU,
+// 256 MiB on CUDA); keep_bytes bounds the kept gradient (above it: recomputed).
+VocabNll vocab_nll(const torch::Tensor& h, const torch::Tensor& W, const torch::Tensor& targets, double softcap,
+                   bool with_accuracy, int64_t chunk_rows = 0, int64_t keep_bytes = kKeptGradientBytes);
+
+}  // namespace lethe
