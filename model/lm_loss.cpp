@@ -96,9 +96,9 @@ class VocabNllFn : public torch::autograd::Function<VocabNllFn> {
 
 VocabNll vocab_nll(const torch::Tensor& h, const torch::Tensor& W, const torch::Tensor& targets, double softcap,
                    bool with_accuracy, int64_t chunk_rows, int64_t keep_bytes) {
-  TORCH_CHECK(h.dim() == 2 && W.dim() == 2 && h.size(1) == W.size(1) && targets.dim() == 1 &&
-                  targets.size(0) == h.size(0),
-              "vocab_nll: h [N, C], W [V, C], targets [N]");
+  TORCH_CHECK(
+      h.dim() == 2 && W.dim() == 2 && h.size(1) == W.size(1) && targets.dim() == 1 && targets.size(0) == h.size(0),
+      "vocab_nll: h [N, C], W [V, C], targets [N]");
   VocabNll out;
   if (softcap > 0) {  // Gemma-2: the cap sits between the GEMM and the softmax; plain autograd
     auto l = torch::mm(h, W.t());
