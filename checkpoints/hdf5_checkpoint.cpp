@@ -252,29 +252,42 @@ std::map<std::string, H5TensorInfo> h5_tensor_infos(const std::string& path) {
   return out;
 }
 
+namespace {
+void read_attributes(hid_t file, const std::string& path, std::map<std::string, json>* attrs) {
+  std::vector<std::string> attr_names;
+  auto collect = [](hid_t, const char* name, const H5A_info_t*, void* data) -> herr_t {
+    static_cast<std::vector<std::string>*>(data)->push_back(name);
+    return 0;
+  };
+  if (H5Aiterate2(file, H5_INDEX_NAME, H5_ITER_INC, nullptr, collect, &attr_names) < 0)
+    throw CorruptError(path + ": cannot list attributes (corrupt metadata)");
+  for (auto& nm : attr_names) {
+    std::string text = read_string_attr(file, nm, path);
+    check_json_depth(text, path + ": attribute '" + nm + "'");
+    try {
+      (*attrs)[nm] = json::parse(text);
+    } catch (const json::exception&) {  // parse_error, or out_of_range: a number past double
+      throw CorruptError(path + ": attribute '" + nm + "' is not valid JSON");
+    }
+  }
+}
+}  // namespace
+
+std::map<std::string, json> read_h5_attributes(const std::string& path) {
+  list_h5_tensors(path);  // the same checks as before any read (marker checksum, header)
+  H5Id file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+  if (file.id < 0) throw CorruptError(path + ": cannot open HDF5 file");
+  std::map<std::string, json> attrs;
+  read_attributes(file, path, &attrs);
+  return attrs;
+}
+
 TensorMap read_h5_tensors(const std::string& path, const std::vector<std::string>& names,
                           std::map<std::string, json>* attrs) {
   auto all = list_h5_tensors(path);
   H5Id file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
   if (file.id < 0) throw CorruptError(path + ": cannot open HDF5 file");
-  if (attrs) {
-    std::vector<std::string> attr_names;
-    auto collect = [](hid_t, const char* name, const H5A_info_t*, void* data) -> herr_t {
-      static_cast<std::vector<std::string>*>(data)->push_back(name);
-      return 0;
-    };
-    if (H5Aiterate2(file, H5_INDEX_NAME, H5_ITER_INC, nullptr, collect, &attr_names) < 0)
-      throw CorruptError(path + ": cannot list attributes (corrupt metadata)");
-    for (auto& nm : attr_names) {
-      std::string text = read_string_attr(file, nm, path);
-      check_json_depth(text, path + ": attribute '" + nm + "'");
-      try {
-        (*attrs)[nm] = json::parse(text);
-      } catch (const json::exception&) {  // parse_error, or out_of_range: a number past double
-        throw CorruptError(path + ": attribute '" + nm + "' is not valid JSON");
-      }
-    }
-  }
+  if (attrs) read_attributes(file, path, attrs);
   const std::vector<std::string>& want = names.empty() ? all : names;
   TensorMap out;
   for (auto& name : want) {

@@ -21,48 +21,51 @@ std::vector<std::string> side_files(const std::string& dir) {
   return out;
 }
 
-ModelFiles read_model_files(const std::string& dir) {
-  ModelFiles mf;
-  mf.format = detect_format(dir);
-  if (mf.format == CheckpointFormat::kNative) {
-    require_complete(dir);
-    std::map<std::string, json> attrs;
-    std::string h5 = (fs::path(dir) / "model.h5").string();
-    if (fs::exists(h5)) {
-      mf.weights = read_h5_tensors(h5, {}, &attrs);
-    } else {  // sharded: every file listed in the index carries the same attributes
-      TensorReader reader(dir);
-      std::set<std::string> files;
-      for (auto& [name, info] : reader.tensors()) files.insert(info.file);
-      for (auto& f : files) {
-        h5 = f;
-        for (auto& [name, t] : read_h5_tensors(f, {}, &attrs)) mf.weights.emplace(name, t);
-      }
+namespace {
+// A checkpoint directory as load_weights reads it: names and shapes from the headers, each
+// tensor read when asked (non-floating-point dtypes refused from the header, NaN/Inf on read).
+class CheckpointWeights : public WeightSource {
+ public:
+  explicit CheckpointWeights(const std::string& dir) : reader_(dir) {}
+  std::vector<std::string> names() const override {
+    std::vector<std::string> out;
+    for (auto& [name, info] : reader_.tensors()) {
+      if (!torch::isFloatingType(info.dtype))
+        throw CorruptError(reader_.dir() + ": tensor '" + name + "' is " + safetensors_dtype_name(info.dtype) +
+                           "; model weights are floating point");
+      out.push_back(name);
     }
-    if (!attrs.count("model_config")) throw CorruptError(h5 + ": missing attribute 'model_config'");
-    mf.config = ModelConfig::from_json(attrs["model_config"], h5 + " model_config");
-    mf.run_config = attrs.count("run_config") ? attrs["run_config"] : json::object();
-  } else {
-    std::string cfg = (fs::path(dir) / "config.json").string();
-    mf.config = ModelConfig::from_json(read_json_file(cfg), cfg);
-    mf.weights = read_hf_weights(dir);
+    return out;
   }
-  for (auto& [name, t] : mf.weights) {
-    if (!t.is_floating_point())
-      throw CorruptError(dir + ": tensor '" + name + "' is " + safetensors_dtype_name(t.scalar_type()) +
-                         "; model weights are floating point");
-    require_finite(dir, name, t);
+  std::vector<int64_t> shape(const std::string& name) const override { return reader_.tensors().at(name).shape; }
+  torch::Tensor read(const std::string& name) const override { return reader_.read(name); }
+  const TensorReader& reader() const { return reader_; }
+
+ private:
+  TensorReader reader_;
+};
+
+ModelConfig read_model_config(const TensorReader& reader) {
+  if (reader.format() == CheckpointFormat::kHf) {
+    std::string cfg = (fs::path(reader.dir()) / "config.json").string();
+    return ModelConfig::from_json(read_json_file(cfg), cfg);
   }
-  return mf;
+  if (reader.tensors().empty()) throw CorruptError(reader.dir() + ": the checkpoint holds no tensors");
+  const std::string h5 = reader.tensors().begin()->second.file;  // every shard carries the attributes
+  auto attrs = read_h5_attributes(h5);
+  if (!attrs.count("model_config")) throw CorruptError(h5 + ": missing attribute 'model_config'");
+  return ModelConfig::from_json(attrs["model_config"], h5 + " model_config");
 }
+}  // namespace
 
 CausalLM load_model(const std::string& dir, const std::string& dtype) {
-  ModelFiles mf = read_model_files(dir);
-  auto st = parse_dtype(dtype.empty() ? mf.config.torch_dtype : dtype, "--dtype");
-  CausalLM model(mf.config);
+  CheckpointWeights weights(dir);
+  const ModelConfig config = read_model_config(weights.reader());
+  auto st = parse_dtype(dtype.empty() ? config.torch_dtype : dtype, "--dtype");
+  CausalLM model(config);
   model->to(st);
-  model->load_weights(mf.weights, dir);
-  model->config.torch_dtype = dtype.empty() ? mf.config.torch_dtype : dtype;
+  model->load_weights(weights, dir);
+  model->config.torch_dtype = dtype.empty() ? config.torch_dtype : dtype;
   return model;
 }
 

@@ -12,13 +12,6 @@
 
 namespace lethe {
 
-struct ModelFiles {
-  ModelConfig config;
-  TensorMap weights;
-  json run_config;  // native checkpoints only: the configuration that produced it
-  CheckpointFormat format = CheckpointFormat::kNative;
-};
-
 // Which model a command reads, and how.
 struct ModelLoadOptions {
   std::string dir;      // --model: an HF directory or a native checkpoint
@@ -34,8 +27,9 @@ struct OutputOptions {
   std::string adapter_out;                              // --adapter-out: the trained LoRA adapter, for peft
 };
 
-ModelFiles read_model_files(const std::string& dir);
-// Builds the model in `dtype` (the config's torch_dtype when empty) and loads the weights.
+// Builds the model in `dtype` (the config's torch_dtype when empty) and streams the weights in
+// one tensor at a time (peak memory: the model plus its largest tensor), after checking every
+// name, shape and dtype against the headers.
 CausalLM load_model(const std::string& dir, const std::string& dtype = "");
 // The run configuration stored with a saved model (without reading its weights).
 json read_run_config(const std::string& dir);

@@ -355,34 +355,59 @@ std::vector<torch::Tensor> CausalLMImpl::trainable_parameters() const {
   return out;
 }
 
+namespace {
+class MapSource : public WeightSource {
+ public:
+  explicit MapSource(const std::map<std::string, torch::Tensor>& m) : m_(m) {}
+  std::vector<std::string> names() const override {
+    std::vector<std::string> out;
+    for (auto& kv : m_) out.push_back(kv.first);
+    return out;
+  }
+  std::vector<int64_t> shape(const std::string& name) const override { return m_.at(name).sizes().vec(); }
+  torch::Tensor read(const std::string& name) const override { return m_.at(name); }
+
+ private:
+  const std::map<std::string, torch::Tensor>& m_;
+};
+}  // namespace
+
 void CausalLMImpl::load_weights(const std::map<std::string, torch::Tensor>& weights, const std::string& source) {
+  load_weights(MapSource(weights), source);
+}
+
+void CausalLMImpl::load_weights(const WeightSource& weights, const std::string& source) {
   torch::NoGradGuard ng;
+  const auto names = weights.names();
+  const std::set<std::string> available(names.begin(), names.end());
+  // Names and shapes first, from the headers: nothing is read when the checkpoint does not fit.
   std::vector<std::string> missing;
   std::set<std::string> known;
-  for (auto& [name, p] : named_weights()) {
+  auto params = named_weights();
+  for (auto& [name, p] : params) {
     known.insert(name);
-    auto it = weights.find(name);
-    if (it == weights.end()) {
+    if (!available.count(name)) {
       missing.push_back(name);
       continue;
     }
-    if (it->second.sizes() != p.sizes()) {
+    const auto shape = weights.shape(name);
+    if (c10::IntArrayRef(shape) != p.sizes()) {
       std::ostringstream ss;
-      ss << source << ": tensor '" << name << "' has shape " << it->second.sizes() << ", the model config expects "
+      ss << source << ": tensor '" << name << "' has shape " << c10::IntArrayRef(shape) << ", the model config expects "
          << p.sizes();
       throw InputError(ss.str());
     }
-    p.copy_(it->second);
   }
   if (!missing.empty())
     throw InputError(source + ": missing tensor '" + missing[0] + "'" +
                      (missing.size() > 1 ? " and " + std::to_string(missing.size() - 1) + " more" : ""));
-  for (auto& [name, t] : weights) {
+  for (auto& name : names) {
     // HF keeps lm_head.weight in some tied checkpoints; it is ignored like HF ignores it.
     if (!known.count(name) && !(config.tie_word_embeddings && name == "lm_head.weight") &&
         name.find("rotary_emb.inv_freq") == std::string::npos)
       throw InputError(source + ": unexpected tensor '" + name + "' for this model config");
   }
+  for (auto& [name, p] : params) p.copy_(weights.read(name));  // one tensor in memory at a time
 }
 
 TokenLoss token_loss(const torch::Tensor& logits, const torch::Tensor& labels, bool with_accuracy) {

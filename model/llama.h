@@ -95,6 +95,16 @@ struct TokenLoss {
   torch::Tensor correct;  // [B, T-1] float32, argmax == label on answer tokens (with_accuracy only)
 };
 
+// What load_weights reads from: the names it holds, their shapes, and each tensor on demand,
+// so a checkpoint streams into the model one tensor at a time (no second copy of the model).
+class WeightSource {
+ public:
+  virtual ~WeightSource() = default;
+  virtual std::vector<std::string> names() const = 0;
+  virtual std::vector<int64_t> shape(const std::string& name) const = 0;
+  virtual torch::Tensor read(const std::string& name) const = 0;
+};
+
 class CausalLMImpl : public torch::nn::Module {
  public:
   explicit CausalLMImpl(const ModelConfig& c);
@@ -127,6 +137,8 @@ class CausalLMImpl : public torch::nn::Module {
   std::vector<torch::Tensor> trainable_parameters() const;
   // Copies `weights` in; throws InputError naming missing/unexpected/mis-shaped tensors.
   void load_weights(const std::map<std::string, torch::Tensor>& weights, const std::string& source);
+  // Checks every name and shape before reading anything, then reads one tensor at a time.
+  void load_weights(const WeightSource& weights, const std::string& source);
   torch::Tensor lm_head_weight() const;
   torch::Device device() const { return model->embed_tokens->weight.device(); }
 

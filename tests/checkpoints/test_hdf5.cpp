@@ -213,7 +213,7 @@ TEST(ModelIo, NativeAndHfRoundTripThroughTheModel) {
     ASSERT_EQ(a.size(), b.size());
     for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i].second, b[i].second)) << a[i].first;
   }
-  EXPECT_EQ(read_model_files(tmp / "native").run_config["why"], "test");
+  EXPECT_EQ(read_run_config(tmp / "native")["why"], "test");
   // A checkpoint for another shape is refused with the tensor named.
   json k = j;
   k["hidden_size"] = 32;
