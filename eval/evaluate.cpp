@@ -1,12 +1,11 @@
 #include "eval/evaluate.h"
 
-#include "dist/collectives.h"
-
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
 #include "common/json_io.h"
-
+#include "dist/collectives.h"
 #include "eval/rouge.h"
 #include "model/generate.h"
 
@@ -53,13 +52,27 @@ SplitMetrics evaluate_split(CausalLM& model, const Tokenizer& tok, ChatTemplate 
   std::vector<std::string> generations;
   if (opt.generate) {
     auto stops = stop_token_ids(model, tok, tmpl);
-    for (auto i : mine) {
-      const auto& it = items[size_t(i)];
-      std::vector<int64_t> prompt(it.ids.begin(), it.ids.begin() + it.prompt_len);
-      generations.push_back(tok.decode(greedy_generate(model, prompt, opt.max_new_tokens, stops), true));
-      RougeL r = rouge_l(generations.back(), examples[size_t(i)].response);
-      tab[i][3] = r.f1;
-      tab[i][4] = r.recall;
+    // Batches of prompts of similar length (little padding), decoded together with the cache.
+    std::vector<size_t> order(mine.size());
+    for (size_t k = 0; k < order.size(); ++k) order[k] = k;
+    auto prompt_len = [&](size_t k) { return items[size_t(mine[k])].prompt_len; };
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return prompt_len(a) < prompt_len(b); });
+    generations.resize(mine.size());
+    for (size_t start = 0; start < order.size(); start += size_t(opt.batch_size)) {
+      const size_t end = std::min(order.size(), start + size_t(opt.batch_size));
+      std::vector<std::vector<int64_t>> prompts;
+      for (size_t k = start; k < end; ++k) {
+        const auto& it = items[size_t(mine[order[k]])];
+        prompts.emplace_back(it.ids.begin(), it.ids.begin() + it.prompt_len);
+      }
+      auto outs = greedy_generate_batch(model, prompts, opt.max_new_tokens, stops);
+      for (size_t k = start; k < end; ++k) {
+        const int64_t i = mine[order[k]];
+        generations[order[k]] = tok.decode(outs[k - start], true);
+        RougeL r = rouge_l(generations[order[k]], examples[size_t(i)].response);
+        tab[i][3] = r.f1;
+        tab[i][4] = r.recall;
+      }
     }
   }
   if (comm && world > 1) {

@@ -6,18 +6,59 @@ namespace lethe {
 
 std::vector<int64_t> greedy_generate(CausalLM& model, const std::vector<int64_t>& prompt, int64_t max_new_tokens,
                                      const std::vector<int64_t>& stop_ids) {
+  return greedy_generate_batch(model, {prompt}, max_new_tokens, stop_ids)[0];
+}
+
+std::vector<std::vector<int64_t>> greedy_generate_batch(CausalLM& model,
+                                                        const std::vector<std::vector<int64_t>>& prompts,
+                                                        int64_t max_new_tokens, const std::vector<int64_t>& stop_ids) {
   torch::NoGradGuard ng;
-  std::vector<int64_t> out;
-  if (prompt.empty() || max_new_tokens <= 0) return out;
+  const int64_t B = int64_t(prompts.size());
+  std::vector<std::vector<int64_t>> out(prompts.size());
+  std::vector<int64_t> rows;  // the rows that decode (an empty prompt yields nothing)
+  size_t P = 0;
+  for (int64_t b = 0; b < B; ++b)
+    if (!prompts[size_t(b)].empty()) rows.push_back(b), P = std::max(P, prompts[size_t(b)].size());
+  if (rows.empty() || max_new_tokens <= 0) return out;
+  const int64_t R = int64_t(rows.size());
+  auto ids = torch::zeros({R, int64_t(P)}, torch::kLong);
+  auto mask = torch::zeros({R, int64_t(P)}, torch::kLong);
+  auto offset = torch::zeros({R}, torch::kLong);
+  bool padded = false;
+  for (int64_t r = 0; r < R; ++r) {
+    const auto& p = prompts[size_t(rows[size_t(r)])];
+    const int64_t pad = int64_t(P - p.size());
+    ids[r].narrow(0, pad, int64_t(p.size())).copy_(torch::tensor(p, torch::kLong));
+    mask[r].narrow(0, pad, int64_t(p.size())).fill_(1);
+    offset[r] = pad;
+    padded = padded || pad > 0;
+  }
+  const auto dev = model->device();
   KVCache cache;
-  auto ids = torch::tensor(prompt, torch::kLong).view({1, -1}).to(model->device());
-  int64_t limit = model->config.max_position_embeddings;
-  for (int64_t step = 0; step < max_new_tokens && cache.length + ids.size(1) <= limit; ++step) {
-    auto logits = model->forward(ids, {}, &cache);
-    int64_t next = logits.select(1, logits.size(1) - 1).argmax(-1).item<int64_t>();
-    if (std::find(stop_ids.begin(), stop_ids.end(), next) != stop_ids.end()) break;
-    out.push_back(next);
-    ids = torch::tensor({next}, torch::kLong).view({1, 1}).to(model->device());
+  torch::Tensor key_mask;  // undefined when no row is padded: plain causal attention
+  if (padded) {
+    cache.position_offset = offset.to(dev);
+    key_mask = mask.to(dev);
+  }
+  ids = ids.to(dev);
+  std::vector<bool> done(size_t(R), false);
+  int64_t live = R;
+  const int64_t limit = model->config.max_position_embeddings;
+  for (int64_t step = 0; step < max_new_tokens && live > 0 && cache.length + ids.size(1) <= limit; ++step) {
+    auto logits = model->forward(ids, key_mask, &cache);
+    auto next = logits.select(1, logits.size(1) - 1).argmax(-1).to(torch::kCPU);
+    auto acc = next.accessor<int64_t, 1>();
+    for (int64_t r = 0; r < R; ++r) {
+      if (done[size_t(r)]) continue;
+      if (std::find(stop_ids.begin(), stop_ids.end(), acc[r]) != stop_ids.end()) {
+        done[size_t(r)] = true;
+        --live;
+      } else {
+        out[size_t(rows[size_t(r)])].push_back(acc[r]);
+      }
+    }
+    ids = next.view({R, 1}).to(dev);
+    if (key_mask.defined()) key_mask = torch::cat({key_mask, torch::ones({R, 1}, key_mask.options())}, 1);
   }
   return out;
 }

@@ -206,9 +206,10 @@ std::pair<torch::Tensor, torch::Tensor> CausalLMImpl::rope(const torch::Tensor& 
                                                            torch::ScalarType dtype) const {
   auto pos = positions.to(torch::kFloat);
   if (config.rope_scaling.type == "linear") pos = pos / config.rope_scaling.factor;
-  auto freqs = torch::outer(pos, inv_freq.to(torch::kFloat));  // [T, D/2]
-  auto emb = torch::cat({freqs, freqs}, -1);                   // [T, D]
-  return {emb.cos().to(dtype).view({1, 1, -1, emb.size(-1)}), emb.sin().to(dtype).view({1, 1, -1, emb.size(-1)})};
+  auto freqs = pos.unsqueeze(-1) * inv_freq.to(torch::kFloat);  // [T, D/2] or [B, T, D/2]
+  auto emb = torch::cat({freqs, freqs}, -1);                    // [(B,) T, D]
+  const int64_t rows = positions.dim() == 2 ? positions.size(0) : 1;
+  return {emb.cos().to(dtype).view({rows, 1, -1, emb.size(-1)}), emb.sin().to(dtype).view({rows, 1, -1, emb.size(-1)})};
 }
 
 // Every row of a [B, S] 0/1 mask is ones then zeros (right padding, or none).
@@ -272,8 +273,11 @@ torch::Tensor CausalLMImpl::hidden(const torch::Tensor& input_ids, const torch::
   if (model->embed_scale > 0)  // the scale is rounded to the model's dtype first, as transformers does
     x = x * torch::tensor(model->embed_scale, torch::kFloat).to(dtype);
   const auto on = torch::TensorOptions().dtype(torch::kLong).device(input_ids.device());
-  auto positions = torch::arange(past, S, on);
-  auto [cos, sin] = rope(positions, dtype);
+  auto positions = torch::arange(past, S, on);  // cache indices: the masks' causal order
+  auto rope_positions = positions;
+  if (cache && cache->position_offset.defined())
+    rope_positions = (positions.view({1, T}) - cache->position_offset.view({B, 1})).clamp_min(0);
+  auto [cos, sin] = rope(rope_positions, dtype);
   if (attention_mask.defined())
     TORCH_CHECK(attention_mask.size(1) == S, "attention_mask must cover past and current tokens");
 

@@ -25,6 +25,9 @@ namespace lethe {
 struct KVCache {
   std::vector<torch::Tensor> k, v;  // [B, K, S, D] per layer
   int64_t length = 0;
+  // Batched decoding of left-padded prompts: row b's first real token sits at cache index
+  // position_offset[b] ([B] int64), and RoPE positions count from there (undefined: from 0).
+  torch::Tensor position_offset;
 };
 
 class RMSNormImpl : public torch::nn::Module {

@@ -87,6 +87,29 @@ TEST(Model, KvCacheDecodingEqualsFullForward) {
   }
 }
 
+// Left-padded prompts decoded together give each row what it gives alone (a GQA model, a
+// sliding-window one, and prompts of 1 to 9 tokens, one empty).
+TEST(Model, BatchedGreedyGenerationEqualsOneAtATime) {
+  for (int64_t window : {int64_t(0), int64_t(4)}) {
+    ModelConfig c = tiny();
+    if (window > 0) c.layer_window.assign(size_t(c.num_hidden_layers), window), c.sliding_window = window;
+    CausalLM m(c);
+    m->init_weights(11);
+    m->eval();
+    std::vector<std::vector<int64_t>> prompts = {{3, 7, 11}, {5}, {}, {9, 1, 4, 4, 8, 2, 6, 30, 41}, {12, 13}};
+    const std::vector<int64_t> stops = {17};
+    auto batched = greedy_generate_batch(m, prompts, 8, stops);
+    ASSERT_EQ(batched.size(), prompts.size());
+    size_t tokens = 0;
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      EXPECT_EQ(batched[i], greedy_generate(m, prompts[i], 8, stops)) << "prompt " << i << " window " << window;
+      tokens += batched[i].size();
+    }
+    EXPECT_TRUE(batched[2].empty());
+    EXPECT_GT(tokens, 8u);
+  }
+}
+
 TEST(Model, PaddingDoesNotChangeValidPositions) {
   CausalLM m(tiny());
   m->init_weights(2);
