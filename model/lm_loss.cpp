@@ -27,20 +27,18 @@ torch::Tensor exp_rows(torch::Tensor& lf, bool softmax) {
 }
 
 // One chunk's forward: nll[r] = logsumexp - logits[target]; `correct` (when defined) gets the
-// argmax test; `grad` (when defined, [n, V] in the model's dtype) gets softmax - onehot.
+// argmax test; `grad` (when defined, [n, V] float32) gets softmax - onehot.
 void chunk_forward(const torch::Tensor& h, const torch::Tensor& W, const torch::Tensor& t, torch::Tensor nll,
                    torch::Tensor correct, torch::Tensor grad) {
-  const bool in_place = grad.defined() && grad.scalar_type() == torch::kFloat;
-  torch::Tensor l = in_place ? grad : torch::empty({h.size(0), W.size(0)}, h.options());
+  const bool fp32 = W.scalar_type() == torch::kFloat;
+  torch::Tensor l = fp32 && grad.defined() ? grad : torch::empty({h.size(0), W.size(0)}, h.options());
   torch::mm_out(l, h, W.t());
   if (correct.defined()) correct.copy_(l.argmax(1).eq(t));
-  torch::Tensor lf = l.scalar_type() == torch::kFloat ? l : l.to(torch::kFloat);
+  torch::Tensor lf = fp32 ? l : grad.defined() ? grad.copy_(l) : l.to(torch::kFloat);
   auto t1 = t.unsqueeze(1);
   auto target_logit = lf.gather(1, t1).squeeze(1);
   nll.copy_(exp_rows(lf, grad.defined()) - target_logit);
-  if (!grad.defined()) return;
-  lf.scatter_(1, t1, lf.gather(1, t1) - 1.0);
-  if (!in_place) grad.copy_(lf);
+  if (grad.defined()) lf.scatter_(1, t1, lf.gather(1, t1) - 1.0);
 }
 
 class VocabNllFn : public torch::autograd::Function<VocabNllFn> {
@@ -49,8 +47,8 @@ class VocabNllFn : public torch::autograd::Function<VocabNllFn> {
                                const torch::Tensor& targets, int64_t rows, int64_t keep_bytes) {
     const int64_t N = h.size(0), V = W.size(0);
     auto nll = torch::empty({N}, h.options().dtype(torch::kFloat));
-    const bool keep = N * V * int64_t(W.element_size()) <= keep_bytes;
-    torch::Tensor D = keep ? torch::empty({N, V}, W.options()) : torch::Tensor();
+    const bool keep = N * V * int64_t(sizeof(float)) <= keep_bytes;
+    torch::Tensor D = keep ? torch::empty({N, V}, W.options().dtype(torch::kFloat)) : torch::Tensor();
     for (int64_t r = 0; r < N; r += rows) {
       const int64_t n = std::min(rows, N - r);
       chunk_forward(h.narrow(0, r, n), W, targets.narrow(0, r, n), nll.narrow(0, r, n), {},
@@ -63,31 +61,42 @@ class VocabNllFn : public torch::autograd::Function<VocabNllFn> {
   }
 
   // d nll_r / d logits_r = softmax_r - onehot_r =: D_r, so with upstream g:
-  // grad_h = diag(g) D W and grad_W = D^T diag(g) h; g scales the [N, C] side, never the [N, V].
+  // grad_h = diag(g) D W and grad_W = D^T diag(g) h. In float32, g scales the [N, C] side
+  // (no pass over [N, V]); in a 16-bit dtype, (g D) is rounded once before the GEMMs, as
+  // autograd through the logits does.
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
     auto saved = ctx->get_saved_variables();
     const auto &h = saved[0], &W = saved[1], &targets = saved[2];
     const bool need_h = ctx->needs_input_grad(0), need_W = ctx->needs_input_grad(1);
-    auto g = grads[0].to(h.scalar_type()).unsqueeze(1);  // [N, 1]
+    const bool fp32 = W.scalar_type() == torch::kFloat;
+    auto g = grads[0].to(torch::kFloat).unsqueeze(1);  // [N, 1]
     torch::Tensor D = ctx->saved_data["D"].toTensor();
-    torch::Tensor gh, gW;
-    if (D.defined()) {
-      if (need_h) gh = torch::mm(D, W).mul_(g);
-      if (need_W) gW = torch::mm(D.t(), h * g);
-      return {gh, gW, torch::Tensor(), torch::Tensor(), torch::Tensor()};
-    }
     const int64_t N = h.size(0), V = W.size(0), rows = ctx->saved_data["rows"].toInt();
+    torch::Tensor gh, gW;
     if (need_h) gh = torch::empty_like(h);
     if (need_W) gW = torch::zeros(W.sizes(), W.options().dtype(torch::kFloat));
-    for (int64_t r = 0; r < N; r += rows) {  // logits recomputed a chunk at a time
-      const int64_t n = std::min(rows, N - r);
+    auto chunk = [&](const torch::Tensor& Dc, int64_t r, int64_t n) {  // Dc [n, V] float32
       auto hc = h.narrow(0, r, n), gc = g.narrow(0, r, n);
-      auto Dc = torch::empty({n, V}, W.options());
-      chunk_forward(hc, W, targets.narrow(0, r, n), torch::empty({n}, h.options().dtype(torch::kFloat)), {}, Dc);
-      if (need_h) gh.narrow(0, r, n).copy_(torch::mm(Dc, W).mul_(gc));
-      if (need_W) gW.add_(torch::mm(Dc.t(), hc * gc));
+      if (fp32) {
+        if (need_h) gh.narrow(0, r, n).copy_(torch::mm(Dc, W).mul_(gc));
+        if (need_W) gW.addmm_(Dc.t(), hc * gc);
+        return;
+      }
+      auto Dg = (Dc * gc).to(W.scalar_type());
+      if (need_h) gh.narrow(0, r, n).copy_(torch::mm(Dg, W));
+      if (need_W) gW.add_(torch::mm(Dg.t(), hc));
+    };
+    if (D.defined()) {
+      chunk(D, 0, N);
+    } else {
+      for (int64_t r = 0; r < N; r += rows) {  // logits recomputed a chunk at a time
+        const int64_t n = std::min(rows, N - r);
+        auto Dc = torch::empty({n, V}, W.options().dtype(torch::kFloat));
+        chunk_forward(h.narrow(0, r, n), W, targets.narrow(0, r, n), torch::empty({n}, Dc.options()), {}, Dc);
+        chunk(Dc, r, n);
+      }
     }
-    if (need_W && W.scalar_type() != torch::kFloat) gW = gW.to(W.scalar_type());
+    if (need_W && !fp32) gW = gW.to(W.scalar_type());
     return {gh, gW, torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };

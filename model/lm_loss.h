@@ -2,8 +2,8 @@
 // of rows at a time, so [N, V] float32 logits never exist at once (Llama-3's 128k vocabulary),
 // and only for the rows asked for (the answer positions, not the prompt).
 //
-// Training keeps d nll / d logits = softmax - onehot per row in the model's dtype when that fits
-// kKeptGradientBytes (backward is then two GEMMs and no pass over the vocabulary), and
+// Training keeps d nll / d logits = softmax - onehot per row (float32) when that fits
+// kKeptGradientBytes (backward is then two GEMMs; in float32 no pass over the vocabulary), and
 // otherwise recomputes each chunk's logits in backward (one more GEMM, bounded memory).
 #pragma once
 #include <torch/torch.h>
