@@ -273,6 +273,27 @@ void read_attributes(hid_t file, const std::string& path, std::map<std::string, 
 }
 }  // namespace
 
+// Dataset `name` of an open file, checked (dtype attribute against the stored type, Fletcher32),
+// into `dst` when defined (same dtype and element count, contiguous) or a new tensor.
+static torch::Tensor read_dataset(hid_t file, const std::string& path, const std::string& name, torch::Tensor dst) {
+  const std::string what = path + ": dataset '" + name + "'";
+  H5Id ds(H5Dopen2(file, to_h5_name(name).c_str(), H5P_DEFAULT), H5Dclose);
+  if (ds.id < 0) throw CorruptError(what + " cannot be opened (corrupt metadata)");
+  H5Dataset d = check_dataset(ds, what);
+  int64_t numel = 1;
+  for (auto n : d.stored_shape) numel *= n;
+  torch::Tensor t = dst;
+  if (t.defined()) {
+    LETHE_CHECK(t.scalar_type() == d.dtype && t.numel() == numel && t.is_contiguous() && t.is_cpu(),
+                what + ": the destination does not fit the dataset");
+  } else {
+    t = torch::empty(d.stored_shape, torch::TensorOptions().dtype(d.dtype));
+  }
+  if (t.numel() > 0 && H5Dread(ds, hdf5_dtype(d.dtype).mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr()) < 0)
+    throw CorruptError(what + " failed its Fletcher32 checksum or is truncated: the checkpoint is corrupt");
+  return dst.defined() ? dst : d.shape.empty() ? t.reshape({}) : t;
+}
+
 std::map<std::string, json> read_h5_attributes(const std::string& path) {
   list_h5_tensors(path);  // the same checks as before any read (marker checksum, header)
   H5Id file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
@@ -291,17 +312,18 @@ TensorMap read_h5_tensors(const std::string& path, const std::vector<std::string
   const std::vector<std::string>& want = names.empty() ? all : names;
   TensorMap out;
   for (auto& name : want) {
-    const std::string what = path + ": dataset '" + name + "'";
     if (std::find(all.begin(), all.end(), name) == all.end()) throw InputError(path + ": has no tensor '" + name + "'");
-    H5Id ds(H5Dopen2(file, to_h5_name(name).c_str(), H5P_DEFAULT), H5Dclose);
-    if (ds.id < 0) throw CorruptError(what + " cannot be opened (corrupt metadata)");
-    H5Dataset d = check_dataset(ds, what);
-    auto t = torch::empty(d.stored_shape, torch::TensorOptions().dtype(d.dtype));
-    if (t.numel() > 0 && H5Dread(ds, hdf5_dtype(d.dtype).mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr()) < 0)
-      throw CorruptError(what + " failed its Fletcher32 checksum or is truncated: the checkpoint is corrupt");
-    out.emplace(name, d.shape.empty() ? t.reshape({}) : t);
+    out.emplace(name, read_dataset(file, path, name, torch::Tensor()));
   }
   return out;
+}
+
+void read_h5_tensor_into(const std::string& path, const std::string& name, torch::Tensor dst) {
+  auto all = list_h5_tensors(path);
+  if (std::find(all.begin(), all.end(), name) == all.end()) throw InputError(path + ": has no tensor '" + name + "'");
+  H5Id file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+  if (file.id < 0) throw CorruptError(path + ": cannot open HDF5 file");
+  read_dataset(file, path, name, dst);
 }
 
 void write_checkpoint_dir(const std::string& dir, const std::map<std::string, CheckpointFile>& files,

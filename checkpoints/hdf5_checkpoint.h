@@ -22,6 +22,8 @@ void write_h5_tensors(const std::string& path, const NamedTensors& tensors, cons
 TensorMap read_h5_tensors(const std::string& path, const std::vector<std::string>& names = {},
                           std::map<std::string, json>* attrs = nullptr);
 std::vector<std::string> list_h5_tensors(const std::string& path);
+// One tensor straight into `dst` (its dtype and element count, contiguous, on the CPU).
+void read_h5_tensor_into(const std::string& path, const std::string& name, torch::Tensor dst);
 // The root group's JSON attributes alone (no tensor data read).
 std::map<std::string, json> read_h5_attributes(const std::string& path);
 // dtype and shape of every tensor in the file, without reading the data.

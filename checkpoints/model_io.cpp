@@ -39,6 +39,7 @@ class CheckpointWeights : public WeightSource {
   }
   std::vector<int64_t> shape(const std::string& name) const override { return reader_.tensors().at(name).shape; }
   torch::Tensor read(const std::string& name) const override { return reader_.read(name); }
+  void read_into(const std::string& name, torch::Tensor dst) const override { reader_.read_into(name, dst); }
   const TensorReader& reader() const { return reader_; }
 
  private:

@@ -1,6 +1,7 @@
 #include "checkpoints/tensor_reader.h"
 
 #include <filesystem>
+#include <fstream>
 
 #include "checkpoints/hdf5_checkpoint.h"
 #include "checkpoints/safetensors.h"
@@ -47,8 +48,11 @@ TensorReader::TensorReader(const std::string& dir) : dir_(dir) {
     for (auto& f : weight_files(dir, "model.h5", kNativeIndex))
       for (auto& [name, i] : h5_tensor_infos(f)) add(name, {i.dtype, i.shape, f});
   } else {
-    for (auto& f : weight_files(dir, "model.safetensors", "model.safetensors.index.json"))
-      for (auto& e : read_safetensors_header(f)) add(e.name, {e.dtype, e.shape, f});
+    for (auto& f : weight_files(dir, "model.safetensors", "model.safetensors.index.json")) {
+      uint64_t data_offset = 0;
+      for (auto& e : read_safetensors_header(f, &data_offset))
+        add(e.name, {e.dtype, e.shape, f, data_offset + e.begin});
+    }
   }
 }
 
@@ -62,9 +66,50 @@ torch::Tensor TensorReader::read(const std::string& name) const {
   return t;
 }
 
+void TensorReader::read_into(const std::string& name, torch::Tensor dst) const {
+  auto it = infos_.find(name);
+  if (it == infos_.end()) throw InputError(dir_ + ": has no tensor '" + name + "'");
+  const TensorInfo& info = it->second;
+  int64_t numel = 1;
+  for (auto d : info.shape) numel *= d;
+  if (!(dst.is_cpu() && dst.is_contiguous() && dst.scalar_type() == info.dtype && dst.numel() == numel)) {
+    dst.copy_(read(name).view(dst.sizes()));
+    return;
+  }
+  if (format_ == CheckpointFormat::kNative) {
+    read_h5_tensor_into(info.file, name, dst);
+  } else {
+    std::ifstream in(info.file, std::ios::binary);
+    in.seekg(std::streamoff(info.file_offset));
+    in.read(static_cast<char*>(dst.data_ptr()), std::streamsize(info.bytes()));
+    if (!in) throw CorruptError(info.file + ": truncated while reading tensor '" + name + "'");
+  }
+  require_finite(dir_, name, dst);
+}
+
+namespace {
+// One pass over the bits, no temporary: an IEEE value is NaN or Inf when its exponent is all ones.
+template <typename U>
+bool all_finite_bits(const void* data, int64_t n, U exponent) {
+  const U* p = static_cast<const U*>(data);
+  U bad = 0;
+  for (int64_t i = 0; i < n; ++i) bad |= U((p[i] & exponent) == exponent);
+  return bad == 0;
+}
+}  // namespace
+
 void require_finite(const std::string& where, const std::string& name, const torch::Tensor& t) {
-  if (t.is_floating_point() && t.numel() > 0 && !torch::isfinite(t).all().item<bool>())
-    throw CorruptError(where + ": tensor '" + name + "' holds NaN or Inf values");
+  if (!t.is_floating_point() || t.numel() == 0) return;
+  bool ok;
+  if (t.is_cpu() && t.is_contiguous() && t.scalar_type() == torch::kFloat)
+    ok = all_finite_bits<uint32_t>(t.data_ptr(), t.numel(), 0x7f800000u);
+  else if (t.is_cpu() && t.is_contiguous() && t.scalar_type() == torch::kBFloat16)
+    ok = all_finite_bits<uint16_t>(t.data_ptr(), t.numel(), 0x7f80u);
+  else if (t.is_cpu() && t.is_contiguous() && t.scalar_type() == torch::kHalf)
+    ok = all_finite_bits<uint16_t>(t.data_ptr(), t.numel(), 0x7c00u);
+  else
+    ok = torch::isfinite(t).all().item<bool>();
+  if (!ok) throw CorruptError(where + ": tensor '" + name + "' holds NaN or Inf values");
 }
 
 void require_same_tensors(const TensorReader& a, const TensorReader& b) {

@@ -16,7 +16,8 @@ namespace lethe {
 struct TensorInfo {
   torch::ScalarType dtype;
   std::vector<int64_t> shape;
-  std::string file;  // full path of the file that holds it
+  std::string file;          // full path of the file that holds it
+  uint64_t file_offset = 0;  // safetensors: where its bytes start in `file`
   int64_t bytes() const;
 };
 
@@ -28,6 +29,9 @@ class TensorReader {
   const std::map<std::string, TensorInfo>& tensors() const { return infos_; }
   // The tensor; a floating-point one holding NaN or Inf is a CorruptError naming it.
   torch::Tensor read(const std::string& name) const;
+  // The same into `dst` without a temporary when dst is a contiguous CPU tensor of the stored
+  // dtype and element count (else read + copy).
+  void read_into(const std::string& name, torch::Tensor dst) const;
 
  private:
   std::string dir_;

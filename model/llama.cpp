@@ -411,7 +411,7 @@ void CausalLMImpl::load_weights(const WeightSource& weights, const std::string& 
         name.find("rotary_emb.inv_freq") == std::string::npos)
       throw InputError(source + ": unexpected tensor '" + name + "' for this model config");
   }
-  for (auto& [name, p] : params) p.copy_(weights.read(name));  // one tensor in memory at a time
+  for (auto& [name, p] : params) weights.read_into(name, p);  // one tensor at a time, if any
 }
 
 TokenLoss token_loss(const torch::Tensor& logits, const torch::Tensor& labels, bool with_accuracy) {

@@ -106,6 +106,8 @@ class WeightSource {
   virtual std::vector<std::string> names() const = 0;
   virtual std::vector<int64_t> shape(const std::string& name) const = 0;
   virtual torch::Tensor read(const std::string& name) const = 0;
+  // Into the parameter's storage; sources that can read without a temporary override it.
+  virtual void read_into(const std::string& name, torch::Tensor dst) const { dst.copy_(read(name)); }
 };
 
 class CausalLMImpl : public torch::nn::Module {

@@ -199,6 +199,23 @@ TEST(ModelIo, NonFiniteAndNonFloatWeightsAreRefusedWithTheirName) {
   }
 }
 
+// The finite check scans the bits of float32, bfloat16 and float16 without a temporary: NaN,
+// +Inf and -Inf anywhere (first, middle, last element) are found; the largest finite values pass.
+TEST(ModelIo, FiniteCheckFindsNanAndInfAnywhereInEveryFloatDtype) {
+  for (auto dtype : {torch::kFloat, torch::kBFloat16, torch::kHalf, torch::kDouble}) {
+    auto ok = torch::randn({1001}).to(dtype);
+    ok[7] = dtype == torch::kHalf ? 65504.0 : 3.0e38;
+    ok[8] = dtype == torch::kHalf ? -65504.0 : -3.0e38;
+    EXPECT_NO_THROW(require_finite("x", "t", ok)) << dtype;
+    for (int64_t at : {int64_t(0), int64_t(500), int64_t(1000)})
+      for (double bad : {double(NAN), double(INFINITY), -double(INFINITY)}) {
+        auto t = ok.clone();
+        t[at] = bad;
+        EXPECT_THROW(require_finite("x", "t", t), CorruptError) << dtype << " at " << at << " " << bad;
+      }
+  }
+}
+
 TEST(ModelIo, NativeAndHfRoundTripThroughTheModel) {
   test::TempDir tmp;
   json j = {{"model_type", "qwen2"},  {"vocab_size", 40},         {"hidden_size", 16},       {"intermediate_size", 32},
@@ -212,6 +229,13 @@ TEST(ModelIo, NativeAndHfRoundTripThroughTheModel) {
     auto a = m->named_weights(), b = back->named_weights();
     ASSERT_EQ(a.size(), b.size());
     for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i].second, b[i].second)) << a[i].first;
+  }
+  // Read as bfloat16: a dtype other than the stored one goes through read + convert.
+  for (auto dir : {tmp / "native", tmp / "hf"}) {
+    CausalLM half = load_model(dir, "bfloat16");
+    auto a = m->named_weights(), b = half->named_weights();
+    for (size_t i = 0; i < a.size(); ++i)
+      EXPECT_TRUE(torch::equal(a[i].second.to(torch::kBFloat16), b[i].second)) << a[i].first;
   }
   EXPECT_EQ(read_run_config(tmp / "native")["why"], "test");
   // A checkpoint for another shape is refused with the tensor named.
