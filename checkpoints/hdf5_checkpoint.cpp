@@ -280,11 +280,10 @@ static torch::Tensor read_dataset(hid_t file, const std::string& path, const std
   H5Id ds(H5Dopen2(file, to_h5_name(name).c_str(), H5P_DEFAULT), H5Dclose);
   if (ds.id < 0) throw CorruptError(what + " cannot be opened (corrupt metadata)");
   H5Dataset d = check_dataset(ds, what);
-  int64_t numel = 1;
-  for (auto n : d.stored_shape) numel *= n;
   torch::Tensor t = dst;
   if (t.defined()) {
-    LETHE_CHECK(t.scalar_type() == d.dtype && t.numel() == numel && t.is_contiguous() && t.is_cpu(),
+    LETHE_CHECK(t.scalar_type() == d.dtype && t.numel() == c10::multiply_integers(d.stored_shape) &&
+                    t.is_contiguous() && t.is_cpu(),
                 what + ": the destination does not fit the dataset");
   } else {
     t = torch::empty(d.stored_shape, torch::TensorOptions().dtype(d.dtype));

@@ -147,6 +147,22 @@ std::vector<SafetensorsEntry> read_safetensors_header(const std::string& path, u
   return entries;
 }
 
+namespace {
+// A tensor's bytes, `offset` from the file's start, into dst (contiguous, dst.nbytes() long).
+void read_tensor_bytes(std::istream& in, const std::string& path, uint64_t offset, const std::string& name,
+                       const torch::Tensor& dst) {
+  in.seekg(std::streamoff(offset));
+  in.read(static_cast<char*>(dst.data_ptr()), std::streamsize(dst.nbytes()));
+  if (!in) throw CorruptError(path + ": truncated while reading tensor '" + name + "'");
+}
+}  // namespace
+
+void read_safetensors_tensor_into(const std::string& path, uint64_t offset, const std::string& name,
+                                  const torch::Tensor& dst) {
+  std::ifstream in(path, std::ios::binary);
+  read_tensor_bytes(in, path, offset, name, dst);
+}
+
 TensorMap read_safetensors_subset(const std::string& path, const std::vector<std::string>& names) {
   uint64_t data_offset = 0;
   auto entries = read_safetensors_header(path, &data_offset);
@@ -156,9 +172,7 @@ TensorMap read_safetensors_subset(const std::string& path, const std::vector<std
   for (auto& e : entries) {
     if (!want.empty() && !want.count(e.name)) continue;
     auto t = torch::empty(e.shape, torch::TensorOptions().dtype(e.dtype));
-    in.seekg(std::streamoff(data_offset + e.begin));
-    in.read(static_cast<char*>(t.data_ptr()), std::streamsize(e.end - e.begin));
-    if (!in) throw CorruptError(path + ": truncated while reading tensor '" + e.name + "'");
+    read_tensor_bytes(in, path, data_offset + e.begin, e.name, t);
     out.emplace(e.name, t);
   }
   for (auto& n : want)

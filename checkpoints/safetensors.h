@@ -27,6 +27,10 @@ std::vector<SafetensorsEntry> read_safetensors_header(const std::string& path, u
 TensorMap read_safetensors(const std::string& path);
 // Reads only `names` (all when empty): bounded memory for out-of-core work.
 TensorMap read_safetensors_subset(const std::string& path, const std::vector<std::string>& names);
+// One tensor's bytes, starting `offset` bytes into the file (the header's data_offsets begin plus
+// the data section's start), into dst (contiguous, its dtype and size from the header).
+void read_safetensors_tensor_into(const std::string& path, uint64_t offset, const std::string& name,
+                                  const torch::Tensor& dst);
 void write_safetensors(const std::string& path, const NamedTensors& tensors,
                        const std::map<std::string, std::string>& metadata = {});
 

@@ -1,7 +1,6 @@
 #include "checkpoints/tensor_reader.h"
 
 #include <filesystem>
-#include <fstream>
 
 #include "checkpoints/hdf5_checkpoint.h"
 #include "checkpoints/safetensors.h"
@@ -31,11 +30,9 @@ std::vector<std::string> weight_files(const std::string& dir, const std::string&
 
 }  // namespace
 
-int64_t TensorInfo::bytes() const {
-  int64_t n = int64_t(dtype_size(dtype));
-  for (auto d : shape) n *= d;
-  return n;
-}
+int64_t TensorInfo::numel() const { return c10::multiply_integers(shape); }
+
+int64_t TensorInfo::bytes() const { return numel() * int64_t(dtype_size(dtype)); }
 
 TensorReader::TensorReader(const std::string& dir) : dir_(dir) {
   auto add = [&](const std::string& name, TensorInfo info) {
@@ -56,35 +53,33 @@ TensorReader::TensorReader(const std::string& dir) : dir_(dir) {
   }
 }
 
-torch::Tensor TensorReader::read(const std::string& name) const {
+const TensorInfo& TensorReader::info(const std::string& name) const {
   auto it = infos_.find(name);
   if (it == infos_.end()) throw InputError(dir_ + ": has no tensor '" + name + "'");
-  TensorMap m = format_ == CheckpointFormat::kNative ? read_h5_tensors(it->second.file, {name})
-                                                     : read_safetensors_subset(it->second.file, {name});
-  torch::Tensor t = m.at(name);
-  require_finite(dir_, name, t);
+  return it->second;
+}
+
+void TensorReader::fill(const std::string& name, const TensorInfo& info, const torch::Tensor& dst) const {
+  if (format_ == CheckpointFormat::kNative)
+    read_h5_tensor_into(info.file, name, dst);
+  else
+    read_safetensors_tensor_into(info.file, info.file_offset, name, dst);
+  require_finite(dir_, name, dst);
+}
+
+torch::Tensor TensorReader::read(const std::string& name) const {
+  const TensorInfo& i = info(name);
+  auto t = torch::empty(i.shape, torch::TensorOptions().dtype(i.dtype));
+  fill(name, i, t);
   return t;
 }
 
 void TensorReader::read_into(const std::string& name, torch::Tensor dst) const {
-  auto it = infos_.find(name);
-  if (it == infos_.end()) throw InputError(dir_ + ": has no tensor '" + name + "'");
-  const TensorInfo& info = it->second;
-  int64_t numel = 1;
-  for (auto d : info.shape) numel *= d;
-  if (!(dst.is_cpu() && dst.is_contiguous() && dst.scalar_type() == info.dtype && dst.numel() == numel)) {
+  const TensorInfo& i = info(name);
+  if (dst.is_cpu() && dst.is_contiguous() && dst.scalar_type() == i.dtype && dst.numel() == i.numel())
+    fill(name, i, dst);
+  else
     dst.copy_(read(name).view(dst.sizes()));
-    return;
-  }
-  if (format_ == CheckpointFormat::kNative) {
-    read_h5_tensor_into(info.file, name, dst);
-  } else {
-    std::ifstream in(info.file, std::ios::binary);
-    in.seekg(std::streamoff(info.file_offset));
-    in.read(static_cast<char*>(dst.data_ptr()), std::streamsize(info.bytes()));
-    if (!in) throw CorruptError(info.file + ": truncated while reading tensor '" + name + "'");
-  }
-  require_finite(dir_, name, dst);
 }
 
 namespace {

@@ -18,6 +18,7 @@ struct TensorInfo {
   std::vector<int64_t> shape;
   std::string file;          // full path of the file that holds it
   uint64_t file_offset = 0;  // safetensors: where its bytes start in `file`
+  int64_t numel() const;
   int64_t bytes() const;
 };
 
@@ -34,6 +35,8 @@ class TensorReader {
   void read_into(const std::string& name, torch::Tensor dst) const;
 
  private:
+  const TensorInfo& info(const std::string& name) const;  // InputError naming an absent tensor
+  void fill(const std::string& name, const TensorInfo& info, const torch::Tensor& dst) const;
   std::string dir_;
   CheckpointFormat format_ = CheckpointFormat::kNative;
   std::map<std::string, TensorInfo> infos_;
