@@ -17,6 +17,23 @@ torch::Tensor dpo_loss(const torch::Tensor& logp_w, const torch::Tensor& logp_w_
 // KL(p_ref || p_theta) per position, averaged over the positions where mask is 1 in each item,
 // then over items. logits [B, T, V]; ref_logp [B, T, V] log-probabilities; mask [B, T].
 torch::Tensor kl_loss(const torch::Tensor& logits, const torch::Tensor& ref_logp, const torch::Tensor& mask);
+// The token-level forget terms of open-unlearning's methods (docs/METHODS.md). Per position t
+// of logits [B, T, V]; targets [B, T] int64 is the token position t predicts (-100: none); mask
+// [B, T] selects the positions that count. Each is averaged over an item's masked positions,
+// then over items (an item with none counts as 0), like every term above.
+//
+// WGA: -mean(w_t CE_t) with w_t = p(y_t)^beta, no gradient through w; nll [B, T] = CE_t.
+torch::Tensor wga_loss(const torch::Tensor& nll, const torch::Tensor& mask, double beta);
+// SatImp: -mean(w_t CE_t) with w_t = p^b1 (1 - p)^b2, no gradient through w.
+torch::Tensor satimp_loss(const torch::Tensor& nll, const torch::Tensor& mask, double beta1, double beta2);
+// UNDIAL: CE(softmax(z), q) with q = softmax(z_ref - beta onehot(y_t)) (y_t where targets has
+// one; else q = softmax(z_ref)). ref_logits [B, T, V].
+torch::Tensor undial_loss(const torch::Tensor& logits, const torch::Tensor& ref_logits, const torch::Tensor& targets,
+                          const torch::Tensor& mask, double beta);
+// CE-U: CE(softmax(z), q) with q = softmax(z with z_y set to -inf), no gradient through q.
+torch::Tensor ce_u_loss(const torch::Tensor& logits, const torch::Tensor& targets, const torch::Tensor& mask);
+// PDU's forget term: (max_v z - mean_v z)^2.
+torch::Tensor logit_spread_loss(const torch::Tensor& logits, const torch::Tensor& mask);
 // Mean squared error per position (mean over the hidden dimension), averaged over the masked
 // positions of each item, then over items. h, target [B, T, C] (target may broadcast); mask [B, T].
 torch::Tensor masked_mse(const torch::Tensor& h, const torch::Tensor& target, const torch::Tensor& mask);

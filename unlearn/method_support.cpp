@@ -73,11 +73,24 @@ Batch with_labels(const Batch& b, const torch::Tensor& labels) {
   return out;
 }
 
+namespace {
+// x shifted left by one position along dim 1, `fill` in the last position.
+torch::Tensor shift_left(const torch::Tensor& x, double fill) {
+  auto out = torch::full(x.sizes(), fill, x.options());
+  const int64_t T = x.size(1);
+  if (T > 1) out.narrow(1, 0, T - 1).copy_(x.narrow(1, 1, T - 1));
+  return out;
+}
+}  // namespace
+
 torch::Tensor answer_prediction_mask(const torch::Tensor& labels) {
-  auto m = torch::zeros(labels.sizes(), labels.options().dtype(torch::kFloat));
-  const int64_t T = labels.size(1);
-  if (T > 1) m.narrow(1, 0, T - 1).copy_(labels.narrow(1, 1, T - 1).ne(-100));
-  return m;
+  return next_token_targets(labels).ne(-100).to(torch::kFloat);
+}
+
+torch::Tensor next_token_targets(const torch::Tensor& labels) { return shift_left(labels.to(torch::kLong), -100); }
+
+torch::Tensor next_token_mask(const torch::Tensor& attention_mask) {
+  return shift_left(attention_mask.to(torch::kFloat), 0);
 }
 
 std::vector<std::string> load_refusals(const std::string& path, const std::string& option) {

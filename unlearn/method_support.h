@@ -59,6 +59,10 @@ torch::Tensor summed_logp(CausalLM& model, const Batch& b);
 Batch with_labels(const Batch& b, const torch::Tensor& labels);
 // Mask [B, T] of the positions whose logits predict an answer token (labels shifted by one).
 torch::Tensor answer_prediction_mask(const torch::Tensor& labels);
+// The answer token each position's logits predict [B, T] int64 (labels shifted by one; -100: none).
+torch::Tensor next_token_targets(const torch::Tensor& labels);
+// Mask [B, T] of the positions whose logits predict a token of the item (not padding).
+torch::Tensor next_token_mask(const torch::Tensor& attention_mask);
 
 // Labels [B, T] with every answer label replaced by the argmax of the logits that predict it,
 // the true token excluded (the adversarial method's targets; defined in adversarial.cpp).

@@ -12,10 +12,11 @@ ObjectiveSpec declared_objective(const std::string& name,
 
 const std::vector<ObjectiveSpec>& objective_registry() {
   static const std::vector<ObjectiveSpec> specs = {
-      ga_objective_spec(),          gd_objective_spec(),  kl_objective_spec(),     random_label_objective_spec(),
-      adversarial_objective_spec(), npo_objective_spec(), simnpo_objective_spec(), dpo_objective_spec(),
-      idk_objective_spec(),         rmu_objective_spec(), tvn_objective_spec(),    memflex_objective_spec(),
-      snap_objective_spec()};
+      ga_objective_spec(),          gd_objective_spec(),     kl_objective_spec(),     random_label_objective_spec(),
+      adversarial_objective_spec(), npo_objective_spec(),    simnpo_objective_spec(), dpo_objective_spec(),
+      idk_objective_spec(),         rmu_objective_spec(),    tvn_objective_spec(),    memflex_objective_spec(),
+      snap_objective_spec(),        undial_objective_spec(), wga_objective_spec(),    satimp_objective_spec(),
+      ce_u_objective_spec(),        pdu_objective_spec()};
   return specs;
 }
 

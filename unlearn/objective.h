@@ -4,8 +4,8 @@
 //
 // Life of an objective: prepare() once before training, on the whole model at theta_0 (ref
 // caches, derived items, parameter selection, snapshots); begin_step() before each optimizer
-// step; compute() per micro-batch on this rank's slice; finish() once after training on the
-// whole (LoRA-merged) model.
+// step; compute() per micro-batch on this rank's slice; end_step() after each step; finish() once
+// after training on the whole (LoRA-merged) model.
 #pragma once
 #include <functional>
 #include <map>
@@ -54,6 +54,12 @@ class Objective {
   // retain: a retain batch when uses_retain(), else nullptr. Batch::index names the items.
   virtual ObjectiveResult compute(CausalLM& model, const Batch& forget, const Batch* retain) = 0;
   virtual void finish(CausalLM& /*model*/) {}
+  // After each optimizer step, with the step's logged parts averaged over micro-batches and
+  // ranks (the same on every rank): state that follows the run (PDU's dual variable) moves here.
+  virtual void end_step(int64_t /*step*/, const std::map<std::string, double>& /*parts*/) {}
+  // That state, stored in every training checkpoint and given back on --resume.
+  virtual json state() const { return json::object(); }
+  virtual void restore(const json& /*state*/) {}
   virtual bool uses_retain() const { return false; }
   // A penalty on whole trainable tensors (index among them, value) that the data-parallel
   // engine applies itself to the parameters ZeRO 3 shards (SNAP's regulariser); none by default.
@@ -108,6 +114,11 @@ ObjectiveSpec rmu_objective_spec();
 ObjectiveSpec tvn_objective_spec();
 ObjectiveSpec memflex_objective_spec();
 ObjectiveSpec snap_objective_spec();
+ObjectiveSpec undial_objective_spec();
+ObjectiveSpec wga_objective_spec();
+ObjectiveSpec satimp_objective_spec();
+ObjectiveSpec ce_u_objective_spec();
+ObjectiveSpec pdu_objective_spec();
 
 // Mean over items of the mean answer-token NLL (each item weighs the same).
 torch::Tensor mean_item_nll(CausalLM& model, const Batch& b);

@@ -179,6 +179,7 @@ TrainResult train_loop(CausalLM& model, Objective& objective, const std::vector<
       // from rank 0's (only LoRA dropout draws from it).
       int src = int(ck.shards.size()) == comm.size() ? comm.rank() : 0;
       set_cpu_rng_state(ck.shards[size_t(src)].at("rng_state"));
+      objective.restore(m.value("objective_state", json::object()));
       res.resumed_from = m.at("step").get<int64_t>();
       res.tokens = m.value("tokens", int64_t(0));
       first_step = res.resumed_from + 1;
@@ -190,11 +191,9 @@ TrainResult train_loop(CausalLM& model, Objective& objective, const std::vector<
     NamedTensors shard = dp.shard_state();
     shard.emplace_back("rng_state", cpu_rng_state());
     auto [e, c] = data.position();
-    json manifest = {{"layout", dp.layout()},
-                     {"data", {e, c}},
-                     {"tokens", res.tokens},
-                     {"run_config", opt.run_config},
-                     {"run_identity", identity}};
+    json manifest = {{"layout", dp.layout()},    {"data", {e, c}},
+                     {"tokens", res.tokens},     {"run_config", opt.run_config},
+                     {"run_identity", identity}, {"objective_state", objective.state()}};
     if (retain_data) {
       auto [re, rc] = retain_data->position();
       manifest["retain_data"] = {re, rc};
@@ -248,6 +247,7 @@ TrainResult train_loop(CausalLM& model, Objective& objective, const std::vector<
     res.tokens += int64_t(counts[0].item<double>());
     res.steps_done = step;
     res.last_loss = loss_sum;
+    objective.end_step(step, parts);
     if (!std::isfinite(loss_sum)) throw InternalError("loss became non-finite at step " + std::to_string(step));
     if (step == first_step || step % std::max<int64_t>(opt.log_every, 1) == 0 || step == opt.steps) {
       double secs = elapsed();

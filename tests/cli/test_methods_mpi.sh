@@ -29,7 +29,7 @@ declare -A EXTRA=(
 # Every method on the default family; on another family the methods whose code touches the
 # model differently (plain loss, a frozen reference, activations at a layer, LoRA, the SNAP
 # regulariser), still over all four ZeRO stages: the rest differ from these only in the loss.
-METHODS=(ga gd kl random_label adversarial npo simnpo dpo idk rmu tvn memflex snap)
+METHODS=(ga gd kl random_label adversarial npo simnpo dpo idk rmu tvn memflex snap undial wga satimp ce_u pdu)
 [ -n "$MODEL_CONFIG" ] && METHODS=(ga kl npo rmu memflex snap)
 stage=0
 for m in "${METHODS[@]}"; do
@@ -60,6 +60,17 @@ if "$MPIRUN" -np 2 "$LETHE" "${UN[@]}" --method snap ${EXTRA[snap]} --zero-stage
     || { bad "snap: 2 ranks (ZeRO 3) differ from 1 rank"; cat "$T/snap.cmpz3"; }
 else
   bad "snap on 2 ranks (ZeRO 3) failed"; tail -5 "$T/snap.logz3"
+fi
+# PDU's dual variable is state of the run: a resume from the step-2 checkpoint (its lambda and
+# epsilon stored with it) ends bit-identical to the run that went straight through.
+if [ -z "$MODEL_CONFIG" ]; then
+  PD=(unlearn --model "$T/ft" --forget "$D/forget.jsonl" --retain "$D/retain.jsonl" --steps 4 --batch-size 8 --lr 1e-3
+      --format hf --method pdu --pdu.dual-step 5 --checkpoint-every 2)
+  "$LETHE" "${PD[@]}" --checkpoint-dir "$T/pdu.ck" --out "$T/pdu.straight" >"$T/pdu.logs" 2>&1 \
+    && cp -r "$T/pdu.ck" "$T/pdu.ck2" \
+    && "$LETHE" "${PD[@]}" --checkpoint-dir "$T/pdu.ck2" --out "$T/pdu.resumed" --resume >"$T/pdu.logr" 2>&1 \
+    && grep -q "resumed from" "$T/pdu.logr" && grep -q '"lambda"' "$T"/pdu.ck/step-*/manifest.json \
+    && $CMP "$T/pdu.resumed" "$T/pdu.straight" --exact >/dev/null && ok || { bad "pdu: resume is not bit-identical"; tail -3 "$T/pdu.logr"; }
 fi
 # MemFlex's distributed gradient pass locates the same matrices on 1 and 2 ranks, and the
 # localization is stored with the output model.

@@ -51,6 +51,43 @@ def swd(w, w0, dirs):
     return total / dirs.shape[1]
 
 
+def masked_item_mean(per_pos, mask):
+    return ((per_pos * mask).sum(1) / mask.sum(1).clamp(min=1.0)).mean()
+
+
+def wga(nll, mask, beta):
+    # -mean(w * CE), w = p(y)^beta with no gradient
+    w = torch.exp(-nll.detach()) ** beta
+    return -masked_item_mean(w * nll, mask)
+
+
+def satimp(nll, mask, b1, b2):
+    p = torch.exp(-nll.detach())
+    return -masked_item_mean(p ** b1 * (1 - p) ** b2 * nll, mask)
+
+
+def soft_ce(logits, q):
+    return -(q * F.log_softmax(logits, dim=-1)).sum(-1)
+
+
+def undial(logits, ref_logits, targets, mask, beta):
+    adjusted = ref_logits.clone()
+    for b, t in (targets >= 0).nonzero().tolist():
+        adjusted[b, t, targets[b, t]] -= beta
+    return masked_item_mean(soft_ce(logits, F.softmax(adjusted, dim=-1)), mask)
+
+
+def ce_u(logits, targets, mask):
+    z = logits.detach().clone()
+    for b, t in (targets >= 0).nonzero().tolist():
+        z[b, t, targets[b, t]] = float("-inf")
+    return masked_item_mean(soft_ce(logits, F.softmax(z, dim=-1)), mask)
+
+
+def logit_spread(logits, mask):
+    return masked_item_mean((logits.max(dim=-1).values - logits.mean(dim=-1)) ** 2, mask)
+
+
 def main():
     x = {k: v.double() for k, v in read_safetensors(sys.argv[1]).items()}
     p = json.load(open(sys.argv[2]))
@@ -71,6 +108,12 @@ def main():
     run("kl", lambda t: kl(t["logits"], x["ref_logits"], x["kl_mask"]), ["logits"])
     run("rmu", lambda t: masked_mse(t["h"], x["target"], x["mse_mask"]), ["h"])
     run("swd", lambda t: swd(t["w"], x["w0"], x["dirs"]), ["w"])
+    targets = x["targets"].long()
+    run("wga", lambda t: wga(t["nll"], x["tok_mask"], p["wga_beta"]), ["nll"])
+    run("satimp", lambda t: satimp(t["nll"], x["tok_mask"], p["satimp_b1"], p["satimp_b2"]), ["nll"])
+    run("undial", lambda t: undial(t["logits"], x["ref_logits"], targets, x["kl_mask"], p["undial_beta"]), ["logits"])
+    run("ce_u", lambda t: ce_u(t["logits"], targets, x["tok_mask"]), ["logits"])
+    run("pdu", lambda t: logit_spread(t["logits"], x["tok_mask"]), ["logits"])
     save_file({k: v.float().contiguous() for k, v in out.items()}, sys.argv[3])
     return 0
 

@@ -35,6 +35,11 @@ TEST(Losses, MatchPythonReference) {
   auto mse_mask = (torch::rand({B, T}) > 0.3).to(torch::kFloat);
   auto w = torch::randn({7, 5}), w0 = torch::randn({7, 5});
   auto dirs = random_directions(5, 4, 99);
+  // Token-level terms: per-position NLL, targets (-100 where a position predicts no answer).
+  auto nll = torch::rand({B, T}) * 4;
+  auto tok_mask = (torch::rand({B, T}) > 0.3).to(torch::kFloat);
+  auto targets = torch::randint(0, V, {B, T}, torch::kLong).masked_fill(tok_mask.eq(0), -100);
+  tok_mask[1].zero_();
   write_safetensors(tmp / "in.safetensors", {{"logp", logp},
                                              {"logp_ref", logp_ref},
                                              {"mean_nll", mean_nll},
@@ -50,9 +55,17 @@ TEST(Losses, MatchPythonReference) {
                                              {"mse_mask", mse_mask},
                                              {"w", w},
                                              {"w0", w0},
-                                             {"dirs", dirs}});
+                                             {"dirs", dirs},
+                                             {"nll", nll},
+                                             {"tok_mask", tok_mask},
+                                             {"targets", targets}});
   const double npo_beta = 0.1, simnpo_beta = 4.5, simnpo_delta = 0.3, dpo_beta = 0.1;
-  test::spit(tmp / "p.json", json({{"npo_beta", npo_beta},
+  const double wga_beta = 1.5, satimp_b1 = 5, satimp_b2 = 1, undial_beta = 10;
+  test::spit(tmp / "p.json", json({{"wga_beta", wga_beta},
+                                   {"satimp_b1", satimp_b1},
+                                   {"satimp_b2", satimp_b2},
+                                   {"undial_beta", undial_beta},
+                                   {"npo_beta", npo_beta},
                                    {"simnpo_beta", simnpo_beta},
                                    {"simnpo_delta", simnpo_delta},
                                    {"dpo_beta", dpo_beta}})
@@ -97,6 +110,27 @@ TEST(Losses, MatchPythonReference) {
     auto a = leaf(w);
     check("swd", sliced_wasserstein(a, w0, dirs), {{"w", a}});
   }
+  {
+    auto a = leaf(nll);
+    check("wga", wga_loss(a, tok_mask, wga_beta), {{"nll", a}});
+  }
+  {
+    auto a = leaf(nll);
+    check("satimp", satimp_loss(a, tok_mask, satimp_b1, satimp_b2), {{"nll", a}});
+  }
+  {
+    // UNDIAL on every item position (kl_mask), the true token adjusted where there is one.
+    auto a = leaf(logits);
+    check("undial", undial_loss(a, ref_logits, targets, kl_mask, undial_beta), {{"logits", a}});
+  }
+  {
+    auto a = leaf(logits);
+    check("ce_u", ce_u_loss(a, targets, tok_mask), {{"logits", a}});
+  }
+  {
+    auto a = leaf(logits);
+    check("pdu", logit_spread_loss(a, tok_mask), {{"logits", a}});
+  }
 }
 
 // ---------------------------------------------------------------- hand-computable loss values
@@ -123,6 +157,74 @@ TEST(Losses, HandComputableValues) {
   EXPECT_NEAR(dirs.norm(2, 0).sub(1).abs().max().item<double>(), 0, 1e-6);
   EXPECT_TRUE(torch::equal(dirs, random_directions(3, 5, 7)));
   EXPECT_FALSE(torch::equal(dirs, random_directions(3, 5, 8)));
+}
+
+TEST(Losses, OpenUnlearningTermsOnHandComputableCases) {
+  const int64_t V = 4;
+  auto mask = torch::ones({1, 2});
+  // WGA at beta 0 is gradient ascent: -mean NLL; SatImp's weight vanishes at p = 1 and p = 0.
+  auto nll = torch::tensor({{0.5f, 1.5f}});
+  EXPECT_NEAR(wga_loss(nll, mask, 0).item<double>(), -1.0, 1e-6);
+  EXPECT_NEAR(wga_loss(nll, mask, 1).item<double>(), -(std::exp(-0.5) * 0.5 + std::exp(-1.5) * 1.5) / 2, 1e-6);
+  EXPECT_NEAR(satimp_loss(torch::zeros({1, 2}), mask, 5, 1).item<double>(), 0, 1e-7);
+  const double p = std::exp(-1.0);
+  EXPECT_NEAR(satimp_loss(torch::ones({1, 2}), mask, 2, 3).item<double>(), -p * p * std::pow(1 - p, 3), 1e-6);
+  // The weights carry no gradient: d/d nll of -w nll is -w.
+  auto a = nll.clone().requires_grad_(true);
+  wga_loss(a, mask, 1).backward();
+  EXPECT_NEAR(a.grad()[0][0].item<double>(), -std::exp(-0.5) / 2, 1e-6);
+  // UNDIAL at beta 0 on the reference's own logits: the gradient softmax(z) - q is 0 and the loss
+  // is the entropy; with a large beta the target moves all mass off the true token.
+  auto z = torch::randn({1, 2, V});
+  auto targets = torch::tensor({{2, -100}}, torch::kLong);
+  auto zl = z.clone().requires_grad_(true);
+  auto ent = -(torch::softmax(z, -1) * torch::log_softmax(z, -1)).sum(-1).mean();
+  auto l0 = undial_loss(zl, z, targets, mask, 0);
+  EXPECT_NEAR(l0.item<double>(), ent.item<double>(), 1e-5);
+  l0.backward();
+  EXPECT_LT(zl.grad().abs().max().item<double>(), 1e-6);
+  auto zb = z.clone().requires_grad_(true);
+  undial_loss(zb, z, targets, mask, 1e4).backward();
+  EXPECT_NEAR(zb.grad()[0][0][2].item<double>(), torch::softmax(z[0][0], -1)[2].item<double>() / 2, 1e-5);
+  // CE-U on equal logits: q is uniform over the V - 1 other tokens, CE = log V; the gradient
+  // lowers the true token's logit by p_y.
+  auto flat = torch::zeros({1, 2, V}).requires_grad_(true);
+  auto both = torch::tensor({{1, 3}}, torch::kLong);
+  auto ceu = ce_u_loss(flat, both, mask);
+  EXPECT_NEAR(ceu.item<double>(), std::log(double(V)), 1e-6);
+  ceu.backward();
+  EXPECT_NEAR(flat.grad()[0][0][1].item<double>(), 0.25 / 2, 1e-6);
+  EXPECT_NEAR(flat.grad()[0][0][0].item<double>(), (0.25 - 1.0 / 3) / 2, 1e-6);
+  // PDU's spread: 0 on flat logits, (c - c/V)^2 on one raised logit.
+  EXPECT_NEAR(logit_spread_loss(torch::zeros({1, 2, V}), mask).item<double>(), 0, 1e-7);
+  auto raised = torch::zeros({1, 2, V});
+  raised.select(2, 0).fill_(2);
+  EXPECT_NEAR(logit_spread_loss(raised, mask).item<double>(), std::pow(2 - 2.0 / V, 2), 1e-6);
+  // Shifted targets and masks: position t predicts token t + 1.
+  auto labels = torch::tensor({{-100, -100, 7, 8}}, torch::kLong);
+  EXPECT_TRUE(torch::equal(next_token_targets(labels), torch::tensor({{-100, 7, 8, -100}}, torch::kLong)));
+  EXPECT_TRUE(torch::equal(next_token_mask(torch::tensor({{1, 1, 1, 0}})), torch::tensor({{1.f, 1.f, 0.f, 0.f}})));
+}
+
+TEST(Methods, PduDualVariableFollowsTheRetainLoss) {
+  const ObjectiveSpec& spec = find_objective("pdu");
+  auto pdu = spec.make(test::objective_options(
+      spec, {"--pdu.epsilon", "0.5", "--pdu.dual-step", "2", "--pdu.warmup-steps", "1", "--pdu.retain-weight", "1"}));
+  auto lambda = [&](const Objective& o) { return o.state().at("lambda").get<double>(); };
+  pdu->end_step(1, {{"retain_nll", 0.9}});  // warm-up: no move
+  EXPECT_DOUBLE_EQ(lambda(*pdu), 1.0);
+  pdu->end_step(2, {{"retain_nll", 0.9}});  // constraint violated by 0.4: lambda += 2 * 0.4
+  EXPECT_NEAR(lambda(*pdu), 1.8, 1e-12);
+  pdu->end_step(3, {{"retain_nll", 0.1}});  // satisfied: lambda -= 0.8
+  EXPECT_NEAR(lambda(*pdu), 1.0, 1e-12);
+  pdu->end_step(4, {{"retain_nll", 0.0}});  // never below 0
+  EXPECT_DOUBLE_EQ(lambda(*pdu), 0.0);
+  // The state goes into checkpoints and comes back on resume.
+  auto resumed = spec.make(test::objective_options(spec, {"--pdu.epsilon", "0.5"}));
+  pdu->end_step(5, {{"retain_nll", 1.5}});
+  resumed->restore(pdu->state());
+  EXPECT_EQ(resumed->state(), pdu->state());
+  EXPECT_THROW(spec.make(test::objective_options(spec, {"--pdu.dual-step", "-1"})), InputError);
 }
 
 // ---------------------------------------------------------------- objectives on a tiny model
@@ -175,7 +277,7 @@ struct World {
 
 TEST(Methods, EveryMethodIsRegistered) {
   for (std::string m : {"ga", "gd", "kl", "random_label", "adversarial", "npo", "simnpo", "dpo", "idk", "rmu", "tvn",
-                        "memflex", "snap"})
+                        "memflex", "snap", "undial", "wga", "satimp", "ce_u", "pdu"})
     EXPECT_NO_THROW(find_objective(m)) << m;
 }
 
