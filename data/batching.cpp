@@ -7,6 +7,7 @@ namespace lethe {
 
 TokenizedItem tokenize_item(const Tokenizer& tok, ChatTemplate tmpl, const Example& e, int64_t max_len) {
   ChatText ct = apply_chat_template(tmpl, e.prompt, e.response);
+  ct.prompt += e.response_prefix;
   TokenizedItem it;
   it.ids = tok.encode(ct.prompt, false);
   it.prompt_len = int64_t(it.ids.size());

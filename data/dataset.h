@@ -12,6 +12,9 @@ struct Example {
   std::string prompt;
   std::string response;
   json attrs = json::object();  // every other field of the record
+  // Text the answer's turn starts with, given to the model as part of the prompt (the robustness
+  // probe's "Sure, here is the answer:"); empty for data read from files.
+  std::string response_prefix;
 };
 
 // format: auto | tofu | knowundo | jsonl. Errors name the file and the record (line/index).

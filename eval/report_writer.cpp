@@ -64,6 +64,16 @@ json report_summary(const Report& r) {
   return s;
 }
 
+CausalLM load_eval_model(const ModelLoadOptions& m, torch::Device device) {
+  CausalLM model = load_model(m.dir, m.dtype);
+  if (!m.adapter.empty()) {  // evaluated merged: the same function as peft's
+    load_peft_adapter(model, m.adapter);
+    model->merge_lora();
+  }
+  model->to(device);
+  return model;
+}
+
 Evaluated evaluate_checkpoint(const EvalJob& job, const std::vector<NamedExamples>& splits, const Tokenizer& tok,
                               ChatTemplate tmpl, torch::Device device, Communicator& comm) {
   const ReportOptions& ro = job.report;
@@ -71,12 +81,7 @@ Evaluated evaluate_checkpoint(const EvalJob& job, const std::vector<NamedExample
   if (!ro.tofu_reference.empty()) reference = read_reference_truth_ratios(ro.tofu_reference);
   if (!ro.out.empty() && !ro.replace && fs::exists(ro.out) && !fs::is_empty(ro.out))
     throw InputError("report directory '" + ro.out + "' already exists and is not empty; refusing to overwrite it");
-  CausalLM model = load_model(job.model.dir, job.model.dtype);
-  if (!job.model.adapter.empty()) {  // evaluated merged: the same function as peft's
-    load_peft_adapter(model, job.model.adapter);
-    model->merge_lora();
-  }
-  model->to(device);
+  CausalLM model = load_eval_model(job.model, device);
   Evaluated ev;
   ev.report = evaluate_report(model, tok, tmpl, splits, job.eval, job.max_len, &comm);
   const Report& r = ev.report;

@@ -39,6 +39,9 @@ struct Evaluated {
 // the file when it has none).
 std::vector<double> read_reference_truth_ratios(const std::string& path);
 
+// The model of an evaluation on `device`, its adapter (when given) merged into the weights.
+CausalLM load_eval_model(const ModelLoadOptions& m, torch::Device device);
+
 // Collective over `comm`: every rank evaluates its share; rank 0 writes the report directory.
 Evaluated evaluate_checkpoint(const EvalJob& job, const std::vector<NamedExamples>& splits, const Tokenizer& tok,
                               ChatTemplate tmpl, torch::Device device, Communicator& comm);

@@ -87,11 +87,12 @@ void add_tofu_metrics(SplitMetrics& m, CausalLM& model, const Tokenizer& tok, Ch
   }
   for (size_t i = 0; i < n; ++i) {
     const json& a = examples[i].attrs;
-    para.push_back({examples[i].prompt, a["paraphrased_answer"].get<std::string>(), json::object()});
+    para.push_back(
+        {examples[i].prompt, a["paraphrased_answer"].get<std::string>(), json::object(), examples[i].response_prefix});
     for (auto& p : a["perturbed_answer"]) {
       if (!p.is_string())
         throw InputError("perturbed_answer of record " + std::to_string(i) + " is not a list of strings");
-      pert.push_back({examples[i].prompt, p.get<std::string>(), json::object()});
+      pert.push_back({examples[i].prompt, p.get<std::string>(), json::object(), examples[i].response_prefix});
       owner.push_back(i);
     }
   }

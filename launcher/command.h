@@ -50,6 +50,7 @@ Command tokenize_command();
 Command finetune_command();
 Command unlearn_command();
 Command eval_command();
+Command probe_command();
 Command convert_command();
 Command merge_command();
 Command spunge_command();

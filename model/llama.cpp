@@ -244,7 +244,11 @@ torch::Tensor CausalLMImpl::forward(const torch::Tensor& input_ids, const torch:
 
 TokenLoss CausalLMImpl::answer_loss(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
                                     const torch::Tensor& labels, bool with_accuracy) {
-  auto h = hidden(input_ids, attention_mask);
+  return answer_loss_from_hidden(hidden(input_ids, attention_mask), labels, with_accuracy);
+}
+
+TokenLoss CausalLMImpl::answer_loss_from_hidden(const torch::Tensor& h, const torch::Tensor& labels,
+                                                bool with_accuracy) {
   const int64_t B = h.size(0), T = h.size(1), C = h.size(2);
   auto lb = labels.narrow(1, 1, T - 1);
   auto answer = lb.ne(-100);

@@ -126,6 +126,9 @@ class CausalLMImpl : public torch::nn::Module {
   // no [B, T, V] logits. What training and evaluation use.
   TokenLoss answer_loss(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
                         const torch::Tensor& labels, bool with_accuracy = false);
+  // The same from hidden states [B, T, C] that went through the final norm (the logit lens reads
+  // each decoder layer's output this way).
+  TokenLoss answer_loss_from_hidden(const torch::Tensor& h, const torch::Tensor& labels, bool with_accuracy = false);
 
   void init_weights(uint64_t seed);
   void add_lora(const LoraOptions& opt);  // freezes the base weights, adapters trainable

@@ -229,6 +229,13 @@ TEST(ChatTemplate, AnswerMaskStartsExactlyAtTheAnswer) {
   TokenizedItem cut = tokenize_item(tok, ChatTemplate::ChatML, e, int64_t(answer.size()) + 2);
   EXPECT_EQ(int64_t(cut.ids.size()), int64_t(answer.size()) + 2);
   EXPECT_EQ(std::vector<int64_t>(cut.ids.begin() + cut.prompt_len, cut.ids.end()), answer);
+  // A response prefix opens the answer's turn as part of the prompt: the answer tokens are the same.
+  Example pre = e;
+  pre.response_prefix = "Sure, here is the answer: ";
+  TokenizedItem pit = tokenize_item(tok, ChatTemplate::ChatML, pre, 256);
+  EXPECT_EQ(std::vector<int64_t>(pit.ids.begin() + pit.prompt_len, pit.ids.end()), answer);
+  std::vector<int64_t> prompt(pit.ids.begin(), pit.ids.begin() + pit.prompt_len);
+  EXPECT_EQ(tok.decode(prompt).substr(tok.decode(prompt).size() - 26), "Sure, here is the answer: ");
 }
 
 }  // namespace

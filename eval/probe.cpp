@@ -1,0 +1,246 @@
+#include "eval/probe.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+
+#include "common/error.h"
+#include "common/fs.h"
+#include "eval/logit_lens.h"
+#include "model/quantize.h"
+
+namespace fs = std::filesystem;
+
+namespace lethe {
+
+namespace {
+
+json split_row(const SplitMetrics& m, bool generated) {
+  json row = {{"accuracy", m.accuracy}, {"answer_prob", m.answer_prob}, {"mean_nll", m.mean_nll}};
+  if (generated) row["rouge_l_recall"] = m.rouge_l_recall;
+  if (m.has_truth_ratio) row["truth_ratio"] = m.name == "forget" ? m.truth_ratio_forget : m.truth_ratio_retain;
+  return row;
+}
+
+// The forget questions as TOFU paraphrases them (records without a paraphrase are left out).
+std::vector<Example> paraphrased(const std::vector<Example>& forget) {
+  std::vector<Example> out;
+  for (const Example& e : forget)
+    if (e.attrs.contains("paraphrased_question") && e.attrs["paraphrased_question"].is_string()) {
+      Example p = e;
+      p.prompt = e.attrs["paraphrased_question"].get<std::string>();
+      out.push_back(std::move(p));
+    }
+  return out;
+}
+
+std::string cell(const json& row, const std::string& split, const std::string& key) {
+  if (!row.contains(split) || !row[split].contains(key)) return "—";
+  return fmt::format("{:.4f}", row[split][key].get<double>());
+}
+
+std::string tofu_cell(const json& row, const std::string& key) {
+  if (!row.contains("tofu") || !row["tofu"].contains(key)) return "—";
+  return fmt::format("{:.4g}", row["tofu"][key].get<double>());
+}
+
+std::string xml_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '&')
+      out += "&amp;";
+    else if (c == '<')
+      out += "&lt;";
+    else if (c == '>')
+      out += "&gt;";
+    else if (c == '"')
+      out += "&quot;";
+    else
+      out += c;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string line_plot_svg(const std::string& title, const std::string& x_label, const std::string& y_label,
+                          const std::vector<PlotSeries>& series) {
+  const double W = 640, H = 400, left = 70, right = 160, top = 40, bottom = 55;
+  const double pw = W - left - right, ph = H - top - bottom;
+  size_t n = 0;
+  double ymax = 0;
+  for (auto& s : series) {
+    n = std::max(n, s.y.size());
+    for (double v : s.y)
+      if (std::isfinite(v)) ymax = std::max(ymax, v);
+  }
+  ymax = ymax > 0 ? ymax * 1.05 : 1.0;
+  auto X = [&](size_t i) { return left + (n > 1 ? pw * double(i) / double(n - 1) : pw / 2); };
+  auto Y = [&](double v) { return top + ph * (1.0 - std::clamp(v, 0.0, ymax) / ymax); };
+  static const char* colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"};
+  std::string svg = fmt::format(
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"{1}\" viewBox=\"0 0 {0} {1}\" "
+      "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"{0}\" height=\"{1}\" fill=\"white\"/>\n"
+      "<text x=\"{2}\" y=\"22\" font-size=\"14\">{3}</text>\n",
+      W, H, left, xml_escape(title));
+  svg += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#444\"/>\n", left, top,
+                     pw, ph);
+  for (int k = 0; k <= 4; ++k) {  // y ticks and grid
+    double v = ymax * k / 4, y = Y(v);
+    svg += fmt::format(
+        "<line x1=\"{0}\" y1=\"{1:.1f}\" x2=\"{2}\" y2=\"{1:.1f}\" stroke=\"#ddd\"/>"
+        "<text x=\"{3}\" y=\"{4:.1f}\" text-anchor=\"end\">{5:.3g}</text>\n",
+        left, y, left + pw, left - 6, y + 4, v);
+  }
+  const size_t step = std::max<size_t>(1, (n + 15) / 16);
+  for (size_t i = 0; i < n; i += step)  // x ticks
+    svg += fmt::format("<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", X(i), top + ph + 16, i);
+  svg += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", left + pw / 2, H - 12,
+                     xml_escape(x_label));
+  svg += fmt::format("<text transform=\"translate(18,{}) rotate(-90)\" text-anchor=\"middle\">{}</text>\n",
+                     top + ph / 2, xml_escape(y_label));
+  for (size_t s = 0; s < series.size(); ++s) {
+    const char* color = colors[s % 6];
+    std::string points;
+    for (size_t i = 0; i < series[s].y.size(); ++i) points += fmt::format("{:.1f},{:.1f} ", X(i), Y(series[s].y[i]));
+    svg += fmt::format("<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"2\" points=\"{}\"/>\n", color, points);
+    for (size_t i = 0; i < series[s].y.size(); ++i)
+      svg += fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"3\" fill=\"{}\"/>\n", X(i), Y(series[s].y[i]), color);
+    double ly = top + 10 + 20 * double(s);
+    svg += fmt::format(
+        "<line x1=\"{0}\" y1=\"{1}\" x2=\"{2}\" y2=\"{1}\" stroke=\"{3}\" stroke-width=\"2\"/>"
+        "<text x=\"{4}\" y=\"{5}\">{6}</text>\n",
+        left + pw + 12, ly, left + pw + 36, color, left + pw + 42, ly + 4, xml_escape(series[s].name));
+  }
+  return svg + "</svg>\n";
+}
+
+ProbeResult run_probe(const EvalJob& job, const ProbeOptions& probe, const std::vector<NamedExamples>& splits,
+                      const Tokenizer& tok, ChatTemplate tmpl, torch::Device device, Communicator& comm) {
+  LETHE_CHECK(!splits.empty() && splits.front().name == "forget", "run_probe: the forget split comes first");
+  const ReportOptions& ro = job.report;
+  if (!ro.out.empty() && fs::exists(ro.out) && !fs::is_empty(ro.out))
+    throw InputError("probe directory '" + ro.out + "' already exists and is not empty; refusing to overwrite it");
+  std::vector<QuantFormat> formats;
+  for (auto& q : probe.quantize) formats.push_back(parse_quant_format(q, "--quantize"));
+  for (auto& p : probe.prompts)
+    if (p != "paraphrase" && p != "prefix")
+      throw InputError("--prompts: unknown prompt probe '" + p + "' (paraphrase, prefix)");
+  std::vector<double> reference;
+  if (!ro.tofu_reference.empty()) reference = read_reference_truth_ratios(ro.tofu_reference);
+  const bool generated = job.eval.generate;
+
+  ProbeResult res;
+  res.table = json::array();
+  std::vector<std::string> notes;
+  auto evaluate = [&](CausalLM& model, const std::string& name, const std::vector<NamedExamples>& sp, json extra) {
+    spdlog::info("probe: {}", name);
+    Report r = evaluate_report(model, tok, tmpl, sp, job.eval, job.max_len, &comm);
+    json row = {{"probe", name}};
+    for (auto& m : r.splits) row[m.name] = split_row(m, generated);
+    json tofu = tofu_scores(r, generated, reference, ro.tofu_reference);
+    if (!tofu.is_null() && !tofu.empty()) row["tofu"] = tofu;
+    for (auto& [k, v] : extra.items()) row[k] = v;
+    res.table.push_back(row);
+  };
+
+  {  // the model as it is, then the prompt probes and the logit lens on it
+    CausalLM model = load_eval_model(job.model, device);
+    evaluate(model, "as is", splits, json::object());
+    const std::vector<Example>& forget = splits.front().examples;
+    for (auto& p : probe.prompts) {
+      std::vector<Example> changed;
+      std::string name;
+      if (p == "paraphrase") {
+        changed = paraphrased(forget);
+        name = "paraphrased questions";
+        if (changed.empty()) {
+          notes.push_back("paraphrased questions: the forget data has no paraphrased_question field; skipped");
+          continue;
+        }
+        if (changed.size() < forget.size())
+          notes.push_back(
+              fmt::format("paraphrased questions: {} of {} forget records have one", changed.size(), forget.size()));
+      } else {
+        changed = forget;
+        for (auto& e : changed) e.response_prefix = probe.prefix + " ";
+        name = "prefix \"" + probe.prefix + "\"";
+      }
+      evaluate(model, name, {{"forget", changed}}, json::object());
+    }
+    if (probe.logit_lens) {
+      const int64_t pad = pad_token_id(tok, tmpl);
+      res.logit_lens = {{"layers", model->config.num_hidden_layers}};
+      for (auto& s : splits)
+        res.logit_lens[s.name] = logit_lens_answer_prob(model, tokenize_items(tok, tmpl, s.examples, job.max_len), pad,
+                                                        job.eval.batch_size, &comm);
+    }
+  }
+  for (QuantFormat f : formats) {  // a fresh copy of the model for each format
+    CausalLM model = load_eval_model(job.model, device);
+    QuantizeSummary q = quantize_linear_weights(model, f, probe.quant_block);
+    evaluate(model, quant_format_name(f), splits,
+             {{"quantized_tensors", q.tensors}, {"weight_relative_error", q.relative_error}});
+  }
+
+  // The table and the plot.
+  std::string md = "# Robustness probe: " + (ro.title.empty() ? job.model.dir : ro.title) + "\n\n";
+  md +=
+      "| probe | forget acc | forget prob | forget ROUGE-L | forget truth ratio | retain acc | retain prob | retain "
+      "ROUGE-L | model utility | forget quality |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | "
+      "---: |\n";
+  for (auto& row : res.table)
+    md += fmt::format(
+        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n", row["probe"].get<std::string>(),
+        cell(row, "forget", "accuracy"), cell(row, "forget", "answer_prob"), cell(row, "forget", "rouge_l_recall"),
+        cell(row, "forget", "truth_ratio"), cell(row, "retain", "accuracy"), cell(row, "retain", "answer_prob"),
+        cell(row, "retain", "rouge_l_recall"), tofu_cell(row, "model_utility"), tofu_cell(row, "forget_quality"));
+  md += fmt::format(
+      "\nQuantized: every weight matrix of the decoder layers (embeddings, norms and lm_head kept); int8 per output "
+      "channel, NF4/FP4 in blocks of {} with float32 absmax scales. Prompt probes change the forget questions "
+      "only (retain: —).\n",
+      probe.quant_block);
+  if (probe.logit_lens) {
+    md += "\n## Logit lens: answer probability read at each decoder layer\n\n| layer |";
+    std::vector<PlotSeries> series;
+    for (auto& s : splits) {
+      md += " " + s.name + " |";
+      series.push_back({s.name, res.logit_lens[s.name].get<std::vector<double>>()});
+    }
+    md += "\n| ---: |";
+    for (size_t i = 0; i < splits.size(); ++i) md += " ---: |";
+    md += "\n";
+    for (int64_t l = 0; l < res.logit_lens["layers"].get<int64_t>(); ++l) {
+      md += fmt::format("| {} |", l);
+      for (auto& s : series) md += fmt::format(" {:.4f} |", s.y[size_t(l)]);
+      md += "\n";
+    }
+    res.svg = line_plot_svg("Logit lens: " + (ro.title.empty() ? job.model.dir : ro.title), "decoder layer",
+                            "answer probability", series);
+  }
+  for (auto& n : notes) md += "\n- " + n;
+  if (!notes.empty()) md += "\n";
+  res.markdown = md;
+
+  if (comm.rank() == 0 && !ro.out.empty()) {
+    json pj = {{"meta", job.meta},
+               {"model", job.model.dir},
+               {"probes", res.table},
+               {"logit_lens", res.logit_lens.is_null() ? json::object() : res.logit_lens},
+               {"notes", notes}};
+    write_dir_atomically(
+        ro.out,
+        [&](const std::string& tmp) {
+          write_json_file((fs::path(tmp) / "probe.json").string(), pj);
+          write_file_atomic((fs::path(tmp) / "probe.md").string(), res.markdown);
+          if (!res.svg.empty()) write_file_atomic((fs::path(tmp) / "probe.svg").string(), res.svg);
+        },
+        "probe directory");
+    spdlog::info("probe: written to {}", ro.out);
+  }
+  comm.barrier();
+  return res;
+}
+
+}  // namespace lethe

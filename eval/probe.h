@@ -1,0 +1,45 @@
+// The robustness probe (`lethe probe`): does the forgetting survive what a user of the model may
+// do to it? The model is evaluated as it is and after each probe, with the same metrics as
+// `lethe eval`:
+//   quantize  its decoder layers' weights rounded to int8, NF4 or FP4 (model/quantize.h);
+//   prompts   the forget questions paraphrased (TOFU's paraphrased_question) and the answer's
+//             turn started with "Sure, here is the answer:";
+//   logit lens  the answer's probability read at every decoder layer (eval/logit_lens.h).
+// One table (probe.md, probe.json) and one plot (probe.svg: the logit lens).
+#pragma once
+#include <string>
+#include <vector>
+
+#include "eval/report_writer.h"
+
+namespace lethe {
+
+struct ProbeOptions {
+  std::vector<std::string> quantize = {"int8", "nf4", "fp4"};  // empty: none
+  int64_t quant_block = 64;                                    // NF4 / FP4 block size
+  std::vector<std::string> prompts = {"paraphrase", "prefix"};
+  std::string prefix = "Sure, here is the answer:";
+  bool logit_lens = true;
+};
+
+struct ProbeResult {
+  json table;            // [{probe, forget: {...}, retain: {...}, tofu: {...}}]
+  json logit_lens;       // {layers, forget: [...], retain: [...]}
+  std::string markdown;  // the table, the logit lens and notes
+  std::string svg;       // the logit lens plot
+};
+
+// Collective over comm. splits: "forget" first (required), "retain" optional. job.report.out, when
+// set, receives probe.json, probe.md and probe.svg (a new directory, published whole).
+ProbeResult run_probe(const EvalJob& job, const ProbeOptions& probe, const std::vector<NamedExamples>& splits,
+                      const Tokenizer& tok, ChatTemplate tmpl, torch::Device device, Communicator& comm);
+
+// A line plot as a standalone SVG document: one polyline per series over x = 0, 1, ...
+struct PlotSeries {
+  std::string name;
+  std::vector<double> y;
+};
+std::string line_plot_svg(const std::string& title, const std::string& x_label, const std::string& y_label,
+                          const std::vector<PlotSeries>& series);
+
+}  // namespace lethe

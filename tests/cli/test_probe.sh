@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# `lethe probe` end to end on a tiny model: the table has a row per probe (as is, paraphrased
+# questions, the "Sure, here is the answer:" prefix, int8, NF4, FP4), the logit lens's last layer
+# is the model's own answer probability, quantized rows report what they changed, 2 ranks give
+# the table of 1 rank, the plot is an SVG, and bad input is refused before any work.
+# usage: test_probe.sh LETHE_BINARY SOURCE_DIR MPIRUN
+set -u
+LETHE=$1; SRC=$2; MPIRUN=$3
+# shellcheck source=mpi_common.sh
+source "$SRC/tests/cli/mpi_common.sh"
+
+make_tiny_model
+"$LETHE" finetune --model "$T/base" --data "$T/data/train.jsonl" --batch-size 8 --lr 3e-3 --steps 30 --log-every 30 \
+  --out "$T/ft" >/dev/null 2>&1 || bad "finetune"
+# Six TOFU records (paraphrased and perturbed answers, paraphrased questions) as the forget set.
+"$PY" - "$SRC/../shared/data/tofu/forget01.json" "$T/tofu6.json" <<'PY' || bad "TOFU subset"
+import json, sys
+json.dump(json.load(open(sys.argv[1]))[:6], open(sys.argv[2], "w"))
+PY
+P=(probe --model "$T/ft" --forget "$T/tofu6.json" --retain "$T/data/retain.jsonl" --max-new-tokens 8 --eval-batch-size 4)
+if "$LETHE" "${P[@]}" --out "$T/p1" >"$T/log1" 2>&1; then ok; else bad "probe on 1 rank"; tail -5 "$T/log1"; fi
+if "$MPIRUN" -np 2 "$LETHE" "${P[@]}" --out "$T/p2" >"$T/log2" 2>&1; then ok; else bad "probe on 2 ranks"; tail -5 "$T/log2"; fi
+"$PY" - "$T/p1" "$T/p2" "$T/ft/config.json" <<'PY' && ok || bad "probe report"
+import json, sys, math
+a = json.load(open(sys.argv[1] + "/probe.json"))
+b = json.load(open(sys.argv[2] + "/probe.json"))
+layers = json.load(open(sys.argv[3]))["num_hidden_layers"]
+names = [r["probe"] for r in a["probes"]]
+assert names == ["as is", "paraphrased questions", 'prefix "Sure, here is the answer:"', "int8", "nf4", "fp4"], names
+rows = {r["probe"]: r for r in a["probes"]}
+base = rows["as is"]
+assert "truth_ratio" in base["forget"] and "retain" in base and "model_utility" in base["tofu"], base
+for q in ("int8", "nf4", "fp4"):
+    r = rows[q]
+    assert r["quantized_tensors"] == 7 * layers, r
+    assert 0 < r["weight_relative_error"] < (0.05 if q == "int8" else 0.3), r
+assert rows["int8"]["weight_relative_error"] < rows["nf4"]["weight_relative_error"]
+# prompt probes change the forget questions only
+for n in ("paraphrased questions", 'prefix "Sure, here is the answer:"'):
+    assert "retain" not in rows[n] and rows[n]["forget"]["answer_prob"] != base["forget"]["answer_prob"], rows[n]
+lens = a["logit_lens"]
+assert lens["layers"] == layers and len(lens["forget"]) == layers and len(lens["retain"]) == layers
+for split in ("forget", "retain"):
+    assert math.isclose(lens[split][-1], base[split]["answer_prob"], rel_tol=1e-4), (split, lens[split][-1], base[split])
+# 2 ranks: the same table
+for ra, rb in zip(a["probes"], b["probes"]):
+    for split in ("forget", "retain"):
+        for k, v in ra.get(split, {}).items():
+            assert math.isclose(v, rb[split][k], rel_tol=1e-4, abs_tol=1e-7), (ra["probe"], split, k, v, rb[split][k])
+for split in ("forget", "retain"):
+    for x, y in zip(a["logit_lens"][split], b["logit_lens"][split]):
+        assert math.isclose(x, y, rel_tol=1e-4), (split, x, y)
+svg = open(sys.argv[1] + "/probe.svg").read()
+assert svg.startswith("<svg") and svg.count("<polyline") == 2, svg[:200]
+import xml.dom.minidom
+xml.dom.minidom.parseString(svg)  # well-formed
+md = open(sys.argv[1] + "/probe.md").read()
+assert "| nf4 |" in md and "Logit lens" in md
+PY
+# Bad input: named, exit 2, nothing written.
+expect_refusal() {  # WANT, then the command
+  local want=$1; shift
+  "$@" >"$T/err" 2>&1; local rc=$?
+  if [ $rc -eq 2 ] && grep -qF -- "$want" "$T/err" && [ ! -e "$T/bad" ]; then ok; else bad "rc $rc, want 2 and '$want': $(tail -1 "$T/err")"; fi
+}
+expect_refusal "--quantize: unknown quantization 'int3'" "$LETHE" "${P[@]}" --quantize int3 --out "$T/bad"
+expect_refusal "--prompts: unknown prompt probe 'jailbreak'" "$LETHE" "${P[@]}" --prompts jailbreak --out "$T/bad"
+expect_refusal "--quant-block must be positive" "$LETHE" "${P[@]}" --quant-block 0 --out "$T/bad"
+expect_refusal "already exists" "$LETHE" "${P[@]}" --out "$T/p1"
+[ -f "$T/p1/COMPLETE" ] && ok || bad "an existing probe directory was touched"
+# No probe but the model as it is: one row, no plot.
+"$LETHE" "${P[@]}" --quantize none --prompts none --no-logit-lens --no-generate --out "$T/p0" >/dev/null 2>&1 \
+  && [ "$("$PY" -c "import json,sys; print(len(json.load(open(sys.argv[1]))['probes']))" "$T/p0/probe.json")" = 1 ] \
+  && [ ! -e "$T/p0/probe.svg" ] && ok || bad "probe with every probe off"
+
+echo "probe: $pass passed, $fail failed"
+[ $fail -eq 0 ]
