@@ -6,6 +6,7 @@
 
 #include "common/json_io.h"
 #include "dist/collectives.h"
+#include "eval/mia.h"
 #include "eval/rouge.h"
 #include "model/generate.h"
 
@@ -34,19 +35,34 @@ SplitMetrics evaluate_split(CausalLM& model, const Tokenizer& tok, ChatTemplate 
   const int64_t n = int64_t(items.size()), rank = comm ? comm->rank() : 0, world = comm ? comm->size() : 1;
   std::vector<int64_t> mine;
   for (int64_t i = rank; i < n; i += world) mine.push_back(i);
-  // Per item: answer tokens, summed NLL, correct tokens, ROUGE-L F1, ROUGE-L recall.
-  auto table = torch::zeros({std::max<int64_t>(n, 1), 5}, torch::kDouble);
+  // Per item: answer tokens, summed NLL, correct tokens, ROUGE-L F1, ROUGE-L recall, extraction
+  // strength, Min-K%, Min-K%++.
+  auto table = torch::zeros({std::max<int64_t>(n, 1), 8}, torch::kDouble);
   auto tab = table.accessor<double, 2>();
   for (size_t start = 0; start < mine.size(); start += size_t(opt.batch_size)) {
     std::vector<int64_t> idx(mine.begin() + long(start),
                              mine.begin() + long(std::min(mine.size(), start + size_t(opt.batch_size))));
     Batch b = collate(items, idx, pad).to(model->device());
-    TokenLoss tl = model->answer_loss(b.input_ids, b.attention_mask, b.labels, /*with_accuracy=*/true);
-    auto n_tok = tl.mask.sum(1), nll = tl.nll.sum(1), correct = tl.correct.sum(1);
+    AnswerTokenStats ts = answer_token_stats(model, b);
+    auto mask = ts.mask.to(torch::kCPU).to(torch::kBool);
+    auto nll = ts.nll.to(torch::kCPU).to(torch::kDouble), z = ts.z.to(torch::kCPU).to(torch::kDouble);
+    auto correct = ts.correct.to(torch::kCPU).gt(0.5);
     for (size_t k = 0; k < idx.size(); ++k) {
-      tab[idx[k]][0] = n_tok[long(k)].item<double>();
-      tab[idx[k]][1] = nll[long(k)].item<double>();
-      tab[idx[k]][2] = correct[long(k)].item<double>();
+      auto m = mask[long(k)];
+      auto item_nll = nll[long(k)].masked_select(m).contiguous(), item_z = z[long(k)].masked_select(m).contiguous();
+      auto item_correct = correct[long(k)].masked_select(m).contiguous();
+      const size_t len = size_t(item_nll.numel());
+      const double *pn = item_nll.data_ptr<double>(), *pz = item_z.data_ptr<double>();
+      const bool* pc = item_correct.data_ptr<bool>();
+      std::vector<bool> c(pc, pc + len);
+      std::vector<double> logp(len), zs(pz, pz + len);
+      for (size_t t = 0; t < len; ++t) logp[t] = -pn[t];
+      tab[idx[k]][0] = double(len);
+      tab[idx[k]][1] = item_nll.sum().item<double>();
+      tab[idx[k]][2] = double(std::count(c.begin(), c.end(), true));
+      tab[idx[k]][5] = extraction_strength(c);
+      tab[idx[k]][6] = min_k_score(logp);
+      tab[idx[k]][7] = min_k_score(zs);
     }
   }
   std::vector<std::string> generations;
@@ -95,6 +111,12 @@ SplitMetrics evaluate_split(CausalLM& model, const Tokenizer& tok, ChatTemplate 
     im.accuracy = tab[i][2] / cnt;
     im.rouge_l_f1 = tab[i][3];
     im.rouge_l_recall = tab[i][4];
+    im.extraction_strength = tab[i][5];
+    im.mia_min_k = tab[i][6];
+    im.mia_min_k_plus_plus = tab[i][7];
+    im.mia_zlib = im.nll / double(std::max<int64_t>(zlib_length(examples[size_t(i)].response), 1));
+    m.exact_memorization += im.accuracy / double(n);
+    m.extraction_strength += im.extraction_strength / double(n);
     if (opt.generate) im.generation = generations[size_t(offset[size_t(i % world)] + i / world)];
     nll_sum += tab[i][1];
     correct_sum += tab[i][2];

@@ -25,12 +25,17 @@ struct ItemMetrics {
   double rouge_l_f1 = 0, rouge_l_recall = 0;
   bool leaked = false;     // a sensitive string of the answer appears in the generation
   double truth_ratio = 0;  // TOFU R (when the record has paraphrased/perturbed answers)
+  // open-unlearning's memorisation and membership scores (eval/mia.h); LOSS is nll.
+  double extraction_strength = 0;
+  double mia_zlib = 0, mia_min_k = 0, mia_min_k_plus_plus = 0;
 };
 
 struct SplitMetrics {
   std::string name;
   int64_t items = 0, answer_tokens = 0;
   double accuracy = 0;                        // pooled over all answer tokens
+  double exact_memorization = 0;              // mean over items of the item's token accuracy
+  double extraction_strength = 0;             // mean over items
   double mean_nll = 0;                        // pooled answer-token NLL
   double perplexity = 0;                      // exp(mean_nll)
   double rouge_l_f1 = 0, rouge_l_recall = 0;  // means over items (when generated)

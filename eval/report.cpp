@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "eval/mia.h"
 #include "eval/tofu.h"
 
 namespace lethe {
@@ -14,6 +15,25 @@ KnowUndoScores knowundo_scores(const SplitMetrics& forget, const SplitMetrics& r
   return s;
 }
 
+json mia_scores(const SplitMetrics& m) {
+  std::vector<double> loss, zlib, min_k, min_k_pp;
+  for (auto& im : m.per_item) {
+    loss.push_back(im.nll);
+    zlib.push_back(im.mia_zlib);
+    min_k.push_back(im.mia_min_k);
+    min_k_pp.push_back(im.mia_min_k_plus_plus);
+  }
+  return {{"loss", loss}, {"zlib", zlib}, {"min_k", min_k}, {"min_k_plus_plus", min_k_pp}};
+}
+
+json mia_aucs(const json& forget_scores, const json& holdout_scores) {
+  json out = json::object();
+  for (auto& [attack, v] : forget_scores.items())
+    if (holdout_scores.contains(attack))
+      out[attack] = roc_auc(v.get<std::vector<double>>(), holdout_scores[attack].get<std::vector<double>>());
+  return out;
+}
+
 json report_json(const std::vector<SplitMetrics>& splits, const KnowUndoScores* scores, const json& meta) {
   json j = {{"meta", meta}, {"splits", json::object()}};
   for (auto& m : splits)
@@ -24,9 +44,12 @@ json report_json(const std::vector<SplitMetrics>& splits, const KnowUndoScores* 
                            {"perplexity", m.perplexity},
                            {"rouge_l_f1", m.rouge_l_f1},
                            {"rouge_l_recall", m.rouge_l_recall},
-                           {"answer_prob", m.answer_prob}};
+                           {"answer_prob", m.answer_prob},
+                           {"exact_memorization", m.exact_memorization},
+                           {"extraction_strength", m.extraction_strength}};
   for (auto& m : splits) {
     json& js = j["splits"][m.name];
+    js["mia_scores"] = mia_scores(m);
     if (m.leakage_items > 0) {
       js["leakage"] = m.leakage;
       js["leakage_items"] = m.leakage_items;
@@ -101,7 +124,11 @@ std::string per_item_jsonl(const SplitMetrics& m, const std::vector<Example>& ex
               {"generation", im.generation},
               {"rouge_l_f1", im.rouge_l_f1},
               {"rouge_l_recall", im.rouge_l_recall},
-              {"leaked", im.leaked}};
+              {"leaked", im.leaked},
+              {"extraction_strength", im.extraction_strength},
+              {"mia_zlib", im.mia_zlib},
+              {"mia_min_k", im.mia_min_k},
+              {"mia_min_k_plus_plus", im.mia_min_k_plus_plus}};
     if (m.has_truth_ratio) j["truth_ratio"] = im.truth_ratio;
     out += json_text(j) + "\n";
   }

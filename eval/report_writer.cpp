@@ -3,11 +3,16 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <charconv>
+#include <cmath>
 #include <filesystem>
+#include <optional>
 
 #include "checkpoints/peft_adapter.h"
 #include "common/error.h"
 #include "common/fs.h"
+#include "eval/mia.h"
 #include "eval/tofu.h"
 
 namespace fs = std::filesystem;
@@ -16,6 +21,27 @@ namespace lethe {
 
 std::vector<double> read_reference_truth_ratios(const std::string& path) {
   json ref = read_json_file(path);
+  if (ref.is_object() && ref.contains("forget_truth_ratio")) {  // open-unlearning's TOFU_EVAL.json
+    const json& f = ref["forget_truth_ratio"];
+    if (!f.is_object() || !f.contains("value_by_index") || !f["value_by_index"].is_object())
+      throw InputError("--tofu-reference '" + path + "': forget_truth_ratio has no value_by_index object");
+    std::vector<std::pair<int64_t, double>> by_index;
+    for (auto& [key, v] : f["value_by_index"].items()) {
+      int64_t i = 0;
+      auto [end, ec] = std::from_chars(key.data(), key.data() + key.size(), i);
+      if (ec != std::errc() || end != key.data() + key.size())
+        throw InputError("--tofu-reference '" + path + "': forget_truth_ratio index '" + key + "' is not a number");
+      const std::string what = "--tofu-reference '" + path + "': forget_truth_ratio." + key;
+      if (!v.is_object()) throw InputError(what + " is not an object");
+      // open-unlearning's versions name the value "score" or "truth_ratio".
+      double r = v.contains("score") ? json_get<double>(v, "score", what) : json_get<double>(v, "truth_ratio", what);
+      by_index.push_back({i, r});
+    }
+    std::sort(by_index.begin(), by_index.end());
+    std::vector<double> out;
+    for (auto& [i, r] : by_index) out.push_back(r);
+    return out;
+  }
   try {
     return ref.at("splits").at("forget").at("truth_ratios").get<std::vector<double>>();
   } catch (const std::exception&) {
@@ -47,6 +73,85 @@ json tofu_scores(const Report& r, bool generated, const std::vector<double>& ref
       tofu["model_utility"] = double(parts.size()) / inv;
     }
   return tofu;
+}
+
+namespace {
+json metric(double agg, json by_index = json()) {
+  json m = {{"agg_value", agg}};
+  if (!by_index.is_null()) m["value_by_index"] = std::move(by_index);
+  return m;
+}
+}  // namespace
+
+json open_unlearning_eval(const Report& r, const std::vector<NamedExamples>& splits, const json& tofu, const json& mia,
+                          bool generated) {
+  json out = json::object();
+  for (size_t s = 0; s < r.splits.size(); ++s) {
+    const SplitMetrics& m = r.splits[s];
+    const std::string& n = m.name;
+    json prob = json::object(), rouge = json::object(), tr = json::object(), em = json::object(), es = json::object();
+    for (auto& im : m.per_item) {
+      const std::string i = std::to_string(im.index);
+      const Example& e = splits[s].examples[size_t(im.index)];
+      prob[i] = {{"prob", std::exp(-im.nll)}, {"avg_loss", im.nll}};
+      if (generated)
+        rouge[i] = {{"rougeL_recall", im.rouge_l_recall},
+                    {"rougeL_f1", im.rouge_l_f1},
+                    {"input", e.prompt},
+                    {"ground_truth", e.response},
+                    {"generation", im.generation}};
+      if (m.has_truth_ratio) tr[i] = {{"score", im.truth_ratio}};
+      em[i] = {{"score", im.accuracy}};
+      es[i] = {{"score", im.extraction_strength}};
+    }
+    out[n + "_Q_A_Prob"] = metric(m.answer_prob, prob);
+    if (generated) out[n + "_Q_A_ROUGE"] = metric(m.rouge_l_recall, rouge);
+    if (m.has_truth_ratio)
+      out[n + "_truth_ratio"] = metric(n == "forget" ? m.truth_ratio_forget : m.truth_ratio_retain, tr);
+    out[n + "_exact_memorization"] = metric(m.exact_memorization, em);
+    out[n + "_extraction_strength"] = metric(m.extraction_strength, es);
+  }
+  if (tofu.is_object()) {
+    if (tofu.contains("forget_quality")) out["forget_quality"] = metric(tofu["forget_quality"].get<double>());
+    if (tofu.contains("model_utility")) out["model_utility"] = metric(tofu["model_utility"].get<double>());
+  }
+  if (mia.is_object()) {
+    for (auto& [attack, auc] : mia["auc"].items()) out["mia_" + attack] = metric(auc.get<double>());
+    if (mia.contains("priv_leak")) out["privleak"] = metric(mia["priv_leak"].get<double>());
+  }
+  return out;
+}
+
+json open_unlearning_summary(const json& eval) {
+  json s = json::object();
+  for (auto& [k, v] : eval.items()) s[k] = v["agg_value"];
+  return s;
+}
+
+json membership_inference(const Report& r, const std::string& reference_path) {
+  const SplitMetrics *forget = nullptr, *holdout = nullptr;
+  for (auto& m : r.splits) {
+    if (m.name == "forget") forget = &m;
+    if (m.name == "holdout") holdout = &m;
+  }
+  if (!forget || !holdout) return json();
+  json mia = {{"auc", mia_aucs(mia_scores(*forget), mia_scores(*holdout))}};
+  if (!reference_path.empty()) {
+    // The retain-only model's Min-K% AUC: lethe's report.json (mia.auc.min_k) or open-unlearning's
+    // TOFU_EVAL.json (mia_min_k.agg_value).
+    json ref = read_json_file(reference_path);
+    const std::string what = "--tofu-reference '" + reference_path + "'";
+    std::optional<double> ref_auc;
+    if (ref.contains("mia") && ref["mia"].is_object() && ref["mia"].contains("auc"))
+      ref_auc = json_get<double>(ref["mia"]["auc"], "min_k", what + ": mia.auc");
+    else if (ref.contains("mia_min_k"))
+      ref_auc = json_get<double>(ref["mia_min_k"], "agg_value", what + ": mia_min_k");
+    if (ref_auc) {
+      mia["priv_leak"] = priv_leak(mia["auc"]["min_k"].get<double>(), *ref_auc);
+      mia["reference_auc_min_k"] = *ref_auc;
+    }
+  }
+  return mia;
 }
 
 json report_summary(const Report& r) {
@@ -87,16 +192,26 @@ Evaluated evaluate_checkpoint(const EvalJob& job, const std::vector<NamedExample
   const Report& r = ev.report;
   ev.summary = report_summary(r);
   ev.tofu = tofu_scores(r, job.eval.generate, reference, ro.tofu_reference);
+  ev.mia = membership_inference(r, ro.tofu_reference);
   ev.markdown =
       report_markdown(r.splits, r.has_scores ? &r.scores : nullptr, ro.title.empty() ? job.model.dir : ro.title);
   if (ev.tofu.contains("forget_quality"))
     ev.markdown += fmt::format("\nTOFU forget quality (KS p-value vs {}): **{:.3g}** (D = {:.3f})\n", ro.tofu_reference,
                                ev.tofu["forget_quality"].get<double>(), ev.tofu["ks_statistic"].get<double>());
+  if (!ev.mia.is_null()) {
+    ev.markdown += "\nMembership inference, forget vs holdout (AUC; 0.5: indistinguishable):";
+    for (auto& [attack, auc] : ev.mia["auc"].items())
+      ev.markdown += fmt::format(" {} {:.3f}", attack, auc.get<double>());
+    if (ev.mia.contains("priv_leak"))
+      ev.markdown += fmt::format("; PrivLeak {:.1f}% (Min-K%, vs the reference)", ev.mia["priv_leak"].get<double>());
+    ev.markdown += "\n";
+  }
   if (comm.rank() == 0 && !ro.out.empty()) {
     json meta = job.meta;
     meta["model"] = job.model.dir;
     json rj = report_json(r.splits, r.has_scores ? &r.scores : nullptr, meta);
     if (!ev.tofu.is_null()) rj["tofu"] = ev.tofu;
+    if (!ev.mia.is_null()) rj["mia"] = ev.mia;
     if (ro.replace && fs::exists(ro.out)) remove_dir_safely(ro.out);
     // Built under a temporary name and published with its marker: a killed eval leaves no
     // report that looks whole, and the next run is not blocked by a partial one.
@@ -105,6 +220,9 @@ Evaluated evaluate_checkpoint(const EvalJob& job, const std::vector<NamedExample
         [&](const std::string& tmp) {
           write_json_file((fs::path(tmp) / "report.json").string(), rj);
           write_file_atomic((fs::path(tmp) / "report.md").string(), ev.markdown);
+          json ou = open_unlearning_eval(r, splits, ev.tofu, ev.mia, job.eval.generate);
+          write_json_file((fs::path(tmp) / "TOFU_EVAL.json").string(), ou);
+          write_json_file((fs::path(tmp) / "TOFU_SUMMARY.json").string(), open_unlearning_summary(ou));
           if (ro.per_item) {
             std::string lines;
             for (size_t i = 0; i < r.splits.size(); ++i) lines += per_item_jsonl(r.splits[i], splits[i].examples);

@@ -32,11 +32,13 @@ struct Evaluated {
   Report report;
   json summary;          // {split: {accuracy, mean_nll, rouge_l_recall, answer_prob, leakage}, knowundo}
   json tofu;             // forget_quality (with a reference), model_utility (with a retain split)
+  json mia;              // {auc: {attack: AUC}, priv_leak} with "forget" and "holdout" splits; else null
   std::string markdown;  // the report's Markdown (with the forget-quality line)
 };
 
-// The forget split's truth ratios from a retain-only model's report.json (InputError naming
-// the file when it has none).
+// The forget split's truth ratios from a retain-only model's report: lethe's report.json or
+// open-unlearning's TOFU_EVAL.json (forget_truth_ratio.value_by_index, in index order); an
+// InputError naming the file when it has none.
 std::vector<double> read_reference_truth_ratios(const std::string& path);
 
 // The model of an evaluation on `device`, its adapter (when given) merged into the weights.
@@ -51,6 +53,17 @@ Evaluated evaluate_checkpoint(const EvalJob& job, const std::vector<NamedExample
 // probability, ROUGE-L recall when generated, and truth ratio when available).
 json tofu_scores(const Report& r, bool generated, const std::vector<double>& reference,
                  const std::string& reference_path);
+// The report in open-unlearning's layout (TOFU_EVAL.json): per metric {agg_value, value_by_index:
+// {"<i>": {...}}}, named <split>_Q_A_Prob, <split>_Q_A_ROUGE, <split>_truth_ratio (per-index
+// "score" = R), <split>_exact_memorization, <split>_extraction_strength, forget_quality,
+// model_utility, mia_<attack> (AUC), privleak; and its summary (TOFU_SUMMARY.json: name -> agg_value).
+json open_unlearning_eval(const Report& r, const std::vector<NamedExamples>& splits, const json& tofu, const json& mia,
+                          bool generated);
+json open_unlearning_summary(const json& eval);
+// Membership inference when the report has "forget" and "holdout" splits: the AUC of each attack
+// (forget = 0, holdout = 1), and MUSE's PrivLeak when the reference report (a retain-only model's
+// report.json, evaluated with the same holdout) carries its own Min-K% AUC. Null otherwise.
+json membership_inference(const Report& r, const std::string& reference_path);
 // The summary of one report that SPUNGE's comparison and result.json use.
 json report_summary(const Report& r);
 

@@ -14,7 +14,7 @@ namespace {
 struct EvalFlags {
   EvalJob job;
   DataOptions data;
-  DataSource forget, retain;
+  DataSource forget, retain, holdout;
   std::vector<std::string> splits;
 };
 
@@ -23,6 +23,10 @@ void declare(OptionSet& o, EvalFlags& f, const RuntimeOptions&) {
   bind_data(o, f.data);
   bind_source(o, f.forget, "forget", "unlearn-scope data (Unlearn Success = 100 - its answer-token accuracy)", false);
   bind_source(o, f.retain, "retain", "retention-scope data (Retention Success = its answer-token accuracy)", false);
+  bind_source(o, f.holdout, "holdout",
+              "items the model never saw: membership-inference AUC of --forget against them (and PrivLeak with "
+              "--tofu-reference)",
+              false);
   bind_named_splits(o, f.splits, "split");
   bind_eval(o, f.job.eval);
   bind_report(o, f.job.report);
@@ -30,6 +34,9 @@ void declare(OptionSet& o, EvalFlags& f, const RuntimeOptions&) {
   o.rule([&f] {
     bool any = f.forget.given() || f.retain.given() || !f.splits.empty();
     return any ? "" : "nothing to evaluate: give --forget, --retain or --split";
+  });
+  o.rule([&f] {
+    return !f.holdout.given() || f.forget.given() ? "" : "--holdout needs --forget (what it is compared with)";
   });
   o.rule([&f] {
     bool ok = f.job.report.tofu_reference.empty() || f.forget.given();
@@ -41,6 +48,7 @@ int run(const EvalFlags& f, const Runtime& rt, const json& cfg) {
   std::vector<NamedExamples> splits;
   if (f.forget.given()) splits.push_back({"forget", read_source(f.forget, f.data.format, "--forget")});
   if (f.retain.given()) splits.push_back({"retain", read_source(f.retain, f.data.format, "--retain")});
+  if (f.holdout.given()) splits.push_back({"holdout", read_source(f.holdout, f.data.format, "--holdout")});
   for (auto& s : f.splits) splits.push_back(read_named_split(s, "--split", f.data.format));
   EvalJob job = f.job;
   job.max_len = f.data.max_len;

@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PKGS=(build-essential cmake ccache pkg-config python3-venv libopenmpi-dev openmpi-bin libhdf5-dev
-      libboost-program-options-dev libspdlog-dev nlohmann-json3-dev libgtest-dev libpcre2-dev libicu-dev procps
+      libboost-program-options-dev libspdlog-dev nlohmann-json3-dev libgtest-dev libpcre2-dev libicu-dev zlib1g-dev procps
       clang-format)
 # Slurm and munge run the CI's real single-node Slurm test (tests/cli/test_slurm.sh); clang with
 # its sanitizer and libFuzzer runtimes builds the fuzzing harnesses (scripts/fuzz.sh); strace and

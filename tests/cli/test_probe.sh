@@ -68,6 +68,35 @@ expect_refusal "--prompts: unknown prompt probe 'jailbreak'" "$LETHE" "${P[@]}" 
 expect_refusal "--quant-block must be positive" "$LETHE" "${P[@]}" --quant-block 0 --out "$T/bad"
 expect_refusal "already exists" "$LETHE" "${P[@]}" --out "$T/p1"
 [ -f "$T/p1/COMPLETE" ] && ok || bad "an existing probe directory was touched"
+# Membership inference and open-unlearning's layout in `lethe eval`: forget against a holdout of
+# six other TOFU records; the model's own TOFU_EVAL.json as the reference gives forget quality 1
+# (identical truth ratios) and PrivLeak 0.
+"$PY" - "$SRC/../shared/data/tofu/forget01.json" "$T/hold6.json" <<'PY' || bad "TOFU holdout"
+import json, sys
+json.dump(json.load(open(sys.argv[1]))[6:12], open(sys.argv[2], "w"))
+PY
+E=(eval --model "$T/ft" --forget "$T/tofu6.json" --retain "$T/data/retain.jsonl" --holdout "$T/hold6.json" --max-new-tokens 8)
+"$LETHE" "${E[@]}" --out "$T/e1" >"$T/loge1" 2>&1 && ok || { bad "eval --holdout"; tail -3 "$T/loge1"; }
+"$LETHE" "${E[@]}" --tofu-reference "$T/e1/TOFU_EVAL.json" --out "$T/e2" >"$T/loge2" 2>&1 && ok \
+  || { bad "eval --tofu-reference TOFU_EVAL.json"; tail -3 "$T/loge2"; }
+"$PY" - "$T/e1" "$T/e2" <<'PY' && ok || bad "membership inference / open-unlearning layout"
+import json, sys
+r1 = json.load(open(sys.argv[1] + "/report.json"))
+auc = r1["mia"]["auc"]
+assert sorted(auc) == ["loss", "min_k", "min_k_plus_plus", "zlib"] and all(0 <= v <= 1 for v in auc.values()), auc
+ev = json.load(open(sys.argv[1] + "/TOFU_EVAL.json"))
+assert len(ev["forget_truth_ratio"]["value_by_index"]) == 6
+assert set(ev["forget_Q_A_Prob"]["value_by_index"]["0"]) == {"prob", "avg_loss"}
+assert abs(ev["mia_min_k"]["agg_value"] - auc["min_k"]) < 1e-12
+sm = json.load(open(sys.argv[1] + "/TOFU_SUMMARY.json"))
+assert sm["forget_Q_A_Prob"] == ev["forget_Q_A_Prob"]["agg_value"] and "model_utility" in sm
+r2 = json.load(open(sys.argv[2] + "/report.json"))
+assert r2["tofu"]["forget_quality"] == 1.0, r2["tofu"]
+assert r2["mia"]["priv_leak"] == 0.0, r2["mia"]
+PY
+expect_refusal "--holdout needs --forget" "$LETHE" eval --model "$T/ft" --holdout "$T/hold6.json" --out "$T/bad"
+echo '{"forget_truth_ratio": {"value_by_index": {"x": {"score": 1}}}}' >"$T/badref.json"
+expect_refusal "forget_truth_ratio index 'x' is not a number" "$LETHE" "${E[@]}" --tofu-reference "$T/badref.json" --out "$T/bad"
 # No probe but the model as it is: one row, no plot.
 "$LETHE" "${P[@]}" --quantize none --prompts none --no-logit-lens --no-generate --out "$T/p0" >/dev/null 2>&1 \
   && [ "$("$PY" -c "import json,sys; print(len(json.load(open(sys.argv[1]))['probes']))" "$T/p0/probe.json")" = 1 ] \

@@ -1,5 +1,9 @@
 #include "common/error.h"
+#include "common/json_io.h"
+#include "checkpoints/model_io.h"
+#include "eval/mia.h"
 #include "eval/report.h"
+#include "eval/report_writer.h"
 #include "eval/rouge.h"
 #include "eval/tofu.h"
 #include "data/bpe_trainer.h"
@@ -119,6 +123,103 @@ TEST(Tofu, TruthRatioAnswerProbabilityAndLeakage) {
   EXPECT_EQ(m.leakage, 0.0);
   json rj = report_json(r.splits, nullptr, json::object());
   EXPECT_EQ(rj["splits"]["forget"]["truth_ratios"].size(), 2u);
+  // open-unlearning's layout: per-index values and aggregates, and forget quality reads it back.
+  json ou = open_unlearning_eval(r, {{"forget", ex}}, json::object(), json(), true);
+  EXPECT_DOUBLE_EQ(ou["forget_truth_ratio"]["agg_value"].get<double>(), m.truth_ratio_forget);
+  EXPECT_DOUBLE_EQ(ou["forget_Q_A_Prob"]["value_by_index"]["1"]["avg_loss"].get<double>(), m.per_item[1].nll);
+  EXPECT_EQ(ou["forget_Q_A_ROUGE"]["value_by_index"]["0"]["ground_truth"], "Ann Lee wrote it");
+  EXPECT_DOUBLE_EQ(open_unlearning_summary(ou)["forget_extraction_strength"].get<double>(), m.extraction_strength);
+  test::TempDir tmp;
+  write_json_file(tmp / "TOFU_EVAL.json", ou);
+  EXPECT_EQ(read_reference_truth_ratios(tmp / "TOFU_EVAL.json"),
+            (std::vector<double>{m.per_item[0].truth_ratio, m.per_item[1].truth_ratio}));
+  // Older open-unlearning logs name the value truth_ratio; indices sort as numbers.
+  test::spit(tmp / "old.json", R"({"forget_truth_ratio": {"value_by_index": {"10": {"truth_ratio": 3},
+                                   "9": {"truth_ratio": 2}}}})");
+  EXPECT_EQ(read_reference_truth_ratios(tmp / "old.json"), (std::vector<double>{2, 3}));
+  test::spit(tmp / "bad.json", R"({"forget_truth_ratio": {"value_by_index": {"0": {"other": 1}}}})");
+  EXPECT_THROW(read_reference_truth_ratios(tmp / "bad.json"), InputError);
+}
+
+TEST(Mia, HandComputableCases) {
+  // Extraction strength: the shortest correct suffix; the last token wrong: 0.
+  EXPECT_DOUBLE_EQ(extraction_strength({true, true, true}), 1.0);
+  EXPECT_DOUBLE_EQ(extraction_strength({false, true, true}), 1.0 - 1.0 / 3);
+  EXPECT_DOUBLE_EQ(extraction_strength({true, false, true, true}), 0.5);
+  EXPECT_DOUBLE_EQ(extraction_strength({true, true, false}), 0.0);
+  EXPECT_DOUBLE_EQ(extraction_strength({}), 0.0);
+  // Min-K%: floor(5 * 0.4) = 2 lowest values; at least one.
+  EXPECT_DOUBLE_EQ(min_k_score({-1, -2, -3, -4, -5}), 4.5);
+  EXPECT_DOUBLE_EQ(min_k_score({-2}), 2.0);
+  EXPECT_DOUBLE_EQ(min_k_score({-1, -9}, 1.0), 5.0);
+  // AUC: separated, reversed, tied, mixed (Mann-Whitney: 3 of 4 pairs ordered).
+  EXPECT_DOUBLE_EQ(roc_auc({1, 2}, {3, 4}), 1.0);
+  EXPECT_DOUBLE_EQ(roc_auc({3, 4}, {1, 2}), 0.0);
+  EXPECT_DOUBLE_EQ(roc_auc({1, 1}, {1}), 0.5);
+  EXPECT_DOUBLE_EQ(roc_auc({1, 3}, {2, 4}), 0.75);
+  // PrivLeak: 0 when the model is as distinguishable as the retain model.
+  EXPECT_DOUBLE_EQ(priv_leak(0.7, 0.7), 0.0);
+  EXPECT_DOUBLE_EQ(priv_leak(0.2, 0.6), 100.0 * (0.8 - 0.4) / 0.4);
+  // zlib: repetition compresses.
+  EXPECT_LT(zlib_length(std::string(200, 'a')), zlib_length("The quick brown fox jumps over the lazy dog, twice."));
+}
+
+TEST(Mia, MatchesPythonReferenceOnTransformers) {
+  LETHE_REQUIRE_REFERENCE("torch, transformers");
+  test::TempDir tmp;
+  std::vector<Example> forget = {{"Where does Ann live?", "Ann lives at 12 Elm Road", {}},
+                                 {"What is the email of Ann?", "ann@mail.org", {}},
+                                 {"Who is Bo's father?", "Cal Dunn, a painter from Oslo", {}}};
+  std::vector<Example> holdout = {{"What does Eve write?", "poems about the sea", {}},
+                                  {"Where was Cy born?", "in Rome", {}},
+                                  {"Who taught Dan?", "Fay Gold taught him music", {}}};
+  std::vector<std::string> corpus;
+  for (auto* v : {&forget, &holdout})
+    for (auto& e : *v) corpus.push_back(e.prompt + " " + e.response);
+  Tokenizer tok = Tokenizer::from_json(train_bpe_tokenizer(corpus, BpeTrainOptions{300}), "t");
+  json j = {{"model_type", "llama"},    {"vocab_size", tok.vocab_size()}, {"hidden_size", 32},
+            {"intermediate_size", 64},  {"num_hidden_layers", 2},         {"num_attention_heads", 4},
+            {"num_key_value_heads", 2}, {"initializer_range", 0.5}};
+  CausalLM model(ModelConfig::from_json(j, "cfg"));
+  model->init_weights(7);
+  save_model(model, tmp / "model", CheckpointFormat::kHf, json::object(), "");
+  EvalOptions eo;
+  eo.generate = false;
+  eo.tofu = false;
+  eo.batch_size = 2;  // padded batches: the metrics must not see the padding
+  auto comm = make_self_communicator();
+  Report r =
+      evaluate_report(model, tok, ChatTemplate::ChatML, {{"forget", forget}, {"holdout", holdout}}, eo, 64, comm.get());
+  json items = json::array();
+  for (auto [group, ex] : {std::pair{"forget", &forget}, std::pair{"holdout", &holdout}})
+    for (auto& it : tokenize_items(tok, ChatTemplate::ChatML, *ex, 64))
+      items.push_back({{"ids", it.ids}, {"prompt_len", it.prompt_len}, {"group", group}});
+  for (size_t i = 0; i < items.size(); ++i) items[i]["answer"] = (i < 3 ? forget[i] : holdout[i - 3]).response;
+  test::spit(tmp / "items.json", json({{"items", items}, {"k", kMinKShare}}).dump());
+  ASSERT_EQ(test::run_reference("mia_reference.py", tmp.path.string()), 0);
+  json ref = json::parse(test::slurp(tmp / "ref.json"));
+  auto close = [](double a, double b) { return std::abs(a - b) <= 1e-4 * std::max(1.0, std::abs(b)); };
+  for (size_t i = 0; i < items.size(); ++i) {
+    const ItemMetrics& im = r.splits[i < 3 ? 0 : 1].per_item[i % 3];
+    const json& e = ref["items"][i];
+    EXPECT_TRUE(close(im.accuracy, e["exact_memorization"].get<double>())) << i;
+    EXPECT_TRUE(close(im.extraction_strength, e["extraction_strength"].get<double>())) << i;
+    EXPECT_TRUE(close(im.nll, e["loss"].get<double>())) << i << ": " << im.nll << " vs " << e["loss"];
+    EXPECT_TRUE(close(im.mia_zlib, e["zlib"].get<double>())) << i;
+    EXPECT_TRUE(close(im.mia_min_k, e["min_k"].get<double>())) << i;
+    EXPECT_TRUE(close(im.mia_min_k_plus_plus, e["min_k_plus_plus"].get<double>()))
+        << i << ": " << im.mia_min_k_plus_plus << " vs " << e["min_k_plus_plus"];
+  }
+  json aucs = mia_aucs(mia_scores(r.splits[0]), mia_scores(r.splits[1]));
+  for (auto& [attack, v] : ref["auc"].items())
+    EXPECT_NEAR(aucs.at(attack).get<double>(), v.get<double>(), 1e-9) << attack;
+  // The split aggregates and the report's membership section.
+  double em = 0;
+  for (auto& im : r.splits[0].per_item) em += im.accuracy / 3;
+  EXPECT_NEAR(r.splits[0].exact_memorization, em, 1e-12);
+  json mia = membership_inference(r, "");
+  EXPECT_EQ(mia["auc"].size(), 4u);
+  EXPECT_FALSE(mia.contains("priv_leak"));
 }
 
 }  // namespace

@@ -1,0 +1,98 @@
+#include "eval/mia.h"
+
+#include <zlib.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "common/error.h"
+
+namespace lethe {
+
+AnswerTokenStats answer_token_stats(CausalLM& model, const Batch& b) {
+  torch::NoGradGuard ng;
+  auto h = model->hidden(b.input_ids, b.attention_mask);
+  const int64_t B = h.size(0), T = h.size(1), C = h.size(2);
+  auto lb = b.labels.narrow(1, 1, T - 1);
+  auto answer = lb.ne(-100);
+  auto idx = answer.reshape(-1).nonzero().squeeze(1);
+  auto rows = h.narrow(1, 0, T - 1).reshape({-1, C}).index_select(0, idx);
+  auto targets = lb.reshape(-1).index_select(0, idx);
+  auto W = model->lm_head_weight();
+  const double cap = model->config.final_logit_softcapping;
+  const int64_t N = rows.size(0), V = W.size(0);
+  const int64_t chunk = std::max<int64_t>(1, (int64_t(64) << 20) / (V * 4));  // ~64 MiB of float32 logits
+  auto fopt = h.options().dtype(torch::kFloat);
+  auto nll = torch::empty({N}, fopt), correct = torch::empty({N}, fopt), z = torch::empty({N}, fopt);
+  for (int64_t s = 0; s < N; s += chunk) {
+    const int64_t n = std::min(chunk, N - s);
+    auto logits = torch::matmul(rows.narrow(0, s, n), W.t()).to(torch::kFloat);
+    if (cap > 0) logits = torch::tanh(logits / cap) * cap;
+    auto t = targets.narrow(0, s, n).unsqueeze(1);
+    auto lp = torch::log_softmax(logits, -1);
+    auto p = lp.exp();
+    auto mu = (p * lp).sum(-1);
+    auto sigma = ((p * lp * lp).sum(-1) - mu * mu).clamp_min(1e-12).sqrt();
+    auto tlp = lp.gather(1, t).squeeze(1);
+    nll.narrow(0, s, n).copy_(-tlp);
+    z.narrow(0, s, n).copy_((tlp - mu) / sigma);
+    correct.narrow(0, s, n).copy_(logits.argmax(-1).eq(t.squeeze(1)));
+  }
+  auto scatter = [&](const torch::Tensor& v) {
+    return torch::zeros({B * (T - 1)}, fopt).index_copy(0, idx, v).view({B, T - 1});
+  };
+  return {scatter(nll), scatter(correct), scatter(z), answer.to(torch::kFloat)};
+}
+
+double extraction_strength(const std::vector<bool>& correct) {
+  const size_t n = correct.size();
+  if (n == 0) return 0;
+  size_t k = n;  // the smallest k with every prediction from k on correct
+  while (k > 0 && correct[k - 1]) --k;
+  return 1.0 - double(k) / double(n);
+}
+
+double min_k_score(std::vector<double> values, double k) {
+  if (values.empty()) return 0;
+  const size_t m = std::max<size_t>(1, size_t(std::floor(double(values.size()) * k)));
+  std::partial_sort(values.begin(), values.begin() + long(m), values.end());
+  double sum = 0;
+  for (size_t i = 0; i < m; ++i) sum += values[i];
+  return -sum / double(m);
+}
+
+int64_t zlib_length(const std::string& text) {
+  uLongf size = compressBound(uLong(text.size()));
+  std::vector<Bytef> buf(size);
+  int rc = compress(buf.data(), &size, reinterpret_cast<const Bytef*>(text.data()), uLong(text.size()));
+  LETHE_CHECK(rc == Z_OK, "zlib compress failed");
+  return int64_t(size);
+}
+
+double roc_auc(const std::vector<double>& negatives, const std::vector<double>& positives) {
+  if (negatives.empty() || positives.empty()) return 0.5;
+  // Mann-Whitney U over the sorted union: ties share their average rank.
+  std::vector<std::pair<double, int>> all;
+  for (double v : negatives) all.push_back({v, 0});
+  for (double v : positives) all.push_back({v, 1});
+  std::sort(all.begin(), all.end(), [](auto& a, auto& b) { return a.first < b.first; });
+  double rank_sum = 0;
+  for (size_t i = 0; i < all.size();) {
+    size_t j = i;
+    while (j < all.size() && all[j].first == all[i].first) ++j;
+    const double avg_rank = (double(i + 1) + double(j)) / 2;
+    for (size_t k = i; k < j; ++k)
+      if (all[k].second == 1) rank_sum += avg_rank;
+    i = j;
+  }
+  const double np = double(positives.size()), nn = double(negatives.size());
+  return (rank_sum - np * (np + 1) / 2) / (np * nn);
+}
+
+double priv_leak(double auc_model, double auc_retain_model) {
+  const double ref = 1 - auc_retain_model;
+  if (ref == 0) return 0;
+  return 100 * ((1 - auc_model) - ref) / ref;
+}
+
+}  // namespace lethe

@@ -1,0 +1,41 @@
+// Memorisation and membership-inference metrics as open-unlearning defines them (docs/METHODS.md),
+// per item from the teacher-forced answer tokens:
+//   exact memorization   share of answer tokens whose argmax is the label;
+//   extraction strength  1 - k/|y|, k the smallest index with argmax[k:] == y[k:] (k = |y| when the
+//                        last token is wrong);
+//   LOSS    mean answer-token NLL;            ZLib  LOSS / zlib-compressed length of the answer text;
+//   Min-K%  -mean of the lowest k share of the answer tokens' log-probabilities (k 0.4);
+//   Min-K%++  the same on (log p(y_t) - mu_t) / sigma_t, mu and sigma the mean and standard
+//           deviation of log p under the model's own next-token distribution at t.
+// Scores are loss-like (higher: less likely a member). AUC: forget items against holdout items
+// the model never saw (forget = 0, holdout = 1), so 0.5 means indistinguishable.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "data/batching.h"
+#include "model/llama.h"
+
+namespace lethe {
+
+constexpr double kMinKShare = 0.4;
+
+// Per answer position [B, T-1] (float32, 0 off the answer): NLL, argmax == label, and the
+// Min-K%++ standardised log-probability. The vocabulary is read a chunk of rows at a time.
+struct AnswerTokenStats {
+  torch::Tensor nll, correct, z, mask;
+};
+AnswerTokenStats answer_token_stats(CausalLM& model, const Batch& b);
+
+double extraction_strength(const std::vector<bool>& correct);
+// -mean of the lowest max(1, floor(n k)) values (0 for none).
+double min_k_score(std::vector<double> values, double k = kMinKShare);
+// Bytes of zlib's default compression of `text`.
+int64_t zlib_length(const std::string& text);
+// P(score of a positive > score of a negative) + 0.5 P(equal): the ROC AUC of the scores with
+// negatives labelled 0 and positives 1.
+double roc_auc(const std::vector<double>& negatives, const std::vector<double>& positives);
+// MUSE's PrivLeak: 100 (AUC'_model - AUC'_retain) / AUC'_retain with AUC' = 1 - AUC (Min-K%).
+double priv_leak(double auc_model, double auc_retain_model);
+
+}  // namespace lethe

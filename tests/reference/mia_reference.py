@@ -1,0 +1,92 @@
+"""Reference for lethe's memorisation and membership-inference metrics (eval/mia.h), written from
+open-unlearning's definitions (docs/METHODS.md) on transformers' own forward pass.
+
+Reads CASE/model (written by lethe, loaded with AutoModelForCausalLM) and CASE/items.json:
+{"items": [{"ids": [...], "prompt_len": P, "answer": "text", "group": "forget"|"holdout"}], "k": 0.4}.
+Each item runs alone (no padding). Writes CASE/ref.json: per item {exact_memorization,
+extraction_strength, loss, zlib, min_k, min_k_plus_plus}, and the AUC of each score with forget
+labelled 0 and holdout 1 (from the pairs: P(holdout > forget) + 0.5 P(equal)).
+
+usage: mia_reference.py CASE_DIR
+"""
+import json
+import math
+import sys
+import zlib
+
+import torch
+import transformers
+
+transformers.logging.set_verbosity_error()
+
+
+def min_k(values, k):
+    if not values:
+        return 0.0
+    m = max(1, int(math.floor(len(values) * k)))
+    return -sum(sorted(values)[:m]) / m
+
+
+def extraction_strength(pred, labels):
+    n = len(labels)
+    k = n  # no suffix matches: the empty one does
+    for start in range(n):
+        if pred[start:] == labels[start:]:
+            k = start
+            break
+    return 1.0 - k / n
+
+
+def auc(neg, pos):
+    total = 0.0
+    for p in pos:
+        for q in neg:
+            total += 1.0 if p > q else 0.5 if p == q else 0.0
+    return total / (len(pos) * len(neg))
+
+
+def main():
+    case = sys.argv[1]
+    spec = json.load(open(f"{case}/items.json"))
+    model = transformers.AutoModelForCausalLM.from_pretrained(f"{case}/model", dtype=torch.float32,
+                                                              attn_implementation="eager")
+    model.train(False)
+    out = []
+    for it in spec["items"]:
+        ids = torch.tensor([it["ids"]])
+        with torch.no_grad():
+            logits = model(input_ids=ids).logits[0].double()
+        P = it["prompt_len"]
+        # positions P-1 .. n-2 predict the answer tokens P .. n-1
+        z = logits[P - 1:-1]
+        y = ids[0, P:]
+        logp = torch.log_softmax(z, -1)
+        probs = logp.exp()
+        tok_lp = logp.gather(1, y.view(-1, 1)).view(-1)
+        mu = (probs * logp).sum(-1)
+        sigma = ((probs * logp * logp).sum(-1) - mu * mu).sqrt()
+        zscore = (tok_lp - mu) / sigma
+        pred = z.argmax(-1).tolist()
+        labels = y.tolist()
+        loss = -tok_lp.mean().item()
+        out.append({
+            "group": it["group"],
+            "exact_memorization": sum(int(a == b) for a, b in zip(pred, labels)) / len(labels),
+            "extraction_strength": extraction_strength(pred, labels),
+            "loss": loss,
+            "zlib": loss / len(zlib.compress(it["answer"].encode("utf-8"))),
+            "min_k": min_k(tok_lp.tolist(), spec["k"]),
+            "min_k_plus_plus": min_k(zscore.tolist(), spec["k"]),
+        })
+    aucs = {}
+    for key in ("loss", "zlib", "min_k", "min_k_plus_plus"):
+        neg = [o[key] for o in out if o["group"] == "forget"]
+        pos = [o[key] for o in out if o["group"] == "holdout"]
+        aucs[key] = auc(neg, pos)
+    json.dump({"items": out, "auc": aucs}, open(f"{case}/ref.json", "w"), indent=1)
+    print(f"[ reference ] transformers {transformers.__version__}: {len(out)} items")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
