@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <cmath>
 #include <filesystem>
 
 #include "common/error.h"
@@ -117,7 +118,8 @@ std::string line_plot_svg(const std::string& title, const std::string& x_label, 
 }
 
 ProbeResult run_probe(const EvalJob& job, const ProbeOptions& probe, const std::vector<NamedExamples>& splits,
-                      const Tokenizer& tok, ChatTemplate tmpl, torch::Device device, Communicator& comm) {
+                      const Tokenizer& tok, ChatTemplate tmpl, torch::Device device, Communicator& comm,
+                      const Relearner& relearn) {
   LETHE_CHECK(!splits.empty() && splits.front().name == "forget", "run_probe: the forget split comes first");
   const ReportOptions& ro = job.report;
   if (!ro.out.empty() && fs::exists(ro.out) && !fs::is_empty(ro.out))
@@ -177,6 +179,24 @@ ProbeResult run_probe(const EvalJob& job, const ProbeOptions& probe, const std::
                                                         job.eval.batch_size, &comm);
     }
   }
+  if (relearn) {  // learn the first part of the forget set again, test on the rest
+    const std::vector<Example>& forget = splits.front().examples;
+    const size_t n_learn = size_t(std::ceil(double(forget.size()) * probe.relearn_share));
+    if (n_learn == 0 || n_learn >= forget.size())
+      throw InputError("--relearn-share " + fmt::format("{}", probe.relearn_share) + " leaves no forget item to " +
+                       (n_learn == 0 ? "relearn" : "test") + " (" + std::to_string(forget.size()) + " items)");
+    std::vector<Example> learn(forget.begin(), forget.begin() + long(n_learn));
+    std::vector<Example> rest(forget.begin() + long(n_learn), forget.end());
+    std::vector<NamedExamples> tested = splits;
+    tested.front().examples = rest;
+    {
+      CausalLM model = load_eval_model(job.model, device);
+      evaluate(model, "as is, held-out forget part", {{"forget", rest}}, {{"forget_items", rest.size()}});
+    }
+    CausalLM relearned = relearn(learn);
+    relearned->to(device);
+    evaluate(relearned, "relearned", tested, {{"relearned_items", learn.size()}, {"forget_items", rest.size()}});
+  }
   for (QuantFormat f : formats) {  // a fresh copy of the model for each format
     CausalLM model = load_eval_model(job.model, device);
     QuantizeSummary q = quantize_linear_weights(model, f, probe.quant_block);
@@ -201,6 +221,11 @@ ProbeResult run_probe(const EvalJob& job, const ProbeOptions& probe, const std::
       "channel, NF4/FP4 in blocks of {} with float32 absmax scales. Prompt probes change the forget questions "
       "only (retain: —).\n",
       probe.quant_block);
+  if (relearn)
+    md += fmt::format(
+        "Relearned: finetuned on the first {:.0f}% of the forget items; both relearning rows evaluate the other "
+        "forget items.\n",
+        100 * probe.relearn_share);
   if (probe.logit_lens) {
     md += "\n## Logit lens: answer probability read at each decoder layer\n\n| layer |";
     std::vector<PlotSeries> series;

@@ -4,9 +4,11 @@
 //   quantize  its decoder layers' weights rounded to int8, NF4 or FP4 (model/quantize.h);
 //   prompts   the forget questions paraphrased (TOFU's paraphrased_question) and the answer's
 //             turn started with "Sure, here is the answer:";
-//   logit lens  the answer's probability read at every decoder layer (eval/logit_lens.h).
+//   logit lens  the answer's probability read at every decoder layer (eval/logit_lens.h);
+//   relearn   finetuned on part of the forget set, evaluated on the rest (with a Relearner).
 // One table (probe.md, probe.json) and one plot (probe.svg: the logit lens).
 #pragma once
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -20,7 +22,14 @@ struct ProbeOptions {
   std::vector<std::string> prompts = {"paraphrase", "prefix"};
   std::string prefix = "Sure, here is the answer:";
   bool logit_lens = true;
+  // Relearning: the first relearn_share of the forget items are learnt again (by the caller's
+  // Relearner), the rest evaluated before and after.
+  double relearn_share = 0.5;
 };
+
+// Finetunes a fresh copy of the probed model on `relearn` and returns it (the relearning probe;
+// training lives above eval/, so the caller supplies it). Collective like run_probe.
+using Relearner = std::function<CausalLM(const std::vector<Example>& relearn)>;
 
 struct ProbeResult {
   json table;            // [{probe, forget: {...}, retain: {...}, tofu: {...}}]
@@ -32,7 +41,8 @@ struct ProbeResult {
 // Collective over comm. splits: "forget" first (required), "retain" optional. job.report.out, when
 // set, receives probe.json, probe.md and probe.svg (a new directory, published whole).
 ProbeResult run_probe(const EvalJob& job, const ProbeOptions& probe, const std::vector<NamedExamples>& splits,
-                      const Tokenizer& tok, ChatTemplate tmpl, torch::Device device, Communicator& comm);
+                      const Tokenizer& tok, ChatTemplate tmpl, torch::Device device, Communicator& comm,
+                      const Relearner& relearn = {});
 
 // A line plot as a standalone SVG document: one polyline per series over x = 0, 1, ...
 struct PlotSeries {

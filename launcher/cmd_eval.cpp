@@ -4,6 +4,7 @@
 
 #include "common/error.h"
 #include "launcher/command.h"
+#include "launcher/eval_job.h"
 #include "launcher/option_groups.h"
 #include "unlearn/run.h"
 
@@ -50,18 +51,22 @@ int run(const EvalFlags& f, const Runtime& rt, const json& cfg) {
   if (f.retain.given()) splits.push_back({"retain", read_source(f.retain, f.data.format, "--retain")});
   if (f.holdout.given()) splits.push_back({"holdout", read_source(f.holdout, f.data.format, "--holdout")});
   for (auto& s : f.splits) splits.push_back(read_named_split(s, "--split", f.data.format));
-  EvalJob job = f.job;
-  job.max_len = f.data.max_len;
-  job.meta = {{"config", cfg}};
-  const std::string& dir = job.model.dir;
-  detect_format(dir);  // a missing or empty model directory is named before its tokenizer
-  Tokenizer tok = Tokenizer::from_file(tokenizer_path(dir));
-  Evaluated ev = evaluate_checkpoint(job, splits, tok, chat_template_for(f.data, dir), rt.device, *rt.world);
+  PreparedEval p = prepare_eval(f.job, f.data, cfg);
+  Evaluated ev =
+      evaluate_checkpoint(p.job, splits, p.tok, chat_template_for(f.data, p.job.model.dir), rt.device, *rt.world);
   if (rt.world->rank() == 0) std::cout << ev.markdown << std::flush;
   return 0;
 }
 
 }  // namespace
+
+PreparedEval prepare_eval(const EvalJob& flags, const DataOptions& data, const json& config) {
+  EvalJob job = flags;
+  job.max_len = data.max_len;
+  job.meta = {{"config", config}};
+  detect_format(job.model.dir);  // a missing or empty model directory is named before its tokenizer
+  return {job, Tokenizer::from_file(tokenizer_path(job.model.dir))};
+}
 
 Command eval_command() {
   return make_command<EvalFlags>("eval", "KnowUnDo and TOFU metrics per split: JSON, Markdown and per-item JSONL", true,

@@ -1,12 +1,16 @@
 // `lethe probe`: the robustness suite (eval/probe.h): the model as it is, with its weights
 // quantized (int8, NF4, FP4), with paraphrased and prefixed forget questions, and read through
 // the logit lens; one table and one plot, distributed over the ranks like `lethe eval`.
+#include <spdlog/spdlog.h>
+
+#include <cmath>
 #include <iostream>
 
 #include "common/error.h"
 #include "common/text.h"
 #include "eval/probe.h"
 #include "launcher/command.h"
+#include "launcher/eval_job.h"
 #include "launcher/option_groups.h"
 #include "unlearn/run.h"
 
@@ -21,6 +25,9 @@ struct ProbeFlags {
   ProbeOptions probe;
   std::string quantize = "int8,nf4,fp4", prompts = "paraphrase,prefix";
   bool no_logit_lens = false;
+  bool relearn = false;
+  double relearn_lr = 2e-5, relearn_epochs = 1;
+  int64_t relearn_batch = 8;
 };
 
 // "a,b" -> {a, b}; "none" or "" -> {}.
@@ -42,6 +49,13 @@ void declare(OptionSet& o, ProbeFlags& f, const RuntimeOptions&) {
   o.add("prompts", &f.prompts, "prompt probes, comma-separated (paraphrase, prefix; none)");
   o.add("prefix", &f.probe.prefix, "the text the answer's turn starts with in the prefix probe");
   o.add("no-logit-lens", &f.no_logit_lens, "skip the logit lens");
+  o.add("relearn", &f.relearn, "relearning probe: finetune on part of the forget set, evaluate on the rest");
+  o.add("relearn-share", &f.probe.relearn_share, "share of the forget items relearnt (the first ones)",
+        Check<double>([](const double& v) { return v > 0 && v < 1 ? "" : "must be in (0, 1)"; }));
+  o.add("relearn-lr", &f.relearn_lr, "relearning learning rate (constant)", positive<double>());
+  o.add("relearn-epochs", &f.relearn_epochs, "relearning epochs over the relearnt items", positive<double>());
+  o.add("relearn-batch-size", &f.relearn_batch, "relearning global batch size (divisible by the ranks)",
+        positive<int64_t>());
   o.then([&f](const po::variables_map&, std::vector<std::string>& errors) {
     f.probe.quantize = probe_list(f.quantize);
     f.probe.prompts = probe_list(f.prompts);
@@ -59,13 +73,29 @@ void declare(OptionSet& o, ProbeFlags& f, const RuntimeOptions&) {
 int run(const ProbeFlags& f, const Runtime& rt, const json& cfg) {
   std::vector<NamedExamples> splits = {{"forget", read_source(f.forget, f.data.format, "--forget")}};
   if (f.retain.given()) splits.push_back({"retain", read_source(f.retain, f.data.format, "--retain")});
-  EvalJob job = f.job;
-  job.max_len = f.data.max_len;
-  job.meta = {{"config", cfg}};
-  const std::string& dir = job.model.dir;
-  detect_format(dir);  // a missing or empty model directory is named before its tokenizer
-  Tokenizer tok = Tokenizer::from_file(tokenizer_path(dir));
-  ProbeResult r = run_probe(job, f.probe, splits, tok, chat_template_for(f.data, dir), rt.device, *rt.world);
+  PreparedEval p = prepare_eval(f.job, f.data, cfg);
+  const EvalJob& job = p.job;
+  Relearner relearn;
+  if (f.relearn)
+    relearn = [&](const std::vector<Example>& items) {
+      static const ObjectiveSpec finetune = nll_objective_spec();
+      RunSpec spec;
+      spec.model = job.model;
+      spec.data = f.data;
+      spec.method = &finetune;
+      spec.method_options = MethodOptions(finetune.options);
+      spec.train.batch_size = f.relearn_batch;
+      spec.train.steps =
+          std::max<int64_t>(1, int64_t(std::ceil(f.relearn_epochs * double(items.size()) / double(f.relearn_batch))));
+      spec.train.schedule.kind = "constant";
+      spec.train.schedule.lr = f.relearn_lr;
+      spec.train.log_every = spec.train.steps;
+      spdlog::info("probe: relearning {} forget items, {} steps of {} at lr {}", items.size(), spec.train.steps,
+                   f.relearn_batch, f.relearn_lr);
+      return run_objective(spec, load_run_text(spec), items, nullptr, *rt.world, rt.device).model;
+    };
+  ProbeResult r =
+      run_probe(job, f.probe, splits, p.tok, chat_template_for(f.data, job.model.dir), rt.device, *rt.world, relearn);
   if (rt.world->rank() == 0) std::cout << r.markdown << std::flush;
   return 0;
 }

@@ -68,6 +68,27 @@ expect_refusal "--prompts: unknown prompt probe 'jailbreak'" "$LETHE" "${P[@]}" 
 expect_refusal "--quant-block must be positive" "$LETHE" "${P[@]}" --quant-block 0 --out "$T/bad"
 expect_refusal "already exists" "$LETHE" "${P[@]}" --out "$T/p1"
 [ -f "$T/p1/COMPLETE" ] && ok || bad "an existing probe directory was touched"
+# Relearning: the first half of the forget items learnt again (a large learning rate, so it moves),
+# the other half evaluated before and after; 2 ranks give the rows of 1 rank.
+R=("${P[@]}" --quantize none --prompts none --no-logit-lens --no-generate --relearn --relearn-lr 3e-3 --relearn-epochs 4
+   --relearn-batch-size 2)
+"$LETHE" "${R[@]}" --out "$T/r1" >"$T/logr1" 2>&1 && ok || { bad "relearn probe"; tail -3 "$T/logr1"; }
+"$MPIRUN" -np 2 "$LETHE" "${R[@]}" --out "$T/r2" >"$T/logr2" 2>&1 && ok || { bad "relearn probe on 2 ranks"; tail -3 "$T/logr2"; }
+"$PY" - "$T/r1" "$T/r2" <<'PY' && ok || bad "relearn rows"
+import json, sys, math
+a = json.load(open(sys.argv[1] + "/probe.json"))["probes"]
+b = json.load(open(sys.argv[2] + "/probe.json"))["probes"]
+names = [r["probe"] for r in a]
+assert names == ["as is", "as is, held-out forget part", "relearned"], names
+before, after = a[1], a[2]
+assert before["forget_items"] == after["forget_items"] == 3 and after["relearned_items"] == 3, after
+assert after["forget"]["answer_prob"] != before["forget"]["answer_prob"] and "retain" in after
+for ra, rb in zip(a, b):
+    for split in ("forget", "retain"):
+        for k, v in ra.get(split, {}).items():
+            assert math.isclose(v, rb[split][k], rel_tol=1e-3, abs_tol=1e-6), (ra["probe"], split, k, v, rb[split][k])
+PY
+expect_refusal "--relearn-share must be in (0, 1)" "$LETHE" "${P[@]}" --relearn --relearn-share 1 --out "$T/bad"
 # Membership inference and open-unlearning's layout in `lethe eval`: forget against a holdout of
 # six other TOFU records; the model's own TOFU_EVAL.json as the reference gives forget quality 1
 # (identical truth ratios) and PrivLeak 0.
