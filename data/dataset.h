@@ -9,6 +9,10 @@
 namespace lethe {
 
 struct Example {
+  Example() = default;
+  Example(std::string prompt_, std::string response_, json attrs_ = json::object(), std::string response_prefix_ = "")
+      : prompt(std::move(prompt_)), response(std::move(response_)), attrs(std::move(attrs_)),
+        response_prefix(std::move(response_prefix_)) {}
   std::string prompt;
   std::string response;
   json attrs = json::object();  // every other field of the record
