@@ -23,11 +23,14 @@ struct ItemMetrics {
   double accuracy = 0;  // share of answer tokens predicted by argmax
   std::string generation;
   double rouge_l_f1 = 0, rouge_l_recall = 0;
-  bool leaked = false;     // a sensitive string of the answer appears in the generation
-  double truth_ratio = 0;  // TOFU R (when the record has paraphrased/perturbed answers)
+  bool leaked = false;         // a sensitive string of the answer appears in the generation
+  double truth_ratio = 0;      // open-unlearning's R = p(perturbed) / p(correct) (eval/tofu.h)
+  double prob_normalised = 0;  // p(answer) / (p(answer) + sum p(perturbed)) (real authors, world facts)
   // open-unlearning's memorisation and membership scores (eval/mia.h); LOSS is nll.
   double extraction_strength = 0;
   double mia_zlib = 0, mia_min_k = 0, mia_min_k_plus_plus = 0;
+  double mia_gradnorm = 0;   // when has_gradnorm (eval/mia.h)
+  double mia_reference = 0;  // NLL minus the reference model's NLL, when has_reference
 };
 
 struct SplitMetrics {
@@ -43,8 +46,11 @@ struct SplitMetrics {
   double leakage = 0;                         // share of items with sensitive strings that leak
   int64_t leakage_items = 0;                  // items that have sensitive strings
   bool has_truth_ratio = false;
-  double truth_ratio_forget = 0;  // mean min(R, 1/R)
-  double truth_ratio_retain = 0;  // mean max(0, 1 - 1/R)
+  double truth_ratio_forget = 0;                     // mean min(R, 1/R)
+  double truth_ratio_retain = 0;                     // mean max(0, 1 - R)
+  bool has_options = false;                          // the truth ratio's correct answer is the answer (no paraphrase)
+  double answer_prob_normalised = 0;                 // mean Prob_normalised (when has_options)
+  bool has_gradnorm = false, has_reference = false;  // membership scores filled by report_writer
   std::vector<ItemMetrics> per_item;
 };
 

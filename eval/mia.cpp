@@ -6,29 +6,25 @@
 #include <cmath>
 
 #include "common/error.h"
+#include "dist/collectives.h"
+#include "model/lm_loss.h"
 
 namespace lethe {
 
 AnswerTokenStats answer_token_stats(CausalLM& model, const Batch& b) {
   torch::NoGradGuard ng;
-  auto h = model->hidden(b.input_ids, b.attention_mask);
-  const int64_t B = h.size(0), T = h.size(1), C = h.size(2);
-  auto lb = b.labels.narrow(1, 1, T - 1);
-  auto answer = lb.ne(-100);
-  auto idx = answer.reshape(-1).nonzero().squeeze(1);
-  auto rows = h.narrow(1, 0, T - 1).reshape({-1, C}).index_select(0, idx);
-  auto targets = lb.reshape(-1).index_select(0, idx);
+  AnswerRows a = answer_rows(model->hidden(b.input_ids, b.attention_mask), b.labels);
   auto W = model->lm_head_weight();
   const double cap = model->config.final_logit_softcapping;
-  const int64_t N = rows.size(0), V = W.size(0);
+  const int64_t N = a.rows.size(0), V = W.size(0);
   const int64_t chunk = std::max<int64_t>(1, (int64_t(64) << 20) / (V * 4));  // ~64 MiB of float32 logits
-  auto fopt = h.options().dtype(torch::kFloat);
+  auto fopt = a.rows.options().dtype(torch::kFloat);
   auto nll = torch::empty({N}, fopt), correct = torch::empty({N}, fopt), z = torch::empty({N}, fopt);
   for (int64_t s = 0; s < N; s += chunk) {
     const int64_t n = std::min(chunk, N - s);
-    auto logits = torch::matmul(rows.narrow(0, s, n), W.t()).to(torch::kFloat);
+    auto logits = torch::matmul(a.rows.narrow(0, s, n), W.t()).to(torch::kFloat);
     if (cap > 0) logits = torch::tanh(logits / cap) * cap;
-    auto t = targets.narrow(0, s, n).unsqueeze(1);
+    auto t = a.targets.narrow(0, s, n).unsqueeze(1);
     auto lp = torch::log_softmax(logits, -1);
     auto p = lp.exp();
     auto mu = (p * lp).sum(-1);
@@ -38,10 +34,36 @@ AnswerTokenStats answer_token_stats(CausalLM& model, const Batch& b) {
     z.narrow(0, s, n).copy_((tlp - mu) / sigma);
     correct.narrow(0, s, n).copy_(logits.argmax(-1).eq(t.squeeze(1)));
   }
-  auto scatter = [&](const torch::Tensor& v) {
-    return torch::zeros({B * (T - 1)}, fopt).index_copy(0, idx, v).view({B, T - 1});
-  };
-  return {scatter(nll), scatter(correct), scatter(z), answer.to(torch::kFloat)};
+  return {a.scatter(nll), a.scatter(correct), a.scatter(z), a.mask};
+}
+
+std::vector<double> gradnorm_scores(CausalLM& model, const std::vector<TokenizedItem>& items, int64_t pad_id,
+                                    Communicator* comm) {
+  model->eval();
+  std::vector<torch::Tensor> params;
+  for (auto& p : model->parameters())
+    if (p.requires_grad()) params.push_back(p);
+  if (params.empty()) throw InputError("GradNorm: the model has no parameters that take a gradient");
+  const int64_t n = int64_t(items.size()), rank = comm ? comm->rank() : 0, world = comm ? comm->size() : 1;
+  auto scores = torch::zeros({std::max<int64_t>(n, 1)}, torch::kDouble);
+  for (int64_t i = rank; i < n; i += world) {
+    Batch b = collate(items, {i}, pad_id).to(model->device());
+    TokenLoss tl = model->answer_loss(b.input_ids, b.attention_mask, b.labels);
+    auto loss = (tl.nll * tl.mask).sum() / tl.mask.sum().clamp_min(1);
+    auto grads = torch::autograd::grad({loss}, params, {}, false, false, /*allow_unused=*/true);
+    double sum = 0;
+    int64_t count = 0;
+    for (auto& g : grads)
+      if (g.defined()) {
+        sum += g.to(torch::kDouble).norm().item<double>();
+        ++count;
+      }
+    scores[i] = count ? sum / double(count) : 0.0;
+  }
+  if (comm && world > 1) all_reduce_host(*comm, scores, ReduceOp::Sum);
+  std::vector<double> out(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) out[size_t(i)] = scores[i].item<double>();
+  return out;
 }
 
 double extraction_strength(const std::vector<bool>& correct) {

@@ -7,6 +7,9 @@
 //   Min-K%  -mean of the lowest k share of the answer tokens' log-probabilities (k 0.4);
 //   Min-K%++  the same on (log p(y_t) - mu_t) / sigma_t, mu and sigma the mean and standard
 //           deviation of log p under the model's own next-token distribution at t.
+//   GradNorm  the mean over parameter tensors of the L2 norm of d LOSS / d parameter, one item
+//           at a time (open-unlearning's p = 2);
+//   reference  LOSS minus a reference model's LOSS on the same item (filled by report_writer).
 // Scores are loss-like (higher: less likely a member). AUC: forget items against holdout items
 // the model never saw (forget = 0, holdout = 1), so 0.5 means indistinguishable.
 #pragma once
@@ -14,6 +17,7 @@
 #include <vector>
 
 #include "data/batching.h"
+#include "dist/communicator.h"
 #include "model/llama.h"
 
 namespace lethe {
@@ -26,6 +30,11 @@ struct AnswerTokenStats {
   torch::Tensor nll, correct, z, mask;
 };
 AnswerTokenStats answer_token_stats(CausalLM& model, const Batch& b);
+
+// GradNorm of each item, distributed like evaluate_split (rank r takes items r, r+N, ...; every
+// rank returns all n). Gradients come from autograd::grad: no parameter's .grad is touched.
+std::vector<double> gradnorm_scores(CausalLM& model, const std::vector<TokenizedItem>& items, int64_t pad_id,
+                                    Communicator* comm);
 
 double extraction_strength(const std::vector<bool>& correct);
 // -mean of the lowest max(1, floor(n k)) values (0 for none).

@@ -16,14 +16,19 @@ KnowUndoScores knowundo_scores(const SplitMetrics& forget, const SplitMetrics& r
 }
 
 json mia_scores(const SplitMetrics& m) {
-  std::vector<double> loss, zlib, min_k, min_k_pp;
+  std::vector<double> loss, zlib, min_k, min_k_pp, gradnorm, reference;
   for (auto& im : m.per_item) {
     loss.push_back(im.nll);
     zlib.push_back(im.mia_zlib);
     min_k.push_back(im.mia_min_k);
     min_k_pp.push_back(im.mia_min_k_plus_plus);
+    gradnorm.push_back(im.mia_gradnorm);
+    reference.push_back(im.mia_reference);
   }
-  return {{"loss", loss}, {"zlib", zlib}, {"min_k", min_k}, {"min_k_plus_plus", min_k_pp}};
+  json out = {{"loss", loss}, {"zlib", zlib}, {"min_k", min_k}, {"min_k_plus_plus", min_k_pp}};
+  if (m.has_gradnorm) out["gradnorm"] = gradnorm;
+  if (m.has_reference) out["reference"] = reference;
+  return out;
 }
 
 json mia_aucs(const json& forget_scores, const json& holdout_scores) {
@@ -60,6 +65,13 @@ json report_json(const std::vector<SplitMetrics>& splits, const KnowUndoScores* 
       std::vector<double> r;
       for (auto& im : m.per_item) r.push_back(im.truth_ratio);
       js["truth_ratios"] = r;
+      js["truth_ratio_definition"] = kTruthRatioDefinition;
+    }
+    if (m.has_options) {
+      js["answer_prob_normalised"] = m.answer_prob_normalised;
+      std::vector<double> p;
+      for (auto& im : m.per_item) p.push_back(im.prob_normalised);
+      js["prob_normalised"] = p;
     }
   }
   if (scores)
@@ -77,15 +89,16 @@ std::string report_markdown(const std::vector<SplitMetrics>& splits, const KnowU
                       scores->unlearn_success, scores->retention_success, scores->average_success);
   md +=
       "| split | items | answer-token acc % | mean NLL | perplexity | ROUGE-L F1 | ROUGE-L recall | answer prob | "
-      "truth ratio (forget / retain form) | leakage % |\n";
-  md += "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+      "answer prob normalised | truth ratio (forget / retain form) | leakage % |\n";
+  md += "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
   for (auto& m : splits) {
     std::string tr =
         m.has_truth_ratio ? fmt::format("{:.3f} / {:.3f}", m.truth_ratio_forget, m.truth_ratio_retain) : "-";
     std::string leak = m.leakage_items > 0 ? fmt::format("{:.1f} (of {})", 100.0 * m.leakage, m.leakage_items) : "-";
-    md += fmt::format("| {} | {} | {:.1f} | {:.3f} | {:.4g} | {:.3f} | {:.3f} | {:.3f} | {} | {} |\n", m.name, m.items,
-                      100.0 * m.accuracy, m.mean_nll, m.perplexity, m.rouge_l_f1, m.rouge_l_recall, m.answer_prob, tr,
-                      leak);
+    std::string norm = m.has_options ? fmt::format("{:.3f}", m.answer_prob_normalised) : "-";
+    md += fmt::format("| {} | {} | {:.1f} | {:.3f} | {:.4g} | {:.3f} | {:.3f} | {:.3f} | {} | {} | {} |\n", m.name,
+                      m.items, 100.0 * m.accuracy, m.mean_nll, m.perplexity, m.rouge_l_f1, m.rouge_l_recall,
+                      m.answer_prob, norm, tr, leak);
   }
   return md;
 }
@@ -130,6 +143,9 @@ std::string per_item_jsonl(const SplitMetrics& m, const std::vector<Example>& ex
               {"mia_min_k", im.mia_min_k},
               {"mia_min_k_plus_plus", im.mia_min_k_plus_plus}};
     if (m.has_truth_ratio) j["truth_ratio"] = im.truth_ratio;
+    if (m.has_options) j["prob_normalised"] = im.prob_normalised;
+    if (m.has_gradnorm) j["mia_gradnorm"] = im.mia_gradnorm;
+    if (m.has_reference) j["mia_reference"] = im.mia_reference;
     out += json_text(j) + "\n";
   }
   return out;

@@ -16,10 +16,14 @@ struct KnowUndoScores {
 
 // forget/retain name the splits the scores come from.
 KnowUndoScores knowundo_scores(const SplitMetrics& forget, const SplitMetrics& retain);
-// A split's per-item membership scores {attack: [score per item]} (loss, zlib, min_k, min_k_plus_plus).
+// A split's per-item membership scores {attack: [score per item]} (loss, zlib, min_k,
+// min_k_plus_plus; gradnorm and reference when the split has them).
 json mia_scores(const SplitMetrics& m);
 // ROC AUC per attack of forget (0) against holdout (1) scores, from two mia_scores objects.
 json mia_aucs(const json& forget_scores, const json& holdout_scores);
+// How report.json's per-item truth_ratios read (open-unlearning's). Reports without this key were
+// written by lethe before it, with the reciprocal p(correct) / p(perturbed).
+inline constexpr const char* kTruthRatioDefinition = "p(perturbed) / p(correct)";
 json report_json(const std::vector<SplitMetrics>& splits, const KnowUndoScores* scores, const json& meta);
 std::string report_markdown(const std::vector<SplitMetrics>& splits, const KnowUndoScores* scores,
                             const std::string& title);

@@ -42,13 +42,26 @@ std::vector<double> read_reference_truth_ratios(const std::string& path) {
     for (auto& [i, r] : by_index) out.push_back(r);
     return out;
   }
+  std::vector<double> out;
+  bool current = false;
   try {
-    return ref.at("splits").at("forget").at("truth_ratios").get<std::vector<double>>();
+    const json& f = ref.at("splits").at("forget");
+    out = f.at("truth_ratios").get<std::vector<double>>();
+    current = f.contains("truth_ratio_definition");
   } catch (const std::exception&) {
     throw InputError("--tofu-reference '" + path +
                      "': no splits.forget.truth_ratios (evaluate the retain-only "
                      "model with --forget on a TOFU forget file first)");
   }
+  if (!current)  // a report of a lethe older than open-unlearning's R: the reciprocal
+    for (double& v : out) v = 1.0 / v;
+  return out;
+}
+
+std::string open_unlearning_prefix(const std::string& split) {
+  if (split == "real_authors") return "ra";
+  if (split == "world_facts") return "wf";
+  return split;
 }
 
 json tofu_scores(const Report& r, bool generated, const std::vector<double>& reference,
@@ -63,15 +76,30 @@ json tofu_scores(const Report& r, bool generated, const std::vector<double>& ref
     KsTest ks = ks_two_sample(mine, reference);
     tofu = {{"forget_quality", ks.p_value}, {"ks_statistic", ks.statistic}, {"reference", reference_path}};
   }
-  for (auto& m : r.splits)
-    if (m.name == "retain") {  // TOFU model utility: harmonic mean of the retain metrics available
-      std::vector<double> parts = {m.answer_prob};
-      if (generated) parts.push_back(m.rouge_l_recall);
-      if (m.has_truth_ratio) parts.push_back(m.truth_ratio_retain);
-      double inv = 0;
-      for (double v : parts) inv += 1.0 / std::max(v, 1e-12);
-      tofu["model_utility"] = double(parts.size()) / inv;
+  // TOFU model utility: the harmonic mean of Prob (Prob_normalised against the perturbed options
+  // on real authors and world facts), ROUGE-L recall and truth ratio on the retain, real-authors
+  // and world-facts splits, of those terms the evaluation has; "model_utility_terms" names them.
+  std::vector<double> terms;
+  json names = json::array();
+  for (const char* split : {"retain", "real_authors", "world_facts"})
+    for (auto& m : r.splits) {
+      if (m.name != split) continue;
+      const std::string p = open_unlearning_prefix(m.name);
+      auto add = [&](const std::string& name, double v) {
+        terms.push_back(v);
+        names.push_back(p + "_" + name);
+      };
+      if (m.has_options)
+        add("Q_A_Prob_normalised", m.answer_prob_normalised);
+      else
+        add("Q_A_Prob", m.answer_prob);
+      if (generated) add("Q_A_ROUGE", m.rouge_l_recall);
+      if (m.has_truth_ratio) add("Truth_Ratio", m.truth_ratio_retain);
     }
+  if (!terms.empty()) {
+    tofu["model_utility"] = model_utility(terms);
+    tofu["model_utility_terms"] = names;
+  }
   return tofu;
 }
 
@@ -88,12 +116,14 @@ json open_unlearning_eval(const Report& r, const std::vector<NamedExamples>& spl
   json out = json::object();
   for (size_t s = 0; s < r.splits.size(); ++s) {
     const SplitMetrics& m = r.splits[s];
-    const std::string& n = m.name;
-    json prob = json::object(), rouge = json::object(), tr = json::object(), em = json::object(), es = json::object();
+    const std::string n = open_unlearning_prefix(m.name);
+    json prob = json::object(), norm = json::object(), rouge = json::object(), tr = json::object(), em = json::object(),
+         es = json::object();
     for (auto& im : m.per_item) {
       const std::string i = std::to_string(im.index);
       const Example& e = splits[s].examples[size_t(im.index)];
       prob[i] = {{"prob", std::exp(-im.nll)}, {"avg_loss", im.nll}};
+      if (m.has_options) norm[i] = {{"prob", im.prob_normalised}};
       if (generated)
         rouge[i] = {{"rougeL_recall", im.rouge_l_recall},
                     {"rougeL_f1", im.rouge_l_f1},
@@ -105,9 +135,14 @@ json open_unlearning_eval(const Report& r, const std::vector<NamedExamples>& spl
       es[i] = {{"score", im.extraction_strength}};
     }
     out[n + "_Q_A_Prob"] = metric(m.answer_prob, prob);
+    if (m.has_options) out[n + "_Q_A_Prob_normalised"] = metric(m.answer_prob_normalised, norm);
     if (generated) out[n + "_Q_A_ROUGE"] = metric(m.rouge_l_recall, rouge);
-    if (m.has_truth_ratio)
-      out[n + "_truth_ratio"] = metric(n == "forget" ? m.truth_ratio_forget : m.truth_ratio_retain, tr);
+    if (m.has_truth_ratio) {  // forget: closer to 1 is better; elsewhere: true better
+      if (n == "forget")
+        out["forget_truth_ratio"] = metric(m.truth_ratio_forget, tr);
+      else
+        out[n + "_Truth_Ratio"] = metric(m.truth_ratio_retain, tr);
+    }
     out[n + "_exact_memorization"] = metric(m.exact_memorization, em);
     out[n + "_extraction_strength"] = metric(m.extraction_strength, es);
   }
@@ -179,6 +214,37 @@ CausalLM load_eval_model(const ModelLoadOptions& m, torch::Device device) {
   return model;
 }
 
+void add_membership_scores(Report& r, CausalLM& model, const std::vector<NamedExamples>& splits, const Tokenizer& tok,
+                           ChatTemplate tmpl, const EvalJob& job, torch::Device device, Communicator& comm) {
+  std::vector<size_t> which;
+  for (size_t s = 0; s < r.splits.size(); ++s)
+    if (r.splits[s].name == "forget" || r.splits[s].name == "holdout") which.push_back(s);
+  if (which.size() < 2) {
+    if (!job.report.mia_reference.empty()) throw InputError("--mia-reference needs --forget and --holdout");
+    return;
+  }
+  const int64_t pad = pad_token_id(tok, tmpl);
+  for (size_t s : which) {
+    auto g = gradnorm_scores(model, tokenize_items(tok, tmpl, splits[s].examples, job.max_len), pad, &comm);
+    for (auto& im : r.splits[s].per_item) im.mia_gradnorm = g[size_t(im.index)];
+    r.splits[s].has_gradnorm = true;
+  }
+  if (job.report.mia_reference.empty()) return;
+  CausalLM ref = load_eval_model({job.report.mia_reference, job.model.dtype, ""}, device);
+  if (ref->config.vocab_size != model->config.vocab_size)
+    throw InputError(
+        fmt::format("--mia-reference '{}' has a vocabulary of {} tokens, the model {}: not the same tokenizer",
+                    job.report.mia_reference, ref->config.vocab_size, model->config.vocab_size));
+  EvalOptions eo = job.eval;
+  eo.generate = false;
+  eo.tofu = false;
+  for (size_t s : which) {
+    SplitMetrics m = evaluate_split(ref, tok, tmpl, "reference", splits[s].examples, eo, job.max_len, &comm);
+    for (auto& im : r.splits[s].per_item) im.mia_reference = im.nll - m.per_item[size_t(im.index)].nll;
+    r.splits[s].has_reference = true;
+  }
+}
+
 Evaluated evaluate_checkpoint(const EvalJob& job, const std::vector<NamedExamples>& splits, const Tokenizer& tok,
                               ChatTemplate tmpl, torch::Device device, Communicator& comm) {
   const ReportOptions& ro = job.report;
@@ -189,6 +255,7 @@ Evaluated evaluate_checkpoint(const EvalJob& job, const std::vector<NamedExample
   CausalLM model = load_eval_model(job.model, device);
   Evaluated ev;
   ev.report = evaluate_report(model, tok, tmpl, splits, job.eval, job.max_len, &comm);
+  add_membership_scores(ev.report, model, splits, tok, tmpl, job, device, comm);
   const Report& r = ev.report;
   ev.summary = report_summary(r);
   ev.tofu = tofu_scores(r, job.eval.generate, reference, ro.tofu_reference);

@@ -18,6 +18,7 @@ struct ReportOptions {
   bool per_item = false;       // also per_item.jsonl
   std::string tofu_reference;  // report.json of a retain-only model: adds forget quality
   bool replace = false;        // an existing report in `out` is this job's own (a resumed SPUNGE run)
+  std::string mia_reference;   // a reference model (same tokenizer): the reference membership attack
 };
 
 struct EvalJob {
@@ -44,19 +45,28 @@ std::vector<double> read_reference_truth_ratios(const std::string& path);
 // The model of an evaluation on `device`, its adapter (when given) merged into the weights.
 CausalLM load_eval_model(const ModelLoadOptions& m, torch::Device device);
 
+// Membership scores that need more than the forward pass, on the "forget" and "holdout" splits when
+// both are in the report: GradNorm always, the reference attack (LOSS minus the reference model's
+// LOSS) when job.report.mia_reference names a model. Collective over `comm`.
+void add_membership_scores(Report& r, CausalLM& model, const std::vector<NamedExamples>& splits, const Tokenizer& tok,
+                           ChatTemplate tmpl, const EvalJob& job, torch::Device device, Communicator& comm);
+
 // Collective over `comm`: every rank evaluates its share; rank 0 writes the report directory.
 Evaluated evaluate_checkpoint(const EvalJob& job, const std::vector<NamedExamples>& splits, const Tokenizer& tok,
                               ChatTemplate tmpl, torch::Device device, Communicator& comm);
 
 // TOFU scores of a report: forget quality (KS p-value of the forget truth ratios against
-// `reference`, when given) and model utility (harmonic mean of the retain split's answer
-// probability, ROUGE-L recall when generated, and truth ratio when available).
+// `reference`, when given) and model utility (open-unlearning's harmonic mean over the retain,
+// real_authors and world_facts splits present: Prob, or Prob_normalised where the split has
+// perturbed options, ROUGE-L recall when generated, truth ratio when available; the terms used
+// are listed in "model_utility_terms").
 json tofu_scores(const Report& r, bool generated, const std::vector<double>& reference,
                  const std::string& reference_path);
 // The report in open-unlearning's layout (TOFU_EVAL.json): per metric {agg_value, value_by_index:
-// {"<i>": {...}}}, named <split>_Q_A_Prob, <split>_Q_A_ROUGE, <split>_truth_ratio (per-index
-// "score" = R), <split>_exact_memorization, <split>_extraction_strength, forget_quality,
-// model_utility, mia_<attack> (AUC), privleak; and its summary (TOFU_SUMMARY.json: name -> agg_value).
+// {"<i>": {...}}}, named <p>_Q_A_Prob, <p>_Q_A_Prob_normalised, <p>_Q_A_ROUGE, forget_truth_ratio
+// and <p>_Truth_Ratio (per-index "score" = R), <p>_exact_memorization, <p>_extraction_strength,
+// forget_quality, model_utility, mia_<attack> (AUC), privleak, with <p> the split's name
+// (real_authors: ra, world_facts: wf); and its summary (TOFU_SUMMARY.json: name -> agg_value).
 json open_unlearning_eval(const Report& r, const std::vector<NamedExamples>& splits, const json& tofu, const json& mia,
                           bool generated);
 json open_unlearning_summary(const json& eval);
@@ -64,6 +74,8 @@ json open_unlearning_summary(const json& eval);
 // (forget = 0, holdout = 1), and MUSE's PrivLeak when the reference report (a retain-only model's
 // report.json, evaluated with the same holdout) carries its own Min-K% AUC. Null otherwise.
 json membership_inference(const Report& r, const std::string& reference_path);
+// The split name open-unlearning's layout uses: real_authors -> ra, world_facts -> wf, else itself.
+std::string open_unlearning_prefix(const std::string& split);
 // The summary of one report that SPUNGE's comparison and result.json use.
 json report_summary(const Report& r);
 

@@ -76,19 +76,23 @@ void add_tofu_metrics(SplitMetrics& m, CausalLM& model, const Tokenizer& tok, Ch
     m.leakage_items = with;
     m.leakage = with ? double(leaked) / double(with) : 0.0;
   }
-  // Truth ratio: every record needs a paraphrased answer and a list of perturbed answers.
-  std::vector<Example> para, pert;
-  std::vector<size_t> owner;
+  // Truth ratio: every record needs a list of perturbed (wrong) answers. The correct answer it is
+  // measured against is the paraphrased one when every record has it (TOFU forget / retain
+  // files), else the answer itself (real authors, world facts), which also gives Prob_normalised.
   for (auto& e : examples) {
     const json& a = e.attrs;
-    if (!a.contains("paraphrased_answer") || !a["paraphrased_answer"].is_string() || !a.contains("perturbed_answer") ||
-        !a["perturbed_answer"].is_array() || a["perturbed_answer"].empty())
-      return;
+    if (!a.contains("perturbed_answer") || !a["perturbed_answer"].is_array() || a["perturbed_answer"].empty()) return;
   }
+  const bool paraphrased = std::all_of(examples.begin(), examples.end(), [](const Example& e) {
+    return e.attrs.contains("paraphrased_answer") && e.attrs["paraphrased_answer"].is_string();
+  });
+  std::vector<Example> para, pert;
+  std::vector<size_t> owner;
   for (size_t i = 0; i < n; ++i) {
     const json& a = examples[i].attrs;
-    para.push_back(
-        {examples[i].prompt, a["paraphrased_answer"].get<std::string>(), json::object(), examples[i].response_prefix});
+    if (paraphrased)
+      para.push_back({examples[i].prompt, a["paraphrased_answer"].get<std::string>(), json::object(),
+                      examples[i].response_prefix});
     for (auto& p : a["perturbed_answer"]) {
       if (!p.is_string())
         throw InputError("perturbed_answer of record " + std::to_string(i) + " is not a list of strings");
@@ -98,21 +102,51 @@ void add_tofu_metrics(SplitMetrics& m, CausalLM& model, const Tokenizer& tok, Ch
   }
   EvalOptions eo = opt;
   eo.generate = false;
-  SplitMetrics mp = evaluate_split(model, tok, tmpl, m.name + "/paraphrased", para, eo, max_len, comm);
+  std::vector<double> correct_nll(n);
+  if (paraphrased) {
+    SplitMetrics mp = evaluate_split(model, tok, tmpl, m.name + "/paraphrased", para, eo, max_len, comm);
+    for (size_t i = 0; i < n; ++i) correct_nll[i] = mp.per_item[i].nll;
+  } else {
+    for (size_t i = 0; i < n; ++i) correct_nll[i] = m.per_item[i].nll;
+  }
   SplitMetrics mq = evaluate_split(model, tok, tmpl, m.name + "/perturbed", pert, eo, max_len, comm);
-  std::vector<double> pert_sum(n, 0.0), pert_cnt(n, 0.0);
+  std::vector<double> pert_nll(n, 0.0), pert_cnt(n, 0.0), pert_prob(n, 0.0);
   for (size_t k = 0; k < owner.size(); ++k) {
-    pert_sum[owner[k]] += mq.per_item[k].nll;
+    pert_nll[owner[k]] += mq.per_item[k].nll;
     pert_cnt[owner[k]] += 1;
+    pert_prob[owner[k]] += std::exp(-mq.per_item[k].nll);
   }
   m.has_truth_ratio = true;
   m.truth_ratio_forget = m.truth_ratio_retain = 0;
+  m.has_options = !paraphrased;
+  m.answer_prob_normalised = 0;
   for (size_t i = 0; i < n; ++i) {
-    double r = std::exp(pert_sum[i] / pert_cnt[i] - mp.per_item[i].nll);
+    double r = truth_ratio(correct_nll[i], pert_nll[i] / pert_cnt[i]);
     m.per_item[i].truth_ratio = r;
     m.truth_ratio_forget += std::min(r, 1.0 / r) / double(n);
-    m.truth_ratio_retain += std::max(0.0, 1.0 - 1.0 / r) / double(n);
+    m.truth_ratio_retain += std::max(0.0, 1.0 - r) / double(n);
+    if (m.has_options) {
+      m.per_item[i].prob_normalised = prob_normalised(correct_nll[i], pert_prob[i]);
+      m.answer_prob_normalised += m.per_item[i].prob_normalised / double(n);
+    }
   }
+}
+
+double truth_ratio(double correct_nll, double mean_wrong_nll) { return std::exp(correct_nll - mean_wrong_nll); }
+
+double prob_normalised(double correct_nll, double wrong_prob_sum) {
+  const double p = std::exp(-correct_nll);
+  return p / (p + wrong_prob_sum + 1e-10);
+}
+
+double model_utility(const std::vector<double>& terms) {
+  if (terms.empty()) return 0;
+  double inv = 0;
+  for (double v : terms) {
+    if (v <= 0) return 0;  // as scipy's hmean: a zero term makes the mean zero
+    inv += 1.0 / v;
+  }
+  return double(terms.size()) / inv;
 }
 
 }  // namespace lethe

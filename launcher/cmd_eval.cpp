@@ -15,7 +15,7 @@ namespace {
 struct EvalFlags {
   EvalJob job;
   DataOptions data;
-  DataSource forget, retain, holdout;
+  DataSource forget, retain, holdout, real_authors, world_facts;
   std::vector<std::string> splits;
 };
 
@@ -28,16 +28,29 @@ void declare(OptionSet& o, EvalFlags& f, const RuntimeOptions&) {
               "items the model never saw: membership-inference AUC of --forget against them (and PrivLeak with "
               "--tofu-reference)",
               false);
+  bind_source(o, f.real_authors, "real-authors",
+              "TOFU's real authors (question, answer, perturbed_answer): enter model utility with Prob_normalised, "
+              "ROUGE-L recall and truth ratio",
+              false);
+  bind_source(o, f.world_facts, "world-facts", "TOFU's world facts (the same fields and terms as --real-authors)",
+              false);
   bind_named_splits(o, f.splits, "split");
   bind_eval(o, f.job.eval);
   bind_report(o, f.job.report);
+  o.add("mia-reference", &f.job.report.mia_reference,
+        "a reference model with the same tokenizer (open-unlearning uses the retain-only model): adds the reference "
+        "membership attack, each item's NLL minus the reference model's, to --holdout's AUCs");
   bind_out_dir(o, f.job.report.out, "report directory (report.json, report.md; must not exist)", false);
   o.rule([&f] {
-    bool any = f.forget.given() || f.retain.given() || !f.splits.empty();
-    return any ? "" : "nothing to evaluate: give --forget, --retain or --split";
+    bool any =
+        f.forget.given() || f.retain.given() || f.real_authors.given() || f.world_facts.given() || !f.splits.empty();
+    return any ? "" : "nothing to evaluate: give --forget, --retain, --real-authors, --world-facts or --split";
   });
   o.rule([&f] {
     return !f.holdout.given() || f.forget.given() ? "" : "--holdout needs --forget (what it is compared with)";
+  });
+  o.rule([&f] {
+    return f.job.report.mia_reference.empty() || f.holdout.given() ? "" : "--mia-reference needs --holdout";
   });
   o.rule([&f] {
     bool ok = f.job.report.tofu_reference.empty() || f.forget.given();
@@ -50,6 +63,10 @@ int run(const EvalFlags& f, const Runtime& rt, const json& cfg) {
   if (f.forget.given()) splits.push_back({"forget", read_source(f.forget, f.data.format, "--forget")});
   if (f.retain.given()) splits.push_back({"retain", read_source(f.retain, f.data.format, "--retain")});
   if (f.holdout.given()) splits.push_back({"holdout", read_source(f.holdout, f.data.format, "--holdout")});
+  if (f.real_authors.given())
+    splits.push_back({"real_authors", read_source(f.real_authors, f.data.format, "--real-authors")});
+  if (f.world_facts.given())
+    splits.push_back({"world_facts", read_source(f.world_facts, f.data.format, "--world-facts")});
   for (auto& s : f.splits) splits.push_back(read_named_split(s, "--split", f.data.format));
   PreparedEval p = prepare_eval(f.job, f.data, cfg);
   Evaluated ev =

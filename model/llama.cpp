@@ -249,18 +249,12 @@ TokenLoss CausalLMImpl::answer_loss(const torch::Tensor& input_ids, const torch:
 
 TokenLoss CausalLMImpl::answer_loss_from_hidden(const torch::Tensor& h, const torch::Tensor& labels,
                                                 bool with_accuracy) {
-  const int64_t B = h.size(0), T = h.size(1), C = h.size(2);
-  auto lb = labels.narrow(1, 1, T - 1);
-  auto answer = lb.ne(-100);
-  auto idx = answer.reshape(-1).nonzero().squeeze(1);  // the rows that carry a loss
-  auto rows = h.narrow(1, 0, T - 1).reshape({-1, C}).index_select(0, idx);
-  auto targets = lb.reshape(-1).index_select(0, idx).clamp_min(0);
-  VocabNll v = vocab_nll(rows, lm_head_weight(), targets, config.final_logit_softcapping, with_accuracy);
-  auto zeros = torch::zeros({B * (T - 1)}, h.options().dtype(torch::kFloat));
+  AnswerRows a = answer_rows(h, labels);
+  VocabNll v = vocab_nll(a.rows, lm_head_weight(), a.targets, config.final_logit_softcapping, with_accuracy);
   TokenLoss tl;
-  tl.nll = zeros.index_copy(0, idx, v.nll).view({B, T - 1});
-  tl.mask = answer.to(torch::kFloat);
-  if (with_accuracy) tl.correct = zeros.index_copy(0, idx, v.correct).view({B, T - 1});
+  tl.nll = a.scatter(v.nll);
+  tl.mask = a.mask;
+  if (with_accuracy) tl.correct = a.scatter(v.correct);
   return tl;
 }
 

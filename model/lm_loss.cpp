@@ -133,4 +133,23 @@ VocabNll vocab_nll(const torch::Tensor& h, const torch::Tensor& W, const torch::
   return out;
 }
 
+AnswerRows answer_rows(const torch::Tensor& h, const torch::Tensor& labels) {
+  const int64_t B = h.size(0), T = h.size(1), C = h.size(2);
+  auto lb = labels.narrow(1, 1, T - 1);
+  auto answer = lb.ne(-100);
+  AnswerRows a;
+  a.batch = B;
+  a.positions = T - 1;
+  a.index = answer.reshape(-1).nonzero().squeeze(1);
+  a.rows = h.narrow(1, 0, T - 1).reshape({-1, C}).index_select(0, a.index);
+  a.targets = lb.reshape(-1).index_select(0, a.index).clamp_min(0);
+  a.mask = answer.to(torch::kFloat);
+  return a;
+}
+
+torch::Tensor AnswerRows::scatter(const torch::Tensor& values) const {
+  auto zeros = torch::zeros({batch * positions}, values.options().dtype(torch::kFloat));
+  return zeros.index_copy(0, index, values.to(torch::kFloat)).view({batch, positions});
+}
+
 }  // namespace lethe

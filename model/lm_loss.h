@@ -23,4 +23,15 @@ struct VocabNll {
 VocabNll vocab_nll(const torch::Tensor& h, const torch::Tensor& W, const torch::Tensor& targets, double softcap,
                    bool with_accuracy, int64_t chunk_rows = 0, int64_t keep_bytes = kKeptGradientBytes);
 
+// The positions of a batch that carry a loss: hidden states [B, T, C] at t predict labels[t + 1],
+// so the rows are those whose shifted label is not -100. rows [N, C], targets [N] (int64),
+// index [N] (flat positions in [B, T-1]), mask [B, T-1] float32; scatter() returns per-row
+// values [N] as [B, T-1] float32, 0 off the answer.
+struct AnswerRows {
+  torch::Tensor rows, targets, index, mask;
+  int64_t batch = 0, positions = 0;
+  torch::Tensor scatter(const torch::Tensor& values) const;
+};
+AnswerRows answer_rows(const torch::Tensor& h, const torch::Tensor& labels);
+
 }  // namespace lethe

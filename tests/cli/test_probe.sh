@@ -96,26 +96,52 @@ expect_refusal "--relearn-share must be in (0, 1)" "$LETHE" "${P[@]}" --relearn 
 import json, sys
 json.dump(json.load(open(sys.argv[1]))[6:12], open(sys.argv[2], "w"))
 PY
-E=(eval --model "$T/ft" --forget "$T/tofu6.json" --retain "$T/data/retain.jsonl" --holdout "$T/hold6.json" --max-new-tokens 8)
-"$LETHE" "${E[@]}" --out "$T/e1" >"$T/loge1" 2>&1 && ok || { bad "eval --holdout"; tail -3 "$T/loge1"; }
+# Five records each of real authors and world facts enter model utility; the base model is the
+# reference attack's model; 2 ranks give the report of 1 (GradNorm and reference included).
+for f in real_authors world_facts; do
+  "$PY" -c "import json,sys; json.dump(json.load(open(sys.argv[1]))[:5], open(sys.argv[2], 'w'))" \
+    "$SRC/../shared/data/tofu/${f}_perturbed.json" "$T/$f.json" || bad "$f subset"
+done
+E=(eval --model "$T/ft" --forget "$T/tofu6.json" --retain "$T/data/retain.jsonl" --holdout "$T/hold6.json" --max-new-tokens 8
+  --real-authors "$T/real_authors.json" --world-facts "$T/world_facts.json")
+"$LETHE" "${E[@]}" --mia-reference "$T/base" --out "$T/e1" >"$T/loge1" 2>&1 && ok \
+  || { bad "eval --holdout"; tail -3 "$T/loge1"; }
+"$MPIRUN" -np 2 "$LETHE" "${E[@]}" --mia-reference "$T/base" --out "$T/e1r2" >"$T/loge1r2" 2>&1 && ok \
+  || { bad "eval --holdout on 2 ranks"; tail -3 "$T/loge1r2"; }
 "$LETHE" "${E[@]}" --tofu-reference "$T/e1/TOFU_EVAL.json" --out "$T/e2" >"$T/loge2" 2>&1 && ok \
   || { bad "eval --tofu-reference TOFU_EVAL.json"; tail -3 "$T/loge2"; }
 "$PY" - "$T/e1" "$T/e2" <<'PY' && ok || bad "membership inference / open-unlearning layout"
 import json, sys
 r1 = json.load(open(sys.argv[1] + "/report.json"))
 auc = r1["mia"]["auc"]
-assert sorted(auc) == ["loss", "min_k", "min_k_plus_plus", "zlib"] and all(0 <= v <= 1 for v in auc.values()), auc
+assert sorted(auc) == ["gradnorm", "loss", "min_k", "min_k_plus_plus", "reference", "zlib"], auc
+assert all(0 <= v <= 1 for v in auc.values()), auc
+terms = r1["tofu"]["model_utility_terms"]
+assert terms == ["retain_Q_A_Prob", "retain_Q_A_ROUGE", "ra_Q_A_Prob_normalised", "ra_Q_A_ROUGE", "ra_Truth_Ratio",
+                 "wf_Q_A_Prob_normalised", "wf_Q_A_ROUGE", "wf_Truth_Ratio"], terms
+assert 0 <= r1["splits"]["real_authors"]["answer_prob_normalised"] <= 1
+assert all(v > 0 for v in r1["splits"]["holdout"]["mia_scores"]["gradnorm"])
 ev = json.load(open(sys.argv[1] + "/TOFU_EVAL.json"))
 assert len(ev["forget_truth_ratio"]["value_by_index"]) == 6
 assert set(ev["forget_Q_A_Prob"]["value_by_index"]["0"]) == {"prob", "avg_loss"}
 assert abs(ev["mia_min_k"]["agg_value"] - auc["min_k"]) < 1e-12
 sm = json.load(open(sys.argv[1] + "/TOFU_SUMMARY.json"))
 assert sm["forget_Q_A_Prob"] == ev["forget_Q_A_Prob"]["agg_value"] and "model_utility" in sm
+assert len(ev["ra_Q_A_Prob_normalised"]["value_by_index"]) == 5 and "wf_Truth_Ratio" in ev and "mia_gradnorm" in sm
+r2r = json.load(open(sys.argv[1] + "r2/report.json"))
+close = lambda a, b: abs(a - b) <= 1e-4 * max(1.0, abs(b))
+for split in ("forget", "holdout"):
+    for attack, v in r1["splits"][split]["mia_scores"].items():
+        w = r2r["splits"][split]["mia_scores"][attack]
+        assert all(close(x, y) for x, y in zip(v, w)), (split, attack, v, w)
+assert close(r1["tofu"]["model_utility"], r2r["tofu"]["model_utility"]), (r1["tofu"], r2r["tofu"])
 r2 = json.load(open(sys.argv[2] + "/report.json"))
 assert r2["tofu"]["forget_quality"] == 1.0, r2["tofu"]
 assert r2["mia"]["priv_leak"] == 0.0, r2["mia"]
 PY
 expect_refusal "--holdout needs --forget" "$LETHE" eval --model "$T/ft" --holdout "$T/hold6.json" --out "$T/bad"
+expect_refusal "--mia-reference needs --holdout" "$LETHE" eval --model "$T/ft" --forget "$T/tofu6.json" \
+  --mia-reference "$T/base" --out "$T/bad"
 echo '{"forget_truth_ratio": {"value_by_index": {"x": {"score": 1}}}}' >"$T/badref.json"
 expect_refusal "forget_truth_ratio index 'x' is not a number" "$LETHE" "${E[@]}" --tofu-reference "$T/badref.json" --out "$T/bad"
 # No probe but the model as it is: one row, no plot.

@@ -1,11 +1,14 @@
 """Reference for lethe's memorisation and membership-inference metrics (eval/mia.h), written from
 open-unlearning's definitions (docs/METHODS.md) on transformers' own forward pass.
 
-Reads CASE/model (written by lethe, loaded with AutoModelForCausalLM) and CASE/items.json:
+Reads CASE/model (written by lethe, loaded with AutoModelForCausalLM), CASE/ref_model (the
+reference attack's model) and CASE/items.json:
 {"items": [{"ids": [...], "prompt_len": P, "answer": "text", "group": "forget"|"holdout"}], "k": 0.4}.
 Each item runs alone (no padding). Writes CASE/ref.json: per item {exact_memorization,
-extraction_strength, loss, zlib, min_k, min_k_plus_plus}, and the AUC of each score with forget
-labelled 0 and holdout 1 (from the pairs: P(holdout > forget) + 0.5 P(equal)).
+extraction_strength, loss, zlib, min_k, min_k_plus_plus, gradnorm, reference}, and the AUC of each
+score with forget labelled 0 and holdout 1 (from the pairs: P(holdout > forget) + 0.5 P(equal)).
+GradNorm: the item's mean answer-token NLL backpropagated alone; the mean over the model's
+parameter tensors of each gradient's L2 norm. Reference: the NLL minus the reference model's.
 
 usage: mia_reference.py CASE_DIR
 """
@@ -51,6 +54,9 @@ def main():
     model = transformers.AutoModelForCausalLM.from_pretrained(f"{case}/model", dtype=torch.float32,
                                                               attn_implementation="eager")
     model.train(False)
+    ref_model = transformers.AutoModelForCausalLM.from_pretrained(f"{case}/ref_model", dtype=torch.float32,
+                                                                  attn_implementation="eager")
+    ref_model.train(False)
     out = []
     for it in spec["items"]:
         ids = torch.tensor([it["ids"]])
@@ -69,6 +75,14 @@ def main():
         pred = z.argmax(-1).tolist()
         labels = y.tolist()
         loss = -tok_lp.mean().item()
+        model.zero_grad()
+        lp = torch.log_softmax(model(input_ids=ids).logits[0, P - 1:-1], -1)
+        (-lp.gather(1, y.view(-1, 1)).mean()).backward()
+        norms = [p.grad.detach().double().norm(2) for p in model.parameters() if p.grad is not None]
+        gradnorm = torch.stack(norms).mean().item()
+        with torch.no_grad():
+            ref_lp = torch.log_softmax(ref_model(input_ids=ids).logits[0, P - 1:-1].double(), -1)
+        ref_loss = -ref_lp.gather(1, y.view(-1, 1)).mean().item()
         out.append({
             "group": it["group"],
             "exact_memorization": sum(int(a == b) for a, b in zip(pred, labels)) / len(labels),
@@ -77,9 +91,11 @@ def main():
             "zlib": loss / len(zlib.compress(it["answer"].encode("utf-8"))),
             "min_k": min_k(tok_lp.tolist(), spec["k"]),
             "min_k_plus_plus": min_k(zscore.tolist(), spec["k"]),
+            "gradnorm": gradnorm,
+            "reference": loss - ref_loss,
         })
     aucs = {}
-    for key in ("loss", "zlib", "min_k", "min_k_plus_plus"):
+    for key in ("loss", "zlib", "min_k", "min_k_plus_plus", "gradnorm", "reference"):
         neg = [o[key] for o in out if o["group"] == "forget"]
         pos = [o[key] for o in out if o["group"] == "holdout"]
         aucs[key] = auc(neg, pos)
