@@ -415,8 +415,32 @@ NamedTensors DataParallel::shard_state() const {
       if (it != st.end()) out.emplace_back(b.name + "/" + what, slice(it->second));
     }
   }
+  for (size_t k = 0; k < kept_.size(); ++k) out.emplace_back(blocks_[k].name + "/kept", kept_[k]);
   out.emplace_back("optimizer_step", st.at("step"));
   return out;
+}
+
+void DataParallel::keep_params() {
+  torch::NoGradGuard ng;
+  kept_.clear();
+  const int64_t r = comm_.rank();
+  for (auto& b : blocks_) {
+    auto mine = stage_ == 0 ? b.owned.narrow(0, r * b.shard, b.shard) : b.owned;
+    kept_.push_back(mine.detach().to(torch::kCPU, false, true));
+  }
+}
+
+void DataParallel::restore_kept() {
+  torch::NoGradGuard ng;
+  if (kept_.size() != blocks_.size()) throw InternalError("restore_kept: no kept parameters");
+  for (size_t k = 0; k < blocks_.size(); ++k) {
+    Block& b = blocks_[k];
+    auto full = torch::empty({b.padded}, b.owned.options().requires_grad(false));
+    comm_.all_gather(kept_[k].to(b.owned.device()), full);
+    for (size_t i = 0; i < b.params.size(); ++i)
+      b.params[i].second.detach().copy_(full.narrow(0, b.offsets[i], b.param_numels[i]).view(b.param_shapes[i]));
+    b.owned.detach().copy_(stage_ == 0 ? full : full.narrow(0, comm_.rank() * b.shard, b.shard));
+  }
 }
 
 json DataParallel::layout() const {
@@ -432,6 +456,7 @@ void DataParallel::load_sharded(const std::vector<TensorMap>& shards, const json
   if (int(shards.size()) != old_world)
     throw CorruptError(source + ": expected " + std::to_string(old_world) + " shard files");
   std::map<std::string, torch::Tensor> full_state;
+  std::vector<torch::Tensor> kept;
   for (auto& b : blocks_) {
     const json* lb = nullptr;
     for (auto& x : layout.at("blocks"))
@@ -439,7 +464,7 @@ void DataParallel::load_sharded(const std::vector<TensorMap>& shards, const json
     if (!lb || lb->at("numel").get<int64_t>() != b.numel)
       throw InputError(source + ": block '" + b.name +
                        "' does not match this model (different model or LoRA setting?)");
-    for (auto* what : {"param", "exp_avg", "exp_avg_sq", "master"}) {
+    for (auto* what : {"param", "exp_avg", "exp_avg_sq", "master", "kept"}) {
       std::vector<torch::Tensor> parts;
       for (auto& s : shards) {
         auto it = s.find(b.name + "/" + what);
@@ -456,11 +481,16 @@ void DataParallel::load_sharded(const std::vector<TensorMap>& shards, const json
       if (std::string(what) == "param") {
         b.owned.detach().copy_(mine);
         if (stage_ > 0 && !b.sharded_params) b.flat.copy_(padded.to(b.flat.scalar_type()));
+      } else if (std::string(what) == "kept") {
+        kept.push_back(padded.narrow(0, comm_.rank() * b.shard, b.shard).to(torch::kCPU, false, true));
       } else {
         full_state[b.name + "/" + what] = mine.clone();
       }
     }
   }
+  if (!kept.empty() && kept.size() != blocks_.size())
+    throw CorruptError(source + ": kept parameters are missing for some blocks");
+  kept_ = std::move(kept);
   full_state["step"] = shards[0].at("optimizer_step");
   opt_->load_state(full_state, source);
 }

@@ -58,6 +58,13 @@ class DataParallel {
   // Loads from the shard files of a checkpoint written with any rank count.
   void load_sharded(const std::vector<TensorMap>& shards, const json& layout, const std::string& source);
   int zero_stage() const { return stage_; }
+  // Checkpoint selection: keep_params() copies this rank's shard of every block's parameters to
+  // host memory (1/N of the trainable parameters per rank, at every stage); restore_kept() (a
+  // collective, after materialize()) puts the kept weights back into the model whole. The kept
+  // shard travels in shard_state() as "<block>/kept" and comes back with load_sharded().
+  void keep_params();
+  bool has_kept() const { return !kept_.empty(); }
+  void restore_kept();
   // A penalty on whole weight tensors (index among the trainable parameters, value), applied
   // by the engine at every stage (SNAP's regulariser): after backward, rank (index mod N)
   // differentiates the penalty of its share on the whole tensor (gathering a ZeRO 3 layer),
@@ -116,6 +123,7 @@ class DataParallel {
   WeightPenalty penalty_;
   std::vector<Block> blocks_;
   std::unique_ptr<Optimizer> opt_;
+  std::vector<torch::Tensor> kept_;  // per block: this rank's kept parameter shard (CPU)
 };
 
 // The default CPU generator's state (LoRA dropout draws from it): saved in checkpoints and

@@ -73,7 +73,8 @@ int run_finetune(const FinetuneFlags& f, const Runtime& rt, const json& cfg) {
 struct UnlearnFlags : TrainFlags {
   MethodChoice method;
   DataSource forget, retain;
-  std::string eval_forget, eval_retain;
+  std::string eval_forget, eval_retain, eval_real_authors, eval_world_facts;
+  SelectOptions select;
 };
 
 void declare_unlearn(OptionSet& o, UnlearnFlags& f, const RuntimeOptions& rt) {
@@ -82,6 +83,22 @@ void declare_unlearn(OptionSet& o, UnlearnFlags& f, const RuntimeOptions& rt) {
   bind_source(o, f.retain, "retain", "data to keep (methods with a retain term)", false);
   o.add("eval-forget", &f.eval_forget, "evaluate on this forget data during training");
   o.add("eval-retain", &f.eval_retain, "evaluate on this retain data during training");
+  o.add("eval-real-authors", &f.eval_real_authors,
+        "TOFU's real authors, evaluated during training (model utility's Prob_normalised and truth ratio)");
+  o.add("eval-world-facts", &f.eval_world_facts,
+        "TOFU's world facts, evaluated during training (as --eval-real-authors)");
+  o.group("select", "Checkpoint selection");
+  o.add("select", &f.select.rule,
+        "which evaluated step becomes --out: last; best (maximises --select-criterion); muse (the first step whose "
+        "forget exact memorization is at or below the retain-only model's; stops there)",
+        one_of({"last", "best", "muse"}));
+  o.add("select-criterion", &f.select.criterion,
+        "--select best: a number of the step's evaluation, as a dotted path (model_utility, forget_quality, "
+        "forget.answer_prob, retain.accuracy, knowundo.average_success; '-' in front minimises); default fq_mu, the "
+        "harmonic mean of forget quality and model utility");
+  o.add("select-reference", &f.select.reference,
+        "report.json or TOFU_EVAL.json of the retain-only model on the same forget data: forget quality and the "
+        "muse threshold");
   bind_method(o, f.method);
   require_retain_if_used(o, f.method, f.retain);
 }
@@ -93,6 +110,11 @@ int run_unlearn(const UnlearnFlags& f, const Runtime& rt, const json& cfg) {
   if (job.uses_retain) job.retain = read_source(f.retain, f.data.format, "--retain");
   if (!f.eval_forget.empty()) job.eval_splits.push_back({"forget", read_examples(f.eval_forget, f.data.format)});
   if (!f.eval_retain.empty()) job.eval_splits.push_back({"retain", read_examples(f.eval_retain, f.data.format)});
+  if (!f.eval_real_authors.empty())
+    job.eval_splits.push_back({"real_authors", read_examples(f.eval_real_authors, f.data.format)});
+  if (!f.eval_world_facts.empty())
+    job.eval_splits.push_back({"world_facts", read_examples(f.eval_world_facts, f.data.format)});
+  job.select = f.select;
   spdlog::info("unlearn --method {}: {} forget items, {} retain items", f.method.name, job.primary.size(),
                job.retain.size());
   return run_training(job, rt);

@@ -10,6 +10,8 @@
 #include "dist/collectives.h"
 #include "dist/signals.h"
 #include "eval/report.h"
+#include "eval/report_writer.h"
+#include "eval/tofu.h"
 
 namespace fs = std::filesystem;
 
@@ -45,8 +47,7 @@ CausalLM load_for_training(const RunSpec& spec, const Tokenizer& tok, torch::Dev
 
 RunOutput run_objective(const RunSpec& spec, const RunText& text, const std::vector<Example>& primary,
                         const std::vector<Example>* retain, Communicator& comm, torch::Device device,
-                        const std::function<bool(CausalLM&, int64_t)>& on_eval,
-                        const std::function<void(CausalLM&)>& before_merge) {
+                        const EvalHook& eval, const std::function<void(CausalLM&)>& before_merge) {
   RunOutput out;
   out.model = load_for_training(spec, text.tok, device, comm);
   auto obj = spec.method->make(spec.method_options);
@@ -66,8 +67,7 @@ RunOutput run_objective(const RunSpec& spec, const RunText& text, const std::vec
   spdlog::info("training {} parameters ({} items{})", trainable, items.size(),
                retain ? fmt::format(", {} retain items", retain_items.size()) : "");
   out.description = obj->describe();
-  auto eval_hook = [&](int64_t step) { return on_eval ? on_eval(out.model, step) : false; };
-  out.result = train_loop(out.model, *obj, items, retain ? &retain_items : nullptr, to, ctx.pad_id, eval_hook, comm);
+  out.result = train_loop(out.model, *obj, items, retain ? &retain_items : nullptr, to, ctx.pad_id, eval, comm);
   if (out.result.preempted) return out;
   if (before_merge) before_merge(out.model);
   out.model->merge_lora();
@@ -77,23 +77,44 @@ RunOutput run_objective(const RunSpec& spec, const RunText& text, const std::vec
 
 namespace {
 
-// Teacher-forced metrics (no generation) on the given splits, logged and kept as history.
+// Teacher-forced metrics (no generation) on the given splits, logged and kept as history; with
+// TOFU metrics (truth ratios against `reference` for forget quality, model utility) when
+// selecting a checkpoint.
 json quick_eval(CausalLM& model, const RunText& text, const std::vector<NamedExamples>& splits, int64_t max_len,
-                int64_t step, Communicator& comm) {
+                int64_t step, Communicator& comm, bool tofu, const std::vector<double>& reference) {
   EvalOptions eo;
   eo.generate = false;
-  eo.tofu = false;
+  eo.tofu = tofu;
   Report r = evaluate_report(model, text.tok, text.tmpl, splits, eo, max_len, &comm);
   json h = {{"step", step}};
   std::string line = "eval @ step " + std::to_string(step);
   for (auto& m : r.splits) {
     h[m.name] = {{"accuracy", m.accuracy}, {"mean_nll", m.mean_nll}};
+    if (tofu) {
+      h[m.name]["answer_prob"] = m.answer_prob;
+      h[m.name]["exact_memorization"] = m.exact_memorization;
+      h[m.name]["extraction_strength"] = m.extraction_strength;
+      if (m.has_truth_ratio)
+        h[m.name]["truth_ratio"] = m.name == "forget" ? m.truth_ratio_forget : m.truth_ratio_retain;
+      if (m.has_options) h[m.name]["answer_prob_normalised"] = m.answer_prob_normalised;
+    }
     line += fmt::format(" | {} acc {:.1f}% nll {:.3f}", m.name, 100 * m.accuracy, m.mean_nll);
   }
   if (r.has_scores) {
-    h["unlearn_success"] = r.scores.unlearn_success;
-    h["retention_success"] = r.scores.retention_success;
+    h["knowundo"] = {{"unlearn_success", r.scores.unlearn_success},
+                     {"retention_success", r.scores.retention_success},
+                     {"average_success", r.scores.average_success}};
     line += fmt::format(" | US {:.1f} RS {:.1f}", r.scores.unlearn_success, r.scores.retention_success);
+  }
+  if (tofu) {
+    json t = tofu_scores(r, false, reference, "");
+    for (auto* k : {"forget_quality", "model_utility"})
+      if (t.contains(k)) {
+        h[k] = t[k];
+        line += fmt::format(" | {} {:.4g}", k, t[k].get<double>());
+      }
+    if (t.contains("forget_quality") && t.contains("model_utility"))
+      h["fq_mu"] = model_utility({t["forget_quality"].get<double>(), t["model_utility"].get<double>()});
   }
   spdlog::info("{}", line);
   return h;
@@ -152,16 +173,32 @@ int run_training(const TrainJob& job, const Runtime& rt) {
   Communicator& comm = *rt.world;
   const RunText text = load_run_text(job.run);
   json history = json::array();
-  auto on_eval = [&](CausalLM& model, int64_t step) {
-    if (job.eval_splits.empty()) return false;
-    json h = quick_eval(model, text, job.eval_splits, job.run.data.max_len, step, comm);
+  std::vector<std::string> split_names;
+  for (auto& sp : job.eval_splits) split_names.push_back(sp.name);
+  Selector selector(job.select, split_names, job.run.train.eval_every);
+  EvalHook eval;
+  eval.run = [&](CausalLM& model, int64_t step) {
+    EvalVerdict v;
+    if (job.eval_splits.empty()) return v;
+    json h = quick_eval(model, text, job.eval_splits, job.run.data.max_len, step, comm, selector.active(),
+                        selector.reference_truth_ratios());
+    v = selector.consider(step, h);
     history.push_back(h);
-    if (job.target_accuracy <= 0) return false;
+    if (job.target_accuracy <= 0) return v;
     for (auto& sp : job.eval_splits)
-      if (h[sp.name]["accuracy"].get<double>() < job.target_accuracy) return false;
+      if (h[sp.name]["accuracy"].get<double>() < job.target_accuracy) return v;
     spdlog::info("target accuracy {:.1f}% reached at step {}", 100 * job.target_accuracy, step);
-    return true;
+    v.stop = true;
+    return v;
   };
+  if (selector.active()) {  // the history too, so a resumed run reports every evaluation
+    eval.state = [&] { return json{{"selector", selector.state()}, {"history", history}}; };
+    eval.restore = [&](const json& s) {
+      if (!s.is_object()) return;
+      selector.restore(s.value("selector", json()));
+      history = s.value("history", json::array());
+    };
+  }
   auto write_adapter = [&](CausalLM& model) {
     if (job.output.adapter_out.empty() || comm.rank() != 0) return;
     if (is_complete_dir(job.output.adapter_out)) {  // --resume: written before an interruption
@@ -172,7 +209,7 @@ int run_training(const TrainJob& job, const Runtime& rt) {
     spdlog::info("saved the LoRA adapter (peft layout) to {}", job.output.adapter_out);
   };
   RunOutput run = run_objective(job.run, text, job.primary, job.uses_retain ? &job.retain : nullptr, comm, rt.device,
-                                on_eval, write_adapter);
+                                eval, write_adapter);
   const TrainResult& res = run.result;
   const TrainOptions& to = job.run.train;
   if (res.preempted) {
@@ -191,6 +228,17 @@ int run_training(const TrainJob& job, const Runtime& rt) {
   cfg["result"] = {{"steps", res.steps_done}, {"resumed_from", res.resumed_from}, {"seconds", res.seconds},
                    {"tokens", res.tokens},    {"last_loss", res.last_loss},       {"stopped_early", res.stopped_early},
                    {"ranks", comm.size()},    {"peak_rss_mib", peak_mib},         {"history", history}};
+  if (selector.active()) {
+    json sel = selector.summary();
+    sel["output_step"] = res.kept_step > 0 ? res.kept_step : res.steps_done;
+    if (job.select.rule == "muse" && !sel["reached"].get<bool>())
+      spdlog::warn(
+          "select muse: no evaluated step reached the retain-only model's forget memorisation {:.4f}; the "
+          "output is the last step",
+          sel["reference_memorization"].get<double>());
+    cfg["result"]["selection"] = sel;
+    spdlog::info("select {}: the output is step {}", job.select.rule, sel["output_step"].get<int64_t>());
+  }
   if (comm.rank() == 0) {  // parameters are whole on every rank after the step's all-gather
     save_model(run.model, job.output.out, job.output.format, cfg, job.run.model.dir, job.output.max_shard_bytes);
     spdlog::info("saved {} checkpoint to {}", format_name(job.output.format), job.output.out);

@@ -15,6 +15,7 @@
 #include "dist/runtime.h"
 #include "model/lora.h"
 #include "unlearn/objective.h"
+#include "unlearn/selection.h"
 #include "unlearn/trainer.h"
 
 namespace lethe {
@@ -45,12 +46,12 @@ struct RunOutput {
   TrainResult result;
   json description;  // the objective's describe(), stored with the output
 };
-// The whole sequence over `comm`. on_eval(step) runs every --eval-every steps (true stops);
-// before_merge runs on the trained model while its adapters are still separate.
+// The whole sequence over `comm`. eval runs every --eval-every steps (it may stop the run or keep
+// a step's weights: train_loop's EvalHook); before_merge runs on the trained model while its
+// adapters are still separate.
 RunOutput run_objective(const RunSpec& spec, const RunText& text, const std::vector<Example>& primary,
                         const std::vector<Example>* retain, Communicator& comm, torch::Device device,
-                        const std::function<bool(CausalLM&, int64_t)>& on_eval = {},
-                        const std::function<void(CausalLM&)>& before_merge = {});
+                        const EvalHook& eval = {}, const std::function<void(CausalLM&)>& before_merge = {});
 
 // `lethe finetune` / `lethe unlearn`: one run on the world, evaluated on `eval_splits` during
 // training (stopping once every split reaches target_accuracy when > 0), saved to output.out.
@@ -61,7 +62,8 @@ struct TrainJob {
   bool uses_retain = false;  // the method has a retain term: `retain` is passed on
   std::vector<NamedExamples> eval_splits;
   double target_accuracy = 0;
-  json config;  // the effective configuration, stored with the output
+  SelectOptions select;  // checkpoint selection over the evaluated steps (unlearn/selection.h)
+  json config;           // the effective configuration, stored with the output
 };
 // Checks that need no model (output paths, adapter flags), before anything is loaded.
 // Outputs never overlap each other or an input: --checkpoint-dir apart from --out, neither

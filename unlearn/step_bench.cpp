@@ -125,7 +125,13 @@ json bench_step(const StepBenchOptions& o, Communicator& comm, torch::Device dev
     ends.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     return false;
   };
-  train_loop(model, *objective, forget, uses_retain ? &retain : nullptr, to, ctx.pad_id, on_step, comm);
+  train_loop(model, *objective, forget, uses_retain ? &retain : nullptr, to, ctx.pad_id,
+             {[&](CausalLM&, int64_t step) {
+                return EvalVerdict{on_step(step), false};
+              },
+              {},
+              {}},
+             comm);
   std::vector<double> step_s;
   for (size_t i = size_t(o.warmup); i < ends.size(); ++i) step_s.push_back(ends[i] - (i ? ends[i - 1] : 0.0));
   // Every rank's step ends at the same collective: rank 0's times are the job's.

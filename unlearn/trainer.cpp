@@ -145,7 +145,7 @@ void require_same_run(const json& stored, const json& now, const std::string& di
 
 TrainResult train_loop(CausalLM& model, Objective& objective, const std::vector<TokenizedItem>& primary,
                        const std::vector<TokenizedItem>* retain, const TrainOptions& opt, int64_t pad_id,
-                       const std::function<bool(int64_t)>& on_eval, Communicator& comm) {
+                       const EvalHook& eval, Communicator& comm) {
   if (opt.steps <= 0) throw InputError("--steps must be positive");
   if (opt.grad_accum <= 0) throw InputError("--grad-accum must be positive");
   if (opt.batch_size % comm.size() != 0)
@@ -165,7 +165,20 @@ TrainResult train_loop(CausalLM& model, Objective& objective, const std::vector<
     retain_data = std::make_unique<BatchIterator>(retain, opt.batch_size, opt.seed + 1, pad_id);
 
   TrainResult res;
-  int64_t first_step = 1;
+  int64_t first_step = 1, last_evaluated = 0;
+  auto is_eval_step = [&](int64_t step) {
+    return (opt.eval_every > 0 && step % opt.eval_every == 0) || step == opt.steps;
+  };
+  auto evaluate = [&](int64_t step) {  // true: stop
+    last_evaluated = step;
+    EvalVerdict v = eval.run(model, step);
+    if (v.keep) {
+      dp.keep_params();
+      res.kept_step = step;
+    }
+    return v.stop;
+  };
+  bool resumed_stop = false;
   if (opt.resume && !opt.checkpoint_dir.empty()) {
     std::string dir = latest_complete_checkpoint(opt.checkpoint_dir);
     if (!dir.empty()) {
@@ -180,20 +193,29 @@ TrainResult train_loop(CausalLM& model, Objective& objective, const std::vector<
       int src = int(ck.shards.size()) == comm.size() ? comm.rank() : 0;
       set_cpu_rng_state(ck.shards[size_t(src)].at("rng_state"));
       objective.restore(m.value("objective_state", json::object()));
-      res.resumed_from = m.at("step").get<int64_t>();
+      if (eval.restore) eval.restore(m.value("eval_state", json()));
+      res.kept_step = m.value("kept_step", int64_t(0));
+      res.resumed_from = res.steps_done = m.at("step").get<int64_t>();
       res.tokens = m.value("tokens", int64_t(0));
       first_step = res.resumed_from + 1;
       spdlog::info("resumed from {} (step {}, written by {} rank(s), ZeRO {})", dir, res.resumed_from, ck.shards.size(),
                    m.at("layout").at("zero_stage").get<int>());
+      // A preemption at an evaluation step checkpoints before evaluating: evaluate it now.
+      last_evaluated = m.value("last_evaluated", int64_t(0));
+      if (eval.run && is_eval_step(res.resumed_from) && last_evaluated != res.resumed_from)
+        resumed_stop = evaluate(res.resumed_from);
+      if (resumed_stop) first_step = opt.steps + 1;
     }
   }
   auto save = [&](int64_t step) {
     NamedTensors shard = dp.shard_state();
     shard.emplace_back("rng_state", cpu_rng_state());
     auto [e, c] = data.position();
-    json manifest = {{"layout", dp.layout()},    {"data", {e, c}},
-                     {"tokens", res.tokens},     {"run_config", opt.run_config},
-                     {"run_identity", identity}, {"objective_state", objective.state()}};
+    json manifest = {{"layout", dp.layout()},      {"data", {e, c}},
+                     {"tokens", res.tokens},       {"run_config", opt.run_config},
+                     {"run_identity", identity},   {"objective_state", objective.state()},
+                     {"kept_step", res.kept_step}, {"last_evaluated", last_evaluated}};
+    if (eval.state) manifest["eval_state"] = eval.state();
     if (retain_data) {
       auto [re, rc] = retain_data->position();
       manifest["retain_data"] = {re, rc};
@@ -258,9 +280,12 @@ TrainResult train_loop(CausalLM& model, Objective& objective, const std::vector<
                    loss_sum, extra, grad_norm, lr, double(res.tokens) / std::max(secs, 1e-9),
                    hms(secs / done * double(opt.steps - step)));
     }
+    // A preemption checkpoints at once (the evaluation of this step then runs on resume);
+    // otherwise the step is evaluated before its checkpoint, which so holds what it kept.
     const bool preempt = counts[1].item<double>() > 0;  // any rank signalled: all checkpoint together
+    const bool stop = !preempt && eval.run && is_eval_step(step) && evaluate(step);
     if (!opt.checkpoint_dir.empty() &&
-        (preempt || (opt.checkpoint_every > 0 && step % opt.checkpoint_every == 0 && step < opt.steps)))
+        (preempt || (opt.checkpoint_every > 0 && step % opt.checkpoint_every == 0 && step < opt.steps && !stop)))
       save(step);
     if (preempt) {
       if (opt.checkpoint_dir.empty()) spdlog::warn("preemption signal: no --checkpoint-dir, nothing saved");
@@ -268,14 +293,19 @@ TrainResult train_loop(CausalLM& model, Objective& objective, const std::vector<
       preemption_handled();
       break;
     }
-    bool eval_now = (opt.eval_every > 0 && step % opt.eval_every == 0) || step == opt.steps;
-    if (eval_now && on_eval && on_eval(step)) {
+    if (stop) {
       res.stopped_early = step < opt.steps;
       break;
     }
   }
+  if (resumed_stop) res.stopped_early = res.resumed_from < opt.steps;
   res.seconds = elapsed();
   dp.materialize();  // ZeRO 3: the caller gets whole parameters back
+  if (!res.preempted && dp.has_kept() && res.kept_step != res.steps_done) {
+    dp.restore_kept();
+    spdlog::info("returning the weights kept at step {} (trained to step {})", res.kept_step, res.steps_done);
+  }
+  if (!dp.has_kept()) res.kept_step = 0;
   return res;
 }
 

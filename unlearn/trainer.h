@@ -33,6 +33,20 @@ struct TrainOptions {
   OptimizerOptions optimizer;
 };
 
+// Evaluation during training: run(model, step) every eval_every steps and after the last. Its
+// verdict stops the loop and/or keeps this step's weights, which the loop then returns instead
+// of the last step's (checkpoint selection; each rank holds 1/N of them in host memory).
+// state()/restore() carry the evaluator's own memory (say, the best score so far) through
+// checkpoints, beside the kept weights.
+struct EvalVerdict {
+  bool stop = false, keep = false;
+};
+struct EvalHook {
+  std::function<EvalVerdict(CausalLM&, int64_t)> run;
+  std::function<json()> state;
+  std::function<void(const json&)> restore;
+};
+
 struct TrainResult {
   int64_t steps_done = 0;
   int64_t resumed_from = 0;  // step of the checkpoint resumed from (0: fresh start)
@@ -41,6 +55,7 @@ struct TrainResult {
   double last_loss = 0;
   bool stopped_early = false;
   bool preempted = false;  // checkpointed on SIGTERM/SIGUSR1; the caller exits kExitPreempted
+  int64_t kept_step = 0;   // the step whose weights the model holds on return (0: none kept: the last)
 };
 
 // The item indices (sorted, unique) that `batches` global batches of a BatchIterator with this
@@ -56,9 +71,9 @@ ObjectiveContext objective_context(std::vector<TokenizedItem>& forget, std::vect
                                    const std::vector<Example>& retain_examples, const Tokenizer& tok, ChatTemplate tmpl,
                                    int64_t max_len, int64_t pad_id, const TrainOptions& opt, Communicator& comm);
 
-// on_eval(step) runs every eval_every steps and after the last; returning true stops training.
+// eval.run(model, step) runs every eval_every steps and after the last (see EvalHook).
 TrainResult train_loop(CausalLM& model, Objective& objective, const std::vector<TokenizedItem>& primary,
                        const std::vector<TokenizedItem>* retain, const TrainOptions& opt, int64_t pad_id,
-                       const std::function<bool(int64_t)>& on_eval, Communicator& comm);
+                       const EvalHook& eval, Communicator& comm);
 
 }  // namespace lethe

@@ -120,7 +120,9 @@ std::map<std::string, torch::Tensor> train(const std::string& method, Communicat
                                            std::function<bool(int64_t)> on_eval = {}) {
   CausalLM m = fresh_model();
   auto obj = objective(method);
-  train_loop(m, *obj, f, obj->uses_retain() ? &r : nullptr, o, 0, on_eval, comm);
+  EvalHook hook;
+  if (on_eval) hook.run = [&](CausalLM&, int64_t step) { return EvalVerdict{on_eval(step), false}; };
+  train_loop(m, *obj, f, obj->uses_retain() ? &r : nullptr, o, 0, hook, comm);
   return params(m);
 }
 

@@ -157,7 +157,9 @@ void compare(const Case& c, Prepared& p) {
     ASSERT_NE(it, p.ref.end()) << "transformers has no parameter named " << name;
     ASSERT_TRUE(ours.grads.count(name)) << name;
     double err = test::rel_error(ours.grads[name], it->second);
-    if (!bf16) EXPECT_LT(err, 1e-5) << name;
+    if (!bf16) {
+      EXPECT_LT(err, 1e-5) << name;
+    }
     if (err > worst_grad) worst_grad = err, worst_name = name;
     ++checked;
   }
