@@ -117,6 +117,18 @@ std::string line_plot_svg(const std::string& title, const std::string& x_label, 
   return svg + "</svg>\n";
 }
 
+void check_probe_options(const ProbeOptions& probe) {
+  for (auto& q : probe.quantize) parse_quant_format(q, "--quantize");
+  for (auto& p : probe.prompts)
+    if (p != "paraphrase" && p != "prefix")
+      throw InputError("--prompts: unknown prompt probe '" + p + "' (paraphrase, prefix)");
+}
+
+double relearn_ratio(double delta_reference, double delta_probed) {
+  if (delta_probed <= 0) return 1.0;
+  return std::clamp(delta_reference / delta_probed, 0.0, 1.0);
+}
+
 ProbeResult run_probe(const EvalJob& job, const ProbeOptions& probe, const std::vector<NamedExamples>& splits,
                       const Tokenizer& tok, ChatTemplate tmpl, torch::Device device, Communicator& comm,
                       const Relearner& relearn) {
@@ -124,11 +136,9 @@ ProbeResult run_probe(const EvalJob& job, const ProbeOptions& probe, const std::
   const ReportOptions& ro = job.report;
   if (!ro.out.empty() && fs::exists(ro.out) && !fs::is_empty(ro.out))
     throw InputError("probe directory '" + ro.out + "' already exists and is not empty; refusing to overwrite it");
+  check_probe_options(probe);
   std::vector<QuantFormat> formats;
   for (auto& q : probe.quantize) formats.push_back(parse_quant_format(q, "--quantize"));
-  for (auto& p : probe.prompts)
-    if (p != "paraphrase" && p != "prefix")
-      throw InputError("--prompts: unknown prompt probe '" + p + "' (paraphrase, prefix)");
   std::vector<double> reference;
   if (!ro.tofu_reference.empty()) reference = read_reference_truth_ratios(ro.tofu_reference);
   const bool generated = job.eval.generate;
@@ -189,13 +199,35 @@ ProbeResult run_probe(const EvalJob& job, const ProbeOptions& probe, const std::
     std::vector<Example> rest(forget.begin() + long(n_learn), forget.end());
     std::vector<NamedExamples> tested = splits;
     tested.front().examples = rest;
-    {
-      CausalLM model = load_eval_model(job.model, device);
-      evaluate(model, "as is, held-out forget part", {{"forget", rest}}, {{"forget_items", rest.size()}});
+    // The probed model, then the retain-only reference when given: before and after relearning.
+    std::vector<std::pair<std::string, ModelLoadOptions>> models = {{"", job.model}};
+    if (!probe.relearn_reference.empty())
+      models.push_back({"reference ", {probe.relearn_reference, job.model.dtype, ""}});
+    std::vector<size_t> before, after;
+    for (auto& [label, m] : models) {
+      {
+        CausalLM model = load_eval_model(m, device);
+        before.push_back(res.table.size());
+        evaluate(model, label + "as is, held-out forget part", {{"forget", rest}}, {{"forget_items", rest.size()}});
+      }
+      CausalLM relearned = relearn(m, learn);
+      relearned->to(device);
+      after.push_back(res.table.size());
+      evaluate(relearned, label + "relearned", tested,
+               {{"relearned_items", learn.size()}, {"forget_items", rest.size()}});
     }
-    CausalLM relearned = relearn(learn);
-    relearned->to(device);
-    evaluate(relearned, "relearned", tested, {{"relearned_items", learn.size()}, {"forget_items", rest.size()}});
+    if (models.size() == 2) {
+      res.relearn_ratio = json::object();
+      for (auto& [metric, v] : res.table[after[0]]["forget"].items()) {
+        // The scores that rise as the answers come back (not the NLL, not the two-sided truth ratio).
+        if (metric != "accuracy" && metric != "answer_prob" && metric != "rouge_l_recall") continue;
+        auto delta = [&](size_t k) {
+          return res.table[after[k]]["forget"][metric].get<double>() -
+                 res.table[before[k]]["forget"][metric].get<double>();
+        };
+        res.relearn_ratio[metric] = relearn_ratio(delta(1), delta(0));
+      }
+    }
   }
   for (QuantFormat f : formats) {  // a fresh copy of the model for each format
     CausalLM model = load_eval_model(job.model, device);
@@ -226,6 +258,13 @@ ProbeResult run_probe(const EvalJob& job, const ProbeOptions& probe, const std::
         "Relearned: finetuned on the first {:.0f}% of the forget items; both relearning rows evaluate the other "
         "forget items.\n",
         100 * probe.relearn_share);
+  if (res.relearn_ratio.is_object()) {
+    md +=
+        "\nRelearning ratio R = min(gain of the retain-only model / gain of this model, 1) on the held-out forget "
+        "items (1: relearns no faster than a model that never saw them):";
+    for (auto& [metric, r] : res.relearn_ratio.items()) md += fmt::format(" {} {:.3f}", metric, r.get<double>());
+    md += "\n";
+  }
   if (probe.logit_lens) {
     md += "\n## Logit lens: answer probability read at each decoder layer\n\n| layer |";
     std::vector<PlotSeries> series;
@@ -252,6 +291,7 @@ ProbeResult run_probe(const EvalJob& job, const ProbeOptions& probe, const std::
     json pj = {{"meta", job.meta},
                {"model", job.model.dir},
                {"probes", res.table},
+               {"relearn_ratio", res.relearn_ratio.is_null() ? json::object() : res.relearn_ratio},
                {"logit_lens", res.logit_lens.is_null() ? json::object() : res.logit_lens},
                {"notes", notes}};
     write_dir_atomically(

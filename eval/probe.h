@@ -25,14 +25,29 @@ struct ProbeOptions {
   // Relearning: the first relearn_share of the forget items are learnt again (by the caller's
   // Relearner), the rest evaluated before and after.
   double relearn_share = 0.5;
+  // A retain-only model (same tokenizer) relearnt the same way: open-unlearning's relearning
+  // ratio R = min(delta_reference / delta_probed, 1) per forget metric (eval/probe.h).
+  std::string relearn_reference;
 };
 
-// Finetunes a fresh copy of the probed model on `relearn` and returns it (the relearning probe;
-// training lives above eval/, so the caller supplies it). Collective like run_probe.
-using Relearner = std::function<CausalLM(const std::vector<Example>& relearn)>;
+// InputError naming the option for an unknown quantization (--quantize) or prompt probe (--prompts).
+void check_probe_options(const ProbeOptions& probe);
+
+// Finetunes a fresh copy of `model` on `relearn` and returns it (the relearning probe; training
+// lives above eval/, so the caller supplies it). Collective like run_probe.
+using Relearner = std::function<CausalLM(const ModelLoadOptions& model, const std::vector<Example>& relearn)>;
+
+// open-unlearning's relearning ratio of one metric: how much the probed model regains on relearning
+// (delta_probed = after - before) against how much a retain-only model gains from the same
+// relearning (delta_reference): min(delta_reference / delta_probed, 1), clamped at 0; 1 when the
+// probed model regains nothing (delta_probed <= 0). 1: relearns no faster than a model that
+// never saw the data.
+double relearn_ratio(double delta_reference, double delta_probed);
 
 struct ProbeResult {
   json table;            // [{probe, forget: {...}, retain: {...}, tofu: {...}}]
+  json relearn_ratio;    // {accuracy, answer_prob, rouge_l_recall: R} on the forget split with a relearn
+                         // reference; else null
   json logit_lens;       // {layers, forget: [...], retain: [...]}
   std::string markdown;  // the table, the logit lens and notes
   std::string svg;       // the logit lens plot

@@ -52,6 +52,9 @@ void declare(OptionSet& o, ProbeFlags& f, const RuntimeOptions&) {
   o.add("relearn", &f.relearn, "relearning probe: finetune on part of the forget set, evaluate on the rest");
   o.add("relearn-share", &f.probe.relearn_share, "share of the forget items relearnt (the first ones)",
         Check<double>([](const double& v) { return v > 0 && v < 1 ? "" : "must be in (0, 1)"; }));
+  o.add("relearn-reference", &f.probe.relearn_reference,
+        "a retain-only model (same tokenizer) relearnt the same way: adds open-unlearning's relearning ratio R per "
+        "forget metric");
   o.add("relearn-lr", &f.relearn_lr, "relearning learning rate (constant)", positive<double>());
   o.add("relearn-epochs", &f.relearn_epochs, "relearning epochs over the relearnt items", positive<double>());
   o.add("relearn-batch-size", &f.relearn_batch, "relearning global batch size (divisible by the ranks)",
@@ -60,12 +63,12 @@ void declare(OptionSet& o, ProbeFlags& f, const RuntimeOptions&) {
     f.probe.quantize = probe_list(f.quantize);
     f.probe.prompts = probe_list(f.prompts);
     f.probe.logit_lens = !f.no_logit_lens;
-    for (auto& q : f.probe.quantize)
-      if (q != "int8" && q != "nf4" && q != "fp4")
-        errors.push_back("--quantize: unknown quantization '" + q + "' (int8, nf4, fp4, none)");
-    for (auto& p : f.probe.prompts)
-      if (p != "paraphrase" && p != "prefix")
-        errors.push_back("--prompts: unknown prompt probe '" + p + "' (paraphrase, prefix, none)");
+    try {
+      check_probe_options(f.probe);  // before any model is loaded
+    } catch (const InputError& e) {
+      errors.push_back(std::string(e.what()) + "; or none");
+    }
+    if (!f.probe.relearn_reference.empty() && !f.relearn) errors.push_back("--relearn-reference needs --relearn");
   });
   bind_out_dir(o, f.job.report.out, "probe directory (probe.json, probe.md, probe.svg; must not exist)", false);
 }
@@ -77,10 +80,10 @@ int run(const ProbeFlags& f, const Runtime& rt, const json& cfg) {
   const EvalJob& job = p.job;
   Relearner relearn;
   if (f.relearn)
-    relearn = [&](const std::vector<Example>& items) {
+    relearn = [&](const ModelLoadOptions& model, const std::vector<Example>& items) {
       static const ObjectiveSpec finetune = nll_objective_spec();
       RunSpec spec;
-      spec.model = job.model;
+      spec.model = model;
       spec.data = f.data;
       spec.method = &finetune;
       spec.method_options = MethodOptions(finetune.options);

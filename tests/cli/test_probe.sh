@@ -74,6 +74,24 @@ R=("${P[@]}" --quantize none --prompts none --no-logit-lens --no-generate --rele
    --relearn-batch-size 2)
 "$LETHE" "${R[@]}" --out "$T/r1" >"$T/logr1" 2>&1 && ok || { bad "relearn probe"; tail -3 "$T/logr1"; }
 "$MPIRUN" -np 2 "$LETHE" "${R[@]}" --out "$T/r2" >"$T/logr2" 2>&1 && ok || { bad "relearn probe on 2 ranks"; tail -3 "$T/logr2"; }
+# With the untrained base model as the retain-only reference: its rows and the ratio R per metric.
+"$LETHE" "${R[@]}" --relearn-reference "$T/base" --out "$T/r3" >"$T/logr3" 2>&1 && ok \
+  || { bad "relearn probe with a reference"; tail -3 "$T/logr3"; }
+"$PY" - "$T/r3" <<'PY' && ok || bad "relearning ratio"
+import json, sys
+p = json.load(open(sys.argv[1] + "/probe.json"))
+rows = {r["probe"]: r for r in p["probes"]}
+assert list(rows)[1:] == ["as is, held-out forget part", "relearned", "reference as is, held-out forget part",
+                          "reference relearned"], list(rows)
+R = p["relearn_ratio"]
+assert sorted(R) == ["accuracy", "answer_prob"], R
+for m, r in R.items():
+    d_probe = rows["relearned"]["forget"][m] - rows["as is, held-out forget part"]["forget"][m]
+    d_ref = rows["reference relearned"]["forget"][m] - rows["reference as is, held-out forget part"]["forget"][m]
+    want = 1.0 if d_probe <= 0 else min(max(d_ref / d_probe, 0.0), 1.0)
+    assert abs(r - want) < 1e-12 and 0 <= r <= 1, (m, r, want)
+PY
+expect_refusal "--relearn-reference needs --relearn" "$LETHE" "${P[@]}" --relearn-reference "$T/base" --out "$T/bad"
 "$PY" - "$T/r1" "$T/r2" <<'PY' && ok || bad "relearn rows"
 import json, sys, math
 a = json.load(open(sys.argv[1] + "/probe.json"))["probes"]

@@ -2,6 +2,7 @@
 #include "common/json_io.h"
 #include "checkpoints/model_io.h"
 #include "eval/mia.h"
+#include "eval/probe.h"
 #include "eval/report.h"
 #include "eval/report_writer.h"
 #include "eval/rouge.h"
@@ -247,6 +248,14 @@ TEST(Tofu, ModelUtilityMatchesPythonReferenceOnTransformers) {
   EXPECT_DOUBLE_EQ(ou["wf_Truth_Ratio"]["value_by_index"]["2"]["score"].get<double>(),
                    r.splits[2].per_item[2].truth_ratio);
   EXPECT_FALSE(ou.contains("retain_Truth_Ratio"));
+}
+
+TEST(Probe, RelearningRatioByHand) {
+  EXPECT_DOUBLE_EQ(relearn_ratio(0.1, 0.4), 0.25);  // regains 4x what a model that never saw it gains
+  EXPECT_DOUBLE_EQ(relearn_ratio(0.5, 0.4), 1.0);   // no faster than the retain-only model
+  EXPECT_DOUBLE_EQ(relearn_ratio(-0.1, 0.4), 0.0);
+  EXPECT_DOUBLE_EQ(relearn_ratio(0.3, 0.0), 1.0);  // regains nothing
+  EXPECT_DOUBLE_EQ(relearn_ratio(0.3, -0.2), 1.0);
 }
 
 TEST(Mia, HandComputableCases) {
