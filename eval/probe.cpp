@@ -9,6 +9,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "eval/logit_lens.h"
+#include "eval/plot.h"
 #include "model/quantize.h"
 
 namespace fs = std::filesystem;
@@ -46,76 +47,7 @@ std::string tofu_cell(const json& row, const std::string& key) {
   return fmt::format("{:.4g}", row["tofu"][key].get<double>());
 }
 
-std::string xml_escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '&')
-      out += "&amp;";
-    else if (c == '<')
-      out += "&lt;";
-    else if (c == '>')
-      out += "&gt;";
-    else if (c == '"')
-      out += "&quot;";
-    else
-      out += c;
-  }
-  return out;
-}
-
 }  // namespace
-
-std::string line_plot_svg(const std::string& title, const std::string& x_label, const std::string& y_label,
-                          const std::vector<PlotSeries>& series) {
-  const double W = 640, H = 400, left = 70, right = 160, top = 40, bottom = 55;
-  const double pw = W - left - right, ph = H - top - bottom;
-  size_t n = 0;
-  double ymax = 0;
-  for (auto& s : series) {
-    n = std::max(n, s.y.size());
-    for (double v : s.y)
-      if (std::isfinite(v)) ymax = std::max(ymax, v);
-  }
-  ymax = ymax > 0 ? ymax * 1.05 : 1.0;
-  auto X = [&](size_t i) { return left + (n > 1 ? pw * double(i) / double(n - 1) : pw / 2); };
-  auto Y = [&](double v) { return top + ph * (1.0 - std::clamp(v, 0.0, ymax) / ymax); };
-  static const char* colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"};
-  std::string svg = fmt::format(
-      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"{1}\" viewBox=\"0 0 {0} {1}\" "
-      "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"{0}\" height=\"{1}\" fill=\"white\"/>\n"
-      "<text x=\"{2}\" y=\"22\" font-size=\"14\">{3}</text>\n",
-      W, H, left, xml_escape(title));
-  svg += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#444\"/>\n", left, top,
-                     pw, ph);
-  for (int k = 0; k <= 4; ++k) {  // y ticks and grid
-    double v = ymax * k / 4, y = Y(v);
-    svg += fmt::format(
-        "<line x1=\"{0}\" y1=\"{1:.1f}\" x2=\"{2}\" y2=\"{1:.1f}\" stroke=\"#ddd\"/>"
-        "<text x=\"{3}\" y=\"{4:.1f}\" text-anchor=\"end\">{5:.3g}</text>\n",
-        left, y, left + pw, left - 6, y + 4, v);
-  }
-  const size_t step = std::max<size_t>(1, (n + 15) / 16);
-  for (size_t i = 0; i < n; i += step)  // x ticks
-    svg += fmt::format("<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", X(i), top + ph + 16, i);
-  svg += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", left + pw / 2, H - 12,
-                     xml_escape(x_label));
-  svg += fmt::format("<text transform=\"translate(18,{}) rotate(-90)\" text-anchor=\"middle\">{}</text>\n",
-                     top + ph / 2, xml_escape(y_label));
-  for (size_t s = 0; s < series.size(); ++s) {
-    const char* color = colors[s % 6];
-    std::string points;
-    for (size_t i = 0; i < series[s].y.size(); ++i) points += fmt::format("{:.1f},{:.1f} ", X(i), Y(series[s].y[i]));
-    svg += fmt::format("<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"2\" points=\"{}\"/>\n", color, points);
-    for (size_t i = 0; i < series[s].y.size(); ++i)
-      svg += fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"3\" fill=\"{}\"/>\n", X(i), Y(series[s].y[i]), color);
-    double ly = top + 10 + 20 * double(s);
-    svg += fmt::format(
-        "<line x1=\"{0}\" y1=\"{1}\" x2=\"{2}\" y2=\"{1}\" stroke=\"{3}\" stroke-width=\"2\"/>"
-        "<text x=\"{4}\" y=\"{5}\">{6}</text>\n",
-        left + pw + 12, ly, left + pw + 36, color, left + pw + 42, ly + 4, xml_escape(series[s].name));
-  }
-  return svg + "</svg>\n";
-}
 
 void check_probe_options(const ProbeOptions& probe) {
   for (auto& q : probe.quantize) parse_quant_format(q, "--quantize");

@@ -59,12 +59,4 @@ ProbeResult run_probe(const EvalJob& job, const ProbeOptions& probe, const std::
                       const Tokenizer& tok, ChatTemplate tmpl, torch::Device device, Communicator& comm,
                       const Relearner& relearn = {});
 
-// A line plot as a standalone SVG document: one polyline per series over x = 0, 1, ...
-struct PlotSeries {
-  std::string name;
-  std::vector<double> y;
-};
-std::string line_plot_svg(const std::string& title, const std::string& x_label, const std::string& y_label,
-                          const std::vector<PlotSeries>& series);
-
 }  // namespace lethe

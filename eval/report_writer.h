@@ -45,6 +45,10 @@ std::vector<double> read_reference_truth_ratios(const std::string& path);
 // The model of an evaluation on `device`, its adapter (when given) merged into the weights.
 CausalLM load_eval_model(const ModelLoadOptions& m, torch::Device device);
 
+// The same for a model already in memory (a sweep's freshly unlearned one): evaluated as it is.
+Evaluated evaluate_model(CausalLM& model, const EvalJob& job, const std::vector<NamedExamples>& splits,
+                         const Tokenizer& tok, ChatTemplate tmpl, torch::Device device, Communicator& comm);
+
 // Membership scores that need more than the forward pass, on the "forget" and "holdout" splits when
 // both are in the report: GradNorm always, the reference attack (LOSS minus the reference model's
 // LOSS) when job.report.mia_reference names a model. Collective over `comm`.

@@ -54,6 +54,7 @@ Command probe_command();
 Command convert_command();
 Command merge_command();
 Command spunge_command();
+Command sweep_command();
 // `bench step`, `bench checkpoint`, `bench merge` (a two-word command name).
 std::vector<Command> bench_commands();
 

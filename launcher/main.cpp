@@ -31,9 +31,9 @@ namespace lethe {
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> cmds = [] {
-    std::vector<Command> c = {init_command(),    synth_command(), tokenize_command(), finetune_command(),
-                              unlearn_command(), eval_command(),  probe_command(),    convert_command(),
-                              merge_command(),   spunge_command()};
+    std::vector<Command> c = {init_command(),    synth_command(),  tokenize_command(), finetune_command(),
+                              unlearn_command(), eval_command(),   probe_command(),    convert_command(),
+                              merge_command(),   spunge_command(), sweep_command()};
     for (auto& b : bench_commands()) c.push_back(b);
     return c;
   }();
