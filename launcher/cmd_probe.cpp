@@ -26,8 +26,7 @@ struct ProbeFlags {
   std::string quantize = "int8,nf4,fp4", prompts = "paraphrase,prefix";
   bool no_logit_lens = false;
   bool relearn = false;
-  double relearn_lr = 2e-5, relearn_epochs = 1;
-  int64_t relearn_batch = 8;
+  RelearnBudget relearn_budget;
 };
 
 // "a,b" -> {a, b}; "none" or "" -> {}.
@@ -55,9 +54,9 @@ void declare(OptionSet& o, ProbeFlags& f, const RuntimeOptions&) {
   o.add("relearn-reference", &f.probe.relearn_reference,
         "a retain-only model (same tokenizer) relearnt the same way: adds open-unlearning's relearning ratio R per "
         "forget metric");
-  o.add("relearn-lr", &f.relearn_lr, "relearning learning rate (constant)", positive<double>());
-  o.add("relearn-epochs", &f.relearn_epochs, "relearning epochs over the relearnt items", positive<double>());
-  o.add("relearn-batch-size", &f.relearn_batch, "relearning global batch size (divisible by the ranks)",
+  o.add("relearn-lr", &f.relearn_budget.lr, "relearning learning rate (constant)", positive<double>());
+  o.add("relearn-epochs", &f.relearn_budget.epochs, "relearning epochs over the relearnt items", positive<double>());
+  o.add("relearn-batch-size", &f.relearn_budget.batch_size, "relearning global batch size (divisible by the ranks)",
         positive<int64_t>());
   o.then([&f](const po::variables_map&, std::vector<std::string>& errors) {
     f.probe.quantize = probe_list(f.quantize);
@@ -79,24 +78,7 @@ int run(const ProbeFlags& f, const Runtime& rt, const json& cfg) {
   PreparedEval p = prepare_eval(f.job, f.data, cfg);
   const EvalJob& job = p.job;
   Relearner relearn;
-  if (f.relearn)
-    relearn = [&](const ModelLoadOptions& model, const std::vector<Example>& items) {
-      static const ObjectiveSpec finetune = nll_objective_spec();
-      RunSpec spec;
-      spec.model = model;
-      spec.data = f.data;
-      spec.method = &finetune;
-      spec.method_options = MethodOptions(finetune.options);
-      spec.train.batch_size = f.relearn_batch;
-      spec.train.steps =
-          std::max<int64_t>(1, int64_t(std::ceil(f.relearn_epochs * double(items.size()) / double(f.relearn_batch))));
-      spec.train.schedule.kind = "constant";
-      spec.train.schedule.lr = f.relearn_lr;
-      spec.train.log_every = spec.train.steps;
-      spdlog::info("probe: relearning {} forget items, {} steps of {} at lr {}", items.size(), spec.train.steps,
-                   f.relearn_batch, f.relearn_lr);
-      return run_objective(spec, load_run_text(spec), items, nullptr, *rt.world, rt.device).model;
-    };
+  if (f.relearn) relearn = make_relearner(f.data, f.relearn_budget, *rt.world, rt.device);
   ProbeResult r =
       run_probe(job, f.probe, splits, p.tok, chat_template_for(f.data, job.model.dir), rt.device, *rt.world, relearn);
   if (rt.world->rank() == 0) std::cout << r.markdown << std::flush;

@@ -38,6 +38,10 @@ void declare(OptionSet& o, SpungeFlags& f, const RuntimeOptions& rt) {
         "(slurm/spunge-array.sh)");
   o.add("keep-subset-models", &s.keep_subset_models,
         "write every subset's unlearned model to <out>/unlearned/<subset> (native)");
+  o.add("probe", &s.probe,
+        "with --compare: lethe probe (quantization, prompts, logit lens, relearning) on the SPUNGE and the plain "
+        "model, side by side");
+  o.rule([&s] { return !s.probe || s.compare ? "" : "--probe needs --compare"; });
   require_retain_if_used(o, f.method, f.retain);
 }
 

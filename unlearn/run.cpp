@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cmath>
 #include <filesystem>
 
 #include "checkpoints/peft_adapter.h"
@@ -73,6 +74,27 @@ RunOutput run_objective(const RunSpec& spec, const RunText& text, const std::vec
   out.model->merge_lora();
   obj->finish(out.model);
   return out;
+}
+
+Relearner make_relearner(const DataOptions& data, const RelearnBudget& budget, Communicator& comm,
+                         torch::Device device) {
+  return [data, budget, &comm, device](const ModelLoadOptions& model, const std::vector<Example>& items) {
+    static const ObjectiveSpec finetune = nll_objective_spec();
+    RunSpec spec;
+    spec.model = model;
+    spec.data = data;
+    spec.method = &finetune;
+    spec.method_options = MethodOptions(finetune.options);
+    spec.train.batch_size = budget.batch_size;
+    spec.train.steps =
+        std::max<int64_t>(1, int64_t(std::ceil(budget.epochs * double(items.size()) / double(budget.batch_size))));
+    spec.train.schedule.kind = "constant";
+    spec.train.schedule.lr = budget.lr;
+    spec.train.log_every = spec.train.steps;
+    spdlog::info("probe: relearning {} forget items, {} steps of {} at lr {}", items.size(), spec.train.steps,
+                 budget.batch_size, budget.lr);
+    return run_objective(spec, load_run_text(spec), items, nullptr, comm, device).model;
+  };
 }
 
 namespace {

@@ -13,6 +13,7 @@
 #include "data/data_options.h"
 #include "data/tokenizer.h"
 #include "dist/runtime.h"
+#include "eval/probe.h"
 #include "model/lora.h"
 #include "unlearn/objective.h"
 #include "unlearn/selection.h"
@@ -52,6 +53,16 @@ struct RunOutput {
 RunOutput run_objective(const RunSpec& spec, const RunText& text, const std::vector<Example>& primary,
                         const std::vector<Example>* retain, Communicator& comm, torch::Device device,
                         const EvalHook& eval = {}, const std::function<void(CausalLM&)>& before_merge = {});
+
+// The relearning probe's finetune (eval/probe.h's Relearner): a fresh copy of the model trained
+// with NLL on the items at a constant lr for `epochs` passes, in global batches of batch_size,
+// over `comm`.
+struct RelearnBudget {
+  double lr = 2e-5, epochs = 1;
+  int64_t batch_size = 8;
+};
+Relearner make_relearner(const DataOptions& data, const RelearnBudget& budget, Communicator& comm,
+                         torch::Device device);
 
 // `lethe finetune` / `lethe unlearn`: one run on the world, evaluated on `eval_splits` during
 // training (stopping once every split reaches target_accuracy when > 0), saved to output.out.

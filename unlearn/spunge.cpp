@@ -187,6 +187,30 @@ std::string comparison_markdown(const json& before, const json& plain, const jso
   return md;
 }
 
+// The probe tables of the plain and the SPUNGE model, row by row: how much of the forgetting
+// survives each probe in each.
+std::string robustness_markdown(const json& plain, const json& spunge) {
+  std::string md =
+      "\n## Robustness: SPUNGE vs plain (lethe probe on both)\n\n| probe | plain forget acc % | SPUNGE forget acc % | "
+      "plain forget prob | SPUNGE forget prob | plain retain acc % | SPUNGE retain acc % "
+      "|\n|---|---:|---:|---:|---:|---:|---:|\n";
+  auto cell = [](const json& row, const char* split, const char* key, double scale) {
+    if (!row.contains(split) || !row[split].contains(key)) return std::string("—");
+    return fmt::format("{:.{}f}", scale * row[split][key].get<double>(), scale > 1 ? 1 : 4);
+  };
+  for (auto& p : plain) {
+    const json* s = nullptr;
+    for (auto& q : spunge)
+      if (q["probe"] == p["probe"]) s = &q;
+    if (!s) continue;
+    md += fmt::format("| {} | {} | {} | {} | {} | {} | {} |\n", p["probe"].get<std::string>(),
+                      cell(p, "forget", "accuracy", 100), cell(*s, "forget", "accuracy", 100),
+                      cell(p, "forget", "answer_prob", 1), cell(*s, "forget", "answer_prob", 1),
+                      cell(p, "retain", "accuracy", 100), cell(*s, "retain", "accuracy", 100));
+  }
+  return md;
+}
+
 }  // namespace
 
 void check_spunge(const SpungeOptions& o) {
@@ -279,6 +303,29 @@ int run_spunge(const SpungeOptions& o, const SpungeData& data, const Runtime& rt
     md = comparison_markdown(be.summary, pe.summary, ev.summary, plain_s, train_wall, method, describe(o.merge),
                              subsets.size()) +
          "\n" + md;
+    if (o.probe) {  // 7. robustness of both
+      RelearnBudget budget;
+      budget.batch_size = o.run.train.batch_size;
+      Relearner relearn = make_relearner(o.run.data, budget, world, rt.device);
+      json tables = json::object();
+      for (auto [name, dir] : {std::pair{"plain", plain_dir}, std::pair{"spunge", merged_dir}}) {
+        const std::string out = (run / ("probe_" + std::string(name))).string();
+        if (o.run.train.resume && is_complete_dir(out)) {
+          tables[name] = read_json_file((fs::path(out) / "probe.json").string())["probes"];
+          continue;
+        }
+        EvalJob job;
+        job.model = {dir, o.run.model.dtype, ""};
+        job.max_len = o.run.data.max_len;
+        job.eval = o.eval;
+        job.report.out = out;
+        job.report.title = std::string(name == std::string("plain") ? "plain " : "SPUNGE ") + method;
+        tables[name] =
+            run_probe(job, ProbeOptions(), data.eval_splits, text.tok, text.tmpl, rt.device, world, relearn).table;
+      }
+      result["probe"] = tables;
+      md = robustness_markdown(tables["plain"], tables["spunge"]) + md;
+    }
   }
   if (world.rank() == 0) {
     result["seconds"] = seconds_since(t_start);

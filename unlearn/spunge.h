@@ -26,6 +26,9 @@ struct SpungeOptions {
   bool compare = false;             // also plain unlearning of the whole forget set
   bool split_only = false;          // write the subsets and stop (one job per subset)
   bool keep_subset_models = false;  // write every subset's model to <out>/unlearned/<subset>
+  // With compare: the robustness probe (eval/probe.h; relearning included, at the default budget
+  // with --batch-size) on the SPUNGE and the plain model, side by side in the report.
+  bool probe = false;
 };
 
 struct SpungeData {

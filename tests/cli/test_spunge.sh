@@ -20,11 +20,24 @@ UN=(--method gd --retain "$T/data/retain.jsonl" --steps 4 --batch-size 4 --lr 1e
 SP=(spunge --model "$T/ft" --forget "$T/data/forget.jsonl" "${UN[@]}" --no-generate)
 
 # ---- 2 groups on 4 ranks == 2 subsets one after the other on 2 ranks + lethe merge ----
-if "$MPIRUN" -np 4 "$LETHE" "${SP[@]}" --split-by domain --group-sizes 2,2 --merge ties --format hf --compare \
+# (--probe: the robustness probe on the SPUNGE and the plain model, side by side.)
+if "$MPIRUN" -np 4 "$LETHE" "${SP[@]}" --split-by domain --group-sizes 2,2 --merge ties --format hf --compare --probe \
      --out "$T/sp4" >"$T/sp4.log" 2>&1; then
   ok
   grep -q "SPUNGE vs plain unlearning" "$T/sp4/report.md" && [ -f "$T/sp4/eval/report.json" ] \
     && [ -f "$T/sp4/eval_plain/report.json" ] && ok || bad "spunge --compare report missing"
+  "$PY" - "$T/sp4" <<'PY' && ok || bad "spunge --probe"
+import json, sys
+r = json.load(open(sys.argv[1] + "/result.json"))["probe"]
+for name in ("plain", "spunge"):
+    rows = [p["probe"] for p in r[name]]
+    assert rows == ["as is", 'prefix "Sure, here is the answer:"', "as is, held-out forget part", "relearned", "int8",
+                    "nf4", "fp4"], rows
+    assert rows == [p["probe"] for p in json.load(open(f"{sys.argv[1]}/probe_{name}/probe.json"))["probes"]]
+assert r["plain"][0]["forget"]["answer_prob"] != r["spunge"][0]["forget"]["answer_prob"], (r["plain"][0], r["spunge"][0])
+md = open(sys.argv[1] + "/report.md").read()
+assert "Robustness: SPUNGE vs plain" in md and "| nf4 |" in md, md
+PY
   for s in copyright privacy; do
     "$MPIRUN" -np 2 "$LETHE" unlearn --model "$T/ft" --forget "$T/sp4/subsets/$s.jsonl" "${UN[@]}" --format hf \
       --out "$T/u_$s" >"$T/u.log" 2>&1 || { bad "unlearn subset $s"; tail "$T/u.log"; }
@@ -119,6 +132,7 @@ mkdir -p "$T/taken" && echo keep >"$T/taken/file"
 "$MPIRUN" -np 2 "$LETHE" "${SP[@]}" --split-by domain --out "$T/taken" >"$T/err" 2>&1 \
   && bad "spunge over an existing directory" || { grep -q "already exists" "$T/err" && [ "$(ls "$T/taken")" = file ] \
   && ok || bad "spunge existing --out: $(tail -1 "$T/err")"; }
+expect_error "--probe needs --compare" "$LETHE" "${SP[@]}" --split-by domain --probe --out "$T/x"
 
 echo "spunge: $pass passed, $fail failed"
 [ $fail -eq 0 ]
