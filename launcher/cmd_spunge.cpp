@@ -41,6 +41,9 @@ void declare(OptionSet& o, SpungeFlags& f, const RuntimeOptions& rt) {
   o.add("probe", &s.probe,
         "with --compare: lethe probe (quantization, prompts, logit lens, relearning) on the SPUNGE and the plain "
         "model, side by side");
+  o.add("relearn-lr", &s.relearn.lr, "--probe's relearning learning rate (constant)", positive<double>());
+  o.add("relearn-epochs", &s.relearn.epochs, "--probe's relearning epochs over half of the forget set",
+        positive<double>());
   o.rule([&s] { return !s.probe || s.compare ? "" : "--probe needs --compare"; });
   require_retain_if_used(o, f.method, f.retain);
 }

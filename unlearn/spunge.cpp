@@ -304,7 +304,7 @@ int run_spunge(const SpungeOptions& o, const SpungeData& data, const Runtime& rt
                              subsets.size()) +
          "\n" + md;
     if (o.probe) {  // 7. robustness of both
-      RelearnBudget budget;
+      RelearnBudget budget = o.relearn;
       budget.batch_size = o.run.train.batch_size;
       Relearner relearn = make_relearner(o.run.data, budget, world, rt.device);
       json tables = json::object();

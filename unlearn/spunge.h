@@ -26,9 +26,10 @@ struct SpungeOptions {
   bool compare = false;             // also plain unlearning of the whole forget set
   bool split_only = false;          // write the subsets and stop (one job per subset)
   bool keep_subset_models = false;  // write every subset's model to <out>/unlearned/<subset>
-  // With compare: the robustness probe (eval/probe.h; relearning included, at the default budget
-  // with --batch-size) on the SPUNGE and the plain model, side by side in the report.
+  // With compare: the robustness probe (eval/probe.h; relearning included) on the SPUNGE and the
+  // plain model, side by side in the report.
   bool probe = false;
+  RelearnBudget relearn;  // the probe's relearning (batch_size: --batch-size)
 };
 
 struct SpungeData {

@@ -17,3 +17,10 @@ make_tiny_model() {
   "$LETHE" init --model-config "${MODEL_CONFIG:-$SRC/configs/models/tiny-llama.json}" --train-tokenizer "$T/data/train.jsonl" \
     --vocab-size 300 --out "$T/base" >/dev/null 2>&1
 }
+
+# make_tiny_model, then $T/ft: the tiny model finetuned on the synthetic training data (20 steps).
+make_finetuned_model() {
+  make_tiny_model
+  "$LETHE" finetune --model "$T/base" --data "$T/data/train.jsonl" --batch-size 8 --lr 3e-3 --steps 20 --log-every 20 \
+    --out "$T/ft" >/dev/null 2>&1 || bad "finetune"
+}

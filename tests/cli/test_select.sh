@@ -11,9 +11,7 @@ LETHE=$1; SRC=$2; MPIRUN=$3
 # shellcheck source=mpi_common.sh
 source "$SRC/tests/cli/mpi_common.sh"
 
-make_tiny_model
-"$LETHE" finetune --model "$T/base" --data "$T/data/train.jsonl" --batch-size 8 --lr 3e-3 --steps 20 --log-every 20 \
-  --out "$T/ft" >/dev/null 2>&1 || bad "finetune"
+make_finetuned_model
 D="$T/data"
 # Gradient ascent raises the forget NLL step by step: minimising it picks the first evaluation.
 U=(unlearn --model "$T/ft" --forget "$D/forget.jsonl" --retain "$D/retain.jsonl" --method ga --batch-size 8 --lr 1e-3

@@ -9,9 +9,7 @@ LETHE=$1; SRC=$2; MPIRUN=$3
 # shellcheck source=mpi_common.sh
 source "$SRC/tests/cli/mpi_common.sh"
 
-make_tiny_model
-"$LETHE" finetune --model "$T/base" --data "$T/data/train.jsonl" --batch-size 8 --lr 3e-3 --steps 20 --log-every 20 \
-  --out "$T/ft" >/dev/null 2>&1 || bad "finetune"
+make_finetuned_model
 D="$T/data"
 cat >"$T/grid.json" <<'JSON'
 {"methods": ["ga", "npo"], "lr": [1e-3], "steps": [2, 3], "options": {"npo": {"npo.beta": [0.1, 0.5]}}}
