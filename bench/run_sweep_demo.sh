@@ -7,9 +7,9 @@
 #     probability) and model utility;
 #  3. `lethe spunge --compare --probe` (split by domain, TIES) for gd and npo at their chosen
 #     budgets: SPUNGE and plain unlearning, each probed (int8, NF4, FP4, the prefix prompt,
-#     relearning on half of the forget set at lr 1e-3 for one epoch... at the default 2e-5 the tiny
-#     model moves too little to read; logit lens).
-# Prints the sweep table, the choices and both robustness tables. Not part of CI (~20 min on 2 cores).
+#     relearning on half of the forget set for one epoch at lr 1e-3, the tiny model's scale, as in
+#     bench/run_probe_demo.sh; logit lens).
+# Prints the sweep table, the choices and both robustness tables. Not part of CI (~2 min on 2 cores).
 # usage: bench/run_sweep_demo.sh [RUN_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,6 +54,5 @@ for m in gd npo; do
     --model "$RUN/finetuned" --forget "$D/forget.jsonl" --retain "$D/retain.jsonl" --split-by domain --merge ties \
     --compare --probe --relearn-lr 1e-3 --no-generate --out "$RUN/spunge-$m" --log-file "$RUN/spunge-$m.log" >/dev/null 2>&1
   echo; echo "spunge --compare --probe, $m at lr $lr for $steps steps: $(( $(date +%s) - t0 )) s"
-  sed -n '/Robustness: SPUNGE vs plain/,/^$/p' "$RUN/spunge-$m/report.md" | head -14
-  sed -n '/SPUNGE vs plain unlearning/,/^$/p' "$RUN/spunge-$m/report.md" | head -8
+  sed -n '/Robustness: SPUNGE vs plain/,/^### SPUNGE/p' "$RUN/spunge-$m/report.md" | grep -v "^### SPUNGE"
 done

@@ -16,7 +16,7 @@ const std::vector<ObjectiveSpec>& objective_registry() {
       adversarial_objective_spec(), npo_objective_spec(),    simnpo_objective_spec(), dpo_objective_spec(),
       idk_objective_spec(),         rmu_objective_spec(),    tvn_objective_spec(),    memflex_objective_spec(),
       snap_objective_spec(),        undial_objective_spec(), wga_objective_spec(),    satimp_objective_spec(),
-      ce_u_objective_spec(),        pdu_objective_spec()};
+      ce_u_objective_spec(),        pdu_objective_spec(),    altpo_objective_spec()};
   return specs;
 }
 

@@ -118,6 +118,7 @@ ObjectiveSpec undial_objective_spec();
 ObjectiveSpec wga_objective_spec();
 ObjectiveSpec satimp_objective_spec();
 ObjectiveSpec ce_u_objective_spec();
+ObjectiveSpec altpo_objective_spec();
 ObjectiveSpec pdu_objective_spec();
 
 // Mean over items of the mean answer-token NLL (each item weighs the same).

@@ -29,7 +29,7 @@ declare -A EXTRA=(
 # Every method on the default family; on another family the methods whose code touches the
 # model differently (plain loss, a frozen reference, activations at a layer, LoRA, the SNAP
 # regulariser), still over all four ZeRO stages: the rest differ from these only in the loss.
-METHODS=(ga gd kl random_label adversarial npo simnpo dpo idk rmu tvn memflex snap undial wga satimp ce_u pdu)
+METHODS=(ga gd kl random_label adversarial npo simnpo dpo idk rmu tvn memflex snap undial wga satimp ce_u pdu altpo)
 [ -n "$MODEL_CONFIG" ] && METHODS=(ga kl npo rmu memflex snap)
 stage=0
 for m in "${METHODS[@]}"; do

@@ -5,6 +5,8 @@
 
 #include "checkpoints/safetensors.h"
 #include "common/error.h"
+#include "eval/evaluate.h"
+#include "model/generate.h"
 #include "common/fs.h"
 #include "data/bpe_trainer.h"
 #include "dist/process_groups.h"
@@ -277,7 +279,7 @@ struct World {
 
 TEST(Methods, EveryMethodIsRegistered) {
   for (std::string m : {"ga", "gd", "kl", "random_label", "adversarial", "npo", "simnpo", "dpo", "idk", "rmu", "tvn",
-                        "memflex", "snap", "undial", "wga", "satimp", "ce_u", "pdu"})
+                        "memflex", "snap", "undial", "wga", "satimp", "ce_u", "pdu", "altpo"})
     EXPECT_NO_THROW(find_objective(m)) << m;
 }
 
@@ -319,6 +321,28 @@ TEST(Methods, ReferenceTermsAtThetaZero) {
     EXPECT_THROW(w.make("rmu"), InputError);  // layer 7 of a 2-layer model
     EXPECT_THROW(w.make("rmu", {"--rmu.layer", "0", "--rmu.train", "nothing"}), InputError);
   }
+}
+
+TEST(Methods, AltPoPrefersTheModelsOwnAlternativeAnswer) {
+  World w;
+  auto obj = w.make("altpo", {"--altpo.retain-weight", "0", "--altpo.max-new-tokens", "6", "--altpo.prompt",
+                              "Say something else. {question}"});
+  json alts = obj->describe()["alternatives"];
+  ASSERT_EQ(alts.size(), 3u);
+  // Each alternative is the model's greedy answer at theta_0 to the question as the prompt puts it.
+  auto stops = stop_token_ids(w.model, w.tok, ChatTemplate::ChatML);
+  for (int i = 0; i < 3; ++i) {
+    auto it = tokenize_items(w.tok, ChatTemplate::ChatML,
+                             {{"Say something else. " + w.forget_ex[size_t(i)].prompt, "", {}}}, 256)[0];
+    std::vector<int64_t> prompt(it.ids.begin(), it.ids.begin() + it.prompt_len);
+    std::string text = w.tok.decode(greedy_generate(w.model, prompt, 6, stops), true);
+    const size_t a = text.find_first_not_of(" \t\r\n"), b = text.find_last_not_of(" \t\r\n");
+    text = a == std::string::npos ? "I don't know." : text.substr(a, b - a + 1);
+    EXPECT_EQ(alts[std::to_string(i)].get<std::string>(), text) << i;
+  }
+  // At theta_0 the cached reference equals the model: DPO's (2/beta) ln 2.
+  EXPECT_NEAR(obj->compute(w.model, w.fb({2, 1}), nullptr).loss.item<double>(), 20 * std::log(2.0), 1e-4);
+  EXPECT_THROW(w.make("altpo", {"--altpo.prompt", "no placeholder"}), InputError);
 }
 
 TEST(Methods, SimNpoAndGaOnTheSameForwardPass) {

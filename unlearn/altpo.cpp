@@ -1,0 +1,110 @@
+// AltPO (alternate preference optimisation) as a recipe of existing pieces: before training, the
+// model at theta_0 answers each forget question put as --altpo.prompt (greedy, one item at a time,
+// so the answer does not depend on batching or the rank count; items spread over the ranks and
+// gathered); that alternative is DPO's preferred answer and the true answer the dispreferred one:
+// loss = -(2/beta) E log sigmoid(beta[(logp(y_alt) - logp_ref(y_alt)) - (logp(y) - logp_ref(y))])
+//        + w_r NLL(x_r),
+// both reference log-probs cached per item. An empty generation falls back to a refusal line.
+#include <spdlog/spdlog.h>
+
+#include "common/error.h"
+#include "dist/collectives.h"
+#include "eval/evaluate.h"
+#include "model/generate.h"
+#include "unlearn/losses.h"
+#include "unlearn/method_support.h"
+
+namespace lethe {
+
+namespace {
+
+std::string trimmed(const std::string& s) {
+  const size_t a = s.find_first_not_of(" \t\r\n"), b = s.find_last_not_of(" \t\r\n");
+  return a == std::string::npos ? "" : s.substr(a, b - a + 1);
+}
+
+class AltPo : public WithRetainTerm {
+ public:
+  explicit AltPo(const MethodOptions& o)
+      : WithRetainTerm(o.number("altpo.retain-weight")), beta_(o.number("altpo.beta")), prompt_(o.text("altpo.prompt")),
+        max_new_(o.integer("altpo.max-new-tokens")) {
+    if (prompt_.find("{question}") == std::string::npos)
+      throw InputError("--altpo.prompt must contain {question} (where the forget question goes)");
+    if (max_new_ <= 0) throw InputError("--altpo.max-new-tokens must be positive");
+  }
+
+  void prepare(CausalLM& model, ObjectiveContext& ctx) override {
+    pad_ = ctx.pad_id;
+    const std::vector<Example>& ex = *ctx.forget_examples;
+    // The used items, rank r generating every N-th; gathered rank by rank.
+    const int64_t rank = ctx.comm ? ctx.comm->rank() : 0, world = ctx.comm ? ctx.comm->size() : 1;
+    std::vector<std::string> mine;
+    {
+      torch::NoGradGuard ng;
+      model->eval();
+      auto stops = stop_token_ids(model, *ctx.tok, ctx.tmpl);
+      for (size_t k = size_t(rank); k < ctx.forget_used.size(); k += size_t(world)) {
+        const Example& e = ex[size_t(ctx.forget_used[k])];
+        std::string q = prompt_;
+        q.replace(q.find("{question}"), 10, e.prompt);
+        TokenizedItem it = tokenize_items(*ctx.tok, ctx.tmpl, {{q, "", json::object()}}, ctx.max_len)[0];
+        std::vector<int64_t> prompt(it.ids.begin(), it.ids.begin() + it.prompt_len);
+        mine.push_back(trimmed(ctx.tok->decode(greedy_generate(model, prompt, max_new_, stops), true)));
+      }
+    }
+    std::vector<std::string> all = ctx.comm && world > 1 ? all_gather_strings(*ctx.comm, mine) : mine;
+    const size_t U = ctx.forget_used.size();
+    std::vector<size_t> offset(size_t(world), 0);  // rank r's k-th is item r + k N
+    for (int64_t r = 1; r < world; ++r)
+      offset[size_t(r)] = offset[size_t(r - 1)] + (U - size_t(r - 1) + size_t(world) - 1) / size_t(world);
+    std::vector<Example> preferred = ex;  // items never drawn keep their answer (unused)
+    alternatives_ = json::object();
+    int64_t empty = 0;
+    for (size_t k = 0; k < U; ++k) {
+      std::string alt = all[offset[k % size_t(world)] + k / size_t(world)];
+      if (alt.empty()) {
+        alt = "I don't know.";
+        ++empty;
+      }
+      const int64_t i = ctx.forget_used[k];
+      preferred[size_t(i)].response = alt;
+      alternatives_[std::to_string(i)] = alt;
+    }
+    if (empty) spdlog::warn("altpo: {} of {} generations were empty; those prefer a refusal", empty, U);
+    win_ = tokenize_items(*ctx.tok, ctx.tmpl, preferred, ctx.max_len);
+    auto logp = [&](const Batch& one) { return summed_logp(model, one); };
+    ref_w_ = cache_per_item(model, win_, ctx.forget_used, pad_, 0, logp, "altpo (alternatives)");
+    ref_l_ = cache_per_item(model, *ctx.forget, ctx.forget_used, pad_, 0, logp, "altpo (answers)");
+  }
+
+  ObjectiveResult compute(CausalLM& model, const Batch& forget, const Batch* retain) override {
+    const auto dev = forget.input_ids.device();
+    auto lw = summed_logp(model, collate(win_, forget.index, pad_).to(dev));
+    auto ll = summed_logp(model, forget);
+    auto f = dpo_loss(lw, gather_cached(ref_w_, forget.index, 0, dev), ll, gather_cached(ref_l_, forget.index, 0, dev),
+                      beta_);
+    ObjectiveResult out{f,
+                        {{"altpo", f.item<double>()},
+                         {"alternative_logp", lw.mean().item<double>()},
+                         {"answer_logp", ll.mean().item<double>()}}};
+    add_retain(out, model, retain);
+    return out;
+  }
+
+  json describe() const override { return {{"alternatives", alternatives_}}; }
+
+ private:
+  double beta_;
+  std::string prompt_;
+  int64_t max_new_;
+  int64_t pad_ = 0;
+  std::vector<TokenizedItem> win_;
+  std::vector<torch::Tensor> ref_w_, ref_l_;
+  json alternatives_;
+};
+
+}  // namespace
+
+ObjectiveSpec altpo_objective_spec() { return declared_objective("altpo", build<AltPo>); }
+
+}  // namespace lethe
