@@ -281,11 +281,12 @@ TrainResult train_loop(CausalLM& model, Objective& objective, const std::vector<
                    hms(secs / done * double(opt.steps - step)));
     }
     // A preemption checkpoints at once (the evaluation of this step then runs on resume);
-    // otherwise the step is evaluated before its checkpoint, which so holds what it kept.
+    // otherwise the step is evaluated before its checkpoint, which so holds what it kept (and is
+    // written even when the evaluation stops the run there).
     const bool preempt = counts[1].item<double>() > 0;  // any rank signalled: all checkpoint together
     const bool stop = !preempt && eval.run && is_eval_step(step) && evaluate(step);
     if (!opt.checkpoint_dir.empty() &&
-        (preempt || (opt.checkpoint_every > 0 && step % opt.checkpoint_every == 0 && step < opt.steps && !stop)))
+        (preempt || (opt.checkpoint_every > 0 && step % opt.checkpoint_every == 0 && step < opt.steps)))
       save(step);
     if (preempt) {
       if (opt.checkpoint_dir.empty()) spdlog::warn("preemption signal: no --checkpoint-dir, nothing saved");
