@@ -19,15 +19,7 @@ class Dpo : public WithRetainTerm {
     ref_l_ = cache_per_item(model, *ctx.forget, ctx.forget_used, pad_, 0, logp, "dpo (answers)");
   }
   ObjectiveResult compute(CausalLM& model, const Batch& forget, const Batch* retain) override {
-    const auto dev = forget.input_ids.device();
-    auto lw = summed_logp(model, collate(win_, forget.index, pad_).to(dev));
-    auto ll = summed_logp(model, forget);
-    auto f = dpo_loss(lw, gather_cached(ref_w_, forget.index, 0, dev), ll, gather_cached(ref_l_, forget.index, 0, dev),
-                      beta_);
-    ObjectiveResult out{f,
-                        {{"dpo", f.item<double>()},
-                         {"refusal_logp", lw.mean().item<double>()},
-                         {"answer_logp", ll.mean().item<double>()}}};
+    ObjectiveResult out = preference_result(model, forget, win_, ref_w_, ref_l_, beta_, pad_, "dpo", "refusal");
     add_retain(out, model, retain);
     return out;
   }

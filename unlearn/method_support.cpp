@@ -6,6 +6,7 @@
 
 #include "common/error.h"
 #include "common/rng.h"
+#include "unlearn/losses.h"
 
 namespace lethe {
 
@@ -130,6 +131,20 @@ std::vector<TokenizedItem> refusal_items(const ObjectiveContext& ctx, const std:
     ex.push_back({examples[i].prompt, refusals[r.below(refusals.size())], examples[i].attrs});
   }
   return tokenize_items(*ctx.tok, ctx.tmpl, ex, ctx.max_len);
+}
+
+ObjectiveResult preference_result(CausalLM& model, const Batch& forget, const std::vector<TokenizedItem>& win,
+                                  const std::vector<torch::Tensor>& ref_w, const std::vector<torch::Tensor>& ref_l,
+                                  double beta, int64_t pad_id, const std::string& name, const std::string& preferred) {
+  const auto dev = forget.input_ids.device();
+  auto lw = summed_logp(model, collate(win, forget.index, pad_id).to(dev));
+  auto ll = summed_logp(model, forget);
+  auto f =
+      dpo_loss(lw, gather_cached(ref_w, forget.index, 0, dev), ll, gather_cached(ref_l, forget.index, 0, dev), beta);
+  return {f,
+          {{name, f.item<double>()},
+           {preferred + "_logp", lw.mean().item<double>()},
+           {"answer_logp", ll.mean().item<double>()}}};
 }
 
 }  // namespace lethe

@@ -55,6 +55,12 @@ class WithRetainTerm : public Objective {
 
 // Summed answer-token log-probability per item [B] (logp(y) of METHODS.md).
 torch::Tensor summed_logp(CausalLM& model, const Batch& b);
+// DPO's forget term for the batch: its items' preferred answers `win` (reference log-probs
+// ref_w, cached per item) against their own answers (ref_l). Logged as `name`,
+// "<preferred>_logp" and "answer_logp". dpo and altpo differ only in what `win` holds.
+ObjectiveResult preference_result(CausalLM& model, const Batch& forget, const std::vector<TokenizedItem>& win,
+                                  const std::vector<torch::Tensor>& ref_w, const std::vector<torch::Tensor>& ref_l,
+                                  double beta, int64_t pad_id, const std::string& name, const std::string& preferred);
 // The same batch with other labels.
 Batch with_labels(const Batch& b, const torch::Tensor& labels);
 // Mask [B, T] of the positions whose logits predict an answer token (labels shifted by one).
