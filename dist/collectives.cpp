@@ -66,4 +66,18 @@ std::vector<std::string> all_gather_strings(Communicator& comm, const std::vecto
   return out;
 }
 
+std::vector<std::string> all_gather_strided_strings(Communicator& comm, const std::vector<std::string>& mine) {
+  std::vector<std::string> all = all_gather_strings(comm, mine);
+  // Rank r's part starts after the parts of ranks 0..r-1; rank r holds items r, r + N, ...
+  const size_t W = size_t(comm.size()), n = all.size();
+  std::vector<std::string> out(n);
+  size_t start = 0;
+  for (size_t r = 0; r < W; ++r) {
+    const size_t count = r < n ? (n - r + W - 1) / W : 0;
+    for (size_t k = 0; k < count; ++k) out[r + k * W] = std::move(all[start + k]);
+    start += count;
+  }
+  return out;
+}
+
 }  // namespace lethe

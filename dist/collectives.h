@@ -22,6 +22,8 @@ bool any_rank(Communicator& comm, bool mine);
 void agree_on_error(Communicator& comm, const std::function<std::string()>& check);
 // Every rank's strings, gathered on all ranks in rank order.
 std::vector<std::string> all_gather_strings(Communicator& comm, const std::vector<std::string>& mine);
+// The same when rank r holds items r, r + N, r + 2N, ... of one list: the whole list, in order.
+std::vector<std::string> all_gather_strided_strings(Communicator& comm, const std::vector<std::string>& mine);
 // One value per rank, gathered on all ranks in rank order.
 std::vector<int64_t> all_gather_int(Communicator& comm, int64_t mine);
 

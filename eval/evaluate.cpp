@@ -93,15 +93,12 @@ SplitMetrics evaluate_split(CausalLM& model, const Tokenizer& tok, ChatTemplate 
   }
   if (comm && world > 1) {
     all_reduce_host(*comm, table, ReduceOp::Sum);
-    if (opt.generate) generations = all_gather_strings(*comm, generations);
+    if (opt.generate) generations = all_gather_strided_strings(*comm, generations);
   }
   SplitMetrics m;
   m.name = name;
   m.items = n;
   double nll_sum = 0, correct_sum = 0;
-  // Gathered generations arrive rank by rank; item i is rank (i % world)'s (i / world)-th.
-  std::vector<int64_t> offset(size_t(world), 0);
-  for (int64_t r = 1; r < world; ++r) offset[size_t(r)] = offset[size_t(r - 1)] + (n - (r - 1) + world - 1) / world;
   for (int64_t i = 0; i < n; ++i) {
     ItemMetrics im;
     im.index = i;
@@ -117,7 +114,7 @@ SplitMetrics evaluate_split(CausalLM& model, const Tokenizer& tok, ChatTemplate 
     im.mia_zlib = im.nll / double(std::max<int64_t>(zlib_length(examples[size_t(i)].response), 1));
     m.exact_memorization += im.accuracy / double(n);
     m.extraction_strength += im.extraction_strength / double(n);
-    if (opt.generate) im.generation = generations[size_t(offset[size_t(i % world)] + i / world)];
+    if (opt.generate) im.generation = generations[size_t(i)];
     nll_sum += tab[i][1];
     correct_sum += tab[i][2];
     m.answer_tokens += im.answer_tokens;

@@ -245,23 +245,42 @@ void add_membership_scores(Report& r, CausalLM& model, const std::vector<NamedEx
   }
 }
 
-Evaluated evaluate_checkpoint(const EvalJob& job, const std::vector<NamedExamples>& splits, const Tokenizer& tok,
-                              ChatTemplate tmpl, torch::Device device, Communicator& comm) {
-  const ReportOptions& ro = job.report;
-  if (!ro.tofu_reference.empty()) read_reference_truth_ratios(ro.tofu_reference);  // bad input before loading
-  if (!ro.out.empty() && !ro.replace && fs::exists(ro.out) && !fs::is_empty(ro.out))
-    throw InputError("report directory '" + ro.out + "' already exists and is not empty; refusing to overwrite it");
-  CausalLM model = load_eval_model(job.model, device);
-  return evaluate_model(model, job, splits, tok, tmpl, device, comm);
-}
+namespace {
 
-Evaluated evaluate_model(CausalLM& model, const EvalJob& job, const std::vector<NamedExamples>& splits,
-                         const Tokenizer& tok, ChatTemplate tmpl, torch::Device device, Communicator& comm) {
-  const ReportOptions& ro = job.report;
+// What an evaluation reads and checks before any model work: the reference's truth ratios (bad
+// input named before a model is loaded) and a free report directory.
+std::vector<double> check_eval_inputs(const ReportOptions& ro) {
   std::vector<double> reference;
   if (!ro.tofu_reference.empty()) reference = read_reference_truth_ratios(ro.tofu_reference);
   if (!ro.out.empty() && !ro.replace && fs::exists(ro.out) && !fs::is_empty(ro.out))
     throw InputError("report directory '" + ro.out + "' already exists and is not empty; refusing to overwrite it");
+  return reference;
+}
+
+Evaluated evaluate_loaded(CausalLM& model, const EvalJob& job, const std::vector<double>& reference,
+                          const std::vector<NamedExamples>& splits, const Tokenizer& tok, ChatTemplate tmpl,
+                          torch::Device device, Communicator& comm);
+
+}  // namespace
+
+Evaluated evaluate_checkpoint(const EvalJob& job, const std::vector<NamedExamples>& splits, const Tokenizer& tok,
+                              ChatTemplate tmpl, torch::Device device, Communicator& comm) {
+  const std::vector<double> reference = check_eval_inputs(job.report);
+  CausalLM model = load_eval_model(job.model, device);
+  return evaluate_loaded(model, job, reference, splits, tok, tmpl, device, comm);
+}
+
+Evaluated evaluate_model(CausalLM& model, const EvalJob& job, const std::vector<NamedExamples>& splits,
+                         const Tokenizer& tok, ChatTemplate tmpl, torch::Device device, Communicator& comm) {
+  return evaluate_loaded(model, job, check_eval_inputs(job.report), splits, tok, tmpl, device, comm);
+}
+
+namespace {
+
+Evaluated evaluate_loaded(CausalLM& model, const EvalJob& job, const std::vector<double>& reference,
+                          const std::vector<NamedExamples>& splits, const Tokenizer& tok, ChatTemplate tmpl,
+                          torch::Device device, Communicator& comm) {
+  const ReportOptions& ro = job.report;
   Evaluated ev;
   ev.report = evaluate_report(model, tok, tmpl, splits, job.eval, job.max_len, &comm);
   add_membership_scores(ev.report, model, splits, tok, tmpl, job, device, comm);
@@ -311,5 +330,7 @@ Evaluated evaluate_model(CausalLM& model, const EvalJob& job, const std::vector<
   comm.barrier();
   return ev;
 }
+
+}  // namespace
 
 }  // namespace lethe

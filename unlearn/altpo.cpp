@@ -52,16 +52,13 @@ class AltPo : public WithRetainTerm {
         mine.push_back(trimmed(ctx.tok->decode(greedy_generate(model, prompt, max_new_, stops), true)));
       }
     }
-    std::vector<std::string> all = ctx.comm && world > 1 ? all_gather_strings(*ctx.comm, mine) : mine;
+    std::vector<std::string> all = ctx.comm && world > 1 ? all_gather_strided_strings(*ctx.comm, mine) : mine;
     const size_t U = ctx.forget_used.size();
-    std::vector<size_t> offset(size_t(world), 0);  // rank r's k-th is item r + k N
-    for (int64_t r = 1; r < world; ++r)
-      offset[size_t(r)] = offset[size_t(r - 1)] + (U - size_t(r - 1) + size_t(world) - 1) / size_t(world);
     std::vector<Example> preferred = ex;  // items never drawn keep their answer (unused)
     alternatives_ = json::object();
     int64_t empty = 0;
     for (size_t k = 0; k < U; ++k) {
-      std::string alt = all[offset[k % size_t(world)] + k / size_t(world)];
+      std::string alt = all[k];
       if (alt.empty()) {
         alt = "I don't know.";
         ++empty;
