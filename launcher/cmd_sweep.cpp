@@ -11,7 +11,7 @@ namespace {
 
 struct SweepFlags {
   SweepOptions s;
-  DataSource forget, retain, real_authors, world_facts;
+  DataSource forget, retain, eval_forget, eval_retain, real_authors, world_facts;
   std::string grid;
 };
 
@@ -22,6 +22,9 @@ void declare(OptionSet& o, SweepFlags& f, const RuntimeOptions& rt) {
   bind_data(o, s.run.data);
   bind_source(o, f.forget, "forget", "data to forget (also evaluated)", true);
   bind_source(o, f.retain, "retain", "data to keep (methods with a retain term; evaluated: model utility)", true);
+  bind_source(o, f.eval_forget, "eval-forget", "evaluated as the forget split instead of --forget", false);
+  bind_source(o, f.eval_retain, "eval-retain",
+              "evaluated as the retain split instead of --retain (a sample of a large retain set)", false);
   bind_source(o, f.real_authors, "real-authors", "TOFU's real authors, evaluated (model utility's terms)", false);
   bind_source(o, f.world_facts, "world-facts", "TOFU's world facts, evaluated (model utility's terms)", false);
   bind_train(o, s.run.train, rt);
@@ -30,7 +33,8 @@ void declare(OptionSet& o, SweepFlags& f, const RuntimeOptions& rt) {
   o.group("sweep", "Sweep");
   o.add("grid", &f.grid,
         "the grid, a JSON file: {\"methods\": [...], \"lr\": [...], \"steps\": [...], \"options\": {method: {option: "
-        "[values]}}} (lr and steps default to --lr and --steps)",
+        "[values]}}, \"lora\": {method: {\"rank\": R, \"alpha\": A, \"dropout\": D}}} (lr and steps default to --lr "
+        "and --steps, or {method: [...]} each)",
         {}, true);
   o.add("tofu-reference", &s.tofu_reference,
         "report of the retain-only model on the same --forget data: forget quality, the plot's x axis (else 1 - the "
@@ -52,7 +56,9 @@ int run(const SweepFlags& f, const Runtime& rt, const json& cfg) {
   const std::string& fmt = s.run.data.format;
   data.forget = read_source(f.forget, fmt, "--forget");
   data.retain = read_source(f.retain, fmt, "--retain");
-  data.eval_splits = {{"forget", data.forget}, {"retain", data.retain}};
+  data.eval_splits = {
+      {"forget", f.eval_forget.given() ? read_source(f.eval_forget, fmt, "--eval-forget") : data.forget},
+      {"retain", f.eval_retain.given() ? read_source(f.eval_retain, fmt, "--eval-retain") : data.retain}};
   if (f.real_authors.given())
     data.eval_splits.push_back({"real_authors", read_source(f.real_authors, fmt, "--real-authors")});
   if (f.world_facts.given())

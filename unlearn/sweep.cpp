@@ -6,6 +6,7 @@
 #include <chrono>
 #include <filesystem>
 #include <iostream>
+#include <map>
 
 #include "common/error.h"
 #include "common/fs.h"
@@ -19,7 +20,18 @@ namespace fs = std::filesystem;
 namespace lethe {
 
 json SweepConfig::to_json() const {
-  return {{"name", name}, {"method", method}, {"lr", lr}, {"steps", steps}, {"options", options}};
+  json j = {{"name", name}, {"method", method}, {"lr", lr}, {"steps", steps}, {"options", options}};
+  if (!lora.is_null()) j["lora"] = lora;
+  return j;
+}
+
+LoraOptions sweep_lora(const LoraOptions& command, const SweepConfig& c) {
+  if (c.lora.is_null()) return command;
+  LoraOptions l = command;
+  l.rank = c.lora.at("rank").get<int64_t>();
+  l.alpha = c.lora.at("alpha").get<double>();
+  l.dropout = c.lora.at("dropout").get<double>();
+  return l;
 }
 
 namespace {
@@ -49,8 +61,8 @@ std::vector<SweepConfig> expand_sweep_grid(const json& grid, const std::string& 
   auto fail = [&](const std::string& msg) { throw InputError("sweep grid '" + source + "': " + msg); };
   if (!grid.is_object()) fail("not a JSON object");
   for (auto& [k, v] : grid.items())
-    if (k != "methods" && k != "lr" && k != "steps" && k != "options")
-      fail("unknown field '" + k + "' (methods, lr, steps, options)");
+    if (k != "methods" && k != "lr" && k != "steps" && k != "options" && k != "lora")
+      fail("unknown field '" + k + "' (methods, lr, steps, options, lora)");
   if (!grid.contains("methods") || !grid["methods"].is_array() || grid["methods"].empty())
     fail("'methods' must be a non-empty list of method names");
   std::vector<std::string> methods;
@@ -63,28 +75,58 @@ std::vector<SweepConfig> expand_sweep_grid(const json& grid, const std::string& 
     }
     methods.push_back(m.get<std::string>());
   }
-  auto numbers = [&](const char* key, bool integer) {
+  auto in_methods = [&](const std::string& m) { return std::find(methods.begin(), methods.end(), m) != methods.end(); };
+  auto number_list = [&](const json& v, const std::string& key, bool integer) {
     std::vector<json> out;
-    if (!grid.contains(key)) return out;
-    const json& v = grid[key];
-    if (!v.is_array() || v.empty()) fail(std::string("'") + key + "' must be a non-empty list");
+    if (!v.is_array() || v.empty()) fail("'" + key + "' must be a non-empty list");
     for (auto& x : v) {
       bool ok = integer ? x.is_number_integer() && x.get<int64_t>() > 0 : x.is_number() && x.get<double>() > 0;
-      if (!ok)
-        fail(std::string("'") + key + "' holds " + x.dump() + " (positive " + (integer ? "integers" : "numbers") +
-             " only)");
+      if (!ok) fail("'" + key + "' holds " + x.dump() + " (positive " + (integer ? "integers" : "numbers") + " only)");
       out.push_back(x);
     }
     return out;
   };
-  std::vector<json> lrs = numbers("lr", false), steps = numbers("steps", true);
-  if (lrs.empty()) lrs = {default_lr};
-  if (steps.empty()) steps = {default_steps};
+  // "lr" / "steps": one list for every method, or {method: list}; the default where neither says.
+  auto per_method = [&](const char* key, bool integer, const json& fallback) {
+    std::map<std::string, std::vector<json>> out;
+    for (auto& m : methods) out[m] = {fallback};
+    if (!grid.contains(key)) return out;
+    const json& v = grid[key];
+    if (v.is_object()) {
+      for (auto& [m, list] : v.items()) {
+        if (!in_methods(m)) fail(std::string("'") + key + "' names method '" + m + "', which is not in 'methods'");
+        out[m] = number_list(list, std::string(key) + "." + m, integer);
+      }
+    } else {
+      auto list = number_list(v, key, integer);
+      for (auto& m : methods) out[m] = list;
+    }
+    return out;
+  };
+  auto lrs = per_method("lr", false, json(default_lr));
+  auto steps = per_method("steps", true, json(default_steps));
   const json options = grid.value("options", json::object());
   if (!options.is_object()) fail("'options' must be an object {method: {option: [values]}}");
   for (auto& [m, _] : options.items())
-    if (std::find(methods.begin(), methods.end(), m) == methods.end())
-      fail("'options' names method '" + m + "', which is not in 'methods'");
+    if (!in_methods(m)) fail("'options' names method '" + m + "', which is not in 'methods'");
+  const json lora = grid.value("lora", json::object());
+  if (!lora.is_object()) fail("'lora' must be an object {method: {\"rank\": R, \"alpha\": A, \"dropout\": D}}");
+  std::map<std::string, json> lora_of;
+  for (auto& [m, l] : lora.items()) {
+    if (!in_methods(m)) fail("'lora' names method '" + m + "', which is not in 'methods'");
+    const std::string key = "'lora." + m + "'";
+    if (!l.is_object()) fail(key + " must be an object {\"rank\": R, \"alpha\": A, \"dropout\": D}");
+    for (auto& [k, _] : l.items())
+      if (k != "rank" && k != "alpha" && k != "dropout") fail(key + " has unknown field '" + k + "' (rank, alpha, dropout)");
+    json set = {{"rank", l.value("rank", json())}, {"alpha", l.value("alpha", json(16.0))},
+                {"dropout", l.value("dropout", json(0.1))}};
+    if (!set["rank"].is_number_integer() || set["rank"].get<int64_t>() <= 0)
+      fail(key + ": 'rank' must be a positive integer");
+    if (!set["alpha"].is_number() || set["alpha"].get<double>() <= 0) fail(key + ": 'alpha' must be a positive number");
+    if (!set["dropout"].is_number() || set["dropout"].get<double>() < 0 || set["dropout"].get<double>() >= 1)
+      fail(key + ": 'dropout' must be a number in [0, 1)");
+    lora_of[m] = set;
+  }
   std::vector<SweepConfig> out;
   for (auto& m : methods) {
     const ObjectiveSpec& spec = find_objective(m);
@@ -111,15 +153,17 @@ std::vector<SweepConfig> expand_sweep_grid(const json& grid, const std::string& 
         combos = std::move(next);
       }
     }
-    for (auto& lr : lrs)
-      for (auto& st : steps)
+    for (auto& lr : lrs[m])
+      for (auto& st : steps[m])
         for (auto& c : combos) {
           SweepConfig cfg;
           cfg.method = m;
           cfg.lr = lr.get<double>();
           cfg.steps = st.get<int64_t>();
           cfg.options = c;
+          if (lora_of.count(m)) cfg.lora = lora_of[m];
           std::string name = fmt::format("{}_lr{:g}_s{}", m, cfg.lr, cfg.steps);
+          if (!cfg.lora.is_null()) name += fmt::format("_lora{}", cfg.lora["rank"].get<int64_t>());
           for (auto& [k, v] : c.items()) name += "_" + k + value_text(v);
           cfg.name = safe_name(name);
           out.push_back(cfg);
@@ -158,6 +202,9 @@ std::string sweep_markdown(const json& table, bool with_reference) {
       " | Pareto |\n|---|---|---:|---:|---|---:|---:|---:|---:|---:|:---:|\n";
   for (auto& r : table) {
     std::string opts;
+    if (r.contains("lora"))
+      opts = fmt::format("LoRA r{} a{:g} d{:g}", r["lora"]["rank"].get<int64_t>(), r["lora"]["alpha"].get<double>(),
+                         r["lora"]["dropout"].get<double>());
     for (auto& [k, v] : r["options"].items()) opts += (opts.empty() ? "" : ", ") + k + "=" + value_text(v);
     const json& s = r["summary"];
     md += fmt::format("| {} | {} | {:g} | {} | {} | {:.1f} | {:.4f} | {:.1f} | {:.4g} | {:.4g} | {} |\n",
@@ -240,6 +287,7 @@ int run_sweep(const SweepOptions& o, const SweepData& data, const Runtime& rt, c
     RunSpec spec = o.run;
     spec.method = &find_objective(c.method);
     spec.method_options = MethodOptions(spec.method->options, c.options);
+    spec.lora = sweep_lora(o.run.lora, c);
     spec.train.schedule.lr = c.lr;
     spec.train.steps = c.steps;
     if (!spec.train.checkpoint_dir.empty())

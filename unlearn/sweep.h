@@ -7,9 +7,13 @@
 //
 // The grid file:
 //   {"methods": ["ga", "npo"], "lr": [1e-5, 1e-4], "steps": [10, 20],
-//    "options": {"npo": {"npo.beta": [0.1, 0.5]}}}
-// "lr" and "steps" default to --lr and --steps; "options" lists values per method option (each
-// combination is a configuration; options not listed keep their defaults).
+//    "options": {"npo": {"npo.beta": [0.1, 0.5]}},
+//    "lora": {"memflex": {"rank": 8, "alpha": 16, "dropout": 0.1}}}
+// "lr" and "steps" default to --lr and --steps; either may instead be an object {method: [values]}
+// (a method it does not name keeps the default). "options" lists values per method option (each
+// combination is a configuration; options not listed keep their defaults). "lora" gives a method its
+// own LoRA adapters (rank, alpha, dropout; targets and seed from the command line) instead of the
+// command's --lora-* setting: MemFlex needs LoRA, the other methods can then train every weight.
 //
 // The sweep directory: sweep.json (the plan, then the results), runs/<config>/eval (the report
 // of `lethe eval`), runs/<config>/result.json, runs/<config>/model (with --keep-models),
@@ -30,12 +34,13 @@ struct SweepConfig {
   double lr = 0;
   int64_t steps = 0;
   json options = json::object();  // method options set by the grid: {name: value}
+  json lora;                      // null, or the grid's {rank, alpha, dropout} for this method
   json to_json() const;
 };
 
 // InputError naming `source` and the field for a malformed grid: unknown method or option, a
-// value of the wrong type, an empty list, a non-positive lr or step count, more than 1000
-// configurations.
+// value of the wrong type, an empty list, a non-positive lr or step count, a LoRA setting that is not
+// {rank > 0, alpha > 0, 0 <= dropout < 1}, more than 1000 configurations.
 std::vector<SweepConfig> expand_sweep_grid(const json& grid, const std::string& source, double default_lr,
                                            int64_t default_steps);
 
@@ -49,9 +54,13 @@ struct SweepOptions {
   std::vector<SweepConfig> configs;
 };
 
+// The run's LoRA setting for configuration `c`: the command's, or the grid's for its method.
+LoraOptions sweep_lora(const LoraOptions& command, const SweepConfig& c);
+
 struct SweepData {
   std::vector<Example> forget, retain;
-  std::vector<NamedExamples> eval_splits;  // forget, retain, then real_authors / world_facts
+  // forget, retain (or --eval-forget / --eval-retain instead), then real_authors / world_facts
+  std::vector<NamedExamples> eval_splits;
 };
 
 // The table of finished configurations: each row of `rows` ({name, method, lr, steps, options,

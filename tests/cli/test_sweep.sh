@@ -2,6 +2,7 @@
 # `lethe sweep` end to end on a tiny model: a grid of 6 configurations (ga and npo, two step
 # counts, two npo betas) on 1 rank, on 4 ranks (4 groups, configurations queued) and on 4 ranks in
 # 2 groups of 2: the same table (1e-4), the Pareto front recomputed from the table, the plot; a
+# per-method LoRA (MemFlex) and learning rate with --eval-retain; a
 # resume reruns only what was not finished; bad grids and an existing --out are refused.
 # usage: test_sweep.sh LETHE_BINARY SOURCE_DIR MPIRUN
 set -u
@@ -56,6 +57,31 @@ cp -r "$T/s1" "$T/sr" && rm "$T/sr/runs/npo_lr0.001_s3_npo.beta0.5/result.json" 
 cmp -s <("$PY" -c "import json,sys; print([(r['name'], r['x'], r['y']) for r in json.load(open(sys.argv[1]))['results']])" "$T/s1/sweep.json") \
        <("$PY" -c "import json,sys; print([(r['name'], r['x'], r['y']) for r in json.load(open(sys.argv[1]))['results']])" "$T/sr/sweep.json") \
   && ok || bad "the resumed sweep's table differs"
+# Per-method settings: MemFlex with its own LoRA and learning rate beside full-parameter gd, both
+# evaluated on a sample of the retain set (--eval-retain) while gd trains on all of it.
+head -n 6 "$D/retain.jsonl" >"$T/retain_eval.jsonl"
+cat >"$T/grid_lora.json" <<'JSON'
+{"methods": ["gd", "memflex"], "lr": {"memflex": [1e-2]}, "steps": [2],
+ "lora": {"memflex": {"rank": 4, "alpha": 8, "dropout": 0}}, "options": {"memflex": {"memflex.sigma": [0.0]}}}
+JSON
+"$LETHE" "${S[@]/$T\/grid.json/$T/grid_lora.json}" --lr 1e-3 --eval-retain "$T/retain_eval.jsonl" \
+  --out "$T/sl" >"$T/logl" 2>&1 && ok || { bad "sweep with a per-method LoRA"; tail -5 "$T/logl"; }
+"$PY" - "$T/sl" "$T/logl" "$D/retain.jsonl" <<'PY' && ok || bad "per-method LoRA and --eval-retain"
+import json, re, sys
+s = json.load(open(sys.argv[1] + "/sweep.json"))
+names = [r["name"] for r in s["results"]]
+assert names == ["gd_lr0.001_s2", "memflex_lr0.01_s2_lora4_memflex.sigma0.0"], names
+gd, mf = s["results"]
+assert "lora" not in gd and mf["lora"] == {"rank": 4, "alpha": 8, "dropout": 0}, (gd, mf)
+assert gd["lr"] == 1e-3 and mf["lr"] == 1e-2
+trained = [int(n) for n in re.findall(r"training (\d+) parameters", open(sys.argv[2]).read())]
+assert len(set(trained)) == 2 and min(trained) * 20 < max(trained), trained  # LoRA matrices vs every weight
+n_retain = sum(1 for _ in open(sys.argv[3]))
+for n in names:
+    rep = json.load(open(f"{sys.argv[1]}/runs/{n}/eval/report.json"))
+    assert rep["splits"]["retain"]["items"] == 6 != n_retain, rep["splits"]["retain"]["items"]
+assert "LoRA r4 a8 d0, memflex.sigma=0.0" in open(sys.argv[1] + "/sweep.md").read()
+PY
 # Bad input: one message, nothing written.
 expect_refusal() {  # message, grid text
   echo "$2" >"$T/bad.json"
@@ -68,6 +94,7 @@ expect_refusal "'lr' holds -1" '{"methods": ["ga"], "lr": [-1]}'
 expect_refusal "'options.npo.npo.beta' holds \"x\"" '{"methods": ["npo"], "options": {"npo": {"npo.beta": ["x"]}}}'
 expect_refusal "unknown field 'method'" '{"method": ["ga"]}'
 expect_refusal "not a JSON object" '[1, 2]'
+expect_refusal "'lora.ga': 'rank' must be a positive integer" '{"methods": ["ga"], "lora": {"ga": {"rank": 0}}}'
 "$LETHE" "${S[@]}" --out "$T/s1" >"$T/err" 2>&1 && bad "an existing --out was accepted" \
   || { grep -q "already exists" "$T/err" && ok || bad "existing --out message"; }
 

@@ -23,6 +23,35 @@ TEST(Sweep, GridExpandsMethodsRatesStepsAndOptionCombinations) {
   EXPECT_EQ(d[0].steps, 7);
 }
 
+TEST(Sweep, PerMethodRatesStepsAndLora) {
+  // MemFlex with its own LoRA and rates; gd with the command's LoRA setting and the shared steps.
+  json grid = json::parse(R"({"methods": ["gd", "memflex"], "lr": {"memflex": [1e-2, 3e-2]}, "steps": [10, 20],
+                              "lora": {"memflex": {"rank": 8, "alpha": 16, "dropout": 0.1}}})");
+  auto c = expand_sweep_grid(grid, "g.json", 1e-3, 7);
+  ASSERT_EQ(c.size(), 2u + 4u);
+  EXPECT_EQ(c[0].name, "gd_lr0.001_s10");
+  EXPECT_TRUE(c[0].lora.is_null());
+  EXPECT_FALSE(c[0].to_json().contains("lora"));
+  EXPECT_EQ(c[2].name, "memflex_lr0.01_s10_lora8");
+  EXPECT_EQ(c[5].name, "memflex_lr0.03_s20_lora8");
+  EXPECT_EQ(c[2].to_json()["lora"], json({{"rank", 8}, {"alpha", 16}, {"dropout", 0.1}}));
+  LoraOptions command;
+  command.rank = 0;
+  command.target_modules = {"q_proj"};
+  command.seed = 5;
+  LoraOptions gd = sweep_lora(command, c[0]), mf = sweep_lora(command, c[2]);
+  EXPECT_EQ(gd.rank, 0);
+  EXPECT_EQ(mf.rank, 8);
+  EXPECT_DOUBLE_EQ(mf.alpha, 16);
+  EXPECT_DOUBLE_EQ(mf.dropout, 0.1);
+  EXPECT_EQ(mf.target_modules, command.target_modules);  // targets and seed stay the command's
+  EXPECT_EQ(mf.seed, 5u);
+  // alpha and dropout default to peft's usual 16 and 0.1.
+  auto d = expand_sweep_grid(json::parse(R"({"methods": ["memflex"], "lora": {"memflex": {"rank": 4}}})"), "g.json",
+                             1e-3, 7);
+  EXPECT_EQ(d[0].lora, json({{"rank", 4}, {"alpha", 16.0}, {"dropout", 0.1}}));
+}
+
 TEST(Sweep, BadGridsAreNamed) {
   auto msg = [](const std::string& text) {
     try {
@@ -37,6 +66,16 @@ TEST(Sweep, BadGridsAreNamed) {
   EXPECT_NE(msg(R"({"methods": ["ga"], "options": {"npo": {}}})").find("not in 'methods'"), std::string::npos);
   EXPECT_NE(msg(R"({"methods": ["ga"], "lr": [1e-4, 1e-4]})").find("both named 'ga_lr0.0001_s5'"), std::string::npos);
   EXPECT_NE(msg(R"({"methods": ["npo"], "options": {"npo": {"npo.beta": []}}})").find("non-empty list"),
+            std::string::npos);
+  EXPECT_NE(msg(R"({"methods": ["ga"], "lr": {"npo": [1e-4]}})").find("'lr' names method 'npo'"), std::string::npos);
+  EXPECT_NE(msg(R"({"methods": ["ga"], "steps": {"ga": [0]}})").find("'steps.ga' holds 0"), std::string::npos);
+  EXPECT_NE(msg(R"({"methods": ["ga"], "lora": {"ga": {"rank": 0}}})").find("'lora.ga': 'rank' must be a positive"),
+            std::string::npos);
+  EXPECT_NE(msg(R"({"methods": ["ga"], "lora": {"ga": {"rank": 8, "dropout": 1}}})").find("'dropout' must be"),
+            std::string::npos);
+  EXPECT_NE(msg(R"({"methods": ["ga"], "lora": {"ga": {"rank": 8, "targets": 1}}})").find("unknown field 'targets'"),
+            std::string::npos);
+  EXPECT_NE(msg(R"({"methods": ["ga"], "lora": {"npo": {"rank": 8}}})").find("'lora' names method 'npo'"),
             std::string::npos);
   EXPECT_EQ(msg(R"({"methods": ["ga"]})"), "accepted");
 }
