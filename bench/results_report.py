@@ -1,5 +1,8 @@
 #!/usr/bin/python3
 """Writes docs/RESULTS.md and its plots (gnuplot) from a bench/run_results.sh run.
+Sections (a)-(c) of a dataset this run has no rows for, the sections other scripts write ((d) on
+are bench/run_probe_demo.sh's, bench/run_sweep_demo.sh's and bench/tofu_suite_report.py's) and the
+other datasets' commands are kept from the current RESULTS_MD.
 usage: results_report.py RUN_DIR RESULTS_MD PLOT_DIR"""
 import json
 import os
@@ -14,7 +17,32 @@ for line in open(os.path.join(run, "results.jsonl")):
     r = json.loads(line)
     rows[(r["dataset"], r["method"])] = r  # the last record of a method wins
 ORDER = ["before", "retain90_only", "ga", "gd", "kl", "random_label", "adversarial", "npo", "simnpo", "dpo", "idk",
-         "rmu", "rmu_alpha10", "tvn", "snap", "memflex", "gd_lora_all"]
+         "rmu", "rmu_alpha10", "tvn", "snap", "memflex", "gd_lora_all", "wga", "undial", "satimp", "ce_u", "pdu", "altpo"]
+
+
+def old_sections(path):
+    """The current file's '## ' sections: [(heading, text)] in order."""
+    if not os.path.exists(path):
+        return []
+    out, cur = [], None
+    for line in open(path).read().split("\n"):
+        if line.startswith("## "):
+            cur = [line, [line]]
+            out.append(cur)
+        elif cur:
+            cur[1].append(line)
+    return [(h, "\n".join(t).rstrip("\n")) for h, t in out]
+
+
+OLD = old_sections(md_path)
+
+
+def kept(prefix):
+    """The current file's section whose heading starts with `prefix`, as lines (or [])."""
+    for h, t in OLD:
+        if h.startswith(prefix):
+            return t.split("\n") + [""]
+    return []
 
 
 def report(r):
@@ -103,6 +131,33 @@ if syn:
             "the greedy generation.", "",
             ]
     out += method_table(syn, SYNTH_HEAD, 12, synth_cells)
+    probed = [(m, r, os.path.join(os.path.dirname(r["eval"]), "probe", "probe.json")) for m, r in syn]
+    probed = [(m, json.load(open(p))) for m, r, p in probed if os.path.exists(p)]
+    if probed:
+        out += ["Robustness (`lethe probe`, teacher-forced): forget answer-token accuracy % as evaluated, with the "
+                "answer's turn opened by \"Sure, here is the answer:\", with the weights in int8 (per-channel "
+                "absmax), NF4 and FP4 (blocks of 64), and on the second half of the forget items before and after "
+                "relearning the first half (one epoch, batch 8, lr 1e-3); retain accuracy as evaluated and after "
+                "relearning; the logit lens (forget answer probability through the final norm and lm_head after each "
+                "decoder layer).", "",
+                "| method | as is | prefix | int8 | NF4 | FP4 | held-out half | relearned | retain as is | retain "
+                "relearned | logit lens, forget Prob per layer |", "|---|" + "---:|" * 9 + "---|"]
+        for m, p in probed:
+            rows_p = {r["probe"]: r for r in p["probes"]}
+
+            def acc(prefix, split="forget"):
+                for k, r in rows_p.items():
+                    if k.startswith(prefix) and split in r and "accuracy" in r[split]:
+                        return 100 * r[split]["accuracy"]
+                return None
+            lens = p.get("logit_lens", {}).get("forget", [])
+            out.append(f"| {m} | {fmt(acc('as is'))} | {fmt(acc('prefix'))} | {fmt(acc('int8'))} | {fmt(acc('nf4'))} | "
+                       f"{fmt(acc('fp4'))} | {fmt(acc('as is, held-out'))} | {fmt(acc('relearned'))} | "
+                       f"{fmt(acc('as is', 'retain'))} | {fmt(acc('relearned', 'retain'))} | "
+                       f"{' / '.join(format(v, '.3f') for v in lens)} |")
+        out.append("")
+else:
+    out += kept("## (a)")
 
 # ---------------------------------------------------------------- TOFU
 tofu = ordered("tofu")
@@ -121,6 +176,8 @@ if tofu:
             "its truth ratio is not part of it here).", "",
             ]
     out += method_table(tofu, TOFU_HEAD, 10, tofu_cells)
+else:
+    out += kept("## (b)")
 
 # ---------------------------------------------------------------- SPUNGE vs plain
 spunge = [(ds, m, r) for (ds, m), r in rows.items() if ds.startswith("spunge-")]
@@ -142,6 +199,12 @@ if spunge:
             out += [intro, "", f"| run | {head} | wall s |", "|---|" + "---:|" * (head.count("|") + 2)]
             out += [f"| {m} | {cells(report(r))} | {r['seconds']:.1f} |" for m, r in sel]
             out.append("")
+else:
+    out += kept("## (c)")
+# The sections other scripts write, as they are.
+for h, t in OLD:
+    if not re.match(r"## \([abc]\)", h) and h not in ("## Plots", "## Reading the numbers", "## Exact commands"):
+        out += t.split("\n") + [""]
 
 # ---------------------------------------------------------------- plots
 plots = []
@@ -206,6 +269,13 @@ unset multiplot
 """)
         plots.append((ds, "steps", png))
 
+for ds in ("synth", "tofu"):  # a dataset this run did not redo keeps its plots
+    if not ordered(ds):
+        for kind in ("tradeoff", "steps"):
+            png = os.path.join(plot_dir, f"{ds}_{kind}.png")
+            if os.path.exists(png):
+                plots.append((ds, kind, png))
+plots.sort(key=lambda p: (p[0], p[1] != "tradeoff"))
 if plots:
     out += ["## Plots", ""]
     for ds, kind, png in plots:
@@ -221,6 +291,11 @@ def relative_command(cmd):
 
 
 out += ["## Exact commands", ""]
+datasets = {ds for ds, _ in rows}
+for line in kept("## Exact commands")[1:]:  # the commands of datasets this run did not redo
+    m = re.match(r"- (\S+) / ", line)
+    if m and m.group(1) not in datasets:
+        out.append(line)
 for (ds, m), r in sorted(rows.items(), key=lambda kv: (kv[0][0], ORDER.index(kv[0][1]) if kv[0][1] in ORDER else 99)):
     out += [f"- {ds} / {m}: `{relative_command(r['command'])}`"]
 out.append("")

@@ -6,6 +6,7 @@
 #       retain90 only (the reference for forget quality), TOFU metrics and leakage.
 # Each method gets the same step budget; every command is recorded with its wall time in
 # RUN/results.jsonl, then bench/results_report.py writes docs/RESULTS.md and the plots.
+# Every method on the synthetic data is also probed (`lethe probe`): section (a)'s robustness table.
 # (c) SPUNGE vs plain unlearning (gd, npo) on the synthetic data split by domain and by fact kind,
 #     and on TOFU forget10 split by author (blocks of 5 authors): `lethe spunge --compare`.
 # Not part of CI (about 1.5 hours on 2 cores).
@@ -95,6 +96,28 @@ run_all_methods() {  # run_all_methods DATASET
   # MemFlex and the paper's baseline setting for it: the same LoRA, all matrices.
   run_method "$ds" memflex memflex "${lora[@]}" --lr "$LORA_LR" --memflex.localization "$RUN/$ds/memflex.localization.json"
   run_method "$ds" gd_lora_all gd "${lora[@]}" --lr "$LORA_LR"
+  # open-unlearning's methods, with their published defaults
+  run_method "$ds" wga wga
+  run_method "$ds" undial undial
+  run_method "$ds" satimp satimp
+  run_method "$ds" ce_u ce_u
+  run_method "$ds" pdu pdu
+  run_method "$ds" altpo altpo
+}
+
+# probe_all DATASET: `lethe probe` on the finetuned model and every method's (teacher-forced: int8,
+# NF4, FP4, the prefix prompt, relearning on the first half of the forget items for one epoch at
+# lr 1e-3, the tiny model's scale; logit lens), into RUN/DATASET/NAME/probe.
+probe_all() {
+  local ds=$1 dir
+  for dir in "$RUN/$ds"/*/; do
+    local name; name=$(basename "$dir")
+    local model=$dir/model; [ "$name" = before ] && model=$RUN/$ds/finetuned
+    [ -e "$model" ] && [ -e "$dir/eval/report.json" ] || continue
+    [ -e "$dir/probe/probe.json" ] && continue
+    echo "== $ds/$name: probe"
+    "$L" probe --model "$model" "${PROBE[@]}" --out "$dir/probe" >"$dir/probe.log" 2>&1 || echo "   probe failed: $dir/probe.log"
+  done
 }
 
 start=$(date +%s)
@@ -118,7 +141,9 @@ if [ "$PART" = all ] || [ "$PART" = synth ] || [ "$PART" = spunge ]; then
   UNLEARN=(--config configs/demo/unlearn.ini --model "$S/finetuned" --forget "$D/forget.jsonl" --retain "$D/retain.jsonl"
            --eval-forget "$D/forget.jsonl" --eval-retain "$D/retain.jsonl")
   LORA_LR=1e-2
-  [ "$PART" = spunge ] || run_all_methods synth
+  PROBE=(--forget "$D/forget.jsonl" --retain "$D/retain.jsonl" --template chatml --no-generate --prompts prefix
+         --relearn --relearn-lr 1e-3 --relearn-batch-size 8)
+  [ "$PART" = spunge ] || { run_all_methods synth; probe_all synth; }
   if [ "$PART" = all ] || [ "$PART" = spunge ]; then
     for m in gd npo; do
       run_spunge synth domain $m 2 ties --split-by domain
