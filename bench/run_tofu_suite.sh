@@ -98,20 +98,21 @@ evaluate "$RUN/full" "$RUN/eval/before" "tofu: before" "${EVAL_REF[@]}"
 # ---------------------------------------------------------------- every method
 REFUSALS=$TOFU/idontknow.jsonl
 UNLEARN=(--model "$RUN/full" --forget "$TOFU/forget10.json" --retain "$D/retain.json" --steps 40 --batch-size 16
-         --schedule constant --log-every 10 --template chatml --lr 1e-3 "${T1[@]}")
+         --schedule constant --log-every 10 --template chatml "${T1[@]}")
 LORA=(--lora-rank 8 --lora-alpha 16 --lora-dropout 0.1 --lr 1e-2)
 run_method() {  # run_method NAME METHOD [options]: unlearn (timed), evaluate
   local name=$1 method=$2; shift 2
   local dir=$RUN/methods/$name
   [ -e "$dir/eval/report.json" ] && return
   rm -rf "$dir"; mkdir -p "$dir"
+  local lr=(--lr 1e-3); [[ " $* " == *" --lr "* ]] && lr=()
   local t0; t0=$(date +%s.%N)
-  if ! "$L" unlearn --method "$method" "${UNLEARN[@]}" "$@" --format hf --out "$dir/model" --log-file "$dir/unlearn.log" \
+  if ! "$L" unlearn --method "$method" "${UNLEARN[@]}" "${lr[@]}" "$@" --format hf --out "$dir/model" --log-file "$dir/unlearn.log" \
        >/dev/null 2>"$dir/unlearn.err"; then
     stamp "$name: unlearn failed (see $dir/unlearn.err)"; return
   fi
   echo "$(date +%s.%N) - $t0" | bc >"$dir/seconds"
-  printf '%s\n' "lethe unlearn --method $method ${UNLEARN[*]} $* --format hf --out $dir/model" >"$dir/command"
+  printf '%s\n' "lethe unlearn --method $method ${UNLEARN[*]} ${lr[*]} $* --format hf --out $dir/model" >"$dir/command"
   evaluate "$dir/model" "$dir/eval" "tofu: $name" "${EVAL_REF[@]}" || stamp "$name: eval failed (see $dir/eval.err)"
   stamp "$name done"
 }

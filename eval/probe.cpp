@@ -18,13 +18,6 @@ namespace lethe {
 
 namespace {
 
-json split_row(const SplitMetrics& m, bool generated) {
-  json row = {{"accuracy", m.accuracy}, {"answer_prob", m.answer_prob}, {"mean_nll", m.mean_nll}};
-  if (generated) row["rouge_l_recall"] = m.rouge_l_recall;
-  if (m.has_truth_ratio) row["truth_ratio"] = m.name == "forget" ? m.truth_ratio_forget : m.truth_ratio_retain;
-  return row;
-}
-
 // The forget questions as TOFU paraphrases them (records without a paraphrase are left out).
 std::vector<Example> paraphrased(const std::vector<Example>& forget) {
   std::vector<Example> out;
@@ -82,7 +75,9 @@ ProbeResult run_probe(const EvalJob& job, const ProbeOptions& probe, const std::
     spdlog::info("probe: {}", name);
     Report r = evaluate_report(model, tok, tmpl, sp, job.eval, job.max_len, &comm);
     json row = {{"probe", name}};
-    for (auto& m : r.splits) row[m.name] = split_row(m, generated);
+    SplitFields fields;
+    fields.rouge = generated;
+    for (auto& m : r.splits) row[m.name] = split_record(m, fields);
     json tofu = tofu_scores(r, generated, reference, ro.tofu_reference);
     if (!tofu.is_null() && !tofu.empty()) row["tofu"] = tofu;
     for (auto& [k, v] : extra.items()) row[k] = v;

@@ -189,14 +189,24 @@ json membership_inference(const Report& r, const std::string& reference_path) {
   return mia;
 }
 
+json split_record(const SplitMetrics& m, SplitFields fields) {
+  json row = {{"accuracy", m.accuracy}, {"answer_prob", m.answer_prob}, {"mean_nll", m.mean_nll}};
+  if (m.has_truth_ratio) row["truth_ratio"] = m.name == "forget" ? m.truth_ratio_forget : m.truth_ratio_retain;
+  if (fields.rouge) row["rouge_l_recall"] = m.rouge_l_recall;
+  if (fields.leakage) row["leakage"] = m.leakage;
+  if (fields.tofu_terms) {
+    row["exact_memorization"] = m.exact_memorization;
+    row["extraction_strength"] = m.extraction_strength;
+    if (m.has_options) row["answer_prob_normalised"] = m.answer_prob_normalised;
+  }
+  return row;
+}
+
 json report_summary(const Report& r) {
   json s = json::object();
-  for (auto& m : r.splits)
-    s[m.name] = {{"accuracy", m.accuracy},
-                 {"mean_nll", m.mean_nll},
-                 {"rouge_l_recall", m.rouge_l_recall},
-                 {"answer_prob", m.answer_prob},
-                 {"leakage", m.leakage}};
+  SplitFields fields;
+  fields.rouge = fields.leakage = true;
+  for (auto& m : r.splits) s[m.name] = split_record(m, fields);
   if (r.has_scores)
     s["knowundo"] = {{"unlearn_success", r.scores.unlearn_success},
                      {"retention_success", r.scores.retention_success},

@@ -80,7 +80,15 @@ json open_unlearning_summary(const json& eval);
 json membership_inference(const Report& r, const std::string& reference_path);
 // The split name open-unlearning's layout uses: real_authors -> ra, world_facts -> wf, else itself.
 std::string open_unlearning_prefix(const std::string& split);
-// The summary of one report that SPUNGE's comparison and result.json use.
+// One split's numbers as a record: accuracy, answer probability, mean NLL and the truth ratio (the
+// forget form on "forget", else the retain form) when computed, plus the fields asked for.
+struct SplitFields {
+  bool rouge = false;       // rouge_l_recall (meaningful after generation)
+  bool leakage = false;     // leakage
+  bool tofu_terms = false;  // exact_memorization, extraction_strength, answer_prob_normalised (with options)
+};
+json split_record(const SplitMetrics& m, SplitFields fields);
+// The summary of one report that SPUNGE's comparison, sweeps and result.json use.
 json report_summary(const Report& r);
 
 }  // namespace lethe

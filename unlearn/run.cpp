@@ -110,16 +110,10 @@ json quick_eval(CausalLM& model, const RunText& text, const std::vector<NamedExa
   Report r = evaluate_report(model, text.tok, text.tmpl, splits, eo, max_len, &comm);
   json h = {{"step", step}};
   std::string line = "eval @ step " + std::to_string(step);
+  SplitFields fields;
+  fields.tofu_terms = tofu;
   for (auto& m : r.splits) {
-    h[m.name] = {{"accuracy", m.accuracy}, {"mean_nll", m.mean_nll}};
-    if (tofu) {
-      h[m.name]["answer_prob"] = m.answer_prob;
-      h[m.name]["exact_memorization"] = m.exact_memorization;
-      h[m.name]["extraction_strength"] = m.extraction_strength;
-      if (m.has_truth_ratio)
-        h[m.name]["truth_ratio"] = m.name == "forget" ? m.truth_ratio_forget : m.truth_ratio_retain;
-      if (m.has_options) h[m.name]["answer_prob_normalised"] = m.answer_prob_normalised;
-    }
+    h[m.name] = split_record(m, fields);
     line += fmt::format(" | {} acc {:.1f}% nll {:.3f}", m.name, 100 * m.accuracy, m.mean_nll);
   }
   if (r.has_scores) {
