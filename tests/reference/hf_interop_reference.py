@@ -15,9 +15,8 @@ import safetensors
 import torch
 import transformers
 
-transformers.logging.set_verbosity_error()
-transformers.logging.disable_progress_bar()
 from safetensors.torch import load_file, save_file
+from hf_load import load_causal_lm
 
 case = sys.argv[1]
 inputs = load_file(f"{case}/inputs.safetensors")
@@ -26,8 +25,7 @@ for d in ("single", "sharded"):
     for f in sorted(glob.glob(f"{case}/{d}/*.safetensors")):
         tensors.update(load_file(f))
     save_file(tensors, f"{case}/{d}.official.safetensors")
-    model = transformers.AutoModelForCausalLM.from_pretrained(f"{case}/{d}", dtype=torch.float32,
-                                                              attn_implementation="eager").train(False)
+    model = load_causal_lm(f"{case}/{d}")
     with torch.no_grad():
         logits = model(**inputs).logits
     save_file({"logits": logits.contiguous()}, f"{case}/{d}.logits.safetensors")

@@ -13,17 +13,14 @@ import sys
 import torch
 import transformers
 
-transformers.logging.set_verbosity_error()
-transformers.logging.disable_progress_bar()
 from safetensors.torch import load_file, save_file
+from hf_load import load_causal_lm
 
 
 def run(case):
     inputs = load_file(f"{case}/inputs.safetensors")
     dtype = torch.bfloat16 if int(inputs["dtype"].item()) == 1 else torch.float32
-    model = transformers.AutoModelForCausalLM.from_pretrained(f"{case}/model", dtype=dtype,
-                                                              attn_implementation="eager")
-    model.train(False)  # eval mode: no dropout; gradients still flow
+    model = load_causal_lm(f"{case}/model", dtype)
     out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], labels=inputs["labels"])
     out.loss.backward()
     result = {"logits": out.logits.detach().float().contiguous(), "loss": out.loss.detach().float().reshape(())}

@@ -19,8 +19,7 @@ import zlib
 
 import torch
 import transformers
-
-transformers.logging.set_verbosity_error()
+from hf_load import load_causal_lm
 
 
 def min_k(values, k):
@@ -51,12 +50,8 @@ def auc(neg, pos):
 def main():
     case = sys.argv[1]
     spec = json.load(open(f"{case}/items.json"))
-    model = transformers.AutoModelForCausalLM.from_pretrained(f"{case}/model", dtype=torch.float32,
-                                                              attn_implementation="eager")
-    model.train(False)
-    ref_model = transformers.AutoModelForCausalLM.from_pretrained(f"{case}/ref_model", dtype=torch.float32,
-                                                                  attn_implementation="eager")
-    ref_model.train(False)
+    model = load_causal_lm(f"{case}/model")
+    ref_model = load_causal_lm(f"{case}/ref_model")
     out = []
     for it in spec["items"]:
         ids = torch.tensor([it["ids"]])

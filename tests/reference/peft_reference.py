@@ -12,15 +12,12 @@ import peft
 import torch
 import transformers
 
-transformers.logging.set_verbosity_error()
-transformers.logging.disable_progress_bar()
 from safetensors.torch import load_file, save_file
+from hf_load import load_causal_lm
 
 
 def base(case):
-    m = transformers.AutoModelForCausalLM.from_pretrained(f"{case}/model", dtype=torch.float32,
-                                                          attn_implementation="eager")
-    return m.train(False)
+    return load_causal_lm(f"{case}/model")
 
 
 def outputs(model, inputs):

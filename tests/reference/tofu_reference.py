@@ -22,8 +22,7 @@ import sys
 
 import torch
 import transformers
-
-transformers.logging.set_verbosity_error()
+from hf_load import load_causal_lm
 
 
 def avg_loss(model, seq):
@@ -38,9 +37,7 @@ def avg_loss(model, seq):
 def main():
     case = sys.argv[1]
     spec = json.load(open(f"{case}/items.json"))
-    model = transformers.AutoModelForCausalLM.from_pretrained(f"{case}/model", dtype=torch.float32,
-                                                              attn_implementation="eager")
-    model.train(False)
+    model = load_causal_lm(f"{case}/model")
     out = {"splits": {}}
     terms, no_rouge = [], []
     for name, items in spec["splits"].items():
