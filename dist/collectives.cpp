@@ -1,5 +1,7 @@
 #include "dist/collectives.h"
 
+#include <spdlog/spdlog.h>
+
 #include <cstring>
 
 #include "common/error.h"
@@ -26,6 +28,17 @@ void broadcast_host(Communicator& comm, torch::Tensor& t, int root) {
   auto d = t.to(comm.device());
   comm.broadcast(d, root);
   t.copy_(d.cpu());
+}
+
+void join_groups(Communicator& world) {
+  Deadline& d = process_deadline();
+  struct Joining {
+    Deadline& d;
+    explicit Joining(Deadline& deadline) : d(deadline) { d.joining = true; }
+    ~Joining() { d.joining = false; }
+  } joining(d);
+  spdlog::debug("waiting up to {:.0f} s for the other rank groups", d.join_s);
+  world.barrier();
 }
 
 bool any_rank(Communicator& comm, bool mine) {

@@ -17,6 +17,10 @@ void broadcast_host(Communicator& comm, torch::Tensor& t, int root);
 
 // True on every rank when `mine` is true on at least one.
 bool any_rank(Communicator& comm, bool mine);
+// Rank groups that worked independently (SPUNGE's subsets, a sweep's configurations) meet again
+// over `world`: they arrive as far apart as their work differs, so the wait runs under the join
+// deadline (--join-timeout) instead of the collective one. A dead peer still ends the job.
+void join_groups(Communicator& world);
 // Rank 0 runs `check` ("" when fine, else an error message) and every rank throws the same
 // InputError, so a bad input seen by one rank never leaves the others waiting.
 void agree_on_error(Communicator& comm, const std::function<std::string()>& check);

@@ -14,12 +14,15 @@ namespace lethe {
 enum class ReduceOp { Sum, Average };
 
 // Deadline policy shared by a process's communicators: long until the first training step
-// completes (start-up, first compilation of kernels), shorter afterwards.
+// completes (start-up, first compilation of kernels), shorter afterwards; `join_s` while rank
+// groups that worked independently meet again (join_groups in dist/collectives.h).
 struct Deadline {
   double first_step_s = 300.0;
   double after_s = 100.0;
+  double join_s = 86400.0;
   bool first_step_done = false;
-  double seconds() const { return first_step_done ? after_s : first_step_s; }
+  bool joining = false;
+  double seconds() const { return joining ? join_s : first_step_done ? after_s : first_step_s; }
 };
 Deadline& process_deadline();
 

@@ -129,7 +129,7 @@ class MpiCommunicator : public Communicator {
       double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       if (waited > limit)
         abort("collective " + std::string(what) + " on communicator '" + name_ + "' did not complete within " +
-              std::to_string(int(limit)) + " s (a peer rank died or hangs)");
+              fmt::format("{:g}", limit) + " s (a peer rank died or hangs)");
       if (++spins > 100) std::this_thread::sleep_for(std::chrono::microseconds(std::min(1000, spins)));
     }
   }

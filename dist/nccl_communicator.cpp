@@ -195,7 +195,7 @@ class NcclCommunicator : public Communicator {
     double limit = process_deadline().seconds();
     if (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() > limit)
       abort("collective " + std::string(what) + " on NCCL communicator '" + name_ + "' did not complete within " +
-            std::to_string(int(limit)) + " s");
+            fmt::format("{:g}", limit) + " s");
   }
 
   std::string name_;

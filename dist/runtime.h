@@ -25,6 +25,7 @@ struct RuntimeOptions {
   std::string device = "auto";          // --device: auto, cpu or cuda (distributed commands)
   double first_step_timeout_s = 300.0;  // --first-step-timeout: collective deadline until the first step
   double timeout_s = 100.0;             // --timeout: collective deadline afterwards
+  double join_timeout_s = 86400.0;      // --join-timeout: rank groups meeting after independent work
 };
 
 // Built once at start-up (launcher/main.cpp) and passed down: MPI is initialised once, the

@@ -149,6 +149,7 @@ int main(int argc, char** argv) {
     const int threads = configure_threads(rt.options.threads, rt.rank);
     process_deadline().first_step_s = rt.options.first_step_timeout_s;
     process_deadline().after_s = rt.options.timeout_s;
+    process_deadline().join_s = rt.options.join_timeout_s;
     install_preemption_handlers(cmd->resumable);
     rt.device = cmd->uses_device ? select_device(rt.options.device, rt.rank) : torch::Device(torch::kCPU);
     rt.world = cmd->distributed ? make_device_communicator(rt.device) : nullptr;

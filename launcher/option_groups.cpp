@@ -21,6 +21,10 @@ void bind_runtime(OptionSet& o, RuntimeOptions& r, bool distributed, bool uses_d
     o.add("first-step-timeout", &r.first_step_timeout_s, "collective deadline (s) until the first step is done",
           positive<double>());
     o.add("timeout", &r.timeout_s, "collective deadline (s) afterwards", positive<double>());
+    o.add("join-timeout", &r.join_timeout_s,
+          "deadline (s) for rank groups that finished their own work (SPUNGE subsets, sweep configurations) to "
+          "wait for the slowest group",
+          positive<double>());
   }
   if (uses_device)
     o.add("device", &r.device, "auto, cpu or cuda (rank -> GPU local rank)", one_of({"auto", "cpu", "cuda"}));

@@ -119,6 +119,7 @@ CausalLM unlearn_subsets(const SpungeOptions& o, const RunText& text, const Spun
     stopped = !model;
     if (!queued) mine = model;
   }
+  join_groups(*pg.world);
   preempted = any_rank(*pg.world, stopped);
   return mine;
 }

@@ -333,6 +333,7 @@ int run_sweep(const SweepOptions& o, const SweepData& data, const Runtime& rt, c
     }
     group.barrier();
   }
+  join_groups(*pg.world);
   if (any_rank(*pg.world, stopped)) {
     spdlog::warn("sweep: preempted; rerun the same command with --resume");
     return kExitPreempted;

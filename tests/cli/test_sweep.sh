@@ -82,6 +82,21 @@ for n in names:
     assert rep["splits"]["retain"]["items"] == 6 != n_retain, rep["splits"]["retain"]["items"]
 assert "LoRA r4 a8 d0, memflex.sigma=0.0" in open(sys.argv[1] + "/sweep.md").read()
 PY
+# Groups that finish far apart: config 0 takes 1 step, config 1 several hundred, and the collective
+# deadline is 1 s. Rank 0 waits at the groups' join longer than that, under --join-timeout instead
+# (and a join timeout shorter than the wait ends the job with the deadline's message).
+cat >"$T/grid_uneven.json" <<'JSON'
+{"methods": ["ga"], "steps": [1, 400]}
+JSON
+U=("${S[@]/$T\/grid.json/$T/grid_uneven.json}")
+"$MPIRUN" -np 2 "$LETHE" "${U[@]}" --timeout 1 --out "$T/su" >"$T/logu" 2>&1 \
+  && [ "$("$PY" -c "import json,sys; print(len(json.load(open(sys.argv[1]))['results']))" "$T/su/sweep.json")" = 2 ] \
+  && ok || { bad "groups finishing far apart (--timeout 1)"; tail -5 "$T/logu"; }
+if "$MPIRUN" -np 2 "$LETHE" "${U[@]}" --timeout 1 --join-timeout 0.01 --out "$T/sj" >"$T/logj" 2>&1; then
+  bad "a join longer than --join-timeout was accepted"
+else
+  grep -q "barrier on communicator 'world' did not complete within 0.01 s" "$T/logj" && ok || { bad "join-timeout message"; tail -3 "$T/logj"; }
+fi
 # Bad input: one message, nothing written.
 expect_refusal() {  # message, grid text
   echo "$2" >"$T/bad.json"
