@@ -138,7 +138,11 @@ if [ "$PART" = all ] || [ "$PART" = synth ] || [ "$PART" = spunge ]; then
     "$L" eval --model "$S/finetuned" "${EVAL[@]}" --out "$S/before/eval" --title "synth: before" >/dev/null
     record synth before 0 "$S/finetuned" "$S/before/eval" "(the finetuned model)"
   fi
-  UNLEARN=(--config configs/demo/unlearn.ini --model "$S/finetuned" --forget "$D/forget.jsonl" --retain "$D/retain.jsonl"
+  # configs/demo/unlearn.ini's budget (that file also sets spunge's generation length, which
+  # `lethe unlearn` has no option for, so the values are spelled out here)
+  BASE_LR=1e-3
+  UNLEARN=(--steps 50 --batch-size 16 --schedule constant --eval-every 10 --log-every 10 --template chatml
+           --model "$S/finetuned" --forget "$D/forget.jsonl" --retain "$D/retain.jsonl"
            --eval-forget "$D/forget.jsonl" --eval-retain "$D/retain.jsonl")
   LORA_LR=1e-2
   PROBE=(--forget "$D/forget.jsonl" --retain "$D/retain.jsonl" --template chatml --no-generate --prompts prefix

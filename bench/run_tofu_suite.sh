@@ -16,7 +16,7 @@
 #          memorization, membership-inference AUCs and PrivLeak.
 #   probe  `lethe probe` (int8, NF4, FP4, paraphrase and prefix prompts, relearning on half of
 #          forget10 for one epoch at lr 1e-3 with the twin relearnt alike, logit lens; teacher-
-#          forced, no generation) for the finetuned model and six methods.
+#          forced, no generation) for the finetuned model and every method's.
 #   sweep  `lethe sweep` over 7 methods x lr {3e-4, 1e-3} (MemFlex, with its LoRA from the grid:
 #          {1e-2, 3e-2}) x steps {20, 40} on 2 rank groups, evaluated without generation against
 #          the twin; each method's budget by the best harmonic mean of forget quality and utility.
@@ -148,9 +148,14 @@ probe() {  # probe NAME MODEL
 }
 if want probe; then
   stamp "probe"
-  { probe before "$RUN/full"; probe gd "$RUN/methods/gd/model"; probe simnpo "$RUN/methods/simnpo/model"
-    probe undial "$RUN/methods/undial/model"; } &
-  { probe npo "$RUN/methods/npo/model"; probe wga "$RUN/methods/wga/model"; probe idk "$RUN/methods/idk/model"; } &
+  # the finetuned model, then every method's, in two lanes of one thread each
+  models=(before "$RUN/full")
+  for dir in "$RUN"/methods/*/; do
+    [ -e "$dir/eval/report.json" ] && models+=("$(basename "$dir")" "$dir/model")
+  done
+  for lane in 0 1; do
+    { for ((i = 2 * lane; i < ${#models[@]}; i += 4)); do probe "${models[i]}" "${models[i + 1]}"; done; } &
+  done
   wait
 fi
 
@@ -198,7 +203,7 @@ if want spunge && [ -s "$RUN/choices.txt" ]; then
     mkdir -p "$RUN/spunge"; rm -rf "$out"
     mpirun -np 4 --oversubscribe "$L" spunge --method $m --lr "$lr" --steps "$steps" --batch-size 16 --schedule constant \
       --template chatml --model "$RUN/full" --forget "$TOFU/forget10.json" --retain "$D/retain.json" \
-      --eval-forget "$TOFU/forget10.json" --eval-retain "$D/retain_eval.json" --split-block 100 --merge ties \
+      --split-block 100 --merge ties \
       --compare --probe --relearn-lr 1e-3 --no-generate --out "$out" --log-file "$RUN/spunge-$m.log" \
       >/dev/null 2>"$RUN/spunge-$m.err" || stamp "spunge $m failed (see $RUN/spunge-$m.err)"
     stamp "spunge $m done"

@@ -101,8 +101,7 @@ if missing:
     out += [f"Not run (out of time in this session): {', '.join(missing)}.", ""]
 
 # ---------------------------------------------------------------- robustness
-probes = [(n, load(os.path.join(run, "probe", n, "probe.json"))) for n in
-          ["before", "gd", "npo", "simnpo", "wga", "undial", "idk"]]
+probes = [(n, load(os.path.join(run, "probe", n, "probe.json"))) for n in ["before"] + METHODS]
 probes = [(n, p) for n, p in probes if p]
 if probes:
     out += ["### Robustness (`lethe probe`)", "",
