@@ -10,6 +10,8 @@ import re
 import subprocess
 import sys
 
+from probe_rows import accuracy, logit_lens
+
 run, md_path, plot_dir = sys.argv[1:4]
 os.makedirs(plot_dir, exist_ok=True)
 rows = {}
@@ -143,18 +145,9 @@ if syn:
                 "| method | as is | prefix | int8 | NF4 | FP4 | held-out half | relearned | retain as is | retain "
                 "relearned | logit lens, forget Prob per layer |", "|---|" + "---:|" * 9 + "---|"]
         for m, p in probed:
-            rows_p = {r["probe"]: r for r in p["probes"]}
-
-            def acc(prefix, split="forget"):
-                for k, r in rows_p.items():
-                    if k.startswith(prefix) and split in r and "accuracy" in r[split]:
-                        return 100 * r[split]["accuracy"]
-                return None
-            lens = p.get("logit_lens", {}).get("forget", [])
-            out.append(f"| {m} | {fmt(acc('as is'))} | {fmt(acc('prefix'))} | {fmt(acc('int8'))} | {fmt(acc('nf4'))} | "
-                       f"{fmt(acc('fp4'))} | {fmt(acc('as is, held-out'))} | {fmt(acc('relearned'))} | "
-                       f"{fmt(acc('as is', 'retain'))} | {fmt(acc('relearned', 'retain'))} | "
-                       f"{' / '.join(format(v, '.3f') for v in lens)} |")
+            cells = [accuracy(p, k) for k in ("as is", "prefix", "int8", "nf4", "fp4", "as is, held-out", "relearned")]
+            cells += [accuracy(p, "as is", "retain"), accuracy(p, "relearned", "retain")]
+            out.append(f"| {m} | " + " | ".join(fmt(c) for c in cells) + f" | {logit_lens(p)} |")
         out.append("")
 else:
     out += kept("## (a)")

@@ -10,6 +10,8 @@ import re
 import shutil
 import sys
 
+from probe_rows import accuracy, logit_lens
+
 run, md_path = sys.argv[1:3]
 BEGIN, END = "<!-- tofu-suite: begin (bench/tofu_suite_report.py) -->", "<!-- tofu-suite: end -->"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -117,21 +119,11 @@ if probes:
             "logit lens, forget Prob per layer | retain as is | retain NF4 |")
     out += [head, "|---|" + "---:|" * (head.count("|") - 2)]
     for n, p in probes:
-        rows = {r["probe"]: r for r in p["probes"]}
-
-        def acc(prefix, split="forget"):
-            for k, r in rows.items():
-                if k.startswith(prefix) and split in r and "accuracy" in r[split]:
-                    return 100 * r[split]["accuracy"]
-            return None
-
+        cells = [accuracy(p, k) for k in ("as is", "paraphrase", "prefix", "int8", "nf4", "fp4", "as is, held-out",
+                                          "relearned")]
         ratio = (p.get("relearn_ratio") or {}).get("accuracy")
-        lens = p.get("logit_lens", {}).get("forget", [])
-        out.append(f"| {n} | {fmt(acc('as is'), '.1f')} | {fmt(acc('paraphrase'), '.1f')} | {fmt(acc('prefix'), '.1f')} | "
-                   f"{fmt(acc('int8'), '.1f')} | {fmt(acc('nf4'), '.1f')} | {fmt(acc('fp4'), '.1f')} | "
-                   f"{fmt(acc('as is, held-out'), '.1f')} | {fmt(acc('relearned'), '.1f')} | {fmt(ratio, '.2f')} | "
-                   f"{' / '.join(format(v, '.3f') for v in lens)} | {fmt(acc('as is', 'retain'), '.1f')} | "
-                   f"{fmt(acc('nf4', 'retain'), '.1f')} |")
+        out.append(f"| {n} | " + " | ".join(fmt(c, ".1f") for c in cells) + f" | {fmt(ratio, '.2f')} | {logit_lens(p)} | "
+                   f"{fmt(accuracy(p, 'as is', 'retain'), '.1f')} | {fmt(accuracy(p, 'nf4', 'retain'), '.1f')} |")
         svg = os.path.join(run, "probe", n, "probe.svg")
         if os.path.exists(svg):
             shutil.copy(svg, os.path.join(plot_dir, f"probe_{n}.svg"))
@@ -170,12 +162,19 @@ if sp:
             "rank at the method's swept budget, merged with TIES; plain unlearns all of forget10 with the same "
             "budget. Both probed as above (teacher-forced, relearning at lr 1e-3). The table is the command's own "
             "(report.md).", ""]
+    chosen = {}
+    if os.path.exists(os.path.join(run, "choices.txt")):
+        for line in open(os.path.join(run, "choices.txt")):
+            f = line.split()
+            chosen[f[0]] = (f[1], f[2])
     for m, d in sp:
-        res = load(os.path.join(d, "result.json")) or {}
         text = open(os.path.join(d, "report.md")).read()
         sec = re.search(r"(## Robustness: SPUNGE vs plain.*?)(?=\n## |\Z)", text, re.S)
-        out += [f"#### {m} (lr {res.get('config', {}).get('train', {}).get('lr', '?')}, "
-                f"{res.get('config', {}).get('train', {}).get('steps', '?')} steps)", ""]
+        cmp = re.search(r"(## SPUNGE vs plain unlearning.*?)(?=\n### |\n## |\Z)", text, re.S)
+        lr, steps = chosen.get(m, ("?", "?"))
+        out += [f"#### {m} (lr {lr}, {steps} steps)", ""]
+        if cmp:
+            out += [cmp.group(1).replace("## SPUNGE vs plain", "SPUNGE vs plain"), ""]
         out += [(sec.group(1) if sec else "(no robustness section in report.md)").replace("## Robustness", "Robustness"),
                 ""]
 
