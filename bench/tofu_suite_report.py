@@ -178,7 +178,8 @@ if sp:
         out += [(sec.group(1) if sec else "(no robustness section in report.md)").replace("## Robustness", "Robustness"),
                 ""]
 
-analysis = os.path.join(run, "analysis.md")
+# The reading of the numbers (written by a person after looking at them) follows the tables.
+analysis = os.path.join(plot_dir, "analysis.md")
 if os.path.exists(analysis):
     out += [open(analysis).read().rstrip(), ""]
 out += ["Commands: `bash bench/run_tofu_suite.sh RUN_DIR` runs every part (or one of base, methods, probe, sweep, "
