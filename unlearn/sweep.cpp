@@ -117,8 +117,10 @@ std::vector<SweepConfig> expand_sweep_grid(const json& grid, const std::string& 
     const std::string key = "'lora." + m + "'";
     if (!l.is_object()) fail(key + " must be an object {\"rank\": R, \"alpha\": A, \"dropout\": D}");
     for (auto& [k, _] : l.items())
-      if (k != "rank" && k != "alpha" && k != "dropout") fail(key + " has unknown field '" + k + "' (rank, alpha, dropout)");
-    json set = {{"rank", l.value("rank", json())}, {"alpha", l.value("alpha", json(16.0))},
+      if (k != "rank" && k != "alpha" && k != "dropout")
+        fail(key + " has unknown field '" + k + "' (rank, alpha, dropout)");
+    json set = {{"rank", l.value("rank", json())},
+                {"alpha", l.value("alpha", json(16.0))},
                 {"dropout", l.value("dropout", json(0.1))}};
     if (!set["rank"].is_number_integer() || set["rank"].get<int64_t>() <= 0)
       fail(key + ": 'rank' must be a positive integer");
