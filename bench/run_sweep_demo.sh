@@ -36,16 +36,7 @@ t0=$(date +%s)
 echo "sweep: $(( $(date +%s) - t0 )) s"
 cat "$RUN/sweep/sweep.md"
 # Each method's choice: the best harmonic mean of x (forgetting) and y (model utility).
-"$PY" - "$RUN/sweep/sweep.json" >"$RUN/choices.txt" <<'PY'
-import json, sys
-best = {}
-for r in json.load(open(sys.argv[1]))["results"]:
-    h = 2 / (1 / max(r["x"], 1e-12) + 1 / max(r["y"], 1e-12))
-    if r["method"] not in best or h > best[r["method"]][0]:
-        best[r["method"]] = (h, r)
-for m, (h, r) in best.items():
-    print(m, r["lr"], r["steps"], f"{h:.4f}", r["name"])
-PY
+"$PY" bench/sweep_choices.py "$RUN/sweep/sweep.json" >"$RUN/choices.txt"
 echo; echo "per-method choice (method lr steps hmean config):"; cat "$RUN/choices.txt"
 for m in gd npo; do
   read -r _ lr steps _ _ < <(grep "^$m " "$RUN/choices.txt")

@@ -179,19 +179,7 @@ JSON
     --out "$RUN/sweep" --log-file "$RUN/sweep.log" >/dev/null 2>"$RUN/sweep.err" || stamp "sweep failed (see $RUN/sweep.err)"
 fi
 # Each method's choice: the best harmonic mean of forget quality (x) and model utility (y).
-choices() {
-  "$PY" - "$RUN/sweep/sweep.json" <<'PY'
-import json, sys
-best = {}
-for r in json.load(open(sys.argv[1]))["results"]:
-    h = 2 / (1 / max(r["x"], 1e-300) + 1 / max(r["y"], 1e-300))
-    if r["method"] not in best or h > best[r["method"]][0]:
-        best[r["method"]] = (h, r)
-for m, (h, r) in best.items():
-    print(m, r["lr"], r["steps"], f"{h:.4g}", r["name"])
-PY
-}
-[ -e "$RUN/sweep/sweep.json" ] && choices >"$RUN/choices.txt"
+[ -e "$RUN/sweep/sweep.json" ] && "$PY" bench/sweep_choices.py "$RUN/sweep/sweep.json" >"$RUN/choices.txt"
 
 # ---------------------------------------------------------------- SPUNGE vs plain under the probe
 if want spunge && [ -s "$RUN/choices.txt" ]; then

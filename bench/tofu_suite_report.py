@@ -11,6 +11,7 @@ import shutil
 import sys
 
 from probe_rows import accuracy, logit_lens
+from sweep_choices import choices
 
 run, md_path = sys.argv[1:3]
 BEGIN, END = "<!-- tofu-suite: begin (bench/tofu_suite_report.py) -->", "<!-- tofu-suite: end -->"
@@ -141,11 +142,7 @@ if sweep and "results" in sweep:
             "facts has). Each method's budget: the configuration with the best harmonic mean of forget quality "
             "and that utility.", "", "```json", open(os.path.join(run, "grid.json")).read().strip().replace(
                 run + "/", "RUN/"), "```", ""]
-    best = {}
-    for r in sweep["results"]:
-        h = hmean([max(r["x"], 0), max(r["y"], 0)])
-        if r["method"] not in best or h > best[r["method"]][0]:
-            best[r["method"]] = (h, r)
+    best = choices(os.path.join(run, "sweep", "sweep.json"))
     out += ["| method | chosen lr | chosen steps | forget quality | utility | harmonic mean | on the Pareto front |",
             "|---|---:|---:|---:|---:|---:|:---:|"]
     for m, (h, r) in sorted(best.items(), key=lambda kv: -kv[1][0]):
