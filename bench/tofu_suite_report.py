@@ -7,7 +7,6 @@ usage: tofu_suite_report.py RUN_DIR RESULTS_MD"""
 import json
 import os
 import re
-import shutil
 import sys
 
 from probe_rows import accuracy, logit_lens
@@ -32,6 +31,12 @@ def fmt(v, spec=".3f"):
 
 def hmean(xs):
     return 0.0 if any(x <= 0 for x in xs) else len(xs) / sum(1 / x for x in xs)
+
+
+def copy_plot(src, name):
+    """A plot into docs/results/tofu/, with the run directory's absolute path written as RUN."""
+    text = open(src).read().replace(os.path.abspath(run) + "/", "RUN/")
+    open(os.path.join(plot_dir, name), "w").write(text)
 
 
 def rel(path):
@@ -127,21 +132,21 @@ if probes:
                    f"{fmt(accuracy(p, 'as is', 'retain'), '.1f')} | {fmt(accuracy(p, 'nf4', 'retain'), '.1f')} |")
         svg = os.path.join(run, "probe", n, "probe.svg")
         if os.path.exists(svg):
-            shutil.copy(svg, os.path.join(plot_dir, f"probe_{n}.svg"))
+            copy_plot(svg, f"probe_{n}.svg")
     out += ["", "Plots (one per probed model, as `lethe probe` draws them): " +
             ", ".join(f"[{n}]({rel(os.path.join(plot_dir, f'probe_{n}.svg'))})" for n, _ in probes), ""]
 
 # ---------------------------------------------------------------- sweep
 sweep = load(os.path.join(run, "sweep", "sweep.json"))
 if sweep and "results" in sweep:
-    shutil.copy(os.path.join(run, "sweep", "sweep.svg"), os.path.join(plot_dir, "sweep.svg"))
+    copy_plot(os.path.join(run, "sweep", "sweep.svg"), "sweep.svg")
     out += ["### Budgets from `lethe sweep`", "",
             f"{len(sweep['results'])} configurations (grid below) on 2 rank groups in {sweep.get('seconds', 0):.0f} s, "
             "each evaluated in memory without generation against the twin. Model utility here is the retain "
             "answer probability (the one utility term a run without generation and without real authors / world "
             "facts has). Each method's budget: the configuration with the best harmonic mean of forget quality "
             "and that utility.", "", "```json", open(os.path.join(run, "grid.json")).read().strip().replace(
-                run + "/", "RUN/"), "```", ""]
+                os.path.abspath(run) + "/", "RUN/"), "```", ""]
     best = choices(os.path.join(run, "sweep", "sweep.json"))
     out += ["| method | chosen lr | chosen steps | forget quality | utility | harmonic mean | on the Pareto front |",
             "|---|---:|---:|---:|---:|---:|:---:|"]
