@@ -269,26 +269,6 @@ std::vector<double> check_eval_inputs(const ReportOptions& ro) {
 
 Evaluated evaluate_loaded(CausalLM& model, const EvalJob& job, const std::vector<double>& reference,
                           const std::vector<NamedExamples>& splits, const Tokenizer& tok, ChatTemplate tmpl,
-                          torch::Device device, Communicator& comm);
-
-}  // namespace
-
-Evaluated evaluate_checkpoint(const EvalJob& job, const std::vector<NamedExamples>& splits, const Tokenizer& tok,
-                              ChatTemplate tmpl, torch::Device device, Communicator& comm) {
-  const std::vector<double> reference = check_eval_inputs(job.report);
-  CausalLM model = load_eval_model(job.model, device);
-  return evaluate_loaded(model, job, reference, splits, tok, tmpl, device, comm);
-}
-
-Evaluated evaluate_model(CausalLM& model, const EvalJob& job, const std::vector<NamedExamples>& splits,
-                         const Tokenizer& tok, ChatTemplate tmpl, torch::Device device, Communicator& comm) {
-  return evaluate_loaded(model, job, check_eval_inputs(job.report), splits, tok, tmpl, device, comm);
-}
-
-namespace {
-
-Evaluated evaluate_loaded(CausalLM& model, const EvalJob& job, const std::vector<double>& reference,
-                          const std::vector<NamedExamples>& splits, const Tokenizer& tok, ChatTemplate tmpl,
                           torch::Device device, Communicator& comm) {
   const ReportOptions& ro = job.report;
   Evaluated ev;
@@ -342,5 +322,17 @@ Evaluated evaluate_loaded(CausalLM& model, const EvalJob& job, const std::vector
 }
 
 }  // namespace
+
+Evaluated evaluate_checkpoint(const EvalJob& job, const std::vector<NamedExamples>& splits, const Tokenizer& tok,
+                              ChatTemplate tmpl, torch::Device device, Communicator& comm) {
+  const std::vector<double> reference = check_eval_inputs(job.report);
+  CausalLM model = load_eval_model(job.model, device);
+  return evaluate_loaded(model, job, reference, splits, tok, tmpl, device, comm);
+}
+
+Evaluated evaluate_model(CausalLM& model, const EvalJob& job, const std::vector<NamedExamples>& splits,
+                         const Tokenizer& tok, ChatTemplate tmpl, torch::Device device, Communicator& comm) {
+  return evaluate_loaded(model, job, check_eval_inputs(job.report), splits, tok, tmpl, device, comm);
+}
 
 }  // namespace lethe
