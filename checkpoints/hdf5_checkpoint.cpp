@@ -1,6 +1,8 @@
 #include "checkpoints/hdf5_checkpoint.h"
 
+#include <fcntl.h>
 #include <hdf5.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -10,6 +12,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/hash.h"
 
 namespace fs = std::filesystem;
 
@@ -129,12 +132,15 @@ std::string read_string_attr(hid_t obj, const std::string& name, const std::stri
 }
 
 // A dataset as lethe wrote it: its dtype attribute names a known dtype, the stored HDF5 type is
-// the one that dtype is written as (a changed attribute would reinterpret the bytes), and the
-// Fletcher32 filter guards its chunks.
+// the one that dtype is written as (a changed attribute would reinterpret the bytes), and a
+// checksum covers its data: the `hash64b` attribute (hash_blocks of the stored bytes, written
+// by this lethe with contiguous datasets) or HDF5's Fletcher32 filter on every chunk (files of
+// earlier versions).
 struct H5Dataset {
   torch::ScalarType dtype;
   std::vector<int64_t> shape;  // [] for a scalar
   std::vector<int64_t> stored_shape;
+  std::string hash64b;  // empty: Fletcher32 guards the chunks
 };
 
 H5Dataset check_dataset(hid_t ds, const std::string& what) {
@@ -142,22 +148,27 @@ H5Dataset check_dataset(hid_t ds, const std::string& what) {
   H5Id stored(H5Dget_type(ds), H5Tclose);
   if (stored.id < 0 || H5Tequal(stored, row.file) <= 0)
     throw CorruptError(what + ": stored type does not match its dtype attribute '" + std::string(row.label) + "'");
-  H5Id dcpl(H5Dget_create_plist(ds), H5Pclose);
-  bool fletcher = false;
-  int nfilters = dcpl.id < 0 ? -1 : H5Pget_nfilters(dcpl);
-  for (int i = 0; i < nfilters; ++i) {
-    unsigned flags = 0;
-    size_t nelmts = 0;
-    if (H5Pget_filter2(dcpl, unsigned(i), &flags, &nelmts, nullptr, 0, nullptr, nullptr) == H5Z_FILTER_FLETCHER32)
-      fletcher = true;
+  H5Dataset d{row.dtype, {}, {}, {}};
+  if (H5Aexists(ds, "hash64b") > 0) {
+    d.hash64b = read_string_attr(ds, "hash64b", what);
+  } else {
+    H5Id dcpl(H5Dget_create_plist(ds), H5Pclose);
+    bool fletcher = false;
+    int nfilters = dcpl.id < 0 ? -1 : H5Pget_nfilters(dcpl);
+    for (int i = 0; i < nfilters; ++i) {
+      unsigned flags = 0;
+      size_t nelmts = 0;
+      if (H5Pget_filter2(dcpl, unsigned(i), &flags, &nelmts, nullptr, 0, nullptr, nullptr) == H5Z_FILTER_FLETCHER32)
+        fletcher = true;
+    }
+    if (!fletcher) throw CorruptError(what + ": no checksum (not written by lethe, or rewritten)");
   }
-  if (!fletcher) throw CorruptError(what + ": no Fletcher32 checksum (not written by lethe, or rewritten)");
   H5Id space(H5Dget_space(ds), H5Sclose);
   int rank = H5Sget_simple_extent_ndims(space);
   if (rank < 1 || rank > 8) throw CorruptError(what + ": bad rank");
   std::vector<hsize_t> dims(size_t(rank), 0);
   H5Sget_simple_extent_dims(space, dims.data(), nullptr);
-  H5Dataset d{row.dtype, {}, std::vector<int64_t>(dims.begin(), dims.end())};
+  d.stored_shape.assign(dims.begin(), dims.end());
   const bool scalar = H5Aexists(ds, "scalar") > 0;
   if (scalar && !(rank == 1 && dims[0] == 1)) throw CorruptError(what + ": a scalar must be stored as [1]");
   if (!scalar) d.shape = d.stored_shape;
@@ -178,6 +189,7 @@ void write_h5_tensors(const std::string& path, const NamedTensors& tensors, cons
   H5Id file(H5Fcreate(path.c_str(), H5F_ACC_EXCL, fcpl, fapl), H5Fclose);
   if (file.id < 0) throw InputError(path + ": cannot create HDF5 file (exists or not writable)");
   for (auto& [k, v] : attrs) write_string_attr(file, k, json_text(v));
+  std::vector<std::pair<uint64_t, uint64_t>> regions;  // where each tensor's bytes lie in the file
   for (const auto& entry : tensors) {
     const std::string& name = entry.first;  // (no structured binding: H5_CHECK is a lambda)
     const torch::Tensor& t0 = entry.second;
@@ -187,97 +199,110 @@ void write_h5_tensors(const std::string& path, const NamedTensors& tensors, cons
     for (auto d : t.sizes()) dims.push_back(hsize_t(d));
     bool scalar = dims.empty();
     if (scalar) dims.push_back(1);
-    // Chunks of at most ~1 MiB: halve the leading dimensions until the chunk fits.
-    std::vector<hsize_t> chunk = dims;
-    for (auto& c : chunk) c = std::max<hsize_t>(c, 1);
-    size_t es = dtype_size(t.scalar_type());
-    auto chunk_bytes = [&] {
-      hsize_t n = es;
-      for (auto c : chunk) n *= c;
-      return n;
-    };
-    for (size_t d = 0; d < chunk.size() && chunk_bytes() > (1u << 20); ++d)
-      while (chunk[d] > 1 && chunk_bytes() > (1u << 20)) chunk[d] = (chunk[d] + 1) / 2;
+    // Contiguous: HDF5 writes the tensor's bytes straight from its storage, and the checksum
+    // is taken from the same bytes in memory (one pass; no chunk copies or Fletcher32).
     H5Id space(H5Screate_simple(int(dims.size()), dims.data(), nullptr), H5Sclose);
     H5Id dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
-    H5_CHECK(H5Pset_chunk(dcpl, int(chunk.size()), chunk.data()), what);
-    H5_CHECK(H5Pset_fletcher32(dcpl), what);
+    H5_CHECK(H5Pset_layout(dcpl, H5D_CONTIGUOUS), what);
     H5_CHECK(H5Pset_obj_track_times(dcpl, false), what);
     H5Id ds(H5_CHECK(H5Dcreate2(file, to_h5_name(name).c_str(), hdf5_dtype(t.scalar_type()).file, space, H5P_DEFAULT,
                                 dcpl, H5P_DEFAULT),
                      what),
             H5Dclose);
+    const size_t bytes = size_t(t.numel()) * dtype_size(t.scalar_type());
     if (t.numel() > 0)
       H5_CHECK(H5Dwrite(ds, hdf5_dtype(t.scalar_type()).mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr()), what);
     write_string_attr(ds, "dtype", hdf5_dtype(t.scalar_type()).label);
+    write_string_attr(ds, "hash64b", hex64(hash_blocks(t.data_ptr(), bytes)));
     if (scalar) write_string_attr(ds, "scalar", "1");
+    const haddr_t offset = H5Dget_offset(ds);
+    if (bytes > 0 && offset != HADDR_UNDEF) regions.emplace_back(uint64_t(offset), uint64_t(bytes));
   }
-  H5_CHECK(H5Fflush(file, H5F_SCOPE_GLOBAL), path);
+  H5_CHECK(H5Fclose(file.id), path);
+  file.id = -1;
+  record_data_regions(path, std::move(regions));  // the marker's checksum covers the rest
 }
 
-std::vector<std::string> list_h5_tensors(const std::string& path) {
+static_assert(sizeof(hid_t) == sizeof(int64_t), "H5Reader keeps the file's hid_t as an int64_t");
+constexpr uint64_t kPrefetchBytes = uint64_t(256) << 20;
+
+H5Reader::H5Reader(const std::string& path) : path_(path) {
   silence_hdf5();
   verify_written_file(path);  // damaged bytes never reach the HDF5 parser
   if (!fs::exists(path)) throw InputError(path + ": no such file");
   if (H5Fis_hdf5(path.c_str()) <= 0) throw CorruptError(path + ": not an HDF5 file (truncated or overwritten?)");
-  H5Id file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
-  if (file.id < 0) throw CorruptError(path + ": cannot open HDF5 file (corrupt metadata or truncated)");
+  file_ = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (file_ < 0) throw CorruptError(path + ": cannot open HDF5 file (corrupt metadata or truncated)");
+  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);  // for read-ahead advice only (-1: none)
   H5G_info_t info;
-  if (H5Gget_info(file, &info) < 0) throw CorruptError(path + ": cannot list datasets (corrupt metadata)");
-  std::vector<std::string> names;
-  for (hsize_t i = 0; i < info.nlinks; ++i) {
-    ssize_t n = H5Lget_name_by_idx(file, ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
-    if (n < 0) throw CorruptError(path + ": cannot list datasets (corrupt metadata)");
-    std::string name(size_t(n) + 1, '\0');
-    H5Lget_name_by_idx(file, ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), name.size(), H5P_DEFAULT);
-    name.resize(size_t(n));
-    names.push_back(from_h5_name(name));
+  if (H5Gget_info(file_, &info) < 0) {
+    H5Fclose(file_);
+    if (fd_ >= 0) ::close(fd_);
+    throw CorruptError(path + ": cannot list datasets (corrupt metadata)");
   }
-  return names;
+  for (hsize_t i = 0; i < info.nlinks; ++i) {
+    ssize_t n = H5Lget_name_by_idx(file_, ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
+    if (n < 0) {
+      H5Fclose(file_);
+      if (fd_ >= 0) ::close(fd_);
+      throw CorruptError(path + ": cannot list datasets (corrupt metadata)");
+    }
+    std::string name(size_t(n) + 1, '\0');
+    H5Lget_name_by_idx(file_, ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), name.size(), H5P_DEFAULT);
+    name.resize(size_t(n));
+    names_.push_back(from_h5_name(name));
+  }
 }
 
-std::map<std::string, H5TensorInfo> h5_tensor_infos(const std::string& path) {
-  auto all = list_h5_tensors(path);
-  H5Id file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
-  if (file.id < 0) throw CorruptError(path + ": cannot open HDF5 file");
+H5Reader::~H5Reader() {
+  if (file_ >= 0) H5Fclose(file_);
+  if (fd_ >= 0) ::close(fd_);
+}
+
+bool H5Reader::has(const std::string& name) const {
+  return std::find(names_.begin(), names_.end(), name) != names_.end();
+}
+
+std::map<std::string, H5TensorInfo> H5Reader::infos() const {
   std::map<std::string, H5TensorInfo> out;
-  for (auto& name : all) {
-    const std::string what = path + ": dataset '" + name + "'";
-    H5Id ds(H5Dopen2(file, to_h5_name(name).c_str(), H5P_DEFAULT), H5Dclose);
+  for (auto& name : names_) {
+    const std::string what = path_ + ": dataset '" + name + "'";
+    H5Id ds(H5Dopen2(file_, to_h5_name(name).c_str(), H5P_DEFAULT), H5Dclose);
     if (ds.id < 0) throw CorruptError(what + " cannot be opened (corrupt metadata)");
     H5Dataset d = check_dataset(ds, what);
-    H5TensorInfo info{d.dtype, d.shape};
-    out.emplace(name, info);
+    out.emplace(name, H5TensorInfo{d.dtype, d.shape});
   }
   return out;
 }
 
-namespace {
-void read_attributes(hid_t file, const std::string& path, std::map<std::string, json>* attrs) {
+std::map<std::string, json> H5Reader::attributes() const {
   std::vector<std::string> attr_names;
   auto collect = [](hid_t, const char* name, const H5A_info_t*, void* data) -> herr_t {
     static_cast<std::vector<std::string>*>(data)->push_back(name);
     return 0;
   };
-  if (H5Aiterate2(file, H5_INDEX_NAME, H5_ITER_INC, nullptr, collect, &attr_names) < 0)
-    throw CorruptError(path + ": cannot list attributes (corrupt metadata)");
+  if (H5Aiterate2(file_, H5_INDEX_NAME, H5_ITER_INC, nullptr, collect, &attr_names) < 0)
+    throw CorruptError(path_ + ": cannot list attributes (corrupt metadata)");
+  std::map<std::string, json> attrs;
   for (auto& nm : attr_names) {
-    std::string text = read_string_attr(file, nm, path);
-    check_json_depth(text, path + ": attribute '" + nm + "'");
+    std::string text = read_string_attr(file_, nm, path_);
+    check_json_depth(text, path_ + ": attribute '" + nm + "'");
     try {
-      (*attrs)[nm] = json::parse(text);
+      attrs[nm] = json::parse(text);
     } catch (const json::exception&) {  // parse_error, or out_of_range: a number past double
-      throw CorruptError(path + ": attribute '" + nm + "' is not valid JSON");
+      throw CorruptError(path_ + ": attribute '" + nm + "' is not valid JSON");
     }
   }
+  return attrs;
 }
-}  // namespace
 
-// Dataset `name` of an open file, checked (dtype attribute against the stored type, Fletcher32),
-// into `dst` when defined (same dtype and element count, contiguous) or a new tensor.
-static torch::Tensor read_dataset(hid_t file, const std::string& path, const std::string& name, torch::Tensor dst) {
-  const std::string what = path + ": dataset '" + name + "'";
-  H5Id ds(H5Dopen2(file, to_h5_name(name).c_str(), H5P_DEFAULT), H5Dclose);
+// Dataset `name`, checked (dtype attribute against the stored type, its checksum), into `dst`
+// when defined (same dtype and element count, contiguous) or a new tensor; the bytes read are
+// compared with the dataset's `hash64b` (the marker's checksum does not cover them).
+torch::Tensor H5Reader::read_dataset(const std::string& name, torch::Tensor dst) const {
+  const std::string what = path_ + ": dataset '" + name + "'";
+  if (!has(name)) throw InputError(path_ + ": has no tensor '" + name + "'");
+  H5Id ds(H5Dopen2(file_, to_h5_name(name).c_str(), H5P_DEFAULT), H5Dclose);
   if (ds.id < 0) throw CorruptError(what + " cannot be opened (corrupt metadata)");
   H5Dataset d = check_dataset(ds, what);
   torch::Tensor t = dst;
@@ -288,41 +313,39 @@ static torch::Tensor read_dataset(hid_t file, const std::string& path, const std
   } else {
     t = torch::empty(d.stored_shape, torch::TensorOptions().dtype(d.dtype));
   }
+  // The tensors that follow this one in the file (written in the order they are read) are
+  // prefetched while this one is read, checksummed and checked, so the disk does not idle.
+  const haddr_t offset = H5Dget_offset(ds);
+  if (fd_ >= 0 && offset != HADDR_UNDEF)
+    ::posix_fadvise(fd_, off_t(offset), off_t(kPrefetchBytes), POSIX_FADV_WILLNEED);
   if (t.numel() > 0 && H5Dread(ds, hdf5_dtype(d.dtype).mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr()) < 0)
-    throw CorruptError(what + " failed its Fletcher32 checksum or is truncated: the checkpoint is corrupt");
+    throw CorruptError(what + " failed its checksum or is truncated: the checkpoint is corrupt");
+  if (!d.hash64b.empty() && hex64(hash_blocks(t.data_ptr(), size_t(t.numel()) * dtype_size(d.dtype))) != d.hash64b)
+    throw CorruptError(what + " failed its checksum: the checkpoint is corrupt");
   return dst.defined() ? dst : d.shape.empty() ? t.reshape({}) : t;
 }
 
-std::map<std::string, json> read_h5_attributes(const std::string& path) {
-  list_h5_tensors(path);  // the same checks as before any read (marker checksum, header)
-  H5Id file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
-  if (file.id < 0) throw CorruptError(path + ": cannot open HDF5 file");
-  std::map<std::string, json> attrs;
-  read_attributes(file, path, &attrs);
-  return attrs;
-}
+torch::Tensor H5Reader::read(const std::string& name) const { return read_dataset(name, torch::Tensor()); }
+
+void H5Reader::read_into(const std::string& name, torch::Tensor dst) const { read_dataset(name, std::move(dst)); }
+
+std::vector<std::string> list_h5_tensors(const std::string& path) { return H5Reader(path).names(); }
+
+std::map<std::string, H5TensorInfo> h5_tensor_infos(const std::string& path) { return H5Reader(path).infos(); }
+
+std::map<std::string, json> read_h5_attributes(const std::string& path) { return H5Reader(path).attributes(); }
 
 TensorMap read_h5_tensors(const std::string& path, const std::vector<std::string>& names,
                           std::map<std::string, json>* attrs) {
-  auto all = list_h5_tensors(path);
-  H5Id file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
-  if (file.id < 0) throw CorruptError(path + ": cannot open HDF5 file");
-  if (attrs) read_attributes(file, path, attrs);
-  const std::vector<std::string>& want = names.empty() ? all : names;
+  H5Reader file(path);
+  if (attrs) *attrs = file.attributes();
   TensorMap out;
-  for (auto& name : want) {
-    if (std::find(all.begin(), all.end(), name) == all.end()) throw InputError(path + ": has no tensor '" + name + "'");
-    out.emplace(name, read_dataset(file, path, name, torch::Tensor()));
-  }
+  for (auto& name : names.empty() ? file.names() : names) out.emplace(name, file.read(name));
   return out;
 }
 
 void read_h5_tensor_into(const std::string& path, const std::string& name, torch::Tensor dst) {
-  auto all = list_h5_tensors(path);
-  if (std::find(all.begin(), all.end(), name) == all.end()) throw InputError(path + ": has no tensor '" + name + "'");
-  H5Id file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
-  if (file.id < 0) throw CorruptError(path + ": cannot open HDF5 file");
-  read_dataset(file, path, name, dst);
+  H5Reader(path).read_into(name, std::move(dst));
 }
 
 void write_checkpoint_dir(const std::string& dir, const std::map<std::string, CheckpointFile>& files,

@@ -42,8 +42,11 @@ TensorReader::TensorReader(const std::string& dir) : dir_(dir) {
   format_ = detect_format(dir);
   if (format_ == CheckpointFormat::kNative) {
     require_complete(dir);
-    for (auto& f : weight_files(dir, "model.h5", kNativeIndex))
-      for (auto& [name, i] : h5_tensor_infos(f)) add(name, {i.dtype, i.shape, f});
+    for (auto& f : weight_files(dir, "model.h5", kNativeIndex)) {
+      auto file = std::make_shared<const H5Reader>(f);
+      for (auto& [name, i] : file->infos()) add(name, {i.dtype, i.shape, f});
+      h5_[f] = std::move(file);
+    }
   } else {
     for (auto& f : weight_files(dir, "model.safetensors", "model.safetensors.index.json")) {
       uint64_t data_offset = 0;
@@ -61,7 +64,7 @@ const TensorInfo& TensorReader::info(const std::string& name) const {
 
 void TensorReader::fill(const std::string& name, const TensorInfo& info, const torch::Tensor& dst) const {
   if (format_ == CheckpointFormat::kNative)
-    read_h5_tensor_into(info.file, name, dst);
+    h5_.at(info.file)->read_into(name, dst);
   else
     read_safetensors_tensor_into(info.file, info.file_offset, name, dst);
   require_finite(dir_, name, dst);

@@ -6,12 +6,15 @@
 #include <torch/torch.h>
 
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "checkpoints/format.h"
 
 namespace lethe {
+
+class H5Reader;
 
 struct TensorInfo {
   torch::ScalarType dtype;
@@ -40,6 +43,7 @@ class TensorReader {
   std::string dir_;
   CheckpointFormat format_ = CheckpointFormat::kNative;
   std::map<std::string, TensorInfo> infos_;
+  std::map<std::string, std::shared_ptr<const H5Reader>> h5_;  // native: each file opened once
 };
 
 // Loaded weights must be finite: a NaN or Inf in a floating-point tensor is a CorruptError

@@ -2,8 +2,10 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
@@ -11,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <mutex>
 #include <set>
 #include <sstream>
@@ -163,54 +166,154 @@ void copy_file_checked(const std::string& from, const std::string& to) {
 }
 
 namespace {
+using Regions = std::vector<std::pair<uint64_t, uint64_t>>;
+
+// A file as it is now: device, inode, size and modification time ("" when it cannot be stat'ed).
+std::string file_identity(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return "";
+  return std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) + ":" + std::to_string(st.st_size) + ":" +
+         std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec);
+}
+
+std::mutex regions_mutex;
+std::map<std::string, Regions>& data_regions() {
+  static std::map<std::string, Regions> m;
+  return m;
+}
+
+Regions take_data_regions(const std::string& path) {
+  std::lock_guard<std::mutex> lock(regions_mutex);
+  auto it = data_regions().find(file_identity(path));
+  if (it == data_regions().end()) return {};
+  Regions r = std::move(it->second);
+  data_regions().erase(it);
+  return r;
+}
+
+// hash_blocks of the file's bytes outside `regions` (sorted, disjoint, inside the file's `size`
+// bytes; CorruptError naming `what` otherwise), read with pread.
+uint64_t hash_outside(const std::string& path, const Regions& regions, uint64_t size, const std::string& what) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw InputError(path + ": cannot open (" + std::strerror(errno) + ")");
+  std::string rest;
+  auto append = [&](uint64_t from, uint64_t to) {
+    const size_t at = rest.size();
+    rest.resize(at + size_t(to - from));
+    size_t got = 0;
+    while (got < to - from) {
+      const ssize_t r = ::pread(fd, rest.data() + at + got, size_t(to - from) - got, off_t(from + got));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) {
+        ::close(fd);
+        throw CorruptError(path + ": read failed or the file is shorter than " + what + " records");
+      }
+      got += size_t(r);
+    }
+  };
+  uint64_t pos = 0;
+  for (auto& [off, len] : regions) {
+    if (off < pos || len > size || off > size - len) {
+      ::close(fd);
+      throw CorruptError(what + " records data regions that do not fit " + path);
+    }
+    append(pos, off);
+    pos = off + len;
+  }
+  append(pos, size);
+  ::close(fd);
+  return hash_blocks(rest.data(), rest.size());
+}
+
 // The marker's content: every file's size, and for HDF5 files (whose parser must never see
-// damaged bytes) a checksum, checked before the file is opened (verify_written_file).
+// damaged bytes) a checksum, checked before the file is opened (verify_written_file): of the
+// bytes outside the data regions its writer recorded ("meta64", with the regions in "data"),
+// else of all its bytes ("hash64b").
 std::string marker_text(const std::string& dir) {
   json files = json::object();
   for (auto& e : fs::recursive_directory_iterator(dir)) {
     if (!e.is_regular_file()) continue;
     const std::string rel = fs::relative(e.path(), dir).generic_string();
     if (rel == kCompleteMarker || rel[0] == '.') continue;
-    json f = {{"bytes", uint64_t(e.file_size())}};
-    if (e.path().extension() == ".h5") f["hash64"] = hex64(hash_file(e.path().string()));
+    const uint64_t size = uint64_t(e.file_size());
+    json f = {{"bytes", size}};
+    if (e.path().extension() == ".h5") {
+      const Regions regions = take_data_regions(e.path().string());
+      if (regions.empty()) {
+        f["hash64b"] = hex64(hash_file_blocks(e.path().string()));
+      } else {
+        f["meta64"] = hex64(hash_outside(e.path().string(), regions, size, "its writer"));
+        f["data"] = regions;
+      }
+    }
     files[rel] = f;
   }
   return json{{"complete", true}, {"files", files}}.dump(1) + "\n";
 }
 }  // namespace
 
-void verify_written_file(const std::string& path) {
+void record_data_regions(const std::string& path, Regions regions) {
+  std::sort(regions.begin(), regions.end());
+  const std::string id = file_identity(path);
+  if (id.empty()) return;
+  std::lock_guard<std::mutex> lock(regions_mutex);
+  data_regions()[id] = std::move(regions);
+}
+
+bool verify_written_file(const std::string& path) {
   static std::mutex m;
   static std::set<std::string> verified;  // "path size mtime" checked in this process
   std::error_code ec;
   const fs::path p = fs::absolute(path);
   const auto size = fs::file_size(p, ec);
-  if (ec) return;  // the reader names a missing file itself
+  if (ec) return false;  // the reader names a missing file itself
   const std::string key = p.string() + " " + std::to_string(size) + " " +
                           std::to_string(fs::last_write_time(p, ec).time_since_epoch().count());
   {
     std::lock_guard<std::mutex> lock(m);
-    if (verified.count(key)) return;
+    if (verified.count(key)) return true;
   }
   const fs::path marker = p.parent_path() / kCompleteMarker;
-  if (!fs::exists(marker)) return;  // written by another tool, or an older lethe: nothing recorded
+  if (!fs::exists(marker)) return false;  // written by another tool, or an older lethe: nothing recorded
   json j;
   try {
     j = json::parse(read_text_file(marker.string()));
   } catch (const json::exception&) {
-    return;  // an older lethe's plain-text marker
+    return false;  // an older lethe's plain-text marker
   }
   const std::string name = p.filename().string();
-  if (!j.is_object() || !j.contains("files") || !j["files"].is_object() || !j["files"].contains(name)) return;
+  if (!j.is_object() || !j.contains("files") || !j["files"].is_object() || !j["files"].contains(name)) return false;
   const json& f = j["files"][name];
   if (!f.is_object() || !f.contains("bytes") || !f["bytes"].is_number_unsigned() || f["bytes"].get<uint64_t>() != size)
     throw CorruptError(path + ": " + std::to_string(size) + " bytes, but " + marker.string() +
                        " records another size (truncated or changed since it was written)");
-  if (f.contains("hash64") && (!f["hash64"].is_string() || f["hash64"].get<std::string>() != hex64(hash_file(path))))
+  // "meta64" + "data": the bytes outside the data regions; "hash64b": all bytes (hash_blocks);
+  // "hash64": all bytes (hash_file, markers of earlier versions).
+  const char* key_name = f.contains("meta64")    ? "meta64"
+                         : f.contains("hash64b") ? "hash64b"
+                         : f.contains("hash64")  ? "hash64"
+                                                 : nullptr;
+  if (!key_name) return false;
+  uint64_t actual = 0;
+  if (key_name[0] == 'm') {
+    Regions regions;
+    try {
+      regions = f.at("data").get<Regions>();
+    } catch (const json::exception&) {
+      throw CorruptError(marker.string() + ": the data regions of " + name + " are malformed");
+    }
+    if (!std::is_sorted(regions.begin(), regions.end()))
+      throw CorruptError(marker.string() + ": the data regions of " + name + " are not in order");
+    actual = hash_outside(path, regions, size, marker.string());
+  } else {
+    actual = key_name[6] == 'b' ? hash_file_blocks(path) : hash_file(path);
+  }
+  if (!f[key_name].is_string() || f[key_name].get<std::string>() != hex64(actual))
     throw CorruptError(path + ": its checksum differs from the one " + marker.string() +
                        " records (corrupt or changed since it was written)");
   std::lock_guard<std::mutex> lock(m);
   verified.insert(key);
+  return true;
 }
 
 void publish_dir(const std::string& built, const std::string& dir) {

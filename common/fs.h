@@ -1,8 +1,11 @@
 // File-system helpers. Nothing here overwrites existing user data: writers go through a
 // temporary name, fsync and rename, and directory creation refuses an existing output.
 #pragma once
+#include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace lethe {
 
@@ -45,8 +48,15 @@ void write_dir_atomically(const std::string& dir, const std::function<void(const
 bool is_complete_dir(const std::string& dir);
 // The marker records every file's size and an HDF5 file's checksum: CorruptError naming the file
 // when it no longer matches (checked once per process and file version; files without a record,
-// from other tools, pass).
-void verify_written_file(const std::string& path);
+// from other tools, pass). True when the file matched a recorded checksum.
+bool verify_written_file(const std::string& path);
+// A native writer names the byte ranges [offset, offset + length) of a finished file that hold
+// tensor data, each guarded by a checksum of its own that the reader compares (the dataset's
+// `hash64b`). The marker's checksum of that file then covers only the rest, the bytes a parser
+// reads, so neither publishing nor verifying reads the data a second time. Kept in this process
+// for the file as it is now (device, inode, size, time: a rename keeps it); a file without
+// regions gets a checksum of all its bytes.
+void record_data_regions(const std::string& path, std::vector<std::pair<uint64_t, uint64_t>> regions);
 // Removes a published directory marker first, so an interrupted removal never looks complete.
 void remove_dir_safely(const std::string& dir);
 // CorruptError naming `dir` when its completion marker is missing.

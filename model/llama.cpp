@@ -162,7 +162,11 @@ torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const torch::Ten
 }
 
 DecoderImpl::DecoderImpl(const ModelConfig& c) {
-  embed_tokens = register_module("embed_tokens", torch::nn::Embedding(c.vocab_size, c.hidden_size));
+  // Created empty like every other weight (init_weights or a checkpoint fills it): the module's
+  // default N(0, 1) draw would cost a pass over the largest matrix on every load.
+  embed_tokens =
+      register_module("embed_tokens", torch::nn::Embedding(torch::nn::EmbeddingOptions(c.vocab_size, c.hidden_size)
+                                                               ._weight(torch::empty({c.vocab_size, c.hidden_size}))));
   layers_list = register_module("layers", torch::nn::ModuleList());
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
     layers.push_back(DecoderLayer(c));

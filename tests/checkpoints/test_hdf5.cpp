@@ -4,6 +4,9 @@
 
 #include <hdf5.h>
 
+#include <ATen/Parallel.h>
+
+#include <chrono>
 #include <cmath>
 #include <functional>
 
@@ -11,6 +14,7 @@
 #include "checkpoints/tensor_reader.h"
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/hash.h"
 #include "tests/test_util.h"
 
 namespace lethe {
@@ -73,7 +77,7 @@ TEST(Hdf5, TruncatedFilesAreRejected) {
 }
 
 TEST(Hdf5, FlippedBitsAreDetected) {
-  // Fletcher32 covers every data chunk, and the latest file format checksums metadata:
+  // The dataset checksum covers its bytes, and the latest file format checksums metadata:
   // a single flipped bit anywhere in the file is refused, never silently loaded.
   test::TempDir tmp;
   write_h5_tensors(tmp / "m.h5", sample(), {{"model_config", json{{"a", 1}}}});
@@ -147,21 +151,129 @@ TEST(Hdf5, DtypeAttributeMustAgreeWithTheStoredType) {
   }
 }
 
-TEST(Hdf5, DatasetsWithoutFletcher32AreRefused) {
-  test::TempDir tmp;
-  const std::string path = tmp / "m.h5";
+// A float32 dataset [4] = {1, 2, 3, 4} named "w" written with the HDF5 API directly: chunked
+// under Fletcher32 as earlier versions of lethe wrote every dataset, or contiguous without
+// any checksum as other tools write.
+void write_raw_dataset(const std::string& path, bool fletcher) {
   hid_t file = H5Fcreate(path.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
-  hsize_t dims[1] = {4};
+  hsize_t dims[1] = {4}, chunk[1] = {2};
   hid_t space = H5Screate_simple(1, dims, nullptr);
-  hid_t ds = H5Dcreate2(file, "w", H5T_IEEE_F32LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  if (fletcher) {
+    H5Pset_chunk(dcpl, 1, chunk);
+    H5Pset_fletcher32(dcpl);
+  }
+  hid_t ds = H5Dcreate2(file, "w", H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
   float v[4] = {1, 2, 3, 4};
   H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v);
   H5Dclose(ds);
+  H5Pclose(dcpl);
   H5Sclose(space);
   H5Fclose(file);
   set_string_attr(path, "w", "dtype", "float32");
-  std::string e = corrupt_message([&] { read_h5_tensors(path); });
-  EXPECT_NE(e.find("dataset 'w': no Fletcher32 checksum"), std::string::npos) << e;
+}
+
+TEST(Hdf5, DatasetsWithoutAChecksumAreRefused) {
+  test::TempDir tmp;
+  write_raw_dataset(tmp / "m.h5", /*fletcher=*/false);
+  std::string e = corrupt_message([&] { read_h5_tensors(tmp / "m.h5"); });
+  EXPECT_NE(e.find("dataset 'w': no checksum"), std::string::npos) << e;
+}
+
+TEST(Hdf5, FilesOfEarlierVersionsUnderFletcher32StillLoad) {
+  test::TempDir tmp;
+  write_raw_dataset(tmp / "m.h5", /*fletcher=*/true);
+  EXPECT_TRUE(torch::equal(read_h5_tensors(tmp / "m.h5")["w"], torch::tensor({1.f, 2.f, 3.f, 4.f})));
+}
+
+// The dataset checksum is taken from the bytes handed to HDF5 and compared with the bytes read
+// back: values changed through HDF5 itself (metadata intact, no marker) are refused.
+TEST(Hdf5, DatasetChecksumRefusesChangedValues) {
+  test::TempDir tmp;
+  write_h5_tensors(tmp / "m.h5", {{"w", torch::tensor({1.f, 2.f, 3.f, 4.f})}}, {});
+  EXPECT_NO_THROW(read_h5_tensors(tmp / "m.h5"));
+  hid_t file = H5Fopen((tmp / "m.h5").c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  hid_t ds = H5Dopen2(file, "w", H5P_DEFAULT);
+  float v[4] = {1, 2, 3, 5};
+  H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v);
+  H5Dclose(ds);
+  H5Fclose(file);
+  std::string e = corrupt_message([&] { read_h5_tensors(tmp / "m.h5"); });
+  EXPECT_NE(e.find("dataset 'w' failed its checksum"), std::string::npos) << e;
+}
+
+// In a checkpoint directory the marker's checksum covers every byte outside the tensor data
+// (refused before libhdf5 parses the file) and each dataset's checksum its data: every flipped
+// byte is refused, wherever it is.
+TEST(Hdf5, EveryFlippedByteOfAPublishedFileIsRefused) {
+  test::TempDir tmp;
+  const std::string dir = tmp / "ckpt", h5 = dir + "/model.h5";
+  write_checkpoint_dir(dir, {{"model.h5", {sample(), {{"model_config", json{{"a", 1}}}}}}}, {}, {});
+  json marker = json::parse(test::slurp(dir + "/COMPLETE"));
+  ASSERT_TRUE(marker["files"]["model.h5"].contains("meta64")) << marker.dump();
+  ASSERT_EQ(marker["files"]["model.h5"]["data"].size(), sample().size());
+  EXPECT_NO_THROW(read_h5_tensors(h5));
+  const std::string full = test::slurp(h5);
+  const auto written = fs::last_write_time(h5);
+  int refused_by_marker = 0, tried = 0;
+  for (size_t pos = 0; pos < full.size(); pos += full.size() / 211 + 1) {
+    std::string bad = full;
+    bad[pos] = char(bad[pos] ^ 0x04);
+    test::spit(h5, bad);
+    fs::last_write_time(h5, written + std::chrono::seconds(++tried));  // a new version: checked again
+    std::string e = corrupt_message([&] { read_h5_tensors(h5); });
+    EXPECT_NE(e, "(accepted)") << "flip at " << pos;
+    refused_by_marker += e.find("its checksum differs from the one") != std::string::npos;
+  }
+  EXPECT_GT(refused_by_marker, 0);
+  EXPECT_LT(refused_by_marker, tried);  // the data bytes are left to the datasets' checksums
+}
+
+// Markers written by earlier versions record hash_file's checksum under "hash64": still checked.
+TEST(Hdf5, MarkersOfEarlierVersionsAreStillChecked) {
+  test::TempDir tmp;
+  const std::string dir = tmp / "ckpt";
+  write_checkpoint_dir(dir, {{"model.h5", {sample(), {}}}}, {}, {});
+  const std::string h5 = dir + "/model.h5";
+  json marker = json::parse(test::slurp(dir + "/COMPLETE"));
+  ASSERT_TRUE(marker["files"]["model.h5"].contains("meta64"));
+  marker["files"]["model.h5"].erase("meta64");
+  marker["files"]["model.h5"].erase("data");
+  marker["files"]["model.h5"]["hash64"] = hex64(hash_file(h5));
+  test::spit(dir + "/COMPLETE", marker.dump());
+  EXPECT_TRUE(verify_written_file(h5));
+  marker["files"]["model.h5"]["hash64"] = hex64(hash_file(h5) ^ 1);
+  test::spit(dir + "/COMPLETE", marker.dump());
+  fs::last_write_time(h5, fs::last_write_time(h5) + std::chrono::seconds(1));  // a new version for the cache
+  std::string e = corrupt_message([&] { verify_written_file(h5); });
+  EXPECT_NE(e.find("its checksum differs"), std::string::npos) << e;
+}
+
+// hash_blocks: the same value on any thread count, for a file read in pieces, and a different
+// one for any flipped bit.
+TEST(Hash, BlockChecksumIsIndependentOfThreadsAndReadsAndSeesEveryBit) {
+  test::TempDir tmp;
+  std::string bytes(size_t(17) << 20, '\0');  // more than one 16 MiB read, a partial last block
+  bytes.resize(bytes.size() + 12345);
+  uint64_t x = 88172645463325252ULL;
+  for (auto& c : bytes) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    c = char(x);
+  }
+  const int threads = at::get_num_threads();
+  at::set_num_threads(1);
+  const uint64_t one = hash_blocks(bytes.data(), bytes.size());
+  at::set_num_threads(2);
+  EXPECT_EQ(hash_blocks(bytes.data(), bytes.size()), one);
+  at::set_num_threads(threads);
+  test::spit(tmp / "f", bytes);
+  EXPECT_EQ(hash_file_blocks(tmp / "f"), one);
+  for (size_t pos : {size_t(0), size_t(1) << 20, bytes.size() / 2 + 3, bytes.size() - 1}) {
+    std::string bad = bytes;
+    bad[pos] = char(bad[pos] ^ 0x10);
+    EXPECT_NE(hash_blocks(bad.data(), bad.size()), one) << pos;
+  }
+  EXPECT_NE(hash_blocks(bytes.data(), bytes.size() - 1), one);
 }
 
 TEST(Hdf5, StringAttributesFromOtherToolsReadWhole) {

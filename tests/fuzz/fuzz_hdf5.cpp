@@ -1,7 +1,7 @@
 // Native checkpoint files (HDF5) as lethe loads them: the file sits in its directory beside the
 // completion marker its writer left (size and checksum of the seed checkpoint, corpus/hdf5/
 // micro.h5), so any damaged file must be refused by the checksum before libhdf5 parses it, and
-// the intact one must load (dataset listing, dtype attribute vs stored type, Fletcher32,
+// the intact one must load (dataset listing, dtype attribute vs stored type, the checksums,
 // attributes, data). With LETHE_FUZZ_HDF5_RAW=1 the bytes go to libhdf5 unchecked (a crafted
 // file whose marker was forged to match): libhdf5 1.10.8 itself crashes on some of those, see
 // docs/RELIABILITY.md; that mode is not run in CI.

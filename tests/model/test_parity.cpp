@@ -99,6 +99,7 @@ Prepared prepare(const Case& c, const std::string& dir) {
   p.model->init_weights(7);
   {  // non-trivial norm weights and biases, so that their gradients are tested too
     torch::NoGradGuard ng;
+    torch::manual_seed(11);  // the same draw whatever ran before in this process
     for (auto& [n, w] : p.model->named_weights())
       if (n.find("norm") != std::string::npos || n.find("bias") != std::string::npos) w.uniform_(0.5, 1.5);
   }
