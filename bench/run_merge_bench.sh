@@ -19,8 +19,8 @@ for s in 1 2 3 4; do
   [ -d "$W/m$s" ] || "$L" init --model-config "$CFG" --dtype bfloat16 --seed $s --out "$W/m$s" >/dev/null 2>&1
 done
 case $METHOD in
-  # lethe's default trim (the k-th magnitude by topk) keeps the same entries as mergekit's argsort on
-  # these models (no equal magnitudes; tests/cli/test_mergekit.sh); --merge.trim topk sorts like it.
+  # lethe's default trim (the k-th magnitude by selection) keeps the same entries as mergekit's argsort
+  # on these models (no equal magnitudes; tests/cli/test_mergekit.sh); --merge.trim topk sorts like it.
   ties) LOPT=(--merge ties --merge.density 0.2); MP='{"weights": [1, 1, 1], "density": 0.2}' ;;
   task_arithmetic) LOPT=(--merge task_arithmetic --merge.lambda 0.5); MP='{"weights": [1, 1, 1], "lambda": 0.5}' ;;
   *) echo "METHOD: ties or task_arithmetic" >&2; exit 2 ;;

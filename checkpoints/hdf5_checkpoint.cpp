@@ -189,7 +189,6 @@ void write_h5_tensors(const std::string& path, const NamedTensors& tensors, cons
   H5Id file(H5Fcreate(path.c_str(), H5F_ACC_EXCL, fcpl, fapl), H5Fclose);
   if (file.id < 0) throw InputError(path + ": cannot create HDF5 file (exists or not writable)");
   for (auto& [k, v] : attrs) write_string_attr(file, k, json_text(v));
-  std::vector<std::pair<uint64_t, uint64_t>> regions;  // where each tensor's bytes lie in the file
   for (const auto& entry : tensors) {
     const std::string& name = entry.first;  // (no structured binding: H5_CHECK is a lambda)
     const torch::Tensor& t0 = entry.second;
@@ -215,13 +214,33 @@ void write_h5_tensors(const std::string& path, const NamedTensors& tensors, cons
     write_string_attr(ds, "dtype", hdf5_dtype(t.scalar_type()).label);
     write_string_attr(ds, "hash64b", hex64(hash_blocks(t.data_ptr(), bytes)));
     if (scalar) write_string_attr(ds, "scalar", "1");
-    const haddr_t offset = H5Dget_offset(ds);
-    if (bytes > 0 && offset != HADDR_UNDEF) regions.emplace_back(uint64_t(offset), uint64_t(bytes));
   }
-  H5_CHECK(H5Fclose(file.id), path);
-  file.id = -1;
-  record_data_regions(path, std::move(regions));  // the marker's checksum covers the rest
+  H5_CHECK(H5Fflush(file, H5F_SCOPE_GLOBAL), path);
 }
+
+namespace {
+// The data of the datasets that carry their own checksum (`hash64b`, contiguous): the bytes the
+// completion marker's checksum leaves to them (common/fs.h). {} when the file cannot be read.
+DataRegions h5_data_regions(const std::string& path) {
+  silence_hdf5();
+  DataRegions out;
+  H5Id file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+  H5G_info_t info;
+  if (file.id < 0 || H5Gget_info(file, &info) < 0) return {};
+  for (hsize_t i = 0; i < info.nlinks; ++i) {
+    char name[1024];
+    if (H5Lget_name_by_idx(file, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name, H5P_DEFAULT) < 0) return {};
+    H5Id ds(H5Dopen2(file, name, H5P_DEFAULT), H5Dclose);
+    if (ds.id < 0) return {};
+    if (H5Aexists(ds, "hash64b") <= 0) continue;
+    const haddr_t offset = H5Dget_offset(ds);
+    const hsize_t bytes = H5Dget_storage_size(ds);
+    if (offset != HADDR_UNDEF && bytes > 0) out.emplace_back(uint64_t(offset), uint64_t(bytes));
+  }
+  return out;
+}
+const bool h5_finder_set = (set_data_region_finder(".h5", h5_data_regions), true);
+}  // namespace
 
 static_assert(sizeof(hid_t) == sizeof(int64_t), "H5Reader keeps the file's hid_t as an int64_t");
 constexpr uint64_t kPrefetchBytes = uint64_t(256) << 20;

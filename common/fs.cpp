@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -166,28 +165,23 @@ void copy_file_checked(const std::string& from, const std::string& to) {
 }
 
 namespace {
-using Regions = std::vector<std::pair<uint64_t, uint64_t>>;
+using Regions = DataRegions;
 
-// A file as it is now: device, inode, size and modification time ("" when it cannot be stat'ed).
-std::string file_identity(const std::string& path) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return "";
-  return std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) + ":" + std::to_string(st.st_size) + ":" +
-         std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec);
-}
-
-std::mutex regions_mutex;
-std::map<std::string, Regions>& data_regions() {
-  static std::map<std::string, Regions> m;
+std::mutex finders_mutex;
+std::map<std::string, DataRegionFinder>& data_region_finders() {
+  static std::map<std::string, DataRegionFinder> m;
   return m;
 }
 
-Regions take_data_regions(const std::string& path) {
-  std::lock_guard<std::mutex> lock(regions_mutex);
-  auto it = data_regions().find(file_identity(path));
-  if (it == data_regions().end()) return {};
-  Regions r = std::move(it->second);
-  data_regions().erase(it);
+Regions data_regions_of(const fs::path& path) {
+  DataRegionFinder finder = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(finders_mutex);
+    auto it = data_region_finders().find(path.extension().string());
+    if (it != data_region_finders().end()) finder = it->second;
+  }
+  Regions r = finder ? finder(path.string()) : Regions{};
+  std::sort(r.begin(), r.end());
   return r;
 }
 
@@ -238,7 +232,7 @@ std::string marker_text(const std::string& dir) {
     const uint64_t size = uint64_t(e.file_size());
     json f = {{"bytes", size}};
     if (e.path().extension() == ".h5") {
-      const Regions regions = take_data_regions(e.path().string());
+      const Regions regions = data_regions_of(e.path());
       if (regions.empty()) {
         f["hash64b"] = hex64(hash_file_blocks(e.path().string()));
       } else {
@@ -252,12 +246,9 @@ std::string marker_text(const std::string& dir) {
 }
 }  // namespace
 
-void record_data_regions(const std::string& path, Regions regions) {
-  std::sort(regions.begin(), regions.end());
-  const std::string id = file_identity(path);
-  if (id.empty()) return;
-  std::lock_guard<std::mutex> lock(regions_mutex);
-  data_regions()[id] = std::move(regions);
+void set_data_region_finder(const std::string& extension, DataRegionFinder finder) {
+  std::lock_guard<std::mutex> lock(finders_mutex);
+  data_region_finders()[extension] = finder;
 }
 
 bool verify_written_file(const std::string& path) {

@@ -50,13 +50,16 @@ bool is_complete_dir(const std::string& dir);
 // when it no longer matches (checked once per process and file version; files without a record,
 // from other tools, pass). True when the file matched a recorded checksum.
 bool verify_written_file(const std::string& path);
-// A native writer names the byte ranges [offset, offset + length) of a finished file that hold
-// tensor data, each guarded by a checksum of its own that the reader compares (the dataset's
-// `hash64b`). The marker's checksum of that file then covers only the rest, the bytes a parser
-// reads, so neither publishing nor verifying reads the data a second time. Kept in this process
-// for the file as it is now (device, inode, size, time: a rename keeps it); a file without
-// regions gets a checksum of all its bytes.
-void record_data_regions(const std::string& path, std::vector<std::pair<uint64_t, uint64_t>> regions);
+// The byte ranges [offset, offset + length) of a finished file that hold tensor data, each
+// guarded by a checksum of its own that the reader compares (native HDF5: each dataset's
+// `hash64b`); {} when there are none or the file cannot be read. The format's module registers
+// its finder for its file extension; the marker's checksum of such a file then covers only the
+// rest, the bytes a parser reads, so neither publishing nor verifying reads the data twice (the
+// same marker whichever process wrote the file). Files without regions get a checksum of all
+// their bytes.
+using DataRegions = std::vector<std::pair<uint64_t, uint64_t>>;
+using DataRegionFinder = DataRegions (*)(const std::string& path);
+void set_data_region_finder(const std::string& extension, DataRegionFinder finder);
 // Removes a published directory marker first, so an interrupted removal never looks complete.
 void remove_dir_safely(const std::string& dir);
 // CorruptError naming `dir` when its completion marker is missing.

@@ -23,9 +23,10 @@ struct MergeFlags {
 void declare(OptionSet& o, MergeFlags& f, const RuntimeOptions&) {
   o.group("merge", "Merge");
   bind_merge_inputs(o, f.base, f.models);
-  o.add("max-tensors", &f.max_tensors,
-        "merge at most this many tensors per rank in this run, then exit 75 to be resumed (0: all)",
-        non_negative<int64_t>());
+  o.add(
+      "max-tensors", &f.max_tensors,
+      "stop at the first output shard boundary after this many tensors per rank, exit 75, resume by rerunning (0: all)",
+      non_negative<int64_t>());
   bind_merge(o, f.merge);
   bind_output(o, f.output);
 }

@@ -2,7 +2,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include <cstdio>
 #include <filesystem>
 
 #include "checkpoints/hdf5_checkpoint.h"
@@ -22,17 +21,26 @@ namespace {
 constexpr const char* kStaging = ".lethe-merge";
 constexpr const char* kJobFile = "lethe_merge.json";  // the job description, written first
 
+// Earlier versions staged every merged tensor here; an interrupted merge of theirs leaves it.
 std::string staging_dir(const MergeOutput& mo) { return (fs::path(mo.out) / kStaging).string(); }
-
-std::string staged_path(const MergeOutput& mo, size_t i) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "t-%06zu.safetensors", i);
-  return (fs::path(staging_dir(mo)) / buf).string();
-}
 
 std::string shard_name(const MergeOutput& mo, size_t j) {
   return shard_file_name(j, mo.shards.size(), make_checkpoint_writer(mo.format)->shard_extension());
 }
+
+std::string shard_path(const MergeOutput& mo, size_t j) { return (fs::path(mo.out) / shard_name(mo, j)).string(); }
+
+std::vector<int64_t> shard_bytes(const MergeOutput& mo) {
+  std::vector<int64_t> out;
+  for (auto& shard : mo.shards) {
+    int64_t b = 0;
+    for (size_t i : shard) b += mo.bytes[size_t(i)];
+    out.push_back(b);
+  }
+  return out;
+}
+
+json base_config(const TensorReader& base) { return read_json_file((fs::path(base.dir()) / "config.json").string()); }
 
 }  // namespace
 
@@ -86,23 +94,22 @@ bool open_merge_output(const MergeOutput& mo, const json& job, Communicator& com
       if (before != job)
         return "--out '" + mo.out + "' holds a merge of a different job (" + job_file.string() + "); use another --out";
       finished = is_complete_dir(mo.out);
-      if (finished) {  // killed after its marker, before the staging folder went
-        fs::remove_all(staging_dir(mo));
+      if (finished) {
+        fs::remove_all(staging_dir(mo));  // an earlier version's, killed after its marker
         spdlog::info("merge: {} is already complete", mo.out);
       } else {
         spdlog::info("merge: resuming the interrupted merge in {}", mo.out);
       }
       return "";
     }
-    // Anything else there is not ours, except an empty directory or our own empty staging folder
-    // (a run killed before it wrote the description).
+    // Anything else there is not ours, except an empty directory or an earlier version's empty
+    // staging folder (a run killed before it wrote the description).
     std::error_code ec;
     if (fs::is_directory(staging_dir(mo)) && fs::is_empty(staging_dir(mo), ec)) fs::remove(staging_dir(mo), ec);
     try {
       // The job description first: a directory holding it is this job's, to resume or finish.
       create_output_dir(mo.out, "--out");
       write_json_file(job_file.string(), job);
-      fs::create_directories(staging_dir(mo));
     } catch (const std::exception& e) {
       return e.what();
     }
@@ -112,12 +119,13 @@ bool open_merge_output(const MergeOutput& mo, const json& job, Communicator& com
   return finished;
 }
 
-bool is_staged(const MergeOutput& mo, size_t i) { return fs::exists(staged_path(mo, i)); }
+bool is_shard_written(const MergeOutput& mo, size_t j) { return fs::exists(shard_path(mo, j)); }
 
-void stage_tensor(const MergeOutput& mo, size_t i, const torch::Tensor& t) {
-  write_file_via_temp(staged_path(mo, i), [&](const std::string& tmp) {
-    write_safetensors(tmp, {{mo.names[i], t.detach().to(torch::kCPU).contiguous()}});
-  });
+void write_merged_shard(const MergeOutput& mo, size_t j, const NamedTensors& tensors, const json& config,
+                        const json& job) {
+  NamedTensors cpu;
+  for (auto& [name, t] : tensors) cpu.emplace_back(name, t.detach().to(torch::kCPU).contiguous());
+  make_checkpoint_writer(mo.format)->write_shard(shard_path(mo, j), cpu, config, job);  // temporary + rename
 }
 
 torch::Tensor delta_of(const torch::Tensor& theta, const torch::Tensor& theta0) {
@@ -129,20 +137,12 @@ torch::Tensor apply_delta(const torch::Tensor& base, const torch::Tensor& merged
 }
 
 void assemble_merge_output(const MergeOutput& mo, const TensorReader& base, const json& job, Communicator& comm) {
-  json config = read_json_file((fs::path(base.dir()) / "config.json").string());
+  const json config = base_config(base);
   auto writer = make_checkpoint_writer(mo.format);
-  for (size_t j = size_t(comm.rank()); j < mo.shards.size(); j += size_t(comm.size())) {
-    const std::string path = (fs::path(mo.out) / shard_name(mo, j)).string();
-    if (fs::exists(path)) continue;  // assembled before an interruption
-    NamedTensors tensors;
-    for (size_t i : mo.shards[j]) {
-      if (!is_staged(mo, i)) throw InternalError("merge: tensor '" + mo.names[i] + "' was never staged");
-      tensors.emplace_back(mo.names[i], read_safetensors(staged_path(mo, i)).at(mo.names[i]));
-    }
-    writer->write_shard(path, tensors, config, job);
-  }
-  comm.barrier();
+  comm.barrier();  // every rank's shards are written
   if (comm.rank() == 0) {
+    for (size_t j = 0; j < mo.shards.size(); ++j)
+      if (!is_shard_written(mo, j)) throw InternalError("merge: shard " + shard_name(mo, j) + " was never written");
     if (mo.shards.size() > 1) {
       json wm = json::object();
       uint64_t total = 0;
@@ -159,7 +159,7 @@ void assemble_merge_output(const MergeOutput& mo, const TensorReader& base, cons
       if (!fs::exists(to)) copy_file_checked(f, to);
     }
     publish_dir(mo.out, mo.out);      // in place: the missing marker kept it unfinished until now
-    fs::remove_all(staging_dir(mo));  // after the marker: a rerun finds the work done either way
+    fs::remove_all(staging_dir(mo));  // an earlier version's, after the marker
     fsync_path(mo.out);
     crash_point();
   }
@@ -167,67 +167,82 @@ void assemble_merge_output(const MergeOutput& mo, const TensorReader& base, cons
 }
 
 void merge_sharded(const TensorReader& base, const std::map<std::string, torch::Tensor>& theta, const MergeMethod& rule,
-                   const MergeOutput& mo, Communicator& merge_comm, int shard, int shards) {
+                   const MergeOutput& mo, const json& job, Communicator& merge_comm, int shard, int shards) {
   const int64_t K = merge_comm.size();
-  const std::vector<int> part = assign_by_size(mo.bytes, shards);
-  int64_t j = 0, staged = 0;
-  for (size_t i = 0; i < mo.names.size(); ++i) {
-    if (part[i] != shard) continue;
+  const std::vector<int> part = assign_by_size(shard_bytes(mo), shards);
+  const json config = base_config(base);
+  int64_t j = 0, written = 0;
+  for (size_t s = 0; s < mo.shards.size(); ++s) {
+    if (part[s] != shard) continue;
     const int owner = int(j++ % K);
-    if (is_staged(mo, i)) continue;  // every member sees the same files
-    const std::string& name = mo.names[i];
-    auto it = theta.find(name);
-    if (it == theta.end()) throw InternalError("merge: this rank's model has no tensor '" + name + "'");
-    torch::Tensor theta0 = base.read(name);
-    auto delta = delta_of(it->second, theta0);
-    auto all = torch::empty({K * delta.numel()}, delta.options());
-    merge_comm.all_gather(delta.reshape({-1}), all);
+    if (is_shard_written(mo, s)) continue;  // every member sees the same files
+    NamedTensors merged;                    // on the owner: the shard's merged tensors
+    for (size_t i : mo.shards[s]) {
+      const std::string& name = mo.names[i];
+      auto it = theta.find(name);
+      if (it == theta.end()) throw InternalError("merge: this rank's model has no tensor '" + name + "'");
+      torch::Tensor theta0 = base.read(name);
+      auto delta = delta_of(it->second, theta0);
+      auto all = torch::empty({K * delta.numel()}, delta.options());
+      merge_comm.all_gather(delta.reshape({-1}), all);
+      if (merge_comm.rank() != owner) continue;
+      std::vector<torch::Tensor> deltas;
+      for (int64_t g = 0; g < K; ++g)
+        deltas.push_back(all.narrow(0, g * delta.numel(), delta.numel()).view(delta.sizes()).to(torch::kCPU));
+      merged.emplace_back(name, apply_delta(theta0, rule.merge(name, deltas)));
+    }
     if (merge_comm.rank() != owner) continue;
-    std::vector<torch::Tensor> deltas;
-    for (int64_t g = 0; g < K; ++g)
-      deltas.push_back(all.narrow(0, g * delta.numel(), delta.numel()).view(delta.sizes()).to(torch::kCPU));
-    stage_tensor(mo, i, apply_delta(theta0, rule.merge(name, deltas)));
-    ++staged;
+    write_merged_shard(mo, s, merged, config, job);
+    ++written;
   }
-  spdlog::info("merge: part {} of {}: staged {} tensors on this rank", shard, shards, staged);
+  spdlog::info("merge: part {} of {}: wrote {} output shard(s) on this rank", shard, shards, written);
 }
 
 int merge_from_disk(const TensorReader& base, const std::vector<TensorReader>& models, const MergeMethod& rule,
                     const MergeOutput& mo, const json& job, Communicator& comm, int64_t max_tensors) {
-  const std::vector<int> owner = assign_by_size(mo.bytes, comm.size());
-  int64_t done = 0, skipped = 0, mine = 0;
+  const std::vector<int> owner = assign_by_size(shard_bytes(mo), comm.size());
+  const json config = base_config(base);
+  int64_t tensors = 0, written = 0, skipped = 0, mine = 0;
   bool stopped = false;
   auto flag = torch::zeros({3}, torch::kDouble);
   {
-    StopPoint stop_point;  // a signal is acted on between tensors: finished ones stay staged
-    for (size_t i = 0; i < mo.names.size(); ++i) {
-      if (owner[i] != comm.rank()) continue;
+    StopPoint stop_point;  // a signal is acted on between tensors: written shards stay
+    for (size_t s = 0; s < mo.shards.size() && !stopped; ++s) {
+      if (owner[s] != comm.rank()) continue;
       ++mine;
-      if (is_staged(mo, i)) {
+      if (is_shard_written(mo, s)) {
         ++skipped;
         continue;
       }
-      if ((max_tensors > 0 && done >= max_tensors) || preemption_requested()) {
-        stopped = true;
-        break;
+      NamedTensors merged;
+      for (size_t i : mo.shards[s]) {
+        // --max-tensors is checked between shards (a shard is the unit of resumption), signals
+        // between tensors (the shard in progress is redone by the next run).
+        if ((max_tensors > 0 && tensors >= max_tensors && merged.empty()) || preemption_requested()) {
+          stopped = true;
+          break;
+        }
+        const std::string& name = mo.names[i];
+        torch::Tensor theta0 = base.read(name);
+        std::vector<torch::Tensor> deltas;
+        const torch::Tensor theta0f = theta0.to(torch::kFloat);  // converted once for the K deltas
+        for (auto& m : models) deltas.push_back(delta_of(m.read(name), theta0f));
+        merged.emplace_back(name, apply_delta(theta0, rule.merge(name, deltas)));
+        ++tensors;
       }
-      const std::string& name = mo.names[i];
-      torch::Tensor theta0 = base.read(name);
-      std::vector<torch::Tensor> deltas;
-      const torch::Tensor theta0f = theta0.to(torch::kFloat);  // converted once for the K deltas
-      for (auto& m : models) deltas.push_back(delta_of(m.read(name), theta0f));
-      stage_tensor(mo, i, apply_delta(theta0, rule.merge(name, deltas)));
-      ++done;
+      if (stopped) break;
+      write_merged_shard(mo, s, merged, config, job);
+      ++written;
     }
-    flag = torch::tensor({stopped ? 1.0 : 0.0, double(done), double(skipped)}, torch::kDouble);  // one reduce
+    flag = torch::tensor({stopped ? 1.0 : 0.0, double(written), double(skipped)}, torch::kDouble);  // one reduce
     all_reduce_host(comm, flag, ReduceOp::Sum);
     if (flag[0].item<double>() > 0) preemption_handled();
   }
-  spdlog::info("merge: {} tensors merged in this run, {} already staged (this rank: {} of {} tensors)",
-               int64_t(flag[1].item<double>()), int64_t(flag[2].item<double>()), mine, mo.names.size());
+  spdlog::info("merge: {} output shard(s) written in this run, {} already written (this rank: {} of {} shards)",
+               int64_t(flag[1].item<double>()), int64_t(flag[2].item<double>()), mine, mo.shards.size());
   if (flag[0].item<double>() > 0) {
-    spdlog::warn("merge: stopped before the end; rerun the same command to resume (finished tensors are kept in {})",
-                 staging_dir(mo));
+    spdlog::warn("merge: stopped before the end; rerun the same command to resume (written shards are kept in {})",
+                 mo.out);
     return kExitPreempted;
   }
   assemble_merge_output(mo, base, job, comm);

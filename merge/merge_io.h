@@ -1,10 +1,11 @@
 // Writing a merged model, shared by `lethe merge` (from disk) and `lethe spunge` (in memory):
-// every finished tensor is staged as its own file under OUT/.lethe-merge/ (atomic rename), so an
-// interrupted merge resumes without redoing finished tensors; then the shards are assembled in
-// parallel (shard j on rank j mod N, at most --max-shard-size of tensors in memory), and rank 0
-// writes the index, config.json, the tokenizer files and the job description, and publishes the
-// directory (common/fs.h's protocol: the COMPLETE marker last). HF output is a directory
-// transformers loads; native output is lethe's HDF5 checkpoint.
+// the output's shards (at most --max-shard-size each) are the unit of work, spread over the ranks
+// by size. A rank merges a shard's tensors one at a time (one tensor's K deltas in memory, and
+// the shard's merged tensors) and writes the shard file once (temporary name, fsync, rename), so
+// an interrupted merge resumes without redoing written shards; then rank 0 writes the index,
+// config.json and the tokenizer files, and publishes the directory (common/fs.h's protocol: the
+// job description first, the COMPLETE marker last). HF output is a directory transformers loads;
+// native output is lethe's HDF5 checkpoint.
 #pragma once
 #include <functional>
 #include <map>
@@ -36,28 +37,32 @@ std::vector<int> assign_by_size(const std::vector<int64_t>& bytes, int parts);
 // staging folder, or re-opens a merge of the same job (the description must match); true when
 // that merge is already complete. A foreign OUT (no description, not empty) is refused.
 bool open_merge_output(const MergeOutput& mo, const json& job, Communicator& comm);
-bool is_staged(const MergeOutput& mo, size_t i);
-void stage_tensor(const MergeOutput& mo, size_t i, const torch::Tensor& t);
+bool is_shard_written(const MergeOutput& mo, size_t j);
+// Shard j's file, atomically (its writer's temporary name, fsync, rename).
+void write_merged_shard(const MergeOutput& mo, size_t j, const NamedTensors& tensors, const json& config,
+                        const json& job);
 // theta - theta_0 in float32 on theta's device; theta_0 + merged delta in theta_0's dtype.
 torch::Tensor delta_of(const torch::Tensor& theta, const torch::Tensor& theta0);
 torch::Tensor apply_delta(const torch::Tensor& base, const torch::Tensor& merged_delta);
 // The job description both merge commands store ({"method", ..., "format", "max_shard_bytes"}).
 json merge_job_json(const MergeOptions& o, CheckpointFormat format, uint64_t max_shard_bytes);
-// Collective. Every tensor must be staged.
+// Collective. Every shard must be written.
 void assemble_merge_output(const MergeOutput& mo, const TensorReader& base, const json& job, Communicator& comm);
 
 // `lethe spunge`'s in-memory merge, called by the members of one cross-group merge communicator
 // (local rank `shard` of every group; its rank g belongs to group g and holds theta_g whole).
-// The tensors are split into `shards` parts by size; this communicator owns part `shard`: for
-// each of its tensors the members all-gather their deltas (one tensor's K deltas in memory at a
-// time) and member (j mod K) merges and stages the part's j-th tensor. Staged tensors of an
-// interrupted run are skipped. assemble_merge_output() follows, over all ranks.
+// The output shards are split into `shards` parts by size; this communicator owns part `shard`:
+// for each tensor of its shards the members all-gather their deltas (one tensor's K deltas in
+// memory at a time), and member (j mod K) merges the part's j-th shard and writes it. Shards
+// written by an interrupted run are skipped. assemble_merge_output() follows, over all ranks.
 void merge_sharded(const TensorReader& base, const std::map<std::string, torch::Tensor>& theta, const MergeMethod& rule,
-                   const MergeOutput& mo, Communicator& merge_comm, int shard, int shards);
+                   const MergeOutput& mo, const json& job, Communicator& merge_comm, int shard, int shards);
 
-// `lethe merge`: each rank merges its share of the tensors from disk (one tensor and its K
-// deltas in memory at a time). Stops early, with exit code kExitPreempted, after `max_tensors`
-// tensors per rank (0: no limit) or on a preemption signal; rerunning the same command resumes.
+// `lethe merge`: each rank merges its share of the output shards from disk (one tensor and its K
+// deltas in memory at a time, plus the shard's merged tensors). Stops early, with exit code
+// kExitPreempted, at the first shard boundary after `max_tensors` tensors per rank (0: no
+// limit), or on a preemption signal (the shard in progress is dropped); rerunning the same
+// command resumes from the written shards.
 int merge_from_disk(const TensorReader& base, const std::vector<TensorReader>& models, const MergeMethod& rule,
                     const MergeOutput& mo, const json& job, Communicator& comm, int64_t max_tensors);
 

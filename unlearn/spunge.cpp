@@ -149,7 +149,7 @@ int merge_subsets(const SpungeOptions& o, const std::vector<NamedExamples>& subs
   if (pg.group_comm->rank() < S) {
     std::map<std::string, torch::Tensor> theta;
     for (auto& [n, t] : mine->named_weights()) theta[n] = t.detach();
-    merge_sharded(base, theta, *rule, mo, *pg.merge_comm, pg.group_comm->rank(), S);
+    merge_sharded(base, theta, *rule, mo, job, *pg.merge_comm, pg.group_comm->rank(), S);
   }
   world.barrier();
   assemble_merge_output(mo, base, job, world);

@@ -267,7 +267,7 @@ std::map<std::string, torch::Tensor> perturbed(const TensorReader& base, int g) 
 class ShardedMerge : public ::testing::TestWithParam<std::string> {};
 
 // The sharded in-memory merge of `lethe spunge` (merge communicators, parts of the tensors,
-// staged per tensor, shards assembled on all ranks) equals merging the same K deltas in one
+// output shards written by their owners, assembled by rank 0) equals merging the same K deltas in one
 // process with the same rule, bit for bit, for every group layout this world allows.
 TEST_P(ShardedMerge, EqualsSingleProcessMerge) {
   const int N = world_size();
@@ -303,7 +303,7 @@ TEST_P(ShardedMerge, EqualsSingleProcessMerge) {
     open_merge_output(mo, job, *world);
     const int S = *std::min_element(sizes.begin(), sizes.end());
     if (pg.group_comm->rank() < S)
-      merge_sharded(base, perturbed(base, pg.group), *rule, mo, *pg.merge_comm, pg.group_comm->rank(), S);
+      merge_sharded(base, perturbed(base, pg.group), *rule, mo, job, *pg.merge_comm, pg.group_comm->rank(), S);
     world->barrier();
     assemble_merge_output(mo, base, job, *world);
     if (world->rank() == 0) {
