@@ -1,5 +1,7 @@
 #include "checkpoints/model_io.h"
 
+#include <sys/mman.h>
+
 #include <filesystem>
 #include <set>
 
@@ -22,6 +24,18 @@ std::vector<std::string> side_files(const std::string& dir) {
 }
 
 namespace {
+// The parameters' fresh storage is faulted in 4 KiB at a time as the checkpoint is read into
+// it (a third of a warm load); asking for transparent huge pages on the 2 MiB-aligned part of
+// every large tensor cuts the faults 512-fold where the kernel allows (THP "madvise" or
+// "always"; elsewhere the advice is ignored). Nothing is allocated beyond the tensor.
+void advise_huge_pages(const torch::Tensor& t) {
+  constexpr uintptr_t kHuge = uintptr_t(2) << 20;
+  if (!t.is_cpu() || t.nbytes() < 2 * kHuge) return;
+  const auto p = reinterpret_cast<uintptr_t>(t.data_ptr());
+  const uintptr_t begin = (p + kHuge - 1) & ~(kHuge - 1), end = (p + t.nbytes()) & ~(kHuge - 1);
+  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+}
+
 // A checkpoint directory as load_weights reads it: names and shapes from the headers, each
 // tensor read when asked (non-floating-point dtypes refused from the header, NaN/Inf on read).
 class CheckpointWeights : public WeightSource {
@@ -65,6 +79,7 @@ CausalLM load_model(const std::string& dir, const std::string& dtype) {
   auto st = parse_dtype(dtype.empty() ? config.torch_dtype : dtype, "--dtype");
   CausalLM model(config);
   model->to(st);
+  for (auto& [name, w] : model->named_weights()) advise_huge_pages(w);
   model->load_weights(weights, dir);
   model->config.torch_dtype = dtype.empty() ? config.torch_dtype : dtype;
   return model;

@@ -1,5 +1,6 @@
 #include "merge/merge_io.h"
 
+#include <malloc.h>
 #include <spdlog/spdlog.h>
 
 #include <filesystem>
@@ -41,6 +42,17 @@ std::vector<int64_t> shard_bytes(const MergeOutput& mo) {
 }
 
 json base_config(const TensorReader& base) { return read_json_file((fs::path(base.dir()) / "config.json").string()); }
+
+// A merge allocates and frees the same large temporaries for every tensor (deltas, masks, sums).
+// glibc maps each block above its mmap threshold afresh and unmaps it on free, so every tensor
+// page-faults its temporaries in again (a third of a warm task-arithmetic merge); from here on
+// the process keeps large blocks in its heap and does not trim it below 1 GiB of free space.
+// Measured (bench merge --warm, 56M parameters x 3 models): task arithmetic 0.9 -> 0.4 s, TIES
+// 3.0 -> 1.5 s.
+void reuse_large_blocks() {
+  mallopt(M_MMAP_MAX, 0);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+}
 
 }  // namespace
 
@@ -168,6 +180,7 @@ void assemble_merge_output(const MergeOutput& mo, const TensorReader& base, cons
 
 void merge_sharded(const TensorReader& base, const std::map<std::string, torch::Tensor>& theta, const MergeMethod& rule,
                    const MergeOutput& mo, const json& job, Communicator& merge_comm, int shard, int shards) {
+  reuse_large_blocks();
   const int64_t K = merge_comm.size();
   const std::vector<int> part = assign_by_size(shard_bytes(mo), shards);
   const json config = base_config(base);
@@ -200,6 +213,7 @@ void merge_sharded(const TensorReader& base, const std::map<std::string, torch::
 
 int merge_from_disk(const TensorReader& base, const std::vector<TensorReader>& models, const MergeMethod& rule,
                     const MergeOutput& mo, const json& job, Communicator& comm, int64_t max_tensors) {
+  reuse_large_blocks();
   const std::vector<int> owner = assign_by_size(shard_bytes(mo), comm.size());
   const json config = base_config(base);
   int64_t tensors = 0, written = 0, skipped = 0, mine = 0;

@@ -1,6 +1,10 @@
 #include "merge/merge_rules.h"
 
+#include <ATen/Parallel.h>
+
 #include <cmath>
+#include <cstring>
+#include <mutex>
 #include <sstream>
 
 #include "common/error.h"
@@ -123,6 +127,48 @@ std::string merge_rule_list() {
   return list;
 }
 
+float kth_largest_magnitude(const torch::Tensor& x, int64_t k) {
+  const int64_t n = x.numel();
+  LETHE_CHECK(k >= 1 && k <= n, "kth_largest_magnitude: k out of range");
+  if (!(x.is_cpu() && x.is_contiguous() && x.scalar_type() == torch::kFloat))
+    return std::get<0>(x.abs().reshape({-1}).to(torch::kFloat).kthvalue(n - k + 1)).item<float>();
+  // Finite float32 magnitudes order as their bits with the sign cleared: a radix selection, the
+  // high 16 bits then the low 16 bits of the one bucket that holds the k-th, each pass a
+  // histogram (per thread, then summed).
+  const auto* bits = static_cast<const uint32_t*>(x.data_ptr());
+  constexpr int64_t kBins = 65536;
+  auto histogram = [&](auto&& bin_of) {
+    std::vector<int64_t> total(kBins, 0);
+    std::mutex m;
+    at::parallel_for(0, n, 1 << 20, [&](int64_t b, int64_t e) {
+      std::vector<int64_t> h(kBins, 0);
+      for (int64_t i = b; i < e; ++i) {
+        const int64_t bin = bin_of(bits[i] & 0x7fffffffu);
+        if (bin >= 0) ++h[size_t(bin)];
+      }
+      std::lock_guard<std::mutex> lock(m);
+      for (int64_t j = 0; j < kBins; ++j) total[size_t(j)] += h[size_t(j)];
+    });
+    return total;
+  };
+  // From the top bin down: the bin holding the r-th largest, and r within it.
+  auto find = [&](const std::vector<int64_t>& h, int64_t& r) {
+    for (int64_t bin = kBins - 1; bin >= 0; --bin) {
+      if (r <= h[size_t(bin)]) return uint32_t(bin);
+      r -= h[size_t(bin)];
+    }
+    throw InternalError("kth_largest_magnitude: counts do not add up");
+  };
+  int64_t r = k;
+  const uint32_t high = find(histogram([](uint32_t v) { return int64_t(v >> 16); }), r);
+  const uint32_t low =
+      find(histogram([high](uint32_t v) { return (v >> 16) == high ? int64_t(v & 0xffffu) : int64_t(-1); }), r);
+  const uint32_t v = (high << 16) | low;
+  float out;
+  std::memcpy(&out, &v, sizeof out);
+  return out;
+}
+
 torch::Tensor ties_trim(const torch::Tensor& delta, double density, const std::string& trim) {
   const int64_t n = delta.numel();
   if (trim == "topk") {  // mergekit: exactly max(1, int(density n)) entries
@@ -137,10 +183,7 @@ torch::Tensor ties_trim(const torch::Tensor& delta, double density, const std::s
   const int64_t k = std::min<int64_t>(n, int64_t(std::floor(density * double(n) + 1e-9)));
   if (k >= n) return delta.clone();
   if (k <= 0) return torch::zeros_like(delta);
-  auto mag = delta.abs().reshape({-1});
-  // The k-th largest magnitude: the (n - k + 1)-th smallest, by selection (O(n); a top-k of 20%
-  // of the entries costs ~4x as much).
-  auto threshold = std::get<0>(mag.kthvalue(n - k + 1));
+  const double threshold = kth_largest_magnitude(delta.contiguous(), k);
   return delta * (delta.abs() >= threshold).to(delta.scalar_type());
 }
 

@@ -58,6 +58,9 @@ std::string describe(const MergeOptions& opt);
 
 // The building blocks, exposed for the tests.
 torch::Tensor ties_trim(const torch::Tensor& delta, double density, const std::string& trim = "threshold");
+// The k-th largest |x| (1 <= k <= numel) exactly: a radix selection over the bits of a
+// contiguous float32 CPU tensor (two histogram passes), kthvalue otherwise.
+float kth_largest_magnitude(const torch::Tensor& x, int64_t k);
 torch::Tensor dare_drop(const torch::Tensor& delta, double density, uint64_t seed, size_t model,
                         const std::string& name, const std::string& rescale);
 // TIES sign election and disjoint weighted mean over the given (trimmed or dropped) deltas.

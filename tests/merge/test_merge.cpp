@@ -35,6 +35,26 @@ TEST(Merge, TiesTrimKeepsTopDensityShareByMagnitude) {
   expect_eq(ties_trim(kDeltas[0], 0.1), {0, 0, 0, 0});  // floor(0.4) = 0 entries kept
 }
 
+// The radix selection finds exactly the k-th largest magnitude a full sort finds: random values
+// over many magnitudes, repeated values, zeros of both signs and subnormals, every k at the
+// ends and a spread in between; other dtypes go through kthvalue.
+TEST(Merge, KthLargestMagnitudeEqualsSorting) {
+  torch::manual_seed(3);
+  auto x = torch::randn({50000}) * torch::pow(10.0, torch::randint(-30, 30, {50000}).to(torch::kFloat));
+  x.narrow(0, 0, 1000).fill_(0.5f);  // repeated magnitude, both signs below
+  x.narrow(0, 1000, 500).fill_(-0.5f);
+  x.narrow(0, 2000, 300).fill_(0.0f);
+  x.narrow(0, 2300, 300).fill_(-0.0f);
+  x.narrow(0, 3000, 100).fill_(1e-40f);  // subnormal
+  const auto sorted = std::get<0>(x.abs().sort(/*stable=*/false, 0, /*descending=*/true));
+  const int64_t n = x.numel();
+  for (int64_t k : {int64_t(1), int64_t(2), int64_t(999), int64_t(1500), n / 5, n / 2, n - 2700, n - 1, n})
+    EXPECT_EQ(kth_largest_magnitude(x, k), sorted[k - 1].item<float>()) << "k " << k;
+  auto half = x.to(torch::kBFloat16);
+  EXPECT_EQ(kth_largest_magnitude(half, n / 5),
+            std::get<0>(half.abs().to(torch::kFloat).sort(false, 0, true))[n / 5 - 1].item<float>());
+}
+
 TEST(Merge, TiesElectsSignAndAveragesAgreeingEntries) {
   // trimmed: [4,0,0,-3] and [-2,5,0,0]; sum [2,5,0,-3] -> signs [+,+,+,-] (0 counts as +);
   // entry 2 has no agreeing non-zero entry -> 0.
