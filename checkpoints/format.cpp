@@ -76,7 +76,7 @@ std::unique_ptr<CheckpointWriter> make_checkpoint_writer(CheckpointFormat f) {
 
 void write_model_files(const CheckpointWriter& w, const std::string& dir, const NamedTensors& tensors,
                        const json& model_config, const json& run_config, const std::vector<std::string>& side_files,
-                       uint64_t max_shard_bytes) {
+                       uint64_t max_shard_bytes, int part, int parts) {
   std::vector<uint64_t> bytes;
   uint64_t total = 0;
   for (auto& nt : tensors) {
@@ -88,13 +88,14 @@ void write_model_files(const CheckpointWriter& w, const std::string& dir, const 
   json weight_map = json::object();
   for (size_t j = 0; j < shards.size(); ++j) {
     const std::string file = shard_file_name(j, shards.size(), w.shard_extension());
-    NamedTensors part;
+    NamedTensors shard;
     for (size_t i : shards[j]) {
-      part.push_back(tensors[i]);
+      shard.push_back(tensors[i]);
       weight_map[tensors[i].first] = file;
     }
-    w.write_shard((fs::path(dir) / file).string(), part, model_config, run_config);
+    if (int(j % size_t(parts)) == part) w.write_shard((fs::path(dir) / file).string(), shard, model_config, run_config);
   }
+  if (part != 0) return;
   if (shards.size() > 1) write_weight_index(dir, w.index_name(), weight_map, total);
   w.write_metadata(dir, model_config, run_config);
   for (auto& c : side_files) copy_file_checked(c, (fs::path(dir) / fs::path(c).filename()).string());

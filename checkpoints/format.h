@@ -37,9 +37,11 @@ class CheckpointWriter {
 std::unique_ptr<CheckpointWriter> make_checkpoint_writer(CheckpointFormat f);
 
 // plan_shards -> write_shard each -> the index when sharded -> write_metadata -> the side files
-// (tokenizer, generation config) copied in. `dir` exists and is not yet published.
+// (tokenizer, generation config) copied in. `dir` exists and is not yet published. Written by
+// `parts` processes together: part p writes shards p, p + parts, ...; part 0 also the index,
+// metadata and side files (every part plans the same shards from the same tensors).
 void write_model_files(const CheckpointWriter& w, const std::string& dir, const NamedTensors& tensors,
                        const json& model_config, const json& run_config, const std::vector<std::string>& side_files,
-                       uint64_t max_shard_bytes);
+                       uint64_t max_shard_bytes, int part = 0, int parts = 1);
 
 }  // namespace lethe

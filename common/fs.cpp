@@ -387,8 +387,7 @@ void remove_stale_temps_within(const std::string& dir) {
   for (auto& s : stale) fs::remove_all(s, ec);
 }
 
-void write_dir_atomically(const std::string& dir_arg, const std::function<void(const std::string& tmp)>& fill,
-                          const std::string& what) {
+std::string create_temp_sibling_dir(const std::string& dir_arg, const std::string& what) {
   const std::string dir = without_trailing_slash(dir_arg);
   if (fs::exists(dir) && !(fs::is_directory(dir) && fs::is_empty(dir)))  // an empty one is replaced by the rename
     throw InputError(what + " '" + dir + "' already exists and is not empty; refusing to overwrite it");
@@ -401,6 +400,14 @@ void write_dir_atomically(const std::string& dir_arg, const std::function<void(c
   fs::remove_all(tmp, ec);
   fs::create_directory(tmp, ec);
   if (ec) throw InputError("cannot create " + tmp + ": " + ec.message());
+  return tmp;
+}
+
+void write_dir_atomically(const std::string& dir_arg, const std::function<void(const std::string& tmp)>& fill,
+                          const std::string& what) {
+  const std::string dir = without_trailing_slash(dir_arg);
+  const std::string tmp = create_temp_sibling_dir(dir, what);
+  std::error_code ec;
   try {
     fill(tmp);
     publish_dir(tmp, dir);

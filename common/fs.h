@@ -45,6 +45,11 @@ void publish_dir(const std::string& built, const std::string& dir);
 // published (removed again when `fill` throws). `what` names the output in errors.
 void write_dir_atomically(const std::string& dir, const std::function<void(const std::string& tmp)>& fill,
                           const std::string& what);
+// Its first half, for an output that several processes fill together: refuses an existing
+// non-empty `dir`, removes what killed earlier writers of it left, and creates a fresh temporary
+// sibling, whose path it returns; publish_dir(tmp, dir) finishes it (remove the temporary when
+// filling fails).
+std::string create_temp_sibling_dir(const std::string& dir, const std::string& what);
 bool is_complete_dir(const std::string& dir);
 // The marker records every file's size and an HDF5 file's checksum: CorruptError naming the file
 // when it no longer matches (checked once per process and file version; files without a record,

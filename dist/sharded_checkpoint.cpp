@@ -88,6 +88,45 @@ void save_sharded_checkpoint(const std::string& root, int64_t step, Communicator
   comm.barrier();
 }
 
+void save_model_on_ranks(CausalLM& model, const std::string& dir, CheckpointFormat format, const json& run_config,
+                         const std::string& source_dir, uint64_t max_shard_bytes, Communicator& comm) {
+  if (comm.size() == 1) return save_model(model, dir, format, run_config, source_dir, max_shard_bytes);
+  const std::string what = "output directory";
+  std::string tmp;
+  agree_on_error(comm, [&]() -> std::string {
+    try {
+      tmp = create_temp_sibling_dir(dir, what);
+    } catch (const InputError& e) {
+      return e.what();
+    }
+    return "";
+  });
+  tmp = all_gather_strings(comm, {comm.rank() == 0 ? tmp : ""})[0];
+  NamedTensors weights;
+  for (auto& [name, t] : model->named_weights()) weights.emplace_back(name, t.detach());
+  const std::vector<std::string> copies = source_dir.empty() ? std::vector<std::string>{} : side_files(source_dir);
+  std::string failed;
+  try {
+    write_model_files(*make_checkpoint_writer(format), tmp, weights, model->config.to_json(), run_config, copies,
+                      max_shard_bytes, comm.rank(), comm.size());
+  } catch (const std::exception& e) {
+    failed = e.what();
+  }
+  for (auto& e : all_gather_strings(comm, {failed}))  // every rank's shards are written, or why not
+    if (!e.empty()) failed = e;
+  agree_on_error(comm, [&]() -> std::string {  // rank 0 publishes, or removes the temporary
+    try {
+      if (failed.empty()) publish_dir(tmp, dir);
+    } catch (const std::exception& e) {
+      failed = e.what();
+    }
+    if (failed.empty()) return "";
+    std::error_code ec;
+    fs::remove_all(tmp, ec);
+    return what + " '" + dir + "' was not written: " + failed;
+  });
+}
+
 std::string latest_complete_checkpoint(const std::string& root) {
   if (!fs::is_directory(root)) return "";
   std::string best;

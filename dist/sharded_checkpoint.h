@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "checkpoints/hdf5_checkpoint.h"
+#include "checkpoints/model_io.h"
 #include "dist/communicator.h"
 
 namespace lethe {
@@ -18,6 +19,14 @@ namespace lethe {
 // Collective over `comm`. `shard` is this rank's tensors; `manifest` comes from rank 0.
 void save_sharded_checkpoint(const std::string& root, int64_t step, Communicator& comm, const NamedTensors& shard,
                              const json& manifest, int keep = 2);
+// Collective: save_model with every rank writing its share of the output's shards in parallel
+// (shard j on rank j mod N; rank 0 also the index, config and tokenizer files) into one
+// temporary directory that rank 0 then publishes (common/fs.h's protocol). Every rank holds the
+// whole model and passes the same arguments; the files are those save_model writes. One rank
+// failing fails all of them with its message, and nothing is left behind.
+void save_model_on_ranks(CausalLM& model, const std::string& dir, CheckpointFormat format, const json& run_config,
+                         const std::string& source_dir, uint64_t max_shard_bytes, Communicator& comm);
+
 // The newest complete step-* directory under root, or "" when there is none.
 std::string latest_complete_checkpoint(const std::string& root);
 

@@ -9,6 +9,7 @@
 #include "common/fs.h"
 #include "common/error.h"
 #include "dist/collectives.h"
+#include "dist/sharded_checkpoint.h"
 #include "dist/signals.h"
 #include "eval/report.h"
 #include "eval/report_writer.h"
@@ -255,11 +256,10 @@ int run_training(const TrainJob& job, const Runtime& rt) {
     cfg["result"]["selection"] = sel;
     spdlog::info("select {}: the output is step {}", job.select.rule, sel["output_step"].get<int64_t>());
   }
-  if (comm.rank() == 0) {  // parameters are whole on every rank after the step's all-gather
-    save_model(run.model, job.output.out, job.output.format, cfg, job.run.model.dir, job.output.max_shard_bytes);
-    spdlog::info("saved {} checkpoint to {}", format_name(job.output.format), job.output.out);
-  }
-  comm.barrier();
+  // Parameters are whole on every rank after the step's all-gather: each rank writes its shards.
+  save_model_on_ranks(run.model, job.output.out, job.output.format, cfg, job.run.model.dir, job.output.max_shard_bytes,
+                      comm);
+  if (comm.rank() == 0) spdlog::info("saved {} checkpoint to {}", format_name(job.output.format), job.output.out);
   return 0;
 }
 

@@ -9,6 +9,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "dist/collectives.h"
+#include "dist/sharded_checkpoint.h"
 #include "dist/signals.h"
 #include "eval/report_writer.h"
 #include "merge/merge_io.h"
@@ -79,10 +80,8 @@ CausalLM unlearn_one(const SpungeOptions& o, const RunText& text, const SpungeDa
   spec.train.run_config = run_config;
   RunOutput out = run_objective(spec, text, examples, data.uses_retain ? &data.retain : nullptr, comm, device);
   if (out.result.preempted) return nullptr;
-  if (!saved.empty()) {
-    if (comm.rank() == 0) save_model(out.model, saved, CheckpointFormat::kNative, run_config, o.run.model.dir);
-    comm.barrier();
-  }
+  if (!saved.empty())
+    save_model_on_ranks(out.model, saved, CheckpointFormat::kNative, run_config, o.run.model.dir, 0, comm);
   return out.model;
 }
 

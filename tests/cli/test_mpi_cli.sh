@@ -22,6 +22,12 @@ for np in 2 4; do
     fi
   done
 done
+# A sharded output written by both ranks at once (shard j by rank j mod 2) holds exactly the
+# weights the same 2-rank run writes into one file
+"$MPIRUN" -np 2 "$LETHE" "${FT[@]}" --steps 6 --zero-stage 0 --max-shard-size 100KB --out "$T/np2_sharded" >"$T/log" 2>&1 \
+  && [ "$(ls "$T/np2_sharded" | grep -c '^model-.*safetensors$')" -ge 4 ] && [ -f "$T/np2_sharded/COMPLETE" ] \
+  && $CMP "$T/np2_sharded" "$T/np2z0" --exact >/dev/null && ok \
+  || { bad "2 ranks writing a sharded output differ from the single-file output"; tail -5 "$T/log"; }
 # LoRA (seeded adapter init; dropout off, since masks are drawn per rank) under ZeRO 3
 "$LETHE" "${FT[@]}" --steps 4 --lora-rank 4 --lora-dropout 0 --out "$T/lora1" >/dev/null 2>&1
 "$MPIRUN" -np 2 "$LETHE" "${FT[@]}" --steps 4 --lora-rank 4 --lora-dropout 0 --zero-stage 3 --out "$T/lora2" >"$T/log" 2>&1 \
