@@ -219,25 +219,14 @@ void write_h5_tensors(const std::string& path, const NamedTensors& tensors, cons
 }
 
 namespace {
-// The data of the datasets that carry their own checksum (`hash64b`, contiguous): the bytes the
-// completion marker's checksum leaves to them (common/fs.h). {} when the file cannot be read.
+// The completion marker's data-region finder for .h5 files (common/fs.h); {} when the file
+// cannot be read.
 DataRegions h5_data_regions(const std::string& path) {
-  silence_hdf5();
-  DataRegions out;
-  H5Id file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
-  H5G_info_t info;
-  if (file.id < 0 || H5Gget_info(file, &info) < 0) return {};
-  for (hsize_t i = 0; i < info.nlinks; ++i) {
-    char name[1024];
-    if (H5Lget_name_by_idx(file, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name, H5P_DEFAULT) < 0) return {};
-    H5Id ds(H5Dopen2(file, name, H5P_DEFAULT), H5Dclose);
-    if (ds.id < 0) return {};
-    if (H5Aexists(ds, "hash64b") <= 0) continue;
-    const haddr_t offset = H5Dget_offset(ds);
-    const hsize_t bytes = H5Dget_storage_size(ds);
-    if (offset != HADDR_UNDEF && bytes > 0) out.emplace_back(uint64_t(offset), uint64_t(bytes));
+  try {
+    return H5Reader(path).data_regions();
+  } catch (const std::exception&) {
+    return {};
   }
-  return out;
 }
 const bool h5_finder_set = (set_data_region_finder(".h5", h5_data_regions), true);
 }  // namespace
@@ -252,25 +241,22 @@ H5Reader::H5Reader(const std::string& path) : path_(path) {
   if (H5Fis_hdf5(path.c_str()) <= 0) throw CorruptError(path + ": not an HDF5 file (truncated or overwritten?)");
   file_ = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   if (file_ < 0) throw CorruptError(path + ": cannot open HDF5 file (corrupt metadata or truncated)");
-  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);  // for read-ahead advice only (-1: none)
   H5G_info_t info;
-  if (H5Gget_info(file_, &info) < 0) {
-    H5Fclose(file_);
-    if (fd_ >= 0) ::close(fd_);
-    throw CorruptError(path + ": cannot list datasets (corrupt metadata)");
-  }
-  for (hsize_t i = 0; i < info.nlinks; ++i) {
+  bool listed = H5Gget_info(file_, &info) >= 0;
+  for (hsize_t i = 0; listed && i < info.nlinks; ++i) {
     ssize_t n = H5Lget_name_by_idx(file_, ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
-    if (n < 0) {
-      H5Fclose(file_);
-      if (fd_ >= 0) ::close(fd_);
-      throw CorruptError(path + ": cannot list datasets (corrupt metadata)");
-    }
+    listed = n >= 0;
+    if (!listed) break;
     std::string name(size_t(n) + 1, '\0');
     H5Lget_name_by_idx(file_, ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), name.size(), H5P_DEFAULT);
     name.resize(size_t(n));
     names_.push_back(from_h5_name(name));
   }
+  if (!listed) {
+    H5Fclose(file_);
+    throw CorruptError(path + ": cannot list datasets (corrupt metadata)");
+  }
+  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);  // for read-ahead advice only (-1: none)
 }
 
 H5Reader::~H5Reader() {
@@ -344,11 +330,22 @@ torch::Tensor H5Reader::read_dataset(const std::string& name, torch::Tensor dst)
   return dst.defined() ? dst : d.shape.empty() ? t.reshape({}) : t;
 }
 
+DataRegions H5Reader::data_regions() const {
+  DataRegions out;
+  for (auto& name : names_) {
+    H5Id ds(H5Dopen2(file_, to_h5_name(name).c_str(), H5P_DEFAULT), H5Dclose);
+    if (ds.id < 0) throw CorruptError(path_ + ": dataset '" + name + "' cannot be opened (corrupt metadata)");
+    if (H5Aexists(ds, "hash64b") <= 0) continue;
+    const haddr_t offset = H5Dget_offset(ds);
+    const hsize_t bytes = H5Dget_storage_size(ds);
+    if (offset != HADDR_UNDEF && bytes > 0) out.emplace_back(uint64_t(offset), uint64_t(bytes));
+  }
+  return out;
+}
+
 torch::Tensor H5Reader::read(const std::string& name) const { return read_dataset(name, torch::Tensor()); }
 
 void H5Reader::read_into(const std::string& name, torch::Tensor dst) const { read_dataset(name, std::move(dst)); }
-
-std::vector<std::string> list_h5_tensors(const std::string& path) { return H5Reader(path).names(); }
 
 std::map<std::string, H5TensorInfo> h5_tensor_infos(const std::string& path) { return H5Reader(path).infos(); }
 
@@ -361,10 +358,6 @@ TensorMap read_h5_tensors(const std::string& path, const std::vector<std::string
   TensorMap out;
   for (auto& name : names.empty() ? file.names() : names) out.emplace(name, file.read(name));
   return out;
-}
-
-void read_h5_tensor_into(const std::string& path, const std::string& name, torch::Tensor dst) {
-  H5Reader(path).read_into(name, std::move(dst));
 }
 
 void write_checkpoint_dir(const std::string& dir, const std::map<std::string, CheckpointFile>& files,

@@ -22,9 +22,6 @@ void write_h5_tensors(const std::string& path, const NamedTensors& tensors, cons
 // Reads `names` (all when empty). Corruption (checksum, truncation, bad header) -> CorruptError.
 TensorMap read_h5_tensors(const std::string& path, const std::vector<std::string>& names = {},
                           std::map<std::string, json>* attrs = nullptr);
-std::vector<std::string> list_h5_tensors(const std::string& path);
-// One tensor straight into `dst` (its dtype and element count, contiguous, on the CPU).
-void read_h5_tensor_into(const std::string& path, const std::string& name, torch::Tensor dst);
 // The root group's JSON attributes alone (no tensor data read).
 std::map<std::string, json> read_h5_attributes(const std::string& path);
 // dtype and shape of every tensor in the file, without reading the data.
@@ -50,6 +47,9 @@ class H5Reader {
   torch::Tensor read(const std::string& name) const;
   // Straight into `dst` (its dtype and element count, contiguous, on the CPU).
   void read_into(const std::string& name, torch::Tensor dst) const;
+  // Where the data of the datasets carrying their own checksum (`hash64b`) lies in the file:
+  // what the completion marker's checksum leaves to them (common/fs.h DataRegions).
+  DataRegions data_regions() const;
 
  private:
   torch::Tensor read_dataset(const std::string& name, torch::Tensor dst) const;

@@ -167,17 +167,9 @@ void read_safetensors_tensor_into(const std::string& path, uint64_t offset, cons
   // What follows this tensor in the file is prefetched while it is read and checked (models are
   // read in file order), so the disk does not idle between tensors.
   ::posix_fadvise(fd, off_t(offset), off_t(256) << 20, POSIX_FADV_WILLNEED);
-  auto* p = static_cast<char*>(dst.data_ptr());
-  const size_t n = dst.nbytes();
-  size_t got = 0;
-  while (got < n) {
-    const ssize_t r = ::pread(fd, p + got, n - got, off_t(offset + got));
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
-    got += size_t(r);
-  }
+  const ssize_t got = pread_full(fd, dst.data_ptr(), dst.nbytes(), offset);
   ::close(fd);
-  if (got < n) throw CorruptError(path + ": truncated while reading tensor '" + name + "'");
+  if (got != ssize_t(dst.nbytes())) throw CorruptError(path + ": truncated while reading tensor '" + name + "'");
 }
 
 TensorMap read_safetensors_subset(const std::string& path, const std::vector<std::string>& names) {

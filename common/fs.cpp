@@ -164,6 +164,18 @@ void copy_file_checked(const std::string& from, const std::string& to) {
   });
 }
 
+ssize_t pread_full(int fd, void* buf, size_t n, uint64_t offset) {
+  size_t got = 0;
+  while (got < n) {
+    const ssize_t r = ::pread(fd, static_cast<char*>(buf) + got, n - got, off_t(offset + got));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return -1;
+    if (r == 0) break;
+    got += size_t(r);
+  }
+  return ssize_t(got);
+}
+
 namespace {
 using Regions = DataRegions;
 
@@ -194,15 +206,9 @@ uint64_t hash_outside(const std::string& path, const Regions& regions, uint64_t 
   auto append = [&](uint64_t from, uint64_t to) {
     const size_t at = rest.size();
     rest.resize(at + size_t(to - from));
-    size_t got = 0;
-    while (got < to - from) {
-      const ssize_t r = ::pread(fd, rest.data() + at + got, size_t(to - from) - got, off_t(from + got));
-      if (r < 0 && errno == EINTR) continue;
-      if (r <= 0) {
-        ::close(fd);
-        throw CorruptError(path + ": read failed or the file is shorter than " + what + " records");
-      }
-      got += size_t(r);
+    if (pread_full(fd, rest.data() + at, size_t(to - from), from) != ssize_t(to - from)) {
+      ::close(fd);
+      throw CorruptError(path + ": read failed or the file is shorter than " + what + " records");
     }
   };
   uint64_t pos = 0;
@@ -280,13 +286,13 @@ bool verify_written_file(const std::string& path) {
                        " records another size (truncated or changed since it was written)");
   // "meta64" + "data": the bytes outside the data regions; "hash64b": all bytes (hash_blocks);
   // "hash64": all bytes (hash_file, markers of earlier versions).
-  const char* key_name = f.contains("meta64")    ? "meta64"
-                         : f.contains("hash64b") ? "hash64b"
-                         : f.contains("hash64")  ? "hash64"
-                                                 : nullptr;
-  if (!key_name) return false;
+  const std::string key_name = f.contains("meta64")    ? "meta64"
+                               : f.contains("hash64b") ? "hash64b"
+                               : f.contains("hash64")  ? "hash64"
+                                                       : "";
+  if (key_name.empty()) return false;
   uint64_t actual = 0;
-  if (key_name[0] == 'm') {
+  if (key_name == "meta64") {
     Regions regions;
     try {
       regions = f.at("data").get<Regions>();
@@ -297,7 +303,7 @@ bool verify_written_file(const std::string& path) {
       throw CorruptError(marker.string() + ": the data regions of " + name + " are not in order");
     actual = hash_outside(path, regions, size, marker.string());
   } else {
-    actual = key_name[6] == 'b' ? hash_file_blocks(path) : hash_file(path);
+    actual = key_name == "hash64b" ? hash_file_blocks(path) : hash_file(path);
   }
   if (!f[key_name].is_string() || f[key_name].get<std::string>() != hex64(actual))
     throw CorruptError(path + ": its checksum differs from the one " + marker.string() +

@@ -1,6 +1,8 @@
 // File-system helpers. Nothing here overwrites existing user data: writers go through a
 // temporary name, fsync and rename, and directory creation refuses an existing output.
 #pragma once
+#include <sys/types.h>
+
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -15,6 +17,8 @@ void write_file_atomic(const std::string& path, const std::string& content);
 // fsynced and renamed over `path`, so `path` either does not exist or is complete.
 void write_file_via_temp(const std::string& path, const std::function<void(const std::string& tmp)>& write);
 void fsync_path(const std::string& path);  // file or directory
+// pread until `n` bytes or the end of the file: the bytes read, or -1 (errno set) on an error.
+ssize_t pread_full(int fd, void* buf, size_t n, uint64_t offset);
 void fsync_parent_dir(const std::string& path);
 bool path_exists(const std::string& path);
 // Refuses (InputError) when `dir` exists and is not empty; creates it (and parents) otherwise.

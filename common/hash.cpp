@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/fs.h"
 
 namespace lethe {
 
@@ -107,18 +108,13 @@ uint64_t hash_file_blocks(const std::string& path) {
   std::vector<uint64_t> h;
   uint64_t total = 0;
   for (;;) {
-    size_t got = 0;
-    while (got < buf.size()) {
-      const ssize_t r = ::pread(fd, buf.data() + got, buf.size() - got, off_t(total + got));
-      if (r < 0 && errno == EINTR) continue;
-      if (r < 0) {
-        const int e = errno;
-        ::close(fd);
-        throw InputError(path + ": read failed (" + std::strerror(e) + ")");
-      }
-      if (r == 0) break;
-      got += size_t(r);
+    const ssize_t r = pread_full(fd, buf.data(), buf.size(), total);
+    if (r < 0) {
+      const int e = errno;
+      ::close(fd);
+      throw InputError(path + ": read failed (" + std::strerror(e) + ")");
     }
+    const size_t got = size_t(r);
     hash_block_range(buf.data(), got, &h);
     total += got;
     if (got < buf.size()) break;

@@ -41,8 +41,6 @@ std::vector<int64_t> shard_bytes(const MergeOutput& mo) {
   return out;
 }
 
-json base_config(const TensorReader& base) { return read_json_file((fs::path(base.dir()) / "config.json").string()); }
-
 // A merge allocates and frees the same large temporaries for every tensor (deltas, masks, sums).
 // glibc maps each block above its mmap threshold afresh and unmaps it on free, so every tensor
 // page-faults its temporaries in again (a third of a warm task-arithmetic merge); from here on
@@ -89,6 +87,7 @@ MergeOutput plan_merge_output(const TensorReader& base, const std::string& out, 
     mo.bytes.push_back(info.bytes());
   }
   mo.shards = plan_shards(std::vector<uint64_t>(mo.bytes.begin(), mo.bytes.end()), max_shard_bytes);
+  mo.config = read_json_file((fs::path(base.dir()) / "config.json").string());
   return mo;
 }
 
@@ -133,11 +132,10 @@ bool open_merge_output(const MergeOutput& mo, const json& job, Communicator& com
 
 bool is_shard_written(const MergeOutput& mo, size_t j) { return fs::exists(shard_path(mo, j)); }
 
-void write_merged_shard(const MergeOutput& mo, size_t j, const NamedTensors& tensors, const json& config,
-                        const json& job) {
+void write_merged_shard(const MergeOutput& mo, size_t j, const NamedTensors& tensors, const json& job) {
   NamedTensors cpu;
   for (auto& [name, t] : tensors) cpu.emplace_back(name, t.detach().to(torch::kCPU).contiguous());
-  make_checkpoint_writer(mo.format)->write_shard(shard_path(mo, j), cpu, config, job);  // temporary + rename
+  make_checkpoint_writer(mo.format)->write_shard(shard_path(mo, j), cpu, mo.config, job);  // temporary + rename
 }
 
 torch::Tensor delta_of(const torch::Tensor& theta, const torch::Tensor& theta0) {
@@ -149,7 +147,6 @@ torch::Tensor apply_delta(const torch::Tensor& base, const torch::Tensor& merged
 }
 
 void assemble_merge_output(const MergeOutput& mo, const TensorReader& base, const json& job, Communicator& comm) {
-  const json config = base_config(base);
   auto writer = make_checkpoint_writer(mo.format);
   comm.barrier();  // every rank's shards are written
   if (comm.rank() == 0) {
@@ -165,7 +162,7 @@ void assemble_merge_output(const MergeOutput& mo, const TensorReader& base, cons
         }
       write_weight_index(mo.out, writer->index_name(), wm, total);
     }
-    write_json_file((fs::path(mo.out) / "config.json").string(), config);
+    write_json_file((fs::path(mo.out) / "config.json").string(), mo.config);
     for (auto& f : side_files(base.dir())) {
       const std::string to = (fs::path(mo.out) / fs::path(f).filename()).string();
       if (!fs::exists(to)) copy_file_checked(f, to);
@@ -183,7 +180,6 @@ void merge_sharded(const TensorReader& base, const std::map<std::string, torch::
   reuse_large_blocks();
   const int64_t K = merge_comm.size();
   const std::vector<int> part = assign_by_size(shard_bytes(mo), shards);
-  const json config = base_config(base);
   int64_t j = 0, written = 0;
   for (size_t s = 0; s < mo.shards.size(); ++s) {
     if (part[s] != shard) continue;
@@ -205,7 +201,7 @@ void merge_sharded(const TensorReader& base, const std::map<std::string, torch::
       merged.emplace_back(name, apply_delta(theta0, rule.merge(name, deltas)));
     }
     if (merge_comm.rank() != owner) continue;
-    write_merged_shard(mo, s, merged, config, job);
+    write_merged_shard(mo, s, merged, job);
     ++written;
   }
   spdlog::info("merge: part {} of {}: wrote {} output shard(s) on this rank", shard, shards, written);
@@ -215,7 +211,6 @@ int merge_from_disk(const TensorReader& base, const std::vector<TensorReader>& m
                     const MergeOutput& mo, const json& job, Communicator& comm, int64_t max_tensors) {
   reuse_large_blocks();
   const std::vector<int> owner = assign_by_size(shard_bytes(mo), comm.size());
-  const json config = base_config(base);
   int64_t tensors = 0, written = 0, skipped = 0, mine = 0;
   bool stopped = false;
   auto flag = torch::zeros({3}, torch::kDouble);
@@ -245,7 +240,7 @@ int merge_from_disk(const TensorReader& base, const std::vector<TensorReader>& m
         ++tensors;
       }
       if (stopped) break;
-      write_merged_shard(mo, s, merged, config, job);
+      write_merged_shard(mo, s, merged, job);
       ++written;
     }
     flag = torch::tensor({stopped ? 1.0 : 0.0, double(written), double(skipped)}, torch::kDouble);  // one reduce

@@ -26,6 +26,7 @@ struct MergeOutput {
   std::vector<std::string> names;           // every tensor, sorted
   std::vector<int64_t> bytes;               // bytes[i]: size of names[i] (the base's dtype)
   std::vector<std::vector<size_t>> shards;  // indices into names, name order, each <= max_shard_bytes
+  json config;                              // the base's config.json, the output's
 };
 
 MergeOutput plan_merge_output(const TensorReader& base, const std::string& out, CheckpointFormat format,
@@ -39,8 +40,7 @@ std::vector<int> assign_by_size(const std::vector<int64_t>& bytes, int parts);
 bool open_merge_output(const MergeOutput& mo, const json& job, Communicator& comm);
 bool is_shard_written(const MergeOutput& mo, size_t j);
 // Shard j's file, atomically (its writer's temporary name, fsync, rename).
-void write_merged_shard(const MergeOutput& mo, size_t j, const NamedTensors& tensors, const json& config,
-                        const json& job);
+void write_merged_shard(const MergeOutput& mo, size_t j, const NamedTensors& tensors, const json& job);
 // theta - theta_0 in float32 on theta's device; theta_0 + merged delta in theta_0's dtype.
 torch::Tensor delta_of(const torch::Tensor& theta, const torch::Tensor& theta0);
 torch::Tensor apply_delta(const torch::Tensor& base, const torch::Tensor& merged_delta);
