@@ -74,31 +74,43 @@ std::unique_ptr<CheckpointWriter> make_checkpoint_writer(CheckpointFormat f) {
   return std::make_unique<HfWriter>();
 }
 
+std::vector<std::vector<size_t>> plan_model_shards(const NamedTensors& tensors, uint64_t max_shard_bytes) {
+  std::vector<uint64_t> bytes;
+  for (auto& nt : tensors) bytes.push_back(tensor_bytes(nt.second));
+  auto shards = plan_shards(bytes, max_shard_bytes);
+  if (shards.empty()) shards.emplace_back();  // no tensors: still one (empty) file
+  return shards;
+}
+
+void write_model_metadata_files(const CheckpointWriter& w, const std::string& dir, const NamedTensors& tensors,
+                                const std::vector<std::vector<size_t>>& shards, const json& model_config,
+                                const json& run_config, const std::vector<std::string>& side_files) {
+  if (shards.size() > 1) {
+    json weight_map = json::object();
+    uint64_t total = 0;
+    for (size_t j = 0; j < shards.size(); ++j)
+      for (size_t i : shards[j]) {
+        weight_map[tensors[i].first] = shard_file_name(j, shards.size(), w.shard_extension());
+        total += tensor_bytes(tensors[i].second);
+      }
+    write_weight_index(dir, w.index_name(), weight_map, total);
+  }
+  w.write_metadata(dir, model_config, run_config);
+  for (auto& c : side_files) copy_file_checked(c, (fs::path(dir) / fs::path(c).filename()).string());
+}
+
 void write_model_files(const CheckpointWriter& w, const std::string& dir, const NamedTensors& tensors,
                        const json& model_config, const json& run_config, const std::vector<std::string>& side_files,
                        uint64_t max_shard_bytes, int part, int parts) {
-  std::vector<uint64_t> bytes;
-  uint64_t total = 0;
-  for (auto& nt : tensors) {
-    bytes.push_back(tensor_bytes(nt.second));
-    total += bytes.back();
-  }
-  auto shards = plan_shards(bytes, max_shard_bytes);
-  if (shards.empty()) shards.emplace_back();  // no tensors: still one (empty) file
-  json weight_map = json::object();
+  const auto shards = plan_model_shards(tensors, max_shard_bytes);
   for (size_t j = 0; j < shards.size(); ++j) {
-    const std::string file = shard_file_name(j, shards.size(), w.shard_extension());
+    if (int(j % size_t(parts)) != part) continue;
     NamedTensors shard;
-    for (size_t i : shards[j]) {
-      shard.push_back(tensors[i]);
-      weight_map[tensors[i].first] = file;
-    }
-    if (int(j % size_t(parts)) == part) w.write_shard((fs::path(dir) / file).string(), shard, model_config, run_config);
+    for (size_t i : shards[j]) shard.push_back(tensors[i]);
+    w.write_shard((fs::path(dir) / shard_file_name(j, shards.size(), w.shard_extension())).string(), shard,
+                  model_config, run_config);
   }
-  if (part != 0) return;
-  if (shards.size() > 1) write_weight_index(dir, w.index_name(), weight_map, total);
-  w.write_metadata(dir, model_config, run_config);
-  for (auto& c : side_files) copy_file_checked(c, (fs::path(dir) / fs::path(c).filename()).string());
+  if (part == 0) write_model_metadata_files(w, dir, tensors, shards, model_config, run_config, side_files);
 }
 
 }  // namespace lethe

@@ -43,5 +43,13 @@ std::unique_ptr<CheckpointWriter> make_checkpoint_writer(CheckpointFormat f);
 void write_model_files(const CheckpointWriter& w, const std::string& dir, const NamedTensors& tensors,
                        const json& model_config, const json& run_config, const std::vector<std::string>& side_files,
                        uint64_t max_shard_bytes, int part = 0, int parts = 1);
+// The pieces of write_model_files, for writers that get the tensors in parts (a ZeRO 3 model
+// saved from its shards): the shards' tensor indices (at least one, maybe empty, shard) and
+// the files part 0 writes after them (the index when sharded, metadata, side files). Only the
+// tensors' names, shapes and dtypes are read, so they may be placeholders on the meta device.
+std::vector<std::vector<size_t>> plan_model_shards(const NamedTensors& tensors, uint64_t max_shard_bytes);
+void write_model_metadata_files(const CheckpointWriter& w, const std::string& dir, const NamedTensors& tensors,
+                                const std::vector<std::vector<size_t>>& shards, const json& model_config,
+                                const json& run_config, const std::vector<std::string>& side_files);
 
 }  // namespace lethe

@@ -73,16 +73,39 @@ ModelConfig read_model_config(const TensorReader& reader) {
 }
 }  // namespace
 
-CausalLM load_model(const std::string& dir, const std::string& dtype) {
-  CheckpointWeights weights(dir);
-  const ModelConfig config = read_model_config(weights.reader());
+namespace {
+CausalLM load_model_impl(const std::string& dir, const std::string& dtype, DeferredWeights* deferred) {
+  auto weights = std::make_shared<const CheckpointWeights>(dir);
+  const ModelConfig config = read_model_config(weights->reader());
   auto st = parse_dtype(dtype.empty() ? config.torch_dtype : dtype, "--dtype");
   CausalLM model(config);
+  if (deferred) {
+    deferred->shapes.clear();
+    torch::NoGradGuard ng;
+    for (auto& [name, w] : model->named_weights()) {
+      if (CausalLMImpl::parameter_block(name).layer < 0) continue;
+      deferred->shapes[name] = w.sizes().vec();
+      w.set_data(torch::empty({0}, w.options().dtype(st)));  // never allocated whole
+    }
+    deferred->read_range = [weights](const std::string& name, int64_t first, int64_t count) {
+      return weights->reader().read_range(name, first, count);
+    };
+    deferred->read_elements = [weights](const std::string& name, const std::vector<int64_t>& index) {
+      return weights->reader().read_elements(name, index);
+    };
+  }
   model->to(st);
   for (auto& [name, w] : model->named_weights()) advise_huge_pages(w);
-  model->load_weights(weights, dir);
+  model->load_weights(*weights, dir, deferred);
   model->config.torch_dtype = dtype.empty() ? config.torch_dtype : dtype;
   return model;
+}
+}  // namespace
+
+CausalLM load_model(const std::string& dir, const std::string& dtype) { return load_model_impl(dir, dtype, nullptr); }
+
+CausalLM load_model_without_layers(const std::string& dir, const std::string& dtype, DeferredWeights& deferred) {
+  return load_model_impl(dir, dtype, &deferred);
 }
 
 std::string tokenizer_path(const std::string& dir) {

@@ -31,6 +31,10 @@ struct OutputOptions {
 // one tensor at a time (peak memory: the model plus its largest tensor), after checking every
 // name, shape and dtype against the headers.
 CausalLM load_model(const std::string& dir, const std::string& dtype = "");
+// The same without the decoder layers' weights (ZeRO 3): their parameters stay empty and
+// `deferred` receives their shapes and a reader of the checkpoint for the engine to fill each
+// rank's shard from (the checkpoint stays open while `deferred` lives).
+CausalLM load_model_without_layers(const std::string& dir, const std::string& dtype, DeferredWeights& deferred);
 // The run configuration stored with a saved model (without reading its weights).
 json read_run_config(const std::string& dir);
 // The tokenizer and generation files of a model directory that travel with its weights.

@@ -1,9 +1,15 @@
 #include "checkpoints/tensor_reader.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 
 #include "checkpoints/hdf5_checkpoint.h"
 #include "checkpoints/safetensors.h"
+#include "checkpoints/tensor_index.h"
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/json_io.h"
@@ -83,6 +89,40 @@ void TensorReader::read_into(const std::string& name, torch::Tensor dst) const {
     fill(name, i, dst);
   else
     dst.copy_(read(name).view(dst.sizes()));
+}
+
+torch::Tensor TensorReader::read_range(const std::string& name, int64_t first, int64_t count) const {
+  const TensorInfo& i = info(name);
+  if (first < 0 || count < 0 || first + count > i.numel())
+    throw InternalError("read_range: elements [" + std::to_string(first) + ", " + std::to_string(first + count) +
+                        ") of '" + name + "' (" + std::to_string(i.numel()) + " elements)");
+  if (format_ == CheckpointFormat::kNative) return read(name).reshape({-1}).narrow(0, first, count).clone();
+  auto t = torch::empty({count}, torch::TensorOptions().dtype(i.dtype));
+  read_safetensors_tensor_into(i.file, i.file_offset + uint64_t(first) * dtype_size(i.dtype), name, t);
+  require_finite(dir_, name, t);
+  return t;
+}
+
+torch::Tensor TensorReader::read_elements(const std::string& name, const std::vector<int64_t>& index) const {
+  const TensorInfo& i = info(name);
+  for (int64_t k : index)
+    if (k < 0 || k >= i.numel())
+      throw InternalError("read_elements: element " + std::to_string(k) + " of '" + name + "'");
+  auto idx = torch::tensor(index, torch::kLong);
+  if (format_ == CheckpointFormat::kNative) return read(name).reshape({-1}).index_select(0, idx);
+  auto t = torch::empty({int64_t(index.size())}, torch::TensorOptions().dtype(i.dtype));
+  const size_t esz = dtype_size(i.dtype);
+  const int fd = ::open(i.file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw InputError(i.file + ": cannot open (" + std::strerror(errno) + ")");
+  auto* out = static_cast<char*>(t.data_ptr());
+  for (size_t k = 0; k < index.size(); ++k)
+    if (pread_full(fd, out + k * esz, esz, i.file_offset + uint64_t(index[k]) * esz) != ssize_t(esz)) {
+      ::close(fd);
+      throw CorruptError(i.file + ": truncated while reading tensor '" + name + "'");
+    }
+  ::close(fd);
+  require_finite(dir_, name, t);
+  return t;
 }
 
 namespace {

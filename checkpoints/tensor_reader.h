@@ -36,6 +36,12 @@ class TensorReader {
   // The same into `dst` without a temporary when dst is a contiguous CPU tensor of the stored
   // dtype and element count (else read + copy).
   void read_into(const std::string& name, torch::Tensor dst) const;
+  // Elements [first, first + count) of the flattened tensor, in the stored dtype, checked
+  // finite. Safetensors: only those bytes are read. Native: the dataset is read whole (its
+  // checksum covers the whole dataset) and the range kept, so one tensor is held at a time.
+  torch::Tensor read_range(const std::string& name, int64_t first, int64_t count) const;
+  // The elements at `index` (ascending) of the flattened tensor, in the stored dtype.
+  torch::Tensor read_elements(const std::string& name, const std::vector<int64_t>& index) const;
 
  private:
   const TensorInfo& info(const std::string& name) const;  // InputError naming an absent tensor

@@ -1,5 +1,6 @@
 #include "dist/data_parallel.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "common/error.h"
@@ -140,7 +141,7 @@ std::string activation_checkpointing_name(ActivationCheckpointing a) {
 }
 
 DataParallel::DataParallel(CausalLM& model, Communicator& comm, int zero_stage, const OptimizerOptions& opt,
-                           ActivationCheckpointing checkpointing)
+                           ActivationCheckpointing checkpointing, const DeferredWeights* deferred)
     : model_(model), comm_(comm), stage_(zero_stage) {
   if (stage_ < 0 || stage_ > 3) throw InputError("--zero-stage " + std::to_string(stage_) + " is not supported (0-3)");
   const int64_t N = comm_.size();
@@ -163,15 +164,29 @@ DataParallel::DataParallel(CausalLM& model, Communicator& comm, int zero_stage, 
   for (auto& b : blocks_) {
     b.first_param = param_index;
     param_index += int64_t(b.params.size());
+    size_t n_deferred = 0;
     for (auto& [n, p] : b.params) {
+      const bool d = deferred && deferred->has(n);
+      n_deferred += d;
       b.offsets.push_back(b.numel);
-      b.param_numels.push_back(p.numel());
-      b.param_shapes.push_back(p.sizes().vec());
-      b.numel += p.numel();
+      b.param_shapes.push_back(d ? deferred->shapes.at(n) : p.sizes().vec());
+      b.param_numels.push_back(c10::multiply_integers(b.param_shapes.back()));
+      b.numel += b.param_numels.back();
     }
     b.padded = (b.numel + N - 1) / N * N;
     b.shard = b.padded / N;
     auto dtype = b.params[0].second.scalar_type();
+    if (n_deferred > 0) {  // a ZeRO 3 layer loaded straight into this rank's shard
+      LETHE_CHECK(n_deferred == b.params.size() && stage_ == 3 && b.decoder_layer >= 0,
+                  "weights loaded as shards must be whole ZeRO 3 decoder layers (" + b.name + ")");
+      for (auto& np : b.params)
+        LETHE_CHECK(np.second.scalar_type() == dtype, "parameters of one block must share a dtype");
+      b.sharded_params = true;
+      b.layer = b.decoder_layer;
+      fill_shard(b, *deferred);
+      owned.emplace_back(b.name, b.owned);
+      continue;
+    }
     b.flat = torch::zeros({b.padded}, torch::TensorOptions().dtype(dtype).device(b.params[0].second.device()));
     for (size_t i = 0; i < b.params.size(); ++i) {
       auto& p = b.params[i].second;
@@ -250,6 +265,49 @@ void DataParallel::gather_into_model(Block& b) {
 
 void DataParallel::release_from_model(Block& b) {
   for (auto& np : b.params) np.second.set_data(torch::empty({0}, np.second.options().requires_grad(false)));
+}
+
+void DataParallel::fill_shard(Block& b, const DeferredWeights& deferred) {
+  torch::NoGradGuard ng;
+  const auto& p0 = b.params[0].second;
+  b.owned = torch::zeros({b.shard}, p0.options().requires_grad(false));  // the padding stays zero
+  const int64_t lo = comm_.rank() * b.shard, hi = lo + b.shard;
+  for (size_t i = 0; i < b.params.size(); ++i) {
+    const int64_t begin = std::max(lo, b.offsets[i]), end = std::min(hi, b.offsets[i] + b.param_numels[i]);
+    if (begin >= end) continue;
+    b.owned.narrow(0, begin - lo, end - begin)
+        .copy_(deferred.read_range(b.params[i].first, begin - b.offsets[i], end - begin));
+  }
+  b.owned.set_requires_grad(true);
+  release_from_model(b);
+}
+
+void DataParallel::visit_whole_parameters(
+    const std::set<const void*>& wanted,
+    const std::function<void(const torch::Tensor& param, const torch::Tensor& value)>& fn) {
+  torch::NoGradGuard ng;
+  for (auto& b : blocks_) {
+    bool any = false;
+    for (auto& np : b.params) any = any || wanted.count(np.second.unsafeGetTensorImpl());
+    if (!any) continue;
+    const bool gather = b.sharded_params;
+    if (gather) gather_into_model(b);
+    for (auto& np : b.params) fn(np.second, np.second.detach());
+    if (gather) release_from_model(b);
+  }
+}
+
+std::vector<int64_t> DataParallel::full_shape(const torch::Tensor& param) const {
+  for (auto& b : blocks_)
+    for (size_t i = 0; i < b.params.size(); ++i)
+      if (b.params[i].second.unsafeGetTensorImpl() == param.unsafeGetTensorImpl()) return b.param_shapes[i];
+  return param.sizes().vec();
+}
+
+bool DataParallel::sharded() const {
+  for (auto& b : blocks_)
+    if (b.sharded_params) return true;
+  return false;
 }
 
 torch::Tensor DataParallel::flatten_grads(Block& b, const std::vector<torch::Tensor>& grads) {
@@ -435,6 +493,10 @@ void DataParallel::restore_kept() {
   if (kept_.size() != blocks_.size()) throw InternalError("restore_kept: no kept parameters");
   for (size_t k = 0; k < blocks_.size(); ++k) {
     Block& b = blocks_[k];
+    if (b.sharded_params) {  // a ZeRO 3 layer not materialized: its shard is all there is
+      b.owned.detach().copy_(kept_[k].to(b.owned.device()));
+      continue;
+    }
     auto full = torch::empty({b.padded}, b.owned.options().requires_grad(false));
     comm_.all_gather(kept_[k].to(b.owned.device()), full);
     for (size_t i = 0; i < b.params.size(); ++i)
@@ -450,7 +512,8 @@ json DataParallel::layout() const {
   return {{"world", comm_.size()}, {"zero_stage", stage_}, {"blocks", blocks}};
 }
 
-void DataParallel::load_sharded(const std::vector<TensorMap>& shards, const json& layout, const std::string& source) {
+void DataParallel::load_sharded(const std::vector<std::shared_ptr<const H5Reader>>& shards, const json& layout,
+                                const std::string& source) {
   torch::NoGradGuard ng;
   const int old_world = layout.at("world").get<int>();
   if (int(shards.size()) != old_world)
@@ -464,34 +527,51 @@ void DataParallel::load_sharded(const std::vector<TensorMap>& shards, const json
     if (!lb || lb->at("numel").get<int64_t>() != b.numel)
       throw InputError(source + ": block '" + b.name +
                        "' does not match this model (different model or LoRA setting?)");
+    const int64_t old_shard = lb->at("shard").get<int64_t>();
     for (auto* what : {"param", "exp_avg", "exp_avg_sq", "master", "kept"}) {
-      std::vector<torch::Tensor> parts;
-      for (auto& s : shards) {
-        auto it = s.find(b.name + "/" + what);
-        if (it == s.end()) break;
-        parts.push_back(it->second.reshape(-1));
+      const std::string key = b.name + "/" + what;
+      int present = 0;
+      for (auto& s : shards) present += s->has(key);
+      if (present == 0) continue;
+      if (present != old_world) throw CorruptError(source + ": '" + key + "' is missing in a shard");
+      // Elements [lo, lo + len) of the padded block, from the old ranks' pieces that overlap
+      // them: each old rank file's piece is read (and checked) on its own, so a rank holds its
+      // share plus one piece, whatever the rank counts.
+      auto assemble = [&](int64_t lo, int64_t len) {
+        torch::Tensor out;
+        for (int q = 0; q < old_world; ++q) {
+          const int64_t begin = std::max(lo, q * old_shard);
+          const int64_t end = std::min({lo + len, (q + 1) * old_shard, b.numel});
+          if (begin >= end) continue;
+          auto piece = shards[size_t(q)]->read(key).reshape(-1);
+          if (piece.numel() != old_shard)
+            throw CorruptError(source + ": '" + key + "' of rank " + std::to_string(q) + " has " +
+                               std::to_string(piece.numel()) + " elements, the layout says " +
+                               std::to_string(old_shard));
+          if (!out.defined()) out = torch::zeros({len}, piece.options());
+          out.narrow(0, begin - lo, end - begin).copy_(piece.narrow(0, begin - q * old_shard, end - begin));
+        }
+        return out.defined() ? out : torch::zeros({len}, b.owned.options().dtype(torch::kFloat));
+      };
+      const int64_t lo = comm_.rank() * b.shard;
+      if (std::string(what) == "kept") {
+        kept.push_back(assemble(lo, b.shard));
+        continue;
       }
-      if (parts.empty()) continue;
-      if (int(parts.size()) != old_world)
-        throw CorruptError(source + ": '" + b.name + "/" + what + "' is missing in a shard");
-      auto full = torch::cat(parts).narrow(0, 0, b.numel).to(b.owned.device());
-      auto padded = torch::zeros({b.padded}, full.options().device(b.owned.device()));
-      padded.narrow(0, 0, b.numel).copy_(full);
-      auto mine = stage_ == 0 ? padded : padded.narrow(0, comm_.rank() * b.shard, b.shard);
+      const bool whole = stage_ == 0 || (std::string(what) == "param" && !b.sharded_params);
+      auto mine = whole ? assemble(0, b.padded) : assemble(lo, b.shard);
       if (std::string(what) == "param") {
-        b.owned.detach().copy_(mine);
-        if (stage_ > 0 && !b.sharded_params) b.flat.copy_(padded.to(b.flat.scalar_type()));
-      } else if (std::string(what) == "kept") {
-        kept.push_back(padded.narrow(0, comm_.rank() * b.shard, b.shard).to(torch::kCPU, false, true));
+        if (stage_ > 0 && !b.sharded_params) b.flat.copy_(mine.to(b.flat.scalar_type()));
+        b.owned.detach().copy_(whole && stage_ > 0 ? mine.narrow(0, lo, b.shard) : mine);
       } else {
-        full_state[b.name + "/" + what] = mine.clone();
+        full_state[key] = mine.to(b.owned.device());
       }
     }
   }
   if (!kept.empty() && kept.size() != blocks_.size())
     throw CorruptError(source + ": kept parameters are missing for some blocks");
   kept_ = std::move(kept);
-  full_state["step"] = shards[0].at("optimizer_step");
+  full_state["step"] = shards[0]->read("optimizer_step");
   opt_->load_state(full_state, source);
 }
 

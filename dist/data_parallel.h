@@ -21,9 +21,11 @@
 #pragma once
 #include <functional>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
+#include "checkpoints/hdf5_checkpoint.h"
 #include "checkpoints/tensor_index.h"
 #include "dist/communicator.h"
 #include "model/llama.h"
@@ -38,8 +40,12 @@ std::string activation_checkpointing_name(ActivationCheckpointing a);
 
 class DataParallel {
  public:
+  // `deferred` (ZeRO 3 only): decoder-layer weights the model was loaded without
+  // (load_model_without_layers); each rank reads its shard of them from the checkpoint, so no
+  // rank holds a layer whole before training.
   DataParallel(CausalLM& model, Communicator& comm, int zero_stage, const OptimizerOptions& opt,
-               ActivationCheckpointing checkpointing = ActivationCheckpointing::kNone);
+               ActivationCheckpointing checkpointing = ActivationCheckpointing::kNone,
+               const DeferredWeights* deferred = nullptr);
   // After the last micro-batch's backward: per-rank gradients (of the rank's mean loss) are
   // averaged across ranks into each rank's share.
   void reduce_gradients();
@@ -49,18 +55,31 @@ class DataParallel {
   // Stage 3: gathers every layer's parameters back into the model (to save or evaluate it
   // whole) and stops sharding them. No-op for stages 0-2.
   void materialize();
+  // Collective, any stage: calls fn(parameter, whole value) for the parameters of every block
+  // that holds one of `wanted` (the same set on every rank; parameters that are not trained
+  // are not visited), gathering a ZeRO 3 layer for the call and releasing it after, so one
+  // layer is whole at a time. The parameter is the model's tensor (its data may be empty).
+  void visit_whole_parameters(const std::set<const void*>& wanted,
+                              const std::function<void(const torch::Tensor& param, const torch::Tensor& value)>& fn);
+  // A trained parameter's shape (a ZeRO 3 layer's parameters are empty in the model); the
+  // tensor's own shape for the others.
+  std::vector<int64_t> full_shape(const torch::Tensor& param) const;
+  bool sharded() const;  // some layer's parameters exist only as shards
   ~DataParallel();
 
   // This rank's shard of parameters and optimizer state, keyed "<block>/<what>", plus the
   // layout needed to reshard onto another rank count.
   NamedTensors shard_state() const;
   json layout() const;
-  // Loads from the shard files of a checkpoint written with any rank count.
-  void load_sharded(const std::vector<TensorMap>& shards, const json& layout, const std::string& source);
+  // Loads from the shard files of a checkpoint written with any rank count (one file per rank
+  // that wrote it, in rank order), reading only the pieces that overlap this rank's share.
+  void load_sharded(const std::vector<std::shared_ptr<const H5Reader>>& shards, const json& layout,
+                    const std::string& source);
   int zero_stage() const { return stage_; }
   // Checkpoint selection: keep_params() copies this rank's shard of every block's parameters to
   // host memory (1/N of the trainable parameters per rank, at every stage); restore_kept() (a
-  // collective, after materialize()) puts the kept weights back into the model whole. The kept
+  // collective) puts the kept weights back: into the model whole, or for a ZeRO 3 layer not
+  // materialized, into its shard alone. The kept
   // shard travels in shard_state() as "<block>/kept" and comes back with load_sharded().
   void keep_params();
   bool has_kept() const { return !kept_.empty(); }
@@ -111,7 +130,9 @@ class DataParallel {
   CausalLM& model() { return model_; }
 
  private:
-  torch::Tensor flat_grad(Block& b);  // [padded] fp32, frees the parameters' .grad
+  torch::Tensor flat_grad(Block& b);
+  void fill_shard(Block& b, const DeferredWeights& deferred);  // this rank's shard, from the checkpoint  // [padded]
+                                                               // fp32, frees the parameters' .grad
   // The weight penalty's gradient of this rank's share of b's parameters (index mod N, scaled
   // by N), on the whole parameters (a ZeRO 3 layer is gathered for it): one path, every stage.
   std::vector<torch::Tensor> penalty_grads(Block& b);

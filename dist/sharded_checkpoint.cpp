@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <map>
+#include <set>
 
 #include "common/error.h"
 #include "common/hash.h"
@@ -88,9 +90,11 @@ void save_sharded_checkpoint(const std::string& root, int64_t step, Communicator
   comm.barrier();
 }
 
-void save_model_on_ranks(CausalLM& model, const std::string& dir, CheckpointFormat format, const json& run_config,
-                         const std::string& source_dir, uint64_t max_shard_bytes, Communicator& comm) {
-  if (comm.size() == 1) return save_model(model, dir, format, run_config, source_dir, max_shard_bytes);
+namespace {
+// Collective: `write(tmp)` on every rank into one temporary directory beside `dir` that rank 0
+// then publishes; one rank failing fails all of them with its message, nothing left behind.
+void write_dir_on_ranks(const std::string& dir, Communicator& comm,
+                        const std::function<void(const std::string&)>& write) {
   const std::string what = "output directory";
   std::string tmp;
   agree_on_error(comm, [&]() -> std::string {
@@ -102,13 +106,9 @@ void save_model_on_ranks(CausalLM& model, const std::string& dir, CheckpointForm
     return "";
   });
   tmp = all_gather_strings(comm, {comm.rank() == 0 ? tmp : ""})[0];
-  NamedTensors weights;
-  for (auto& [name, t] : model->named_weights()) weights.emplace_back(name, t.detach());
-  const std::vector<std::string> copies = source_dir.empty() ? std::vector<std::string>{} : side_files(source_dir);
   std::string failed;
   try {
-    write_model_files(*make_checkpoint_writer(format), tmp, weights, model->config.to_json(), run_config, copies,
-                      max_shard_bytes, comm.rank(), comm.size());
+    write(tmp);
   } catch (const std::exception& e) {
     failed = e.what();
   }
@@ -124,6 +124,64 @@ void save_model_on_ranks(CausalLM& model, const std::string& dir, CheckpointForm
     std::error_code ec;
     fs::remove_all(tmp, ec);
     return what + " '" + dir + "' was not written: " + failed;
+  });
+}
+}  // namespace
+
+void save_model_on_ranks(CausalLM& model, const std::string& dir, CheckpointFormat format, const json& run_config,
+                         const std::string& source_dir, uint64_t max_shard_bytes, Communicator& comm) {
+  if (comm.size() == 1) return save_model(model, dir, format, run_config, source_dir, max_shard_bytes);
+  NamedTensors weights;
+  for (auto& [name, t] : model->named_weights()) weights.emplace_back(name, t.detach());
+  const std::vector<std::string> copies = source_dir.empty() ? std::vector<std::string>{} : side_files(source_dir);
+  write_dir_on_ranks(dir, comm, [&](const std::string& tmp) {
+    write_model_files(*make_checkpoint_writer(format), tmp, weights, model->config.to_json(), run_config, copies,
+                      max_shard_bytes, comm.rank(), comm.size());
+  });
+}
+
+void save_model_from_engine(DataParallel& engine, const std::string& dir, CheckpointFormat format,
+                            const json& run_config, const std::string& source_dir, uint64_t max_shard_bytes,
+                            Communicator& comm) {
+  CausalLM& model = engine.model();
+  // The output's tensors in the model's order, as placeholders (meta device) that fix the plan.
+  NamedTensors meta;
+  std::vector<torch::Tensor> params;
+  for (auto& [name, t] : model->named_weights()) {
+    meta.emplace_back(name, torch::empty(engine.full_shape(t), t.options().device(torch::kMeta).requires_grad(false)));
+    params.push_back(t);
+  }
+  const auto shards = plan_model_shards(meta, max_shard_bytes);
+  const json config = model->config.to_json();
+  const std::vector<std::string> copies = source_dir.empty() ? std::vector<std::string>{} : side_files(source_dir);
+  auto writer = make_checkpoint_writer(format);
+  const size_t n = shards.size(), N = size_t(comm.size()), me = size_t(comm.rank());
+  write_dir_on_ranks(dir, comm, [&](const std::string& tmp) {
+    // Round k: rank r writes shard k*N + r. Every rank takes part in gathering the layers of the
+    // round's shards (one layer whole at a time) and keeps the tensors of its own shard only.
+    for (size_t first = 0; first < n; first += N) {
+      std::set<const void*> wanted;
+      for (size_t j = first; j < std::min(n, first + N); ++j)
+        for (size_t i : shards[j]) wanted.insert(params[i].unsafeGetTensorImpl());
+      const size_t mine = first + me;
+      std::map<const void*, torch::Tensor> got;
+      if (mine < n)
+        for (size_t i : shards[mine]) got[params[i].unsafeGetTensorImpl()] = torch::Tensor();
+      // Collective even with a write to come that fails: the others gather with this rank.
+      engine.visit_whole_parameters(wanted, [&](const torch::Tensor& p, const torch::Tensor& value) {
+        auto it = got.find(p.unsafeGetTensorImpl());
+        if (it != got.end()) it->second = value.to(torch::kCPU, false, true);
+      });
+      if (mine >= n) continue;
+      NamedTensors shard;
+      for (size_t i : shards[mine]) {
+        const auto& v = got.at(params[i].unsafeGetTensorImpl());
+        shard.emplace_back(meta[i].first, v.defined() ? v : params[i].detach());  // not trained: whole already
+      }
+      writer->write_shard((fs::path(tmp) / shard_file_name(mine, n, writer->shard_extension())).string(), shard, config,
+                          run_config);
+    }
+    if (comm.rank() == 0) write_model_metadata_files(*writer, tmp, meta, shards, config, run_config, copies);
   });
 }
 
@@ -150,7 +208,8 @@ ShardedCheckpoint load_sharded_checkpoint(const std::string& dir) {
   if (hex64(fnv1a(rest.dump())) != c.manifest["checksum"].get<std::string>())
     throw CorruptError(path + ": checksum mismatch (the manifest was edited or is corrupt)");
   int ranks = json_get<int64_t>(c.manifest, "ranks", dir + "/manifest.json");
-  for (int r = 0; r < ranks; ++r) c.shards.push_back(read_h5_tensors((fs::path(dir) / rank_file(r)).string()));
+  for (int r = 0; r < ranks; ++r)
+    c.shards.push_back(std::make_shared<const H5Reader>((fs::path(dir) / rank_file(r)).string()));
   return c;
 }
 

@@ -13,6 +13,7 @@
 #include "checkpoints/hdf5_checkpoint.h"
 #include "checkpoints/model_io.h"
 #include "dist/communicator.h"
+#include "dist/data_parallel.h"
 
 namespace lethe {
 
@@ -27,12 +28,22 @@ void save_sharded_checkpoint(const std::string& root, int64_t step, Communicator
 void save_model_on_ranks(CausalLM& model, const std::string& dir, CheckpointFormat format, const json& run_config,
                          const std::string& source_dir, uint64_t max_shard_bytes, Communicator& comm);
 
+// The same for a ZeRO 3 run whose layers are still shards (train_loop's sharded engine): the
+// output's shards are written in rounds, rank r writing shard k*N + r of round k, and each
+// round gathers only the layers of its shards, one at a time, every rank keeping the tensors of
+// its own shard. A rank's peak: one layer whole plus one output shard (--max-shard-size).
+void save_model_from_engine(DataParallel& engine, const std::string& dir, CheckpointFormat format,
+                            const json& run_config, const std::string& source_dir, uint64_t max_shard_bytes,
+                            Communicator& comm);
+
 // The newest complete step-* directory under root, or "" when there is none.
 std::string latest_complete_checkpoint(const std::string& root);
 
 struct ShardedCheckpoint {
   json manifest;
-  std::vector<TensorMap> shards;  // one per rank that wrote the checkpoint
+  // One per rank that wrote the checkpoint, opened and checked against its marker but not
+  // read: a resuming rank reads only the pieces it needs (DataParallel::load_sharded).
+  std::vector<std::shared_ptr<const H5Reader>> shards;
 };
 ShardedCheckpoint load_sharded_checkpoint(const std::string& dir);
 

@@ -382,7 +382,8 @@ void CausalLMImpl::load_weights(const std::map<std::string, torch::Tensor>& weig
   load_weights(MapSource(weights), source);
 }
 
-void CausalLMImpl::load_weights(const WeightSource& weights, const std::string& source) {
+void CausalLMImpl::load_weights(const WeightSource& weights, const std::string& source,
+                                const DeferredWeights* deferred) {
   torch::NoGradGuard ng;
   const auto names = weights.names();
   const std::set<std::string> available(names.begin(), names.end());
@@ -397,10 +398,11 @@ void CausalLMImpl::load_weights(const WeightSource& weights, const std::string& 
       continue;
     }
     const auto shape = weights.shape(name);
-    if (c10::IntArrayRef(shape) != p.sizes()) {
+    const c10::IntArrayRef expected = deferred && deferred->has(name) ? deferred->shapes.at(name) : p.sizes();
+    if (c10::IntArrayRef(shape) != expected) {
       std::ostringstream ss;
       ss << source << ": tensor '" << name << "' has shape " << c10::IntArrayRef(shape) << ", the model config expects "
-         << p.sizes();
+         << expected;
       throw InputError(ss.str());
     }
   }
@@ -413,7 +415,8 @@ void CausalLMImpl::load_weights(const WeightSource& weights, const std::string& 
         name.find("rotary_emb.inv_freq") == std::string::npos)
       throw InputError(source + ": unexpected tensor '" + name + "' for this model config");
   }
-  for (auto& [name, p] : params) weights.read_into(name, p);  // one tensor at a time, if any
+  for (auto& [name, p] : params)  // one tensor at a time, if any
+    if (!(deferred && deferred->has(name))) weights.read_into(name, p);
 }
 
 TokenLoss token_loss(const torch::Tensor& logits, const torch::Tensor& labels, bool with_accuracy) {

@@ -110,6 +110,17 @@ class WeightSource {
   virtual void read_into(const std::string& name, torch::Tensor dst) const { dst.copy_(read(name)); }
 };
 
+// Weights a model was built without: at ZeRO 3 each rank reads its shard of the decoder layers
+// straight from the checkpoint (dist/data_parallel.h), so no rank holds them whole. Their
+// parameters are empty; `shapes` has what they stand for, and the source reads any range of a
+// flattened tensor's elements, or single elements, in the stored dtype.
+struct DeferredWeights {
+  std::map<std::string, std::vector<int64_t>> shapes;  // by weight name
+  std::function<torch::Tensor(const std::string& name, int64_t first, int64_t count)> read_range;
+  std::function<torch::Tensor(const std::string& name, const std::vector<int64_t>& index)> read_elements;
+  bool has(const std::string& name) const { return shapes.count(name) > 0; }
+};
+
 class CausalLMImpl : public torch::nn::Module {
  public:
   explicit CausalLMImpl(const ModelConfig& c);
@@ -145,8 +156,9 @@ class CausalLMImpl : public torch::nn::Module {
   std::vector<torch::Tensor> trainable_parameters() const;
   // Copies `weights` in; throws InputError naming missing/unexpected/mis-shaped tensors.
   void load_weights(const std::map<std::string, torch::Tensor>& weights, const std::string& source);
-  // Checks every name and shape before reading anything, then reads one tensor at a time.
-  void load_weights(const WeightSource& weights, const std::string& source);
+  // Checks every name and shape before reading anything, then reads one tensor at a time. The
+  // weights in `deferred` are checked against its shapes and not read.
+  void load_weights(const WeightSource& weights, const std::string& source, const DeferredWeights* deferred = nullptr);
   torch::Tensor lm_head_weight() const;
   torch::Device device() const { return model->embed_tokens->weight.device(); }
 

@@ -10,6 +10,7 @@ namespace lethe {
 namespace {
 class CeU : public Objective {
  public:
+  bool reads_weights_outside_training() const override { return false; }
   ObjectiveResult compute(CausalLM& model, const Batch& forget, const Batch*) override {
     auto logits = model->forward(forget.input_ids, forget.attention_mask);
     auto mask = answer_prediction_mask(forget.labels);

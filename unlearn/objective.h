@@ -61,6 +61,11 @@ class Objective {
   virtual json state() const { return json::object(); }
   virtual void restore(const json& /*state*/) {}
   virtual bool uses_retain() const { return false; }
+  // Whether prepare() or finish() reads the weights (reference values, a parameter choice, a
+  // task vector): then every rank loads the model whole. false: at ZeRO 3 the decoder layers are
+  // read straight into each rank's shard and the output is saved from the shards (no rank holds
+  // the model whole at any point).
+  virtual bool reads_weights_outside_training() const { return true; }
   // A penalty on whole trainable tensors (index among them, value) that the data-parallel
   // engine applies itself to the parameters ZeRO 3 shards (SNAP's regulariser); none by default.
   virtual std::function<torch::Tensor(int64_t, const torch::Tensor&)> weight_penalty() { return {}; }

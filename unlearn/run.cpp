@@ -23,11 +23,11 @@ RunText load_run_text(const RunSpec& spec) {
   return {Tokenizer::from_file(tokenizer_path(spec.model.dir)), chat_template_for(spec.data, spec.model.dir)};
 }
 
-CausalLM load_for_training(const RunSpec& spec, const Tokenizer& tok, torch::Device device, Communicator& comm) {
-  // TODO(scale): every rank loads its group's whole model before DataParallel shards it; at 70B
-  // that is one host copy per rank.
+CausalLM load_for_training(const RunSpec& spec, const Tokenizer& tok, torch::Device device, Communicator& comm,
+                           DeferredWeights* deferred) {
   const std::string& dir = spec.model.dir;
-  CausalLM model = load_model(dir, spec.model.dtype);
+  CausalLM model =
+      deferred ? load_model_without_layers(dir, spec.model.dtype, *deferred) : load_model(dir, spec.model.dtype);
   if (tok.vocab_size() > model->config.vocab_size)
     throw InputError(dir + ": tokenizer has " + std::to_string(tok.vocab_size()) + " ids but the model only " +
                      std::to_string(model->config.vocab_size));
@@ -41,6 +41,8 @@ CausalLM load_for_training(const RunSpec& spec, const Tokenizer& tok, torch::Dev
   model->to(device);
   int64_t trainable = 0;
   for (auto& p : model->trainable_parameters()) trainable += p.numel();
+  if (deferred)
+    for (auto& [name, shape] : deferred->shapes) trainable += c10::multiply_integers(shape);
   spdlog::info("model {}: {} parameters, {} trainable, {}, on {} (rank r -> {}), communicator {}", dir,
                model->config.num_parameters(), trainable, model->config.torch_dtype, device.str(),
                device.is_cpu() ? "cpu" : "cuda:<local rank>", comm.name());
@@ -49,11 +51,23 @@ CausalLM load_for_training(const RunSpec& spec, const Tokenizer& tok, torch::Dev
 
 RunOutput run_objective(const RunSpec& spec, const RunText& text, const std::vector<Example>& primary,
                         const std::vector<Example>* retain, Communicator& comm, torch::Device device,
-                        const EvalHook& eval, const std::function<void(CausalLM&)>& before_merge) {
+                        const EvalHook& eval, const std::function<void(CausalLM&)>& before_merge,
+                        bool may_stay_sharded) {
   RunOutput out;
-  out.model = load_for_training(spec, text.tok, device, comm);
   auto obj = spec.method->make(spec.method_options);
   const TrainOptions& to = spec.train;
+  const bool lora = spec.lora.rank > 0 || !spec.model.adapter.empty();
+  const bool sharded = may_stay_sharded && to.zero_stage == 3 && !lora && !obj->reads_weights_outside_training();
+  if (to.zero_stage == 3 && !sharded)
+    spdlog::info("ZeRO 3: every rank loads the model whole before sharding it ({})",
+                 lora                ? "LoRA adapters train over frozen whole weights"
+                 : !may_stay_sharded ? "this command uses the trained model whole"
+                                     : "this method reads the weights before or after training");
+  if (sharded)
+    spdlog::info("ZeRO 3: each rank reads its shard of the decoder layers from {}; no rank holds them whole",
+                 spec.model.dir);
+  DeferredWeights deferred;
+  out.model = load_for_training(spec, text.tok, device, comm, sharded ? &deferred : nullptr);
   const int64_t max_len = spec.data.max_len;
   auto items = tokenize_items(text.tok, text.tmpl, primary, max_len);
   std::vector<TokenizedItem> retain_items;
@@ -69,8 +83,9 @@ RunOutput run_objective(const RunSpec& spec, const RunText& text, const std::vec
   spdlog::info("training {} parameters ({} items{})", trainable, items.size(),
                retain ? fmt::format(", {} retain items", retain_items.size()) : "");
   out.description = obj->describe();
-  out.result = train_loop(out.model, *obj, items, retain ? &retain_items : nullptr, to, ctx.pad_id, eval, comm);
-  if (out.result.preempted) return out;
+  out.result = train_loop(out.model, *obj, items, retain ? &retain_items : nullptr, to, ctx.pad_id, eval, comm,
+                          sharded ? &deferred : nullptr, sharded ? &out.engine : nullptr);
+  if (out.result.preempted || out.engine) return out;  // sharded: no adapters to merge, no finish()
   if (before_merge) before_merge(out.model);
   out.model->merge_lora();
   obj->finish(out.model);
@@ -226,7 +241,7 @@ int run_training(const TrainJob& job, const Runtime& rt) {
     spdlog::info("saved the LoRA adapter (peft layout) to {}", job.output.adapter_out);
   };
   RunOutput run = run_objective(job.run, text, job.primary, job.uses_retain ? &job.retain : nullptr, comm, rt.device,
-                                eval, write_adapter);
+                                eval, write_adapter, true);
   const TrainResult& res = run.result;
   const TrainOptions& to = job.run.train;
   if (res.preempted) {
@@ -256,9 +271,16 @@ int run_training(const TrainJob& job, const Runtime& rt) {
     cfg["result"]["selection"] = sel;
     spdlog::info("select {}: the output is step {}", job.select.rule, sel["output_step"].get<int64_t>());
   }
-  // Parameters are whole on every rank after the step's all-gather: each rank writes its shards.
-  save_model_on_ranks(run.model, job.output.out, job.output.format, cfg, job.run.model.dir, job.output.max_shard_bytes,
-                      comm);
+  // Each rank writes its share of the output's shards: from the whole parameters every rank
+  // holds after the step's all-gather, or (ZeRO 3 kept sharded) gathering one layer at a time.
+  if (run.engine)
+    save_model_from_engine(*run.engine, job.output.out, job.output.format, cfg, job.run.model.dir,
+                           job.output.max_shard_bytes, comm);
+  else
+    save_model_on_ranks(run.model, job.output.out, job.output.format, cfg, job.run.model.dir,
+                        job.output.max_shard_bytes, comm);
+  spdlog::info("peak resident memory per rank including the save (MiB): {}",
+               json(all_gather_int(comm, peak_rss_mib())).dump());
   if (comm.rank() == 0) spdlog::info("saved {} checkpoint to {}", format_name(job.output.format), job.output.out);
   return 0;
 }

@@ -39,20 +39,27 @@ struct RunText {
 RunText load_run_text(const RunSpec& spec);
 
 // Loads spec.model in its dtype, applies the peft adapter or adds LoRA adapters, moves it to
-// `device` and logs its size.
-CausalLM load_for_training(const RunSpec& spec, const Tokenizer& tok, torch::Device device, Communicator& comm);
+// `device` and logs its size. With `deferred`, the decoder layers are left unread for the ZeRO 3
+// engine to read as shards (load_model_without_layers).
+CausalLM load_for_training(const RunSpec& spec, const Tokenizer& tok, torch::Device device, Communicator& comm,
+                           DeferredWeights* deferred = nullptr);
 
 struct RunOutput {
   CausalLM model{nullptr};  // LoRA merged, objective finished (unless preempted)
   TrainResult result;
   json description;  // the objective's describe(), stored with the output
+  // Set when the run kept its ZeRO 3 layers sharded from loading to the end (may_stay_sharded):
+  // the model's layers are empty, save with save_model_from_engine.
+  std::unique_ptr<DataParallel> engine;
 };
 // The whole sequence over `comm`. eval runs every --eval-every steps (it may stop the run or keep
 // a step's weights: train_loop's EvalHook); before_merge runs on the trained model while its
-// adapters are still separate.
+// adapters are still separate. may_stay_sharded: at ZeRO 3, without LoRA and for a method that
+// reads no weights outside training, no rank loads or gathers the model whole (RunOutput::engine).
 RunOutput run_objective(const RunSpec& spec, const RunText& text, const std::vector<Example>& primary,
                         const std::vector<Example>* retain, Communicator& comm, torch::Device device,
-                        const EvalHook& eval = {}, const std::function<void(CausalLM&)>& before_merge = {});
+                        const EvalHook& eval = {}, const std::function<void(CausalLM&)>& before_merge = {},
+                        bool may_stay_sharded = false);
 
 // The relearning probe's finetune (eval/probe.h's Relearner): a fresh copy of the model trained
 // with NLL on the items at a constant lr for `epochs` passes, in global batches of batch_size,

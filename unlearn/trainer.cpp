@@ -73,7 +73,7 @@ ObjectiveContext objective_context(std::vector<TokenizedItem>& forget, std::vect
 // the result. The rank count and ZeRO stage may change across a resume (the result does not),
 // and so may --steps (to train on).
 json run_identity(const CausalLM& model, const std::vector<TokenizedItem>& primary,
-                  const std::vector<TokenizedItem>* retain, const TrainOptions& opt) {
+                  const std::vector<TokenizedItem>* retain, const TrainOptions& opt, const DeferredWeights* deferred) {
   auto items_digest = [](const std::vector<TokenizedItem>& items) {
     uint64_t h = kFnvOffset;
     for (auto& it : items) {
@@ -85,15 +85,24 @@ json run_identity(const CausalLM& model, const std::vector<TokenizedItem>& prima
   uint64_t mh = kFnvOffset;
   for (auto& [name, t0] : model->named_weights()) {
     torch::NoGradGuard ng;
-    auto t = t0.detach().reshape({-1});
+    const bool from_file = deferred && deferred->has(name);  // sampled from the checkpoint: the same values
+    const std::vector<int64_t> shape = from_file ? deferred->shapes.at(name) : t0.sizes().vec();
     mh = fnv1a(name, mh);
-    for (auto d : t0.sizes()) mh = fnv1a(&d, sizeof d, mh);
+    for (auto d : shape) mh = fnv1a(&d, sizeof d, mh);
     const auto dtype = t0.scalar_type();
     mh = fnv1a(&dtype, sizeof dtype, mh);
-    const int64_t n = t.numel(), k = std::min<int64_t>(n, 1024);
+    const int64_t n = c10::multiply_integers(shape), k = std::min<int64_t>(n, 1024);
     if (k > 0) {
-      auto sample =
-          t.index_select(0, torch::linspace(0, double(n - 1), k).to(torch::kLong)).to(torch::kCPU, torch::kFloat);
+      auto index = torch::linspace(0, double(n - 1), k).to(torch::kLong);
+      torch::Tensor sample;
+      if (from_file)
+        sample =
+            deferred
+                ->read_elements(name, std::vector<int64_t>(index.data_ptr<int64_t>(), index.data_ptr<int64_t>() + k))
+                .to(dtype)
+                .to(torch::kFloat);
+      else
+        sample = t0.detach().reshape({-1}).index_select(0, index).to(torch::kCPU, torch::kFloat);
       mh = fnv1a(sample.contiguous().data_ptr(), size_t(k) * sizeof(float), mh);
     }
   }
@@ -145,7 +154,8 @@ void require_same_run(const json& stored, const json& now, const std::string& di
 
 TrainResult train_loop(CausalLM& model, Objective& objective, const std::vector<TokenizedItem>& primary,
                        const std::vector<TokenizedItem>* retain, const TrainOptions& opt, int64_t pad_id,
-                       const EvalHook& eval, Communicator& comm) {
+                       const EvalHook& eval, Communicator& comm, const DeferredWeights* deferred,
+                       std::unique_ptr<DataParallel>* sharded_engine) {
   if (opt.steps <= 0) throw InputError("--steps must be positive");
   if (opt.grad_accum <= 0) throw InputError("--grad-accum must be positive");
   if (opt.batch_size % comm.size() != 0)
@@ -156,8 +166,10 @@ TrainResult train_loop(CausalLM& model, Objective& objective, const std::vector<
   // Dropout draws from the global generator: seeded per rank so runs reproduce (a resume
   // restores each rank's stream from the checkpoint).
   torch::manual_seed(opt.seed * 1000003ULL + uint64_t(comm.rank()));
-  const json identity = run_identity(model, primary, retain, opt);  // before ZeRO shards the model
-  DataParallel dp(model, comm, opt.zero_stage, opt.optimizer, opt.activation_checkpointing);
+  const json identity = run_identity(model, primary, retain, opt, deferred);  // before ZeRO shards the model
+  auto engine = std::make_unique<DataParallel>(model, comm, opt.zero_stage, opt.optimizer, opt.activation_checkpointing,
+                                               deferred);
+  DataParallel& dp = *engine;
   if (auto penalty = objective.weight_penalty()) dp.set_weight_penalty(penalty);
   BatchIterator data(&primary, opt.batch_size, opt.seed, pad_id);
   std::unique_ptr<BatchIterator> retain_data;
@@ -191,7 +203,7 @@ TrainResult train_loop(CausalLM& model, Objective& objective, const std::vector<
       // The same rank count restores each rank's own RNG stream; another count restarts them
       // from rank 0's (only LoRA dropout draws from it).
       int src = int(ck.shards.size()) == comm.size() ? comm.rank() : 0;
-      set_cpu_rng_state(ck.shards[size_t(src)].at("rng_state"));
+      set_cpu_rng_state(ck.shards[size_t(src)]->read("rng_state"));
       objective.restore(m.value("objective_state", json::object()));
       if (eval.restore) eval.restore(m.value("eval_state", json()));
       res.kept_step = m.value("kept_step", int64_t(0));
@@ -301,12 +313,14 @@ TrainResult train_loop(CausalLM& model, Objective& objective, const std::vector<
   }
   if (resumed_stop) res.stopped_early = res.resumed_from < opt.steps;
   res.seconds = elapsed();
-  dp.materialize();  // ZeRO 3: the caller gets whole parameters back
+  const bool stay_sharded = sharded_engine && dp.sharded();
+  if (!stay_sharded) dp.materialize();  // ZeRO 3: the caller gets whole parameters back
   if (!res.preempted && dp.has_kept() && res.kept_step != res.steps_done) {
     dp.restore_kept();
     spdlog::info("returning the weights kept at step {} (trained to step {})", res.kept_step, res.steps_done);
   }
   if (!dp.has_kept()) res.kept_step = 0;
+  if (stay_sharded) *sharded_engine = std::move(engine);
   return res;
 }
 

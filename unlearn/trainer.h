@@ -72,8 +72,12 @@ ObjectiveContext objective_context(std::vector<TokenizedItem>& forget, std::vect
                                    int64_t max_len, int64_t pad_id, const TrainOptions& opt, Communicator& comm);
 
 // eval.run(model, step) runs every eval_every steps and after the last (see EvalHook).
+// `deferred`: the decoder layers the model was loaded without (ZeRO 3; the engine reads each
+// rank's shard). `sharded_engine`: where a ZeRO 3 run leaves its engine, the layers still
+// sharded (dist/sharded_checkpoint.h saves from it); without it the model comes back whole.
 TrainResult train_loop(CausalLM& model, Objective& objective, const std::vector<TokenizedItem>& primary,
                        const std::vector<TokenizedItem>* retain, const TrainOptions& opt, int64_t pad_id,
-                       const EvalHook& eval, Communicator& comm);
+                       const EvalHook& eval, Communicator& comm, const DeferredWeights* deferred = nullptr,
+                       std::unique_ptr<DataParallel>* sharded_engine = nullptr);
 
 }  // namespace lethe

@@ -28,6 +28,14 @@ done
   && [ "$(ls "$T/np2_sharded" | grep -c '^model-.*safetensors$')" -ge 4 ] && [ -f "$T/np2_sharded/COMPLETE" ] \
   && $CMP "$T/np2_sharded" "$T/np2z0" --exact >/dev/null && ok \
   || { bad "2 ranks writing a sharded output differ from the single-file output"; tail -5 "$T/log"; }
+# ZeRO 3 from loading to saving without a whole copy: the layers read as shards, the output
+# written from them one layer at a time in 100 KB shards, exactly the weights of the
+# single-file ZeRO 3 output above
+"$MPIRUN" -np 2 "$LETHE" "${FT[@]}" --steps 6 --zero-stage 3 --max-shard-size 100KB --out "$T/np2z3_sharded" >"$T/log" 2>&1 \
+  && grep -q "each rank reads its shard of the decoder layers" "$T/log" \
+  && [ "$(ls "$T/np2z3_sharded" | grep -c '^model-.*safetensors$')" -ge 4 ] \
+  && $CMP "$T/np2z3_sharded" "$T/np2z3" --exact >/dev/null && ok \
+  || { bad "ZeRO 3 loaded and saved as shards differs from its single-file output"; tail -5 "$T/log"; }
 # LoRA (seeded adapter init; dropout off, since masks are drawn per rank) under ZeRO 3
 "$LETHE" "${FT[@]}" --steps 4 --lora-rank 4 --lora-dropout 0 --out "$T/lora1" >/dev/null 2>&1
 "$MPIRUN" -np 2 "$LETHE" "${FT[@]}" --steps 4 --lora-rank 4 --lora-dropout 0 --zero-stage 3 --out "$T/lora2" >"$T/log" 2>&1 \

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Peak resident memory per rank at ZeRO 3 on a ~1B Llama (configs/models/llama-1b.json: 1.10B
+# parameters, vocab 32000, untied head) for 1, 2 and 4 ranks, from loading to the saved output:
+# `lethe finetune --zero-stage 3` reads each rank's shard of the decoder layers from the
+# safetensors file, trains sharded and writes the output from the shards (no rank holds the model
+# whole), next to the model state each rank must hold. float32 with SGD (no optimizer state) so
+# that four ranks fit in this 24 GiB machine; with AdamW add 2 x 4 bytes per parameter, divided
+# the same way. For comparison, the same at 2 ranks through the path that loads the model whole
+# on every rank (`--method npo`, whose reference values need the weights before training).
+# Hardware: a CPU machine with ~20 GiB free and ~12 GB of disk; ~15 minutes on 2 cores.
+# usage: bench/zero3_memory.sh [STEPS=2] [RANKS="1 2 4"]. Results: docs/PERFORMANCE.md "Memory".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+STEPS=${1:-2}
+RANKS=${2:-1 2 4}
+L=build/lethe
+CFG=configs/models/llama-1b.json
+TOK=../shared/data/tokenizers/llama2/tokenizer.json
+[ -f "$TOK" ] || { echo "needs the Llama-2 tokenizer in ../shared/data/tokenizers" >&2; exit 2; }
+W=${WORK:-$(mktemp -d)}
+trap 'rm -rf "$W"' EXIT
+$L synth --out "$W/data" --people 4 --books 2 >/dev/null 2>&1
+$L init --model-config "$CFG" --tokenizer "$TOK" --dtype float32 --out "$W/base" >/dev/null 2>&1
+run() {  # ranks, label, extra flags...
+  local np=$1 label=$2
+  shift 2
+  rm -rf "$W/out"
+  /usr/bin/time -f "%e s wall" mpirun -np "$np" $L "$@" --model "$W/base" --template llama2 --steps "$STEPS" \
+    --batch-size 4 --max-len 64 --zero-stage 3 --optimizer sgd --dtype float32 --out "$W/out" \
+    --max-shard-size 200MB --threads 1 >"$W/log" 2>&1 || { tail "$W/log"; exit 1; }
+  local train save wall
+  train=$(grep -o 'peak resident memory per rank (MiB): .*' "$W/log" | sed 's/.*: //')
+  save=$(grep -o 'peak resident memory per rank including the save (MiB): .*' "$W/log" | sed 's/.*: //')
+  wall=$(grep -o '[0-9.]* s wall' "$W/log")
+  /usr/bin/python3 - "$CFG" "$np" "$label" "$train" "$save" "$wall" <<'PY'
+import json, sys
+cfg, n, label = json.load(open(sys.argv[1])), int(sys.argv[2]), sys.argv[3]
+train, save = json.loads(sys.argv[4]), json.loads(sys.argv[5])
+h, i, v, L = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"], cfg["num_hidden_layers"]
+kv = h // cfg["num_attention_heads"] * cfg["num_key_value_heads"]
+layer = h * h * 2 + h * kv * 2 + 3 * h * i + 2 * h       # q, o, k, v, gate/up/down, two norms
+replicated = v * h * (1 if cfg["tie_word_embeddings"] else 2) + h
+MiB = 2**20
+state = 8 * (L * layer + replicated) / MiB              # fp32 params + grads (SGD: no state)
+share = 8 * L * layer / n / MiB + 8 * replicated / MiB  # layers sharded, embeddings/head replicated
+worst = max(save)
+print(f"| {n} | {label} | {', '.join(map(str, train))} | {', '.join(map(str, save))} | {state:.0f} | "
+      f"{share:.0f} | {worst - share:.0f} | {sys.argv[6]} |")
+PY
+}
+echo "| ranks | load path | peak RSS per rank after training (MiB) | ... including the save (MiB) | whole model state (MiB) | expected share per rank (MiB) | max - share (MiB) | wall |"
+echo "|---:|---|---|---|---:|---:|---:|---|"
+for np in $RANKS; do
+  run "$np" "shards (finetune)" finetune --data "$W/data/train.jsonl"
+done
+run 2 "whole (unlearn npo)" unlearn --method npo --forget "$W/data/train.jsonl"
