@@ -8,7 +8,8 @@
 # the same way. For comparison, the same at 2 ranks through the path that loads the model whole
 # on every rank (`--method npo`, whose reference values need the weights before training).
 # Hardware: a CPU machine with ~20 GiB free and ~12 GB of disk; ~15 minutes on 2 cores.
-# usage: bench/zero3_memory.sh [STEPS=2] [RANKS="1 2 4"]. Results: docs/PERFORMANCE.md "Memory".
+# usage: bench/zero3_memory.sh [STEPS=2] [RANKS="1 2 4"] (WHOLE=0 skips the whole-load row).
+# Results: docs/PERFORMANCE.md "Memory".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
@@ -43,15 +44,14 @@ layer = h * h * 2 + h * kv * 2 + 3 * h * i + 2 * h       # q, o, k, v, gate/up/d
 replicated = v * h * (1 if cfg["tie_word_embeddings"] else 2) + h
 MiB = 2**20
 state = 8 * (L * layer + replicated) / MiB              # fp32 params + grads (SGD: no state)
-share = 8 * L * layer / n / MiB + 8 * replicated / MiB  # layers sharded, embeddings/head replicated
-worst = max(save)
-print(f"| {n} | {label} | {', '.join(map(str, train))} | {', '.join(map(str, save))} | {state:.0f} | "
-      f"{share:.0f} | {worst - share:.0f} | {sys.argv[6]} |")
+print(f"| {n} | {label} | {', '.join(map(str, train))} | {', '.join(map(str, save))} | {state / n:.0f} | "
+      f"{max(save) - state / n:.0f} | {sys.argv[6]} |")
 PY
 }
-echo "| ranks | load path | peak RSS per rank after training (MiB) | ... including the save (MiB) | whole model state (MiB) | expected share per rank (MiB) | max - share (MiB) | wall |"
-echo "|---:|---|---|---|---:|---:|---:|---|"
+echo "| ranks | load path | peak RSS per rank after training (MiB) | ... including the save (MiB) | model state / ranks (MiB) | max - state / ranks (MiB) | wall |"
+echo "|---:|---|---|---|---:|---:|---|"
 for np in $RANKS; do
   run "$np" "shards (finetune)" finetune --data "$W/data/train.jsonl"
 done
-run 2 "whole (unlearn npo)" unlearn --method npo --forget "$W/data/train.jsonl"
+[ "${WHOLE:-1}" = 1 ] &&
+  run 2 "whole (unlearn npo)" unlearn --method npo --forget "$W/data/forget.jsonl" --retain "$W/data/retain.jsonl"

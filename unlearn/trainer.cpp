@@ -93,7 +93,9 @@ json run_identity(const CausalLM& model, const std::vector<TokenizedItem>& prima
     mh = fnv1a(&dtype, sizeof dtype, mh);
     const int64_t n = c10::multiply_integers(shape), k = std::min<int64_t>(n, 1024);
     if (k > 0) {
-      auto index = torch::linspace(0, double(n - 1), k).to(torch::kLong);
+      // float32 positions (as ever, so identities stay comparable) clamped: above 2^24 elements
+      // the last one rounds up past the end.
+      auto index = torch::linspace(0, double(n - 1), k).to(torch::kLong).clamp_max(n - 1);
       torch::Tensor sample;
       if (from_file)
         sample =
