@@ -80,6 +80,24 @@ TEST(Objectives, EveryDeclarationFileDescribesARegisteredMethodThatBuildsWithIts
   EXPECT_EQ(memflex.number("memflex.sigma"), 6e-4);
 }
 
+// The run identity samples 1024 elements of every tensor at float32 positions: above 2^24
+// elements the last position rounded past the end (every 1B model's embeddings failed).
+TEST(Trainer, TrainsAModelWithATensorAbove2Pow24Elements) {
+  json j = {{"model_type", "llama"},  {"vocab_size", 65601},      {"hidden_size", 256},      {"intermediate_size", 8},
+            {"num_hidden_layers", 1}, {"num_attention_heads", 1}, {"num_key_value_heads", 1}};
+  CausalLM model(ModelConfig::from_json(j, "cfg"));
+  ASSERT_GT(model->model->embed_tokens->weight.numel(), int64_t(1) << 24);
+  model->init_weights(1);
+  std::vector<TokenizedItem> items = {{{1, 2, 65600, 4}, 1}, {{5, 6, 7}, 1}};
+  TrainOptions to;
+  to.steps = 1;
+  to.batch_size = 2;
+  to.log_every = 1000;
+  auto nll = nll_objective_spec().make({});
+  auto self = make_self_communicator();
+  EXPECT_EQ(train_loop(model, *nll, items, nullptr, to, 0, {}, *self).steps_done, 1);
+}
+
 TEST(Trainer, FinetuneLearnsAndGdForgetsWhileKeeping) {
   // Two facts to keep and two to forget on a tiny model: finetune learns all four, gradient
   // difference then drives the forget items' accuracy down while the retain items stay.
