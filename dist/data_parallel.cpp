@@ -528,6 +528,9 @@ void DataParallel::load_sharded(const std::vector<std::shared_ptr<const H5Reader
       throw InputError(source + ": block '" + b.name +
                        "' does not match this model (different model or LoRA setting?)");
     const int64_t old_shard = lb->at("shard").get<int64_t>();
+    if (old_shard < 0 || old_shard * old_world < b.numel)
+      throw CorruptError(source + ": block '" + b.name + "' has shards of " + std::to_string(old_shard) + " on " +
+                         std::to_string(old_world) + " ranks for " + std::to_string(b.numel) + " elements");
     for (auto* what : {"param", "exp_avg", "exp_avg_sq", "master", "kept"}) {
       const std::string key = b.name + "/" + what;
       int present = 0;
