@@ -22,6 +22,7 @@ torch::Tensor adversarial_labels(const torch::Tensor& logits, const torch::Tenso
 namespace {
 class Adversarial : public Objective {
  public:
+  WeightUse weight_use_outside_training() const override { return WeightUse::kSameForwardOnEveryRank; }
   void prepare(CausalLM& model, ObjectiveContext& ctx) override {
     labels_ = cache_per_item(
         model, *ctx.forget, ctx.forget_used, ctx.pad_id, 0,

@@ -10,7 +10,7 @@ namespace lethe {
 namespace {
 class CeU : public Objective {
  public:
-  bool reads_weights_outside_training() const override { return false; }
+  WeightUse weight_use_outside_training() const override { return WeightUse::kNone; }
   ObjectiveResult compute(CausalLM& model, const Batch& forget, const Batch*) override {
     auto logits = model->forward(forget.input_ids, forget.attention_mask);
     auto mask = answer_prediction_mask(forget.labels);

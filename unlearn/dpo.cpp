@@ -9,6 +9,7 @@ namespace lethe {
 namespace {
 class Dpo : public WithRetainTerm {
  public:
+  WeightUse weight_use_outside_training() const override { return WeightUse::kSameForwardOnEveryRank; }
   explicit Dpo(const MethodOptions& o)
       : WithRetainTerm(o.number("dpo.retain-weight")), beta_(o.number("dpo.beta")), refusals_(o.text("dpo.refusals")) {}
   void prepare(CausalLM& model, ObjectiveContext& ctx) override {

@@ -7,7 +7,7 @@ namespace lethe {
 namespace {
 class GradientDifference : public Objective {
  public:
-  bool reads_weights_outside_training() const override { return false; }
+  WeightUse weight_use_outside_training() const override { return WeightUse::kNone; }
   explicit GradientDifference(const MethodOptions& o)
       : forget_weight_(o.number("gd.forget-weight")), retain_weight_(o.number("gd.retain-weight")) {}
   bool uses_retain() const override { return true; }

@@ -7,7 +7,7 @@ namespace lethe {
 namespace {
 class Idk : public WithRetainTerm {
  public:
-  bool reads_weights_outside_training() const override { return false; }
+  WeightUse weight_use_outside_training() const override { return WeightUse::kNone; }
   explicit Idk(const MethodOptions& o)
       : WithRetainTerm(o.number("idk.retain-weight")), refusals_(o.text("idk.refusals")) {}
   void prepare(CausalLM&, ObjectiveContext& ctx) override {

@@ -12,6 +12,7 @@ namespace lethe {
 namespace {
 class KlObjective : public Objective {
  public:
+  WeightUse weight_use_outside_training() const override { return WeightUse::kSameForwardOnEveryRank; }
   explicit KlObjective(const MethodOptions& o)
       : wf_(o.number("kl.forget-weight")), wr_(o.number("kl.retain-weight")), mask_(o.text("kl.mask")) {
     if (mask_ != "answer" && mask_ != "item" && mask_ != "all")

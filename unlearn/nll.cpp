@@ -8,7 +8,7 @@ namespace {
 template <int kSign>
 class SignedNll : public Objective {
  public:
-  bool reads_weights_outside_training() const override { return false; }
+  WeightUse weight_use_outside_training() const override { return WeightUse::kNone; }
   ObjectiveResult compute(CausalLM& model, const Batch& data, const Batch*) override {
     auto nll = mean_item_nll(model, data);
     return {kSign * nll, {{kSign > 0 ? "nll" : "forget_nll", nll.item<double>()}}};

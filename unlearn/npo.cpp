@@ -8,6 +8,7 @@ namespace lethe {
 namespace {
 class Npo : public WithRetainTerm {
  public:
+  WeightUse weight_use_outside_training() const override { return WeightUse::kSameForwardOnEveryRank; }
   explicit Npo(const MethodOptions& o) : WithRetainTerm(o.number("npo.retain-weight")), beta_(o.number("npo.beta")) {}
   void prepare(CausalLM& model, ObjectiveContext& ctx) override {
     ref_ = cache_per_item(

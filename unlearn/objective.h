@@ -61,11 +61,14 @@ class Objective {
   virtual json state() const { return json::object(); }
   virtual void restore(const json& /*state*/) {}
   virtual bool uses_retain() const { return false; }
-  // Whether prepare() or finish() reads the weights (reference values, a parameter choice, a
-  // task vector): then every rank loads the model whole. false: at ZeRO 3 the decoder layers are
-  // read straight into each rank's shard and the output is saved from the shards (no rank holds
-  // the model whole at any point).
-  virtual bool reads_weights_outside_training() const { return true; }
+  // What prepare() and finish() need of the weights. kNone: nothing. kSameForwardOnEveryRank:
+  // forward passes only (reference values), the same ones in the same order on every rank, which
+  // a ZeRO 3 engine serves by gathering one layer at a time. kWhole: the weights themselves (a
+  // parameter choice, a task vector) or passes split across ranks. At ZeRO 3 a method that does
+  // not need kWhole has its decoder layers read straight into each rank's shard and saved from
+  // them: no rank holds the model whole at any point.
+  enum class WeightUse { kNone, kSameForwardOnEveryRank, kWhole };
+  virtual WeightUse weight_use_outside_training() const { return WeightUse::kWhole; }
   // A penalty on whole trainable tensors (index among them, value) that the data-parallel
   // engine applies itself to the parameters ZeRO 3 shards (SNAP's regulariser); none by default.
   virtual std::function<torch::Tensor(int64_t, const torch::Tensor&)> weight_penalty() { return {}; }

@@ -8,7 +8,7 @@ namespace lethe {
 namespace {
 class RandomLabel : public Objective {
  public:
-  bool reads_weights_outside_training() const override { return false; }
+  WeightUse weight_use_outside_training() const override { return WeightUse::kNone; }
   void prepare(CausalLM& model, ObjectiveContext& ctx) override {
     seed_ = ctx.seed;
     vocab_ = std::min<int64_t>(ctx.tok->vocab_size(), model->config.vocab_size);

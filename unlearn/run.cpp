@@ -57,12 +57,13 @@ RunOutput run_objective(const RunSpec& spec, const RunText& text, const std::vec
   auto obj = spec.method->make(spec.method_options);
   const TrainOptions& to = spec.train;
   const bool lora = spec.lora.rank > 0 || !spec.model.adapter.empty();
-  const bool sharded = may_stay_sharded && to.zero_stage == 3 && !lora && !obj->reads_weights_outside_training();
+  const bool sharded = may_stay_sharded && to.zero_stage == 3 && !lora &&
+                       obj->weight_use_outside_training() != Objective::WeightUse::kWhole;
   if (to.zero_stage == 3 && !sharded)
     spdlog::info("ZeRO 3: every rank loads the model whole before sharding it ({})",
                  lora                ? "LoRA adapters train over frozen whole weights"
                  : !may_stay_sharded ? "this command uses the trained model whole"
-                                     : "this method reads the weights before or after training");
+                                     : "this method reads the weights themselves before or after training");
   if (sharded)
     spdlog::info("ZeRO 3: each rank reads its shard of the decoder layers from {}; no rank holds them whole",
                  spec.model.dir);
@@ -72,14 +73,19 @@ RunOutput run_objective(const RunSpec& spec, const RunText& text, const std::vec
   auto items = tokenize_items(text.tok, text.tmpl, primary, max_len);
   std::vector<TokenizedItem> retain_items;
   if (retain) retain_items = tokenize_items(text.tok, text.tmpl, *retain, max_len);
-  // The objective sees the model at theta_0 (whole, before sharding): reference caches, derived
-  // items, parameter selection.
+  // The objective sees the model at theta_0: whole, before sharding (reference caches, derived
+  // items, parameter selection), or at ZeRO 3 kept sharded through the engine built first, whose
+  // forward gathers one layer at a time (the same passes on every rank).
   static const std::vector<Example> no_examples;
   ObjectiveContext ctx = objective_context(items, retain_items, primary, retain ? *retain : no_examples, text.tok,
                                            text.tmpl, max_len, pad_token_id(text.tok, text.tmpl), to, comm);
+  if (sharded)
+    out.engine = std::make_unique<DataParallel>(out.model, comm, to.zero_stage, to.optimizer,
+                                                to.activation_checkpointing, &deferred);
   obj->prepare(out.model, ctx);
   int64_t trainable = 0;
   for (auto& p : out.model->trainable_parameters()) trainable += p.numel();
+  for (auto& [name, shape] : deferred.shapes) trainable += c10::multiply_integers(shape);
   spdlog::info("training {} parameters ({} items{})", trainable, items.size(),
                retain ? fmt::format(", {} retain items", retain_items.size()) : "");
   out.description = obj->describe();

@@ -9,7 +9,7 @@ namespace lethe {
 namespace {
 class SatImp : public WithRetainTerm {
  public:
-  bool reads_weights_outside_training() const override { return false; }
+  WeightUse weight_use_outside_training() const override { return WeightUse::kNone; }
   explicit SatImp(const MethodOptions& o)
       : WithRetainTerm(o.number("satimp.retain-weight")), beta1_(o.number("satimp.beta1")),
         beta2_(o.number("satimp.beta2")), wf_(o.number("satimp.forget-weight")) {}

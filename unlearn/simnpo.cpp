@@ -8,7 +8,7 @@ namespace lethe {
 namespace {
 class SimNpo : public WithRetainTerm {
  public:
-  bool reads_weights_outside_training() const override { return false; }
+  WeightUse weight_use_outside_training() const override { return WeightUse::kNone; }
   explicit SimNpo(const MethodOptions& o)
       : WithRetainTerm(o.number("simnpo.retain-weight")), beta_(o.number("simnpo.beta")),
         delta_(o.number("simnpo.delta")), wf_(o.number("simnpo.forget-weight")) {}

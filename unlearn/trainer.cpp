@@ -169,8 +169,12 @@ TrainResult train_loop(CausalLM& model, Objective& objective, const std::vector<
   // restores each rank's stream from the checkpoint).
   torch::manual_seed(opt.seed * 1000003ULL + uint64_t(comm.rank()));
   const json identity = run_identity(model, primary, retain, opt, deferred);  // before ZeRO shards the model
-  auto engine = std::make_unique<DataParallel>(model, comm, opt.zero_stage, opt.optimizer, opt.activation_checkpointing,
-                                               deferred);
+  std::unique_ptr<DataParallel> engine;
+  if (sharded_engine && *sharded_engine)
+    engine = std::move(*sharded_engine);
+  else
+    engine = std::make_unique<DataParallel>(model, comm, opt.zero_stage, opt.optimizer, opt.activation_checkpointing,
+                                            deferred);
   DataParallel& dp = *engine;
   if (auto penalty = objective.weight_penalty()) dp.set_weight_penalty(penalty);
   BatchIterator data(&primary, opt.batch_size, opt.seed, pad_id);

@@ -13,6 +13,7 @@ namespace lethe {
 namespace {
 class Undial : public WithRetainTerm {
  public:
+  WeightUse weight_use_outside_training() const override { return WeightUse::kSameForwardOnEveryRank; }
   explicit Undial(const MethodOptions& o)
       : WithRetainTerm(o.number("undial.retain-weight")), beta_(o.number("undial.beta")),
         wf_(o.number("undial.forget-weight")), mask_(o.text("undial.mask")) {

@@ -9,7 +9,7 @@ namespace lethe {
 namespace {
 class Wga : public WithRetainTerm {
  public:
-  bool reads_weights_outside_training() const override { return false; }
+  WeightUse weight_use_outside_training() const override { return WeightUse::kNone; }
   explicit Wga(const MethodOptions& o)
       : WithRetainTerm(o.number("wga.retain-weight")), beta_(o.number("wga.beta")), wf_(o.number("wga.forget-weight")) {
   }

@@ -243,14 +243,16 @@ INSTANTIATE_TEST_SUITE_P(Stages, Resume, ::testing::Values(0, 1, 2, 3));
 // each rank's shard (load_model_without_layers), trained sharded (with a step's weights kept and
 // returned by checkpoint selection) and saved from the shards one layer at a time
 // (save_model_from_engine, several output shards). The saved model is bit-identical to the one
-// trained from a whole load and materialized, in both formats.
-class ShardedLoad : public ::testing::TestWithParam<std::string> {};
+// trained from a whole load and materialized, in both formats; npo's reference values come from
+// forward passes through the engine built before prepare(), gathering one layer at a time.
+class ShardedLoad : public ::testing::TestWithParam<std::tuple<std::string, std::string>> {};
 
 TEST_P(ShardedLoad, TrainsAndSavesWhatAWholeLoadDoes) {
-  const auto format = parse_checkpoint_format(GetParam(), "format");
+  const auto [format_name, method] = GetParam();
+  const auto format = parse_checkpoint_format(format_name, "format");
   auto world = make_world_communicator();
   auto f = items(8, 13), r = items(9, 9);
-  const std::string root = shared_temp("sharded_" + GetParam());
+  const std::string root = shared_temp("sharded_" + format_name + method);
   const std::string base = root + "/base", out = root + "/out";
   if (world->rank() == 0) {
     CausalLM m = fresh_model();
@@ -261,24 +263,45 @@ TEST_P(ShardedLoad, TrainsAndSavesWhatAWholeLoadDoes) {
   o.eval_every = 5;
   EvalHook keep5;  // checkpoint selection: the weights of step 5 are the output
   keep5.run = [](CausalLM&, int64_t step) { return EvalVerdict{false, step == 5}; };
-  auto obj = objective("gd");
-  ASSERT_FALSE(obj->reads_weights_outside_training());
+  const bool forward_in_prepare = method == "npo";
+  ASSERT_EQ(objective(method)->weight_use_outside_training(),
+            forward_in_prepare ? Objective::WeightUse::kSameForwardOnEveryRank : Objective::WeightUse::kNone);
+  // Every rank caches every item, in the same order.
+  auto context = [&](std::vector<TokenizedItem>& ff, std::vector<TokenizedItem>& rr) {
+    ObjectiveContext ctx;
+    ctx.forget = &ff;
+    ctx.retain = &rr;
+    for (int64_t i = 0; i < int64_t(ff.size()); ++i) ctx.forget_used.push_back(i);
+    for (int64_t i = 0; i < int64_t(rr.size()); ++i) ctx.retain_used.push_back(i);
+    ctx.comm = world.get();
+    return ctx;
+  };
 
   CausalLM whole = load_model(base);
+  auto obj = objective(method);
+  auto ctx1 = context(f, r);
+  obj->prepare(whole, ctx1);
   train_loop(whole, *obj, f, &r, o, 0, keep5, *world);
   auto want = params(whole);
 
   DeferredWeights deferred;
   CausalLM m = load_model_without_layers(base, "", deferred);
   EXPECT_EQ(deferred.shapes.size(), size_t(2 * 9));  // 2 layers x (7 projections + 2 norms)
-  for (auto& [name, t] : m->named_weights()) EXPECT_EQ(t.numel() == 0, deferred.has(name)) << name;
-  std::unique_ptr<DataParallel> engine;
-  auto obj2 = objective("gd");
+  for (auto& [name, t] : m->named_weights()) {
+    EXPECT_EQ(t.numel() == 0, deferred.has(name)) << name;
+  }
+  auto engine = std::make_unique<DataParallel>(m, *world, 3, o.optimizer, o.activation_checkpointing, &deferred);
+  auto obj2 = objective(method);
+  auto ctx2 = context(f, r);
+  obj2->prepare(m, ctx2);  // through the engine when it reads the model
   TrainResult res = train_loop(m, *obj2, f, &r, o, 0, keep5, *world, &deferred, &engine);
   EXPECT_EQ(res.kept_step, 5);
   ASSERT_TRUE(engine);
-  for (auto& [name, t] : m->named_weights())
-    if (deferred.has(name)) EXPECT_EQ(t.numel(), 0) << name << " was gathered whole";
+  for (auto& [name, t] : m->named_weights()) {
+    if (deferred.has(name)) {
+      EXPECT_EQ(t.numel(), 0) << name << " was gathered whole";
+    }
+  }
   save_model_from_engine(*engine, out, format, json::object(), "", 6000, *world);
   EXPECT_THROW(save_model_from_engine(*engine, out, format, json::object(), "", 6000, *world), InputError);
   CausalLM saved = load_model(out);
@@ -289,7 +312,9 @@ TEST_P(ShardedLoad, TrainsAndSavesWhatAWholeLoadDoes) {
   if (world->rank() == 0) fs::remove_all(root);
 }
 
-INSTANTIATE_TEST_SUITE_P(Formats, ShardedLoad, ::testing::Values("native", "hf"));
+INSTANTIATE_TEST_SUITE_P(FormatsAndMethods, ShardedLoad,
+                         ::testing::Combine(::testing::Values("native", "hf"), ::testing::Values("gd", "npo")),
+                         [](const auto& info) { return std::get<0>(info.param) + "_" + std::get<1>(info.param); });
 
 TEST(Groups, TwoGroupsTrainTwoSubsetsConcurrently) {
   const int N = world_size();
