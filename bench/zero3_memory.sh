@@ -6,9 +6,10 @@
 # whole), next to the model state each rank must hold. float32 with SGD (no optimizer state) so
 # that four ranks fit in this 24 GiB machine; with AdamW add 2 x 4 bytes per parameter, divided
 # the same way. For comparison, the same at 2 ranks through the path that loads the model whole
-# on every rank (`--method npo`, whose reference values need the weights before training).
+# on every rank (`--method pdu`, whose starting retain loss is split across the ranks), and npo,
+# whose reference values are computed through the sharded engine.
 # Hardware: a CPU machine with ~20 GiB free and ~12 GB of disk; ~15 minutes on 2 cores.
-# usage: bench/zero3_memory.sh [STEPS=2] [RANKS="1 2 4"] (WHOLE=0 skips the whole-load row).
+# usage: bench/zero3_memory.sh [STEPS=2] [RANKS="1 2 4"] (WHOLE=0 skips the two unlearn rows).
 # Results: docs/PERFORMANCE.md "Memory".
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,5 +54,8 @@ echo "|---:|---|---|---|---:|---:|---|"
 for np in $RANKS; do
   run "$np" "shards (finetune)" finetune --data "$W/data/train.jsonl"
 done
-[ "${WHOLE:-1}" = 1 ] &&
-  run 2 "whole (unlearn npo)" unlearn --method npo --forget "$W/data/forget.jsonl" --retain "$W/data/retain.jsonl"
+if [ "${WHOLE:-1}" = 1 ]; then
+  U=(unlearn --forget "$W/data/forget.jsonl" --retain "$W/data/retain.jsonl")
+  run 2 "shards, reference values through the engine (unlearn npo)" "${U[@]}" --method npo
+  run 2 "whole (unlearn pdu)" "${U[@]}" --method pdu
+fi
