@@ -23,6 +23,17 @@ RunText load_run_text(const RunSpec& spec) {
   return {Tokenizer::from_file(tokenizer_path(spec.model.dir)), chat_template_for(spec.data, spec.model.dir)};
 }
 
+namespace {
+// Trainable parameters, counting those the model was loaded without (ZeRO 3 shards).
+int64_t trainable_count(CausalLM& model, const DeferredWeights* deferred) {
+  int64_t n = 0;
+  for (auto& p : model->trainable_parameters()) n += p.numel();
+  if (deferred)
+    for (auto& [name, shape] : deferred->shapes) n += c10::multiply_integers(shape);
+  return n;
+}
+}  // namespace
+
 CausalLM load_for_training(const RunSpec& spec, const Tokenizer& tok, torch::Device device, Communicator& comm,
                            DeferredWeights* deferred) {
   const std::string& dir = spec.model.dir;
@@ -39,13 +50,9 @@ CausalLM load_for_training(const RunSpec& spec, const Tokenizer& tok, torch::Dev
     model->add_lora(spec.lora);
   }
   model->to(device);
-  int64_t trainable = 0;
-  for (auto& p : model->trainable_parameters()) trainable += p.numel();
-  if (deferred)
-    for (auto& [name, shape] : deferred->shapes) trainable += c10::multiply_integers(shape);
   spdlog::info("model {}: {} parameters, {} trainable, {}, on {} (rank r -> {}), communicator {}", dir,
-               model->config.num_parameters(), trainable, model->config.torch_dtype, device.str(),
-               device.is_cpu() ? "cpu" : "cuda:<local rank>", comm.name());
+               model->config.num_parameters(), trainable_count(model, deferred), model->config.torch_dtype,
+               device.str(), device.is_cpu() ? "cpu" : "cuda:<local rank>", comm.name());
   return model;
 }
 
@@ -83,10 +90,7 @@ RunOutput run_objective(const RunSpec& spec, const RunText& text, const std::vec
     out.engine = std::make_unique<DataParallel>(out.model, comm, to.zero_stage, to.optimizer,
                                                 to.activation_checkpointing, &deferred);
   obj->prepare(out.model, ctx);
-  int64_t trainable = 0;
-  for (auto& p : out.model->trainable_parameters()) trainable += p.numel();
-  for (auto& [name, shape] : deferred.shapes) trainable += c10::multiply_integers(shape);
-  spdlog::info("training {} parameters ({} items{})", trainable, items.size(),
+  spdlog::info("training {} parameters ({} items{})", trainable_count(out.model, &deferred), items.size(),
                retain ? fmt::format(", {} retain items", retain_items.size()) : "");
   out.description = obj->describe();
   out.result = train_loop(out.model, *obj, items, retain ? &retain_items : nullptr, to, ctx.pad_id, eval, comm,

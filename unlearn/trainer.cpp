@@ -169,12 +169,12 @@ TrainResult train_loop(CausalLM& model, Objective& objective, const std::vector<
   // restores each rank's stream from the checkpoint).
   torch::manual_seed(opt.seed * 1000003ULL + uint64_t(comm.rank()));
   const json identity = run_identity(model, primary, retain, opt, deferred);  // before ZeRO shards the model
-  std::unique_ptr<DataParallel> engine;
-  if (sharded_engine && *sharded_engine)
-    engine = std::move(*sharded_engine);
-  else
-    engine = std::make_unique<DataParallel>(model, comm, opt.zero_stage, opt.optimizer, opt.activation_checkpointing,
-                                            deferred);
+  // Weights loaded as shards exist only in the engine that read them, built by the caller.
+  LETHE_CHECK(!deferred || (sharded_engine && *sharded_engine), "train_loop: deferred weights without their engine");
+  std::unique_ptr<DataParallel> engine =
+      sharded_engine && *sharded_engine
+          ? std::move(*sharded_engine)
+          : std::make_unique<DataParallel>(model, comm, opt.zero_stage, opt.optimizer, opt.activation_checkpointing);
   DataParallel& dp = *engine;
   if (auto penalty = objective.weight_penalty()) dp.set_weight_penalty(penalty);
   BatchIterator data(&primary, opt.batch_size, opt.seed, pad_id);

@@ -72,10 +72,11 @@ ObjectiveContext objective_context(std::vector<TokenizedItem>& forget, std::vect
                                    int64_t max_len, int64_t pad_id, const TrainOptions& opt, Communicator& comm);
 
 // eval.run(model, step) runs every eval_every steps and after the last (see EvalHook).
-// `deferred`: the decoder layers the model was loaded without (ZeRO 3; the engine reads each
-// rank's shard). `sharded_engine`: an engine already built on `model` for these options (used
-// instead of a new one), and where a ZeRO 3 run leaves its engine with the layers still sharded
+// `sharded_engine`: an engine already built on `model` for these options (used instead of a
+// new one), and where a ZeRO 3 run leaves its engine with the layers still sharded
 // (dist/sharded_checkpoint.h saves from it); without it the model comes back whole.
+// `deferred`: the decoder layers the model was loaded without, which that engine read as shards
+// (the run identity samples them from the checkpoint).
 TrainResult train_loop(CausalLM& model, Objective& objective, const std::vector<TokenizedItem>& primary,
                        const std::vector<TokenizedItem>* retain, const TrainOptions& opt, int64_t pad_id,
                        const EvalHook& eval, Communicator& comm, const DeferredWeights* deferred = nullptr,
