@@ -175,6 +175,15 @@ void assemble_merge_output(const MergeOutput& mo, const TensorReader& base, cons
   comm.barrier();
 }
 
+std::set<std::string> merge_part_names(const MergeOutput& mo, int shard, int shards) {
+  const std::vector<int> part = assign_by_size(shard_bytes(mo), shards);
+  std::set<std::string> names;
+  for (size_t s = 0; s < mo.shards.size(); ++s)
+    if (part[s] == shard)
+      for (size_t i : mo.shards[s]) names.insert(mo.names[i]);
+  return names;
+}
+
 void merge_sharded(const TensorReader& base, const std::map<std::string, torch::Tensor>& theta, const MergeMethod& rule,
                    const MergeOutput& mo, const json& job, Communicator& merge_comm, int shard, int shards) {
   reuse_large_blocks();

@@ -9,6 +9,7 @@
 #pragma once
 #include <functional>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -55,8 +56,10 @@ void assemble_merge_output(const MergeOutput& mo, const TensorReader& base, cons
 // for each tensor of its shards the members all-gather their deltas (one tensor's K deltas in
 // memory at a time), and member (j mod K) merges the part's j-th shard and writes it. Shards
 // written by an interrupted run are skipped. assemble_merge_output() follows, over all ranks.
+// theta needs only the tensors of the communicator's part: merge_part_names(mo, shard, shards).
 void merge_sharded(const TensorReader& base, const std::map<std::string, torch::Tensor>& theta, const MergeMethod& rule,
                    const MergeOutput& mo, const json& job, Communicator& merge_comm, int shard, int shards);
+std::set<std::string> merge_part_names(const MergeOutput& mo, int shard, int shards);
 
 // `lethe merge`: each rank merges its share of the output shards from disk (one tensor and its K
 // deltas in memory at a time, plus the shard's merged tensors). Stops early, with exit code

@@ -71,40 +71,83 @@ void open_run_dir(const SpungeOptions& o, const std::vector<NamedExamples>& subs
 }
 
 // Unlearns a copy of the base model on one subset (or the whole forget set) over `comm`;
-// `saved` gets the native model when not empty. Null when preempted.
-CausalLM unlearn_one(const SpungeOptions& o, const RunText& text, const SpungeData& data,
-                     const std::vector<Example>& examples, const std::string& ckpt_dir, const json& run_config,
-                     const std::string& saved, Communicator& comm, torch::Device device) {
+// `saved` gets the native model when not empty. At ZeRO 3, for a method that reads no weights
+// outside training, the run stays sharded (RunOutput::engine) and is saved from the shards.
+RunOutput unlearn_one(const SpungeOptions& o, const RunText& text, const SpungeData& data,
+                      const std::vector<Example>& examples, const std::string& ckpt_dir, const json& run_config,
+                      const std::string& saved, Communicator& comm, torch::Device device) {
   RunSpec spec = o.run;
   spec.train.checkpoint_dir = ckpt_dir;
   spec.train.run_config = run_config;
-  RunOutput out = run_objective(spec, text, examples, data.uses_retain ? &data.retain : nullptr, comm, device);
-  if (out.result.preempted) return nullptr;
-  if (!saved.empty())
+  RunOutput out =
+      run_objective(spec, text, examples, data.uses_retain ? &data.retain : nullptr, comm, device, {}, {}, true);
+  if (out.result.preempted || saved.empty()) return out;
+  if (out.engine)
+    save_model_from_engine(*out.engine, saved, CheckpointFormat::kNative, run_config, o.run.model.dir, 0, comm);
+  else
     save_model_on_ranks(out.model, saved, CheckpointFormat::kNative, run_config, o.run.model.dir, 0, comm);
-  return out.model;
+  return out;
 }
 
-// Stage 3: every group unlearns its subsets (one, or several in turn when they queue). Returns
-// this group's model when there is one subset per group; `preempted` is agreed over the world.
-CausalLM unlearn_subsets(const SpungeOptions& o, const RunText& text, const SpungeData& data,
-                         const std::vector<NamedExamples>& subsets, ProcessGroups& pg, const json& config,
-                         torch::Device device, bool& preempted) {
+// With one subset per group, local rank r < S of every group (S: the smallest group) joins
+// merge communicator r, which merges part r of the output (merge_part_names); the other ranks
+// hold no part.
+std::set<std::string> merge_part_of_rank(const MergeOutput& mo, const ProcessGroups& pg) {
+  const int S = *std::min_element(pg.group_sizes.begin(), pg.group_sizes.end());
+  const int r = pg.group_comm->rank();
+  return r < S ? merge_part_names(mo, r, S) : std::set<std::string>{};
+}
+
+MergeOutput plan_spunge_merge(const SpungeOptions& o, const TensorReader& base) {
+  return plan_merge_output(base, (fs::path(o.output.out) / "merged").string(), o.output.format,
+                           o.output.max_shard_bytes);
+}
+
+// The tensors `names` of a trained model, whole, on its device. A run kept sharded gathers one
+// layer at a time over its group (collective: every rank of the group calls this, with the same
+// model, whatever its `names`) and keeps only the named tensors.
+std::map<std::string, torch::Tensor> weights_named(RunOutput& out, const std::set<std::string>& names) {
+  std::map<std::string, torch::Tensor> theta;
+  std::set<const void*> every;
+  std::map<const void*, const std::string*> named;
+  for (auto& [n, t] : out.model->named_weights()) {
+    every.insert(t.unsafeGetTensorImpl());
+    auto it = names.find(n);
+    if (it == names.end()) continue;
+    theta[n] = t.detach();  // whole already unless the engine holds it as shards
+    named[t.unsafeGetTensorImpl()] = &*it;
+  }
+  if (out.engine && out.engine->sharded())
+    out.engine->visit_whole_parameters(every, [&](const torch::Tensor& p, const torch::Tensor& value) {
+      auto it = named.find(p.unsafeGetTensorImpl());
+      if (it != named.end()) theta[*it->second] = value.clone();  // the gathered layer is released after
+    });
+  return theta;
+}
+
+// Stage 3: every group unlearns its subsets (one, or several in turn when they queue). With one
+// subset per group, returns this rank's part of its group's model for the in-memory merge
+// (`part`: merge_part_of_rank); `preempted` is agreed over the world.
+std::map<std::string, torch::Tensor> unlearn_subsets(const SpungeOptions& o, const RunText& text,
+                                                     const SpungeData& data, const std::vector<NamedExamples>& subsets,
+                                                     ProcessGroups& pg, const json& config,
+                                                     const std::set<std::string>& part, torch::Device device,
+                                                     bool& preempted) {
   const fs::path run(o.output.out);
   const size_t K = subsets.size(), G = pg.group_sizes.size();
   const bool queued = K > G;
   const bool keep = queued || o.keep_subset_models || o.run.train.checkpoint_every > 0 || o.run.train.resume;
   Communicator& group = *pg.group_comm;
-  CausalLM mine{nullptr};
+  std::map<std::string, torch::Tensor> mine;
   bool stopped = false;
   for (size_t k = size_t(pg.group); k < K && !stopped; k += G) {
     const NamedExamples& sub = subsets[k];
     const std::string saved = (run / "unlearned" / sub.name).string();
     if (o.run.train.resume && is_complete_dir(saved)) {
-      spdlog::info("spunge: subset {} was finished before; loading {}", sub.name, saved);
+      spdlog::info("spunge: subset {} was finished before; reading {}", sub.name, saved);
       if (!queued) {
-        mine = load_model(saved, o.run.model.dtype);
-        mine->to(device);
+        TensorReader finished(saved);
+        for (auto& name : part) mine[name] = finished.read(name).to(device);
       }
       continue;
     }
@@ -112,11 +155,10 @@ CausalLM unlearn_subsets(const SpungeOptions& o, const RunText& text, const Spun
     run_config["subset"] = sub.name;
     spdlog::info("spunge: group {} unlearns subset {} ({} items) on {} rank(s)", pg.group, sub.name,
                  sub.examples.size(), group.size());
-    CausalLM model =
-        unlearn_one(o, text, data, sub.examples, (fs::path(o.run.train.checkpoint_dir) / sub.name).string(), run_config,
-                    keep ? saved : "", group, device);
-    stopped = !model;
-    if (!queued) mine = model;
+    RunOutput out = unlearn_one(o, text, data, sub.examples, (fs::path(o.run.train.checkpoint_dir) / sub.name).string(),
+                                run_config, keep ? saved : "", group, device);
+    stopped = out.result.preempted;
+    if (!queued && !stopped) mine = weights_named(out, part);
   }
   join_groups(*pg.world);
   preempted = any_rank(*pg.world, stopped);
@@ -124,16 +166,16 @@ CausalLM unlearn_subsets(const SpungeOptions& o, const RunText& text, const Spun
 }
 
 // Stage 4: with one subset per group, merge communicator i (local rank i of every group) owns
-// shard i of the tensors; its members all-gather their K deltas of one tensor at a time and
-// member (j mod K) merges and stages the shard's j-th tensor. Queued subsets were saved and
+// part i of the output's shards; its members all-gather their K deltas of one tensor at a time
+// and member (j mod K) merges and writes the part's j-th shard. Queued subsets were saved and
 // merge from disk over all ranks instead.
-int merge_subsets(const SpungeOptions& o, const std::vector<NamedExamples>& subsets, ProcessGroups& pg, CausalLM& mine,
-                  const std::string& merged_dir) {
+int merge_subsets(const SpungeOptions& o, const std::vector<NamedExamples>& subsets, ProcessGroups& pg,
+                  const std::map<std::string, torch::Tensor>& mine) {
   Communicator& world = *pg.world;
   const fs::path run(o.output.out);
   TensorReader base(o.run.model.dir);
   auto rule = make_merge_method(o.merge, subsets.size());
-  MergeOutput mo = plan_merge_output(base, merged_dir, o.output.format, o.output.max_shard_bytes);
+  MergeOutput mo = plan_spunge_merge(o, base);
   json job = merge_job_json(o.merge, o.output.format, o.output.max_shard_bytes);
   job["base"] = o.run.model.dir;
   job["subsets"] = json::array();
@@ -145,11 +187,7 @@ int merge_subsets(const SpungeOptions& o, const std::vector<NamedExamples>& subs
     return merge_from_disk(base, models, *rule, mo, job, world, 0);
   }
   const int S = *std::min_element(pg.group_sizes.begin(), pg.group_sizes.end());
-  if (pg.group_comm->rank() < S) {
-    std::map<std::string, torch::Tensor> theta;
-    for (auto& [n, t] : mine->named_weights()) theta[n] = t.detach();
-    merge_sharded(base, theta, *rule, mo, job, *pg.merge_comm, pg.group_comm->rank(), S);
-  }
+  if (pg.group_comm->rank() < S) merge_sharded(base, mine, *rule, mo, job, *pg.merge_comm, pg.group_comm->rank(), S);
   world.barrier();
   assemble_merge_output(mo, base, job, world);
   return 0;
@@ -251,7 +289,10 @@ int run_spunge(const SpungeOptions& o, const SpungeData& data, const Runtime& rt
 
   auto t_train = std::chrono::steady_clock::now();
   bool preempted = false;
-  CausalLM mine = unlearn_subsets(o, text, data, subsets, pg, config, rt.device, preempted);  // 3. unlearn
+  std::set<std::string> part;  // this rank's share of the in-memory merge
+  if (subsets.size() <= sizes.size())
+    part = merge_part_of_rank(plan_spunge_merge(o, TensorReader(o.run.model.dir)), pg);
+  auto mine = unlearn_subsets(o, text, data, subsets, pg, config, part, rt.device, preempted);  // 3. unlearn
   if (preempted) {
     spdlog::warn("spunge: preempted; checkpoints are in {}; rerun the same command with --resume",
                  o.run.train.checkpoint_dir);
@@ -263,12 +304,14 @@ int run_spunge(const SpungeOptions& o, const SpungeData& data, const Runtime& rt
 
   auto t_merge = std::chrono::steady_clock::now();
   const std::string merged_dir = (run / "merged").string();
-  int rc = merge_subsets(o, subsets, pg, mine, merged_dir);  // 4. merge
+  int rc = merge_subsets(o, subsets, pg, mine);  // 4. merge
   if (rc != 0) return rc;
-  mine = nullptr;
+  mine.clear();
   const double merge_s = seconds_since(t_merge);
   spdlog::info("spunge: merged checkpoint written to {} ({}) in {:.1f} s", merged_dir, format_name(o.output.format),
                merge_s);
+  const std::vector<int64_t> peak_mib = all_gather_int(world, peak_rss_mib());  // training and merge
+  spdlog::info("spunge: peak resident memory per rank through the merge (MiB): {}", json(peak_mib).dump());
 
   auto evaluate = [&](const std::string& dir, const std::string& out, const std::string& title) {
     EvalJob job;
@@ -281,7 +324,8 @@ int run_spunge(const SpungeOptions& o, const SpungeData& data, const Runtime& rt
     return evaluate_checkpoint(job, data.eval_splits, text.tok, text.tmpl, rt.device, world);
   };
   Evaluated ev = evaluate(merged_dir, (run / "eval").string(), "SPUNGE: " + method + " + " + o.merge.method);  // 5.
-  json result = {{"train_seconds", train_wall}, {"merge_seconds", merge_s}, {"spunge", ev.summary}};
+  json result = {
+      {"train_seconds", train_wall}, {"merge_seconds", merge_s}, {"peak_rss_mib", peak_mib}, {"spunge", ev.summary}};
   std::string md = ev.markdown;
   if (o.compare) {  // 6. compare
     const std::string plain_dir = (run / "plain").string();
@@ -289,10 +333,10 @@ int run_spunge(const SpungeOptions& o, const SpungeData& data, const Runtime& rt
     if (!(o.run.train.resume && is_complete_dir(plain_dir))) {
       spdlog::info("spunge --compare: plain {} on the whole forget set ({} items) on {} rank(s)", method,
                    data.forget.size(), world.size());
-      CausalLM plain =
+      RunOutput plain =
           unlearn_one(o, text, data, data.forget, (fs::path(o.run.train.checkpoint_dir) / "_plain").string(), config,
                       plain_dir, world, rt.device);
-      if (!plain) return kExitPreempted;
+      if (plain.result.preempted) return kExitPreempted;
     }
     const double plain_s = seconds_since(t_plain);
     Evaluated pe = evaluate(plain_dir, (run / "eval_plain").string(), "plain " + method);

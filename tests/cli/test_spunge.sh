@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPUNGE and `lethe merge` end to end on the CPU machine:
 # - K = 2 groups on 4 ranks give the same merged checkpoint (byte for byte) as unlearning the two
-#   subsets one after the other on 2 ranks each and merging them with `lethe merge`;
+#   subsets one after the other on 2 ranks each and merging them with `lethe merge`; so does the
+#   same at ZeRO 3, where no rank holds a group's model whole;
 # - `lethe merge` on 1 rank and on 2 ranks, and from HF or native inputs, write the same files;
 # - subsets that outnumber the groups queue, and their merge equals `lethe merge` of them;
 # - an interrupted `lethe merge` resumes without redoing finished tensors and writes the same files;
@@ -49,6 +50,27 @@ PY
   $CMP "$T/sp4/merged" "$T/ft" --rtol 0 >/dev/null && bad "the merged model equals the base model" || ok
 else
   bad "spunge on 4 ranks"; tail -20 "$T/sp4.log"
+fi
+
+# ---- ZeRO 3: each group keeps its model sharded from loading to the merge (no rank holds it
+# whole; the merge gathers one layer at a time); the same files as unlearning each subset at ZeRO 3
+# on 2 ranks + lethe merge, and the kept subset models (saved from the shards) equal those runs ----
+if "$MPIRUN" -np 4 "$LETHE" "${SP[@]}" --split-by domain --group-sizes 2,2 --merge ties --format hf --zero-stage 3 \
+     --keep-subset-models --out "$T/spz" >"$T/spz.log" 2>&1; then
+  grep -q "each rank reads its shard of the decoder layers" "$T/spz.log" && ! grep -q "loads the model whole" "$T/spz.log" \
+    && ok || bad "spunge at ZeRO 3 did not keep the groups' models sharded: $(grep 'ZeRO 3' "$T/spz.log" | head -2)"
+  for s in copyright privacy; do
+    "$MPIRUN" -np 2 "$LETHE" unlearn --model "$T/ft" --forget "$T/spz/subsets/$s.jsonl" "${UN[@]}" --zero-stage 3 \
+      --format hf --out "$T/z_$s" >"$T/u.log" 2>&1 || { bad "unlearn subset $s at ZeRO 3"; tail "$T/u.log"; }
+    "$LETHE" convert --in "$T/spz/unlearned/$s" --to hf --out "$T/zk_$s" >/dev/null 2>&1 \
+      && $CMP "$T/zk_$s" "$T/z_$s" --exact >/dev/null && ok || bad "spunge's kept ZeRO 3 model of $s differs"
+  done
+  "$LETHE" merge --format hf --base "$T/ft" --models "$T/z_copyright" "$T/z_privacy" --merge ties --out "$T/mz" \
+    >"$T/m.log" 2>&1 || { bad "lethe merge of the ZeRO 3 models"; tail "$T/m.log"; }
+  cmp -s "$T/spz/merged/model.safetensors" "$T/mz/model.safetensors" && ok \
+    || bad "spunge at ZeRO 3 (2 groups x 2 ranks) differs from sequential ZeRO 3 unlearning + lethe merge"
+else
+  bad "spunge at ZeRO 3 on 4 ranks"; tail -20 "$T/spz.log"
 fi
 
 # ---- lethe merge: 1 rank == 2 ranks; native inputs == HF inputs; native output; sharded output ----
