@@ -7,9 +7,11 @@
 # that four ranks fit in this 24 GiB machine; with AdamW add 2 x 4 bytes per parameter, divided
 # the same way. For comparison, the same at 2 ranks through the path that loads the model whole
 # on every rank (`--method pdu`, whose starting retain loss is split across the ranks), and npo,
-# whose reference values are computed through the sharded engine.
+# whose reference values are computed through the sharded engine; then npo with LoRA (r 16) on
+# RANKS, where the frozen base weights are shards too (model state: the frozen parameters;
+# the adapters and their gradients are ~1% of it).
 # Hardware: a CPU machine with ~20 GiB free and ~12 GB of disk; ~15 minutes on 2 cores.
-# usage: bench/zero3_memory.sh [STEPS=2] [RANKS="1 2 4"] (WHOLE=0 skips the two unlearn rows).
+# usage: bench/zero3_memory.sh [STEPS=2] [RANKS="1 2 4"] (WHOLE=0 skips the two unlearn rows, LORA=0 the LoRA rows).
 # Results: docs/PERFORMANCE.md "Memory".
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,9 +26,9 @@ W=${WORK:-$(mktemp -d)}
 trap 'rm -rf "$W"' EXIT
 $L synth --out "$W/data" --people 4 --books 2 >/dev/null 2>&1
 $L init --model-config "$CFG" --tokenizer "$TOK" --dtype float32 --out "$W/base" >/dev/null 2>&1
-run() {  # ranks, label, extra flags...
-  local np=$1 label=$2
-  shift 2
+run() {  # ranks, label, state (full: params + grads; frozen: params), extra flags...
+  local np=$1 label=$2 kind=$3
+  shift 3
   rm -rf "$W/out"
   /usr/bin/time -f "%e s wall" mpirun -np "$np" $L "$@" --model "$W/base" --template llama2 --steps "$STEPS" \
     --batch-size 4 --max-len 64 --zero-stage 3 --optimizer sgd --dtype float32 --out "$W/out" \
@@ -35,7 +37,7 @@ run() {  # ranks, label, extra flags...
   train=$(grep -o 'peak resident memory per rank (MiB): .*' "$W/log" | sed 's/.*: //')
   save=$(grep -o 'peak resident memory per rank including the save (MiB): .*' "$W/log" | sed 's/.*: //')
   wall=$(grep -o '[0-9.]* s wall' "$W/log")
-  /usr/bin/python3 - "$CFG" "$np" "$label" "$train" "$save" "$wall" <<'PY'
+  /usr/bin/python3 - "$CFG" "$np" "$label" "$train" "$save" "$wall" "$kind" <<'PY'
 import json, sys
 cfg, n, label = json.load(open(sys.argv[1])), int(sys.argv[2]), sys.argv[3]
 train, save = json.loads(sys.argv[4]), json.loads(sys.argv[5])
@@ -44,7 +46,7 @@ kv = h // cfg["num_attention_heads"] * cfg["num_key_value_heads"]
 layer = h * h * 2 + h * kv * 2 + 3 * h * i + 2 * h       # q, o, k, v, gate/up/down, two norms
 replicated = v * h * (1 if cfg["tie_word_embeddings"] else 2) + h
 MiB = 2**20
-state = 8 * (L * layer + replicated) / MiB              # fp32 params + grads (SGD: no state)
+state = (8 if sys.argv[7] == "full" else 4) * (L * layer + replicated) / MiB  # fp32 params (+ grads; SGD: no state)
 print(f"| {n} | {label} | {', '.join(map(str, train))} | {', '.join(map(str, save))} | {state / n:.0f} | "
       f"{max(save) - state / n:.0f} | {sys.argv[6]} |")
 PY
@@ -52,10 +54,16 @@ PY
 echo "| ranks | load path | peak RSS per rank after training (MiB) | ... including the save (MiB) | model state / ranks (MiB) | max - state / ranks (MiB) | wall |"
 echo "|---:|---|---|---|---:|---:|---|"
 for np in $RANKS; do
-  run "$np" "shards (finetune)" finetune --data "$W/data/train.jsonl"
+  run "$np" "shards (finetune)" full finetune --data "$W/data/train.jsonl"
 done
 if [ "${WHOLE:-1}" = 1 ]; then
   U=(unlearn --forget "$W/data/forget.jsonl" --retain "$W/data/retain.jsonl")
-  run 2 "shards, reference values through the engine (unlearn npo)" "${U[@]}" --method npo
-  run 2 "whole (unlearn pdu)" "${U[@]}" --method pdu
+  run 2 "shards, reference values through the engine (unlearn npo)" full "${U[@]}" --method npo
+  run 2 "whole (unlearn pdu)" full "${U[@]}" --method pdu
+fi
+if [ "${LORA:-1}" = 1 ]; then
+  U=(unlearn --forget "$W/data/forget.jsonl" --retain "$W/data/retain.jsonl")
+  for np in $RANKS; do
+    run "$np" "shards, LoRA r 16, frozen base as shards (unlearn npo)" frozen "${U[@]}" --method npo --lora-rank 16
+  done
 fi

@@ -108,19 +108,26 @@ PeftAdapterInfo load_peft_adapter(CausalLM& model, const std::string& dir) {
   return info;
 }
 
-void save_peft_adapter(const CausalLM& model, const std::string& dir, const std::string& base_model) {
+void save_peft_adapter(const CausalLM& model, const std::string& dir, const std::string& base_model,
+                       const std::map<std::string, torch::Tensor>* values) {
+  auto value = [&](const std::string& name, const torch::Tensor& own) {
+    if (!values) return own.detach().cpu().contiguous();
+    auto it = values->find(name);
+    if (it == values->end()) throw InternalError("save_peft_adapter: no value for " + name);
+    return it->second.detach().cpu().contiguous();
+  };
   NamedTensors tensors;
   std::set<std::string> leaves;
   int64_t rank = 0;
   double scale = 0, dropout = 0;
   for (auto& [name, lin] : linear_modules(model)) {
     if (!lin->has_lora()) continue;
-    int64_t r = lin->lora_A->weight.size(0);
+    int64_t r = lin->lora_A->options.out_features();
     if (rank == 0) rank = r, scale = lin->lora_scale, dropout = lin->lora_dropout;
     if (r != rank || lin->lora_scale != scale)
       throw InputError("the model's adapters differ in rank or scale; peft's layout needs one r and lora_alpha");
-    tensors.emplace_back(kPrefix + name + ".lora_A.weight", lin->lora_A->weight.detach().cpu().contiguous());
-    tensors.emplace_back(kPrefix + name + ".lora_B.weight", lin->lora_B->weight.detach().cpu().contiguous());
+    tensors.emplace_back(kPrefix + name + ".lora_A.weight", value(name + ".lora_A.weight", lin->lora_A->weight));
+    tensors.emplace_back(kPrefix + name + ".lora_B.weight", value(name + ".lora_B.weight", lin->lora_B->weight));
     leaves.insert(name.substr(name.rfind('.') + 1));
   }
   if (tensors.empty()) throw InputError("the model has no LoRA adapters to save (train with --lora-rank)");

@@ -3,6 +3,7 @@
 // LoraConfig can say that lethe's adapters do not do (DoRA, rank or alpha patterns, trained
 // biases, modules_to_save, fan_in_fan_out) is refused with the field named, never ignored.
 #pragma once
+#include <map>
 #include <string>
 
 #include "model/llama.h"
@@ -22,7 +23,10 @@ struct PeftAdapterInfo {
 // model's dtype. Throws InputError naming the file, key or field that does not fit.
 PeftAdapterInfo load_peft_adapter(CausalLM& model, const std::string& dir);
 // Writes the model's attached adapters for peft (refuses an existing `dir`). base_model names the
-// base model directory in adapter_config.json (informational, as peft records it).
-void save_peft_adapter(const CausalLM& model, const std::string& dir, const std::string& base_model);
+// base model directory in adapter_config.json (informational, as peft records it). `values`, when
+// given, holds the adapters' tensors by parameter name (`<module>.lora_A.weight`): those of a
+// ZeRO 3 run whose layers, adapters included, exist only as shards.
+void save_peft_adapter(const CausalLM& model, const std::string& dir, const std::string& base_model,
+                       const std::map<std::string, torch::Tensor>* values = nullptr);
 
 }  // namespace lethe

@@ -146,9 +146,13 @@ DataParallel::DataParallel(CausalLM& model, Communicator& comm, int zero_stage, 
   if (stage_ < 0 || stage_ > 3) throw InputError("--zero-stage " + std::to_string(stage_) + " is not supported (0-3)");
   const int64_t N = comm_.size();
   torch::NoGradGuard ng;
+  std::map<std::string, std::vector<std::pair<std::string, torch::Tensor>>> frozen;  // by block, stage 3 layers
   for (auto& [name, p] : model_->named_parameters(true).pairs()) {
-    if (!p.requires_grad()) continue;
     const auto block = CausalLMImpl::parameter_block(name);  // the model's layout, not parsed here
+    if (!p.requires_grad()) {
+      if (stage_ == 3 && block.layer >= 0) frozen[block.name].emplace_back(name, p);
+      continue;
+    }
     if (blocks_.empty() || blocks_.back().name != block.name) {
       for (auto& b : blocks_)
         LETHE_CHECK(b.name != block.name, "parameters of block " + block.name + " are not contiguous");
@@ -184,6 +188,7 @@ DataParallel::DataParallel(CausalLM& model, Communicator& comm, int zero_stage, 
       b.sharded_params = true;
       b.layer = b.decoder_layer;
       fill_shard(b, *deferred);
+      shard_frozen(b, std::move(frozen[b.name]), deferred);
       owned.emplace_back(b.name, b.owned);
       continue;
     }
@@ -202,6 +207,7 @@ DataParallel::DataParallel(CausalLM& model, Communicator& comm, int zero_stage, 
       b.owned = b.owned.clone().set_requires_grad(true);  // the shard is all this rank keeps
       release_from_model(b);
       b.flat = torch::Tensor();
+      shard_frozen(b, std::move(frozen[b.name]), deferred);
     } else if (stage_ == 2 && b.decoder_layer >= 0) {
       b.reduce_in_backward = true;
       b.layer = b.decoder_layer;
@@ -218,6 +224,17 @@ DataParallel::DataParallel(CausalLM& model, Communicator& comm, int zero_stage, 
                           .set_requires_grad(true);
     }
     owned.emplace_back(b.name, b.owned);
+  }
+  // Every weight loaded as shards must have found its block (a frozen layer with nothing to
+  // train would be left empty).
+  if (deferred) {
+    std::set<std::string> sharded;
+    for (auto& b : blocks_) {
+      for (auto& np : b.params) sharded.insert(np.first);
+      for (auto& np : b.frozen) sharded.insert(np.first);
+    }
+    for (auto& [name, shape] : deferred->shapes)
+      LETHE_CHECK(sharded.count(name), "weight " + name + " was loaded as shards but belongs to no ZeRO 3 layer");
   }
   opt_ = std::make_unique<Optimizer>(owned, opt);
   // Decoder layers run through the engine: ZeRO 2 reduce-scatters their gradient in backward,
@@ -261,10 +278,50 @@ void DataParallel::gather_into_model(Block& b) {
     auto& p = b.params[i].second;
     p.set_data(full.narrow(0, b.offsets[i], b.param_numels[i]).view(b.param_shapes[i]));
   }
+  if (b.frozen.empty()) return;
+  auto frozen = torch::empty({b.frozen_padded}, b.frozen_owned.options());
+  comm_.all_gather(b.frozen_owned, frozen);
+  for (size_t i = 0; i < b.frozen.size(); ++i)
+    b.frozen[i].second.set_data(frozen.narrow(0, b.frozen_offsets[i], b.frozen_numels[i]).view(b.frozen_shapes[i]));
 }
 
 void DataParallel::release_from_model(Block& b) {
   for (auto& np : b.params) np.second.set_data(torch::empty({0}, np.second.options().requires_grad(false)));
+  for (auto& np : b.frozen) np.second.set_data(torch::empty({0}, np.second.options()));
+}
+
+void DataParallel::shard_frozen(Block& b, std::vector<std::pair<std::string, torch::Tensor>> frozen,
+                                const DeferredWeights* deferred) {
+  if (frozen.empty()) return;
+  torch::NoGradGuard ng;
+  const int64_t N = comm_.size();
+  b.frozen = std::move(frozen);
+  const auto& p0 = b.frozen[0].second;
+  int64_t numel = 0;
+  for (auto& [n, p] : b.frozen) {
+    LETHE_CHECK(p.scalar_type() == p0.scalar_type(), "frozen parameters of one layer must share a dtype (" + n + ")");
+    const bool d = deferred && deferred->has(n);
+    LETHE_CHECK(d == (p.numel() == 0), "frozen weight " + n + " is neither whole nor loaded as shards");
+    b.frozen_offsets.push_back(numel);
+    b.frozen_shapes.push_back(d ? deferred->shapes.at(n) : p.sizes().vec());
+    b.frozen_numels.push_back(c10::multiply_integers(b.frozen_shapes.back()));
+    numel += b.frozen_numels.back();
+  }
+  b.frozen_padded = (numel + N - 1) / N * N;
+  b.frozen_shard = b.frozen_padded / N;
+  b.frozen_owned = torch::zeros({b.frozen_shard}, p0.options().requires_grad(false));  // the padding stays zero
+  const int64_t lo = comm_.rank() * b.frozen_shard, hi = lo + b.frozen_shard;
+  for (size_t i = 0; i < b.frozen.size(); ++i) {
+    const int64_t begin = std::max(lo, b.frozen_offsets[i]),
+                  end = std::min(hi, b.frozen_offsets[i] + b.frozen_numels[i]);
+    if (begin >= end) continue;
+    const auto& [name, p] = b.frozen[i];
+    const int64_t first = begin - b.frozen_offsets[i], count = end - begin;
+    b.frozen_owned.narrow(0, begin - lo, count)
+        .copy_(deferred && deferred->has(name) ? deferred->read_range(name, first, count)
+                                               : p.detach().reshape(-1).narrow(0, first, count));
+  }
+  release_from_model(b);
 }
 
 void DataParallel::fill_shard(Block& b, const DeferredWeights& deferred) {
@@ -289,18 +346,23 @@ void DataParallel::visit_whole_parameters(
   for (auto& b : blocks_) {
     bool any = false;
     for (auto& np : b.params) any = any || wanted.count(np.second.unsafeGetTensorImpl());
+    for (auto& np : b.frozen) any = any || wanted.count(np.second.unsafeGetTensorImpl());
     if (!any) continue;
     const bool gather = b.sharded_params;
     if (gather) gather_into_model(b);
     for (auto& np : b.params) fn(np.second, np.second.detach());
+    for (auto& np : b.frozen) fn(np.second, np.second.detach());
     if (gather) release_from_model(b);
   }
 }
 
 std::vector<int64_t> DataParallel::full_shape(const torch::Tensor& param) const {
-  for (auto& b : blocks_)
+  for (auto& b : blocks_) {
     for (size_t i = 0; i < b.params.size(); ++i)
       if (b.params[i].second.unsafeGetTensorImpl() == param.unsafeGetTensorImpl()) return b.param_shapes[i];
+    for (size_t i = 0; i < b.frozen.size(); ++i)
+      if (b.frozen[i].second.unsafeGetTensorImpl() == param.unsafeGetTensorImpl()) return b.frozen_shapes[i];
+  }
   return param.sizes().vec();
 }
 
@@ -330,8 +392,10 @@ void DataParallel::materialize() {
   torch::NoGradGuard ng;
   for (auto& b : blocks_) {
     if (!b.sharded_params) continue;
-    gather_into_model(b);  // the parameters keep the gathered buffer alive
+    gather_into_model(b);  // the parameters keep the gathered buffers alive
     b.sharded_params = false;
+    b.frozen.clear();  // whole in the model again
+    b.frozen_owned = torch::Tensor();
   }
   model_->layer_runner = nullptr;
 }

@@ -56,9 +56,11 @@ class DataParallel {
   // whole) and stops sharding them. No-op for stages 0-2.
   void materialize();
   // Collective, any stage: calls fn(parameter, whole value) for the parameters of every block
-  // that holds one of `wanted` (the same set on every rank; parameters that are not trained
-  // are not visited), gathering a ZeRO 3 layer for the call and releasing it after, so one
-  // layer is whole at a time. The parameter is the model's tensor (its data may be empty).
+  // that holds one of `wanted` (the same set on every rank), trained ones first, then a ZeRO 3
+  // layer's frozen ones, gathering a ZeRO 3 layer for the calls and releasing it after, so one
+  // layer is whole at a time (while fn runs, the whole layer is in the model). Frozen parameters
+  // outside ZeRO 3 layers are not visited. The parameter is the model's tensor (its data may be
+  // empty).
   void visit_whole_parameters(const std::set<const void*>& wanted,
                               const std::function<void(const torch::Tensor& param, const torch::Tensor& value)>& fn);
   // A trained parameter's shape (a ZeRO 3 layer's parameters are empty in the model); the
@@ -116,6 +118,15 @@ class DataParallel {
     torch::Tensor grad_sink;
     int64_t layer = -1;
     int64_t first_param = 0;  // index of the block's first parameter among all trainable ones
+    // Stage 3 decoder layer: the layer's frozen parameters (LoRA's base weights, or those a
+    // method does not train) are sharded too, in a second flat buffer of their own dtype that
+    // no optimizer touches: this rank keeps `frozen_owned` [frozen_shard], gathered with the
+    // trained ones around every use of the layer.
+    std::vector<std::pair<std::string, torch::Tensor>> frozen;
+    std::vector<int64_t> frozen_offsets, frozen_numels;
+    std::vector<std::vector<int64_t>> frozen_shapes;
+    int64_t frozen_padded = 0, frozen_shard = 0;
+    torch::Tensor frozen_owned;
   };
 
  public:
@@ -130,9 +141,12 @@ class DataParallel {
   CausalLM& model() { return model_; }
 
  private:
-  torch::Tensor flat_grad(Block& b);
-  void fill_shard(Block& b, const DeferredWeights& deferred);  // this rank's shard, from the checkpoint  // [padded]
-                                                               // fp32, frees the parameters' .grad
+  torch::Tensor flat_grad(Block& b);                           // [padded] fp32; frees the parameters' .grad
+  void fill_shard(Block& b, const DeferredWeights& deferred);  // this rank's shard, from the checkpoint
+  // Stage 3: b's frozen parameters become this rank's shard of them (from the checkpoint when
+  // they are deferred, else from the model, whose copy is released).
+  void shard_frozen(Block& b, std::vector<std::pair<std::string, torch::Tensor>> frozen,
+                    const DeferredWeights* deferred);
   // The weight penalty's gradient of this rank's share of b's parameters (index mod N, scaled
   // by N), on the whole parameters (a ZeRO 3 layer is gathered for it): one path, every stage.
   std::vector<torch::Tensor> penalty_grads(Block& b);

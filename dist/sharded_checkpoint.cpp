@@ -140,17 +140,42 @@ void save_model_on_ranks(CausalLM& model, const std::string& dir, CheckpointForm
   });
 }
 
+void visit_trained_weights(DataParallel& engine, const std::set<std::string>& wanted,
+                           const std::function<void(const std::string&, const torch::Tensor&)>& fn) {
+  CausalLM& model = engine.model();
+  std::map<const void*, const LinearImpl*> adapted;  // by weight
+  for (auto& item : model->named_modules())
+    if (auto* lin = dynamic_cast<const LinearImpl*>(item.value().get()); lin && lin->has_lora())
+      adapted[lin->weight.unsafeGetTensorImpl()] = lin;
+  const auto weights = model->named_weights();
+  std::map<const void*, std::string> names;
+  std::set<const void*> impls, seen;
+  for (auto& [name, t] : weights)
+    if (!is_lora_parameter(name) && wanted.count(name)) {
+      names[t.unsafeGetTensorImpl()] = name;
+      impls.insert(t.unsafeGetTensorImpl());
+    }
+  engine.visit_whole_parameters(impls, [&](const torch::Tensor& p, const torch::Tensor& value) {
+    auto it = names.find(p.unsafeGetTensorImpl());
+    if (it == names.end()) return;
+    seen.insert(it->first);
+    auto lin = adapted.find(it->first);  // its layer is whole while this runs, adapters included
+    fn(it->second, lin == adapted.end() ? value : lin->second->merged_weight());
+  });
+  for (auto& [name, t] : weights)  // in no engine block: whole in the model already
+    if (impls.count(t.unsafeGetTensorImpl()) && !seen.count(t.unsafeGetTensorImpl())) fn(name, t.detach());
+}
+
 void save_model_from_engine(DataParallel& engine, const std::string& dir, CheckpointFormat format,
                             const json& run_config, const std::string& source_dir, uint64_t max_shard_bytes,
                             Communicator& comm) {
   CausalLM& model = engine.model();
   // The output's tensors in the model's order, as placeholders (meta device) that fix the plan.
   NamedTensors meta;
-  std::vector<torch::Tensor> params;
-  for (auto& [name, t] : model->named_weights()) {
-    meta.emplace_back(name, torch::empty(engine.full_shape(t), t.options().device(torch::kMeta).requires_grad(false)));
-    params.push_back(t);
-  }
+  for (auto& [name, t] : model->named_weights())
+    if (!is_lora_parameter(name))  // merged into their weights
+      meta.emplace_back(name,
+                        torch::empty(engine.full_shape(t), t.options().device(torch::kMeta).requires_grad(false)));
   const auto shards = plan_model_shards(meta, max_shard_bytes);
   const json config = model->config.to_json();
   const std::vector<std::string> copies = source_dir.empty() ? std::vector<std::string>{} : side_files(source_dir);
@@ -158,26 +183,23 @@ void save_model_from_engine(DataParallel& engine, const std::string& dir, Checkp
   const size_t n = shards.size(), N = size_t(comm.size()), me = size_t(comm.rank());
   write_dir_on_ranks(dir, comm, [&](const std::string& tmp) {
     // Round k: rank r writes shard k*N + r. Every rank takes part in gathering the layers of the
-    // round's shards (one layer whole at a time) and keeps the tensors of its own shard only.
+    // round's shards (one layer whole at a time) and keeps the tensors of its own shard.
     for (size_t first = 0; first < n; first += N) {
-      std::set<const void*> wanted;
+      std::set<std::string> wanted;
       for (size_t j = first; j < std::min(n, first + N); ++j)
-        for (size_t i : shards[j]) wanted.insert(params[i].unsafeGetTensorImpl());
+        for (size_t i : shards[j]) wanted.insert(meta[i].first);
       const size_t mine = first + me;
-      std::map<const void*, torch::Tensor> got;
+      std::map<std::string, torch::Tensor> got;
       if (mine < n)
-        for (size_t i : shards[mine]) got[params[i].unsafeGetTensorImpl()] = torch::Tensor();
+        for (size_t i : shards[mine]) got[meta[i].first] = torch::Tensor();
       // Collective even with a write to come that fails: the others gather with this rank.
-      engine.visit_whole_parameters(wanted, [&](const torch::Tensor& p, const torch::Tensor& value) {
-        auto it = got.find(p.unsafeGetTensorImpl());
+      visit_trained_weights(engine, wanted, [&](const std::string& name, const torch::Tensor& value) {
+        auto it = got.find(name);
         if (it != got.end()) it->second = value.to(torch::kCPU, false, true);
       });
       if (mine >= n) continue;
       NamedTensors shard;
-      for (size_t i : shards[mine]) {
-        const auto& v = got.at(params[i].unsafeGetTensorImpl());
-        shard.emplace_back(meta[i].first, v.defined() ? v : params[i].detach());  // not trained: whole already
-      }
+      for (size_t i : shards[mine]) shard.emplace_back(meta[i].first, got.at(meta[i].first));
       writer->write_shard((fs::path(tmp) / shard_file_name(mine, n, writer->shard_extension())).string(), shard, config,
                           run_config);
     }

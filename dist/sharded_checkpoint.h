@@ -7,6 +7,8 @@
 // Written into a hidden temporary directory and renamed; only complete checkpoints are
 // loaded; the two newest are kept. Loading onto another rank count reshards.
 #pragma once
+#include <functional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -32,9 +34,19 @@ void save_model_on_ranks(CausalLM& model, const std::string& dir, CheckpointForm
 // output's shards are written in rounds, rank r writing shard k*N + r of round k, and each
 // round gathers only the layers of its shards, one at a time, every rank keeping the tensors of
 // its own shard. A rank's peak: one layer whole plus one output shard (--max-shard-size).
+// LoRA adapters are merged into their weights as they are gathered (the output is the merged
+// model, as after CausalLM::merge_lora).
 void save_model_from_engine(DataParallel& engine, const std::string& dir, CheckpointFormat format,
                             const json& run_config, const std::string& source_dir, uint64_t max_shard_bytes,
                             Communicator& comm);
+
+// Collective over the engine's ranks: fn(name, whole value) for every weight of the trained model
+// named in `wanted` (named_weights' names), gathering one ZeRO 3 layer at a time (the value is
+// valid during the call only). A LoRA-adapted weight comes merged, bit for bit as merge_lora
+// leaves it, and the adapters' own parameters are never visited. Weights that no engine block
+// holds are whole in the model and visited last.
+void visit_trained_weights(DataParallel& engine, const std::set<std::string>& wanted,
+                           const std::function<void(const std::string&, const torch::Tensor&)>& fn);
 
 // The newest complete step-* directory under root, or "" when there is none.
 std::string latest_complete_checkpoint(const std::string& root);

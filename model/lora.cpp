@@ -39,12 +39,30 @@ void LinearImpl::add_lora(const LoraOptions& opt, at::Generator& gen) {
   lora_dropout = opt.dropout;
 }
 
+namespace {
+torch::Tensor lora_delta(const LinearImpl& lin) {  // (alpha / rank) B @ A in the weight's dtype
+  torch::NoGradGuard ng;
+  auto delta =
+      torch::matmul(lin.lora_B->weight.to(torch::kFloat), lin.lora_A->weight.to(torch::kFloat)) * lin.lora_scale;
+  return delta.to(lin.weight.scalar_type());
+}
+}  // namespace
+
+bool is_lora_parameter(const std::string& name) {
+  return name.find(".lora_A.") != std::string::npos || name.find(".lora_B.") != std::string::npos;
+}
+
+torch::Tensor LinearImpl::merged_weight() const {
+  if (!has_lora()) return weight;
+  torch::NoGradGuard ng;
+  return weight + lora_delta(*this);
+}
+
 void LinearImpl::merge_lora() {
   if (!has_lora()) return;
   {
     torch::NoGradGuard ng;
-    auto delta = torch::matmul(lora_B->weight.to(torch::kFloat), lora_A->weight.to(torch::kFloat)) * lora_scale;
-    weight.add_(delta.to(weight.scalar_type()));
+    weight.add_(lora_delta(*this));
   }
   unregister_module("lora_A");
   unregister_module("lora_B");

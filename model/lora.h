@@ -26,6 +26,8 @@ class LinearImpl : public torch::nn::Module {
 
   void add_lora(const LoraOptions& opt, at::Generator& gen);
   void merge_lora();  // weight += (alpha / rank) * B @ A, then the adapters are removed
+  // What merge_lora() would leave in `weight`, bit for bit, without changing the layer.
+  torch::Tensor merged_weight() const;
   bool has_lora() const { return !lora_A.is_empty(); }
 
   int64_t in_features, out_features;
@@ -35,5 +37,8 @@ class LinearImpl : public torch::nn::Module {
   double lora_dropout = 0.0;
 };
 TORCH_MODULE(Linear);
+
+// An adapter's own parameter (`...lora_A.weight`, `...lora_B.weight`), not a model weight.
+bool is_lora_parameter(const std::string& name);
 
 }  // namespace lethe

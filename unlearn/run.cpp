@@ -24,12 +24,19 @@ RunText load_run_text(const RunSpec& spec) {
 }
 
 namespace {
-// Trainable parameters, counting those the model was loaded without (ZeRO 3 shards).
-int64_t trainable_count(CausalLM& model, const DeferredWeights* deferred) {
+// Trainable parameters, counting those the model was loaded without (ZeRO 3 shards) and those
+// an engine holds as shards.
+int64_t trainable_count(CausalLM& model, const DeferredWeights* deferred, const DataParallel* engine = nullptr) {
   int64_t n = 0;
-  for (auto& p : model->trainable_parameters()) n += p.numel();
-  if (deferred)
-    for (auto& [name, shape] : deferred->shapes) n += c10::multiply_integers(shape);
+  for (auto& [name, p] : model->named_parameters(true).pairs()) {
+    if (!p.requires_grad()) continue;
+    if (engine)
+      n += c10::multiply_integers(engine->full_shape(p));
+    else if (deferred && deferred->has(name))
+      n += c10::multiply_integers(deferred->shapes.at(name));
+    else
+      n += p.numel();
+  }
   return n;
 }
 }  // namespace
@@ -58,22 +65,20 @@ CausalLM load_for_training(const RunSpec& spec, const Tokenizer& tok, torch::Dev
 
 RunOutput run_objective(const RunSpec& spec, const RunText& text, const std::vector<Example>& primary,
                         const std::vector<Example>* retain, Communicator& comm, torch::Device device,
-                        const EvalHook& eval, const std::function<void(CausalLM&)>& before_merge,
-                        bool may_stay_sharded) {
+                        const EvalHook& eval, const BeforeMerge& before_merge, bool may_stay_sharded) {
   RunOutput out;
   auto obj = spec.method->make(spec.method_options);
   const TrainOptions& to = spec.train;
   const bool lora = spec.lora.rank > 0 || !spec.model.adapter.empty();
-  const bool sharded = may_stay_sharded && to.zero_stage == 3 && !lora &&
-                       obj->weight_use_outside_training() != Objective::WeightUse::kWhole;
+  const bool sharded =
+      may_stay_sharded && to.zero_stage == 3 && obj->weight_use_outside_training() != Objective::WeightUse::kWhole;
   if (to.zero_stage == 3 && !sharded)
     spdlog::info("ZeRO 3: every rank loads the model whole before sharding it ({})",
-                 lora                ? "LoRA adapters train over frozen whole weights"
-                 : !may_stay_sharded ? "this command uses the trained model whole"
-                                     : "this method reads the weights themselves before or after training");
+                 !may_stay_sharded ? "this command uses the trained model whole"
+                                   : "this method reads the weights themselves before or after training");
   if (sharded)
-    spdlog::info("ZeRO 3: each rank reads its shard of the decoder layers from {}; no rank holds them whole",
-                 spec.model.dir);
+    spdlog::info("ZeRO 3: each rank reads its shard of the decoder layers{} from {}; no rank holds them whole",
+                 lora ? " (frozen base weights included; LoRA adapters attached)" : "", spec.model.dir);
   DeferredWeights deferred;
   out.model = load_for_training(spec, text.tok, device, comm, sharded ? &deferred : nullptr);
   const int64_t max_len = spec.data.max_len;
@@ -86,19 +91,39 @@ RunOutput run_objective(const RunSpec& spec, const RunText& text, const std::vec
   static const std::vector<Example> no_examples;
   ObjectiveContext ctx = objective_context(items, retain_items, primary, retain ? *retain : no_examples, text.tok,
                                            text.tmpl, max_len, pad_token_id(text.tok, text.tmpl), to, comm);
-  if (sharded)
+  json identity;  // taken before the engine shards the model
+  if (sharded) {
+    identity = run_identity(out.model, items, retain ? &retain_items : nullptr, to, &deferred);
     out.engine = std::make_unique<DataParallel>(out.model, comm, to.zero_stage, to.optimizer,
                                                 to.activation_checkpointing, &deferred);
+  }
   obj->prepare(out.model, ctx);
-  spdlog::info("training {} parameters ({} items{})", trainable_count(out.model, &deferred), items.size(),
-               retain ? fmt::format(", {} retain items", retain_items.size()) : "");
+  spdlog::info("training {} parameters ({} items{})", trainable_count(out.model, &deferred, out.engine.get()),
+               items.size(), retain ? fmt::format(", {} retain items", retain_items.size()) : "");
   out.description = obj->describe();
   out.result = train_loop(out.model, *obj, items, retain ? &retain_items : nullptr, to, ctx.pad_id, eval, comm,
-                          sharded ? &deferred : nullptr, sharded ? &out.engine : nullptr);
-  if (out.result.preempted || out.engine) return out;  // sharded: no adapters to merge, no finish()
-  if (before_merge) before_merge(out.model);
+                          sharded ? &out.engine : nullptr, sharded ? &identity : nullptr);
+  if (out.result.preempted) return out;
+  if (before_merge) before_merge(out.model, out.engine.get());
+  if (out.engine) return out;  // kept sharded: the adapters are merged as the model is saved; no finish()
   out.model->merge_lora();
   obj->finish(out.model);
+  return out;
+}
+
+std::map<std::string, torch::Tensor> gather_adapters(DataParallel& engine) {
+  std::map<const void*, std::string> names;
+  std::set<const void*> wanted;
+  for (auto& [name, p] : engine.model()->named_parameters(true).pairs())
+    if (is_lora_parameter(name)) {
+      names[p.unsafeGetTensorImpl()] = name;
+      wanted.insert(p.unsafeGetTensorImpl());
+    }
+  std::map<std::string, torch::Tensor> out;
+  engine.visit_whole_parameters(wanted, [&](const torch::Tensor& p, const torch::Tensor& value) {
+    auto it = names.find(p.unsafeGetTensorImpl());
+    if (it != names.end()) out[it->second] = value.to(torch::kCPU, false, true);
+  });
   return out;
 }
 
@@ -241,13 +266,17 @@ int run_training(const TrainJob& job, const Runtime& rt) {
       history = s.value("history", json::array());
     };
   }
-  auto write_adapter = [&](CausalLM& model) {
-    if (job.output.adapter_out.empty() || comm.rank() != 0) return;
-    if (is_complete_dir(job.output.adapter_out)) {  // --resume: written before an interruption
+  auto write_adapter = [&](CausalLM& model, DataParallel* sharded) {
+    if (job.output.adapter_out.empty()) return;
+    // Collective when sharded (every rank gathers), so every rank decides alike.
+    if (any_rank(comm, is_complete_dir(job.output.adapter_out))) {  // --resume: written before an interruption
       spdlog::info("the LoRA adapter in {} was saved before the interruption", job.output.adapter_out);
       return;
     }
-    save_peft_adapter(model, job.output.adapter_out, job.run.model.dir);
+    std::map<std::string, torch::Tensor> values;
+    if (sharded) values = gather_adapters(*sharded);
+    if (comm.rank() != 0) return;
+    save_peft_adapter(model, job.output.adapter_out, job.run.model.dir, sharded ? &values : nullptr);
     spdlog::info("saved the LoRA adapter (peft layout) to {}", job.output.adapter_out);
   };
   RunOutput run = run_objective(job.run, text, job.primary, job.uses_retain ? &job.retain : nullptr, comm, rt.device,

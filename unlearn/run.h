@@ -53,13 +53,20 @@ struct RunOutput {
   std::unique_ptr<DataParallel> engine;
 };
 // The whole sequence over `comm`. eval runs every --eval-every steps (it may stop the run or keep
-// a step's weights: train_loop's EvalHook); before_merge runs on the trained model while its
-// adapters are still separate. may_stay_sharded: at ZeRO 3, without LoRA and for a method that
-// reads no weights outside training, no rank loads or gathers the model whole (RunOutput::engine).
+// a step's weights: train_loop's EvalHook); before_merge runs on every rank on the trained model
+// while its adapters are still separate, with the engine when the layers are still shards (then
+// the adapters' values are there). may_stay_sharded: at ZeRO 3, for a method that reads no
+// weights outside training (full-parameter or LoRA), no rank loads or gathers the model whole
+// (RunOutput::engine; LoRA's frozen base weights are shards too, and the adapters are merged as
+// the model is saved).
+using BeforeMerge = std::function<void(CausalLM& model, DataParallel* sharded)>;
 RunOutput run_objective(const RunSpec& spec, const RunText& text, const std::vector<Example>& primary,
                         const std::vector<Example>* retain, Communicator& comm, torch::Device device,
-                        const EvalHook& eval = {}, const std::function<void(CausalLM&)>& before_merge = {},
-                        bool may_stay_sharded = false);
+                        const EvalHook& eval = {}, const BeforeMerge& before_merge = {}, bool may_stay_sharded = false);
+
+// The LoRA adapters' values (by parameter name, on the CPU) of a run kept sharded. Collective
+// over the engine's ranks: gathers the adapted layers one at a time.
+std::map<std::string, torch::Tensor> gather_adapters(DataParallel& engine);
 
 // The relearning probe's finetune (eval/probe.h's Relearner): a fresh copy of the model trained
 // with NLL on the items at a constant lr for `epochs` passes, in global batches of batch_size,

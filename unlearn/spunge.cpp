@@ -105,23 +105,19 @@ MergeOutput plan_spunge_merge(const SpungeOptions& o, const TensorReader& base) 
 
 // The tensors `names` of a trained model, whole, on its device. A run kept sharded gathers one
 // layer at a time over its group (collective: every rank of the group calls this, with the same
-// model, whatever its `names`) and keeps only the named tensors.
+// model, whatever its `names`; LoRA adapters come merged) and keeps only the named tensors.
 std::map<std::string, torch::Tensor> weights_named(RunOutput& out, const std::set<std::string>& names) {
   std::map<std::string, torch::Tensor> theta;
-  std::set<const void*> every;
-  std::map<const void*, const std::string*> named;
-  for (auto& [n, t] : out.model->named_weights()) {
-    every.insert(t.unsafeGetTensorImpl());
-    auto it = names.find(n);
-    if (it == names.end()) continue;
-    theta[n] = t.detach();  // whole already unless the engine holds it as shards
-    named[t.unsafeGetTensorImpl()] = &*it;
+  if (!out.engine) {
+    for (auto& [n, t] : out.model->named_weights())
+      if (names.count(n)) theta[n] = t.detach();
+    return theta;
   }
-  if (out.engine && out.engine->sharded())
-    out.engine->visit_whole_parameters(every, [&](const torch::Tensor& p, const torch::Tensor& value) {
-      auto it = named.find(p.unsafeGetTensorImpl());
-      if (it != named.end()) theta[*it->second] = value.clone();  // the gathered layer is released after
-    });
+  std::set<std::string> every;
+  for (auto& [n, t] : out.model->named_weights()) every.insert(n);
+  visit_trained_weights(*out.engine, every, [&](const std::string& name, const torch::Tensor& value) {
+    if (names.count(name)) theta[name] = value.clone();  // the gathered layer is released after
+  });
   return theta;
 }
 

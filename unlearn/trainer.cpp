@@ -156,8 +156,8 @@ void require_same_run(const json& stored, const json& now, const std::string& di
 
 TrainResult train_loop(CausalLM& model, Objective& objective, const std::vector<TokenizedItem>& primary,
                        const std::vector<TokenizedItem>* retain, const TrainOptions& opt, int64_t pad_id,
-                       const EvalHook& eval, Communicator& comm, const DeferredWeights* deferred,
-                       std::unique_ptr<DataParallel>* sharded_engine) {
+                       const EvalHook& eval, Communicator& comm, std::unique_ptr<DataParallel>* sharded_engine,
+                       const json* identity_before_engine) {
   if (opt.steps <= 0) throw InputError("--steps must be positive");
   if (opt.grad_accum <= 0) throw InputError("--grad-accum must be positive");
   if (opt.batch_size % comm.size() != 0)
@@ -168,11 +168,13 @@ TrainResult train_loop(CausalLM& model, Objective& objective, const std::vector<
   // Dropout draws from the global generator: seeded per rank so runs reproduce (a resume
   // restores each rank's stream from the checkpoint).
   torch::manual_seed(opt.seed * 1000003ULL + uint64_t(comm.rank()));
-  const json identity = run_identity(model, primary, retain, opt, deferred);  // before ZeRO shards the model
-  // Weights loaded as shards exist only in the engine that read them, built by the caller.
-  LETHE_CHECK(!deferred || (sharded_engine && *sharded_engine), "train_loop: deferred weights without their engine");
+  // An engine built by the caller has sharded the model already: the caller took the identity.
+  const bool prebuilt = sharded_engine && *sharded_engine;
+  LETHE_CHECK(prebuilt == (identity_before_engine != nullptr), "train_loop: a prebuilt engine comes with its identity");
+  const json identity =
+      prebuilt ? *identity_before_engine : run_identity(model, primary, retain, opt, nullptr);  // before ZeRO shards
   std::unique_ptr<DataParallel> engine =
-      sharded_engine && *sharded_engine
+      prebuilt
           ? std::move(*sharded_engine)
           : std::make_unique<DataParallel>(model, comm, opt.zero_stage, opt.optimizer, opt.activation_checkpointing);
   DataParallel& dp = *engine;

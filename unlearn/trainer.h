@@ -74,12 +74,18 @@ ObjectiveContext objective_context(std::vector<TokenizedItem>& forget, std::vect
 // eval.run(model, step) runs every eval_every steps and after the last (see EvalHook).
 // `sharded_engine`: an engine already built on `model` for these options (used instead of a
 // new one), and where a ZeRO 3 run leaves its engine with the layers still sharded
-// (dist/sharded_checkpoint.h saves from it); without it the model comes back whole.
-// `deferred`: the decoder layers the model was loaded without, which that engine read as shards
-// (the run identity samples them from the checkpoint).
+// (dist/sharded_checkpoint.h saves from it); without it the model comes back whole. With it
+// comes `identity`, the run identity taken before that engine sharded anything.
 TrainResult train_loop(CausalLM& model, Objective& objective, const std::vector<TokenizedItem>& primary,
                        const std::vector<TokenizedItem>* retain, const TrainOptions& opt, int64_t pad_id,
-                       const EvalHook& eval, Communicator& comm, const DeferredWeights* deferred = nullptr,
-                       std::unique_ptr<DataParallel>* sharded_engine = nullptr);
+                       const EvalHook& eval, Communicator& comm,
+                       std::unique_ptr<DataParallel>* sharded_engine = nullptr, const json* identity = nullptr);
+
+// What --resume compares: the data, the model at the start (names, shapes, dtypes and a sample
+// of every tensor's values), the method and the settings that change the result. `deferred`:
+// weights the model was loaded without (sampled from the checkpoint, so the identity equals a
+// whole load's). Taken before any engine shards the model.
+json run_identity(const CausalLM& model, const std::vector<TokenizedItem>& primary,
+                  const std::vector<TokenizedItem>* retain, const TrainOptions& opt, const DeferredWeights* deferred);
 
 }  // namespace lethe

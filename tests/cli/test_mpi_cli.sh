@@ -39,7 +39,28 @@ done
 # LoRA (seeded adapter init; dropout off, since masks are drawn per rank) under ZeRO 3
 "$LETHE" "${FT[@]}" --steps 4 --lora-rank 4 --lora-dropout 0 --out "$T/lora1" >/dev/null 2>&1
 "$MPIRUN" -np 2 "$LETHE" "${FT[@]}" --steps 4 --lora-rank 4 --lora-dropout 0 --zero-stage 3 --out "$T/lora2" >"$T/log" 2>&1 \
+  && grep -q "frozen base weights included" "$T/log" \
   && $CMP "$T/lora2" "$T/lora1" --rtol 1e-5 && ok || { bad "LoRA under ZeRO 3 on 2 ranks differs"; tail "$T/log"; }
+# ... its layers (frozen base weights included) stay shards to the end: the adapter gathered from
+# them, merged onto the base by peft's merge_and_unload, is lethe's output written from the shards
+# (100 KB files, adapters merged layer by layer), which equals the single-file output exactly
+"$MPIRUN" -np 2 "$LETHE" "${FT[@]}" --steps 4 --lora-rank 4 --lora-dropout 0 --zero-stage 3 --max-shard-size 100KB \
+  --adapter-out "$T/lora2_adapter" --out "$T/lora2s" >"$T/log" 2>&1 \
+  && [ "$(ls "$T/lora2s" | grep -c '^model-.*safetensors$')" -ge 4 ] \
+  && $CMP "$T/lora2s" "$T/lora2" --exact >/dev/null && ok \
+  || { bad "LoRA at ZeRO 3 saved from shards differs from its single-file output"; tail -5 "$T/log"; }
+PYTHONPATH="$SRC/tests/reference" "$PY" - "$T/base" "$T/lora2_adapter" "$T/lora2s" <<'PY' && ok || bad "peft's merge of the ZeRO 3 adapter differs from lethe's output"
+import sys, peft, torch
+from hf_load import load_causal_lm
+base, adapter, lethe = sys.argv[1:4]
+merged = peft.PeftModel.from_pretrained(load_causal_lm(base), adapter).merge_and_unload().state_dict()
+ours = load_causal_lm(lethe).state_dict()
+assert merged.keys() == ours.keys(), sorted(set(merged) ^ set(ours))
+worst = max(((merged[k] - ours[k]).abs().max() / ours[k].abs().max().clamp_min(1e-12)).item() for k in ours)
+before = load_causal_lm(base).state_dict()
+changed = sum(not torch.equal(ours[k], before[k]) for k in ours if "proj" in k)
+assert worst < 1e-6 and changed > 0, (worst, changed)
+PY
 "$MPIRUN" -np 2 "$LETHE" eval --model "$T/one" --forget "$T/data/forget.jsonl" --retain "$T/data/retain.jsonl" \
   --out "$T/ev2" --max-new-tokens 8 >/dev/null 2>&1 && "$LETHE" eval --model "$T/one" --forget "$T/data/forget.jsonl" \
   --retain "$T/data/retain.jsonl" --out "$T/ev1" --max-new-tokens 8 >/dev/null 2>&1

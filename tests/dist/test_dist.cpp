@@ -9,6 +9,7 @@
 #include "checkpoints/model_io.h"
 #include "dist/sharded_checkpoint.h"
 #include "merge/merge_io.h"
+#include "unlearn/run.h"
 #include "unlearn/trainer.h"
 #include "tests/test_util.h"
 
@@ -244,15 +245,17 @@ INSTANTIATE_TEST_SUITE_P(Stages, Resume, ::testing::Values(0, 1, 2, 3));
 // returned by checkpoint selection) and saved from the shards one layer at a time
 // (save_model_from_engine, several output shards). The saved model is bit-identical to the one
 // trained from a whole load and materialized, in both formats; npo's reference values come from
-// forward passes through the engine built before prepare(), gathering one layer at a time.
-class ShardedLoad : public ::testing::TestWithParam<std::tuple<std::string, std::string>> {};
+// forward passes through the engine built before prepare(), gathering one layer at a time. With
+// LoRA the frozen base weights are shards too, the output has the adapters merged as merge_lora
+// merges them, and the adapters gathered from the shards equal the whole run's.
+class ShardedLoad : public ::testing::TestWithParam<std::tuple<std::string, std::string, bool>> {};
 
 TEST_P(ShardedLoad, TrainsAndSavesWhatAWholeLoadDoes) {
-  const auto [format_name, method] = GetParam();
+  const auto [format_name, method, lora] = GetParam();
   const auto format = parse_checkpoint_format(format_name, "format");
   auto world = make_world_communicator();
   auto f = items(8, 13), r = items(9, 9);
-  const std::string root = shared_temp("sharded_" + format_name + method);
+  const std::string root = shared_temp("sharded_" + format_name + method + (lora ? "_lora" : ""));
   const std::string base = root + "/base", out = root + "/out";
   if (world->rank() == 0) {
     CausalLM m = fresh_model();
@@ -266,6 +269,10 @@ TEST_P(ShardedLoad, TrainsAndSavesWhatAWholeLoadDoes) {
   const bool forward_in_prepare = method == "npo";
   ASSERT_EQ(objective(method)->weight_use_outside_training(),
             forward_in_prepare ? Objective::WeightUse::kSameForwardOnEveryRank : Objective::WeightUse::kNone);
+  LoraOptions lo;
+  lo.rank = 4;
+  lo.dropout = 0;  // the same masks on any rank count
+  lo.seed = 7;
   // Every rank caches every item, in the same order.
   auto context = [&](std::vector<TokenizedItem>& ff, std::vector<TokenizedItem>& rr) {
     ObjectiveContext ctx;
@@ -278,10 +285,17 @@ TEST_P(ShardedLoad, TrainsAndSavesWhatAWholeLoadDoes) {
   };
 
   CausalLM whole = load_model(base);
+  if (lora) whole->add_lora(lo);
   auto obj = objective(method);
   auto ctx1 = context(f, r);
   obj->prepare(whole, ctx1);
+  const json whole_identity = run_identity(whole, f, &r, o, nullptr);
   train_loop(whole, *obj, f, &r, o, 0, keep5, *world);
+  std::map<std::string, torch::Tensor> want_adapters;
+  if (lora)
+    for (auto& [n, t] : params(whole))
+      if (is_lora_parameter(n)) want_adapters[n] = t;
+  whole->merge_lora();
   auto want = params(whole);
 
   DeferredWeights deferred;
@@ -290,17 +304,25 @@ TEST_P(ShardedLoad, TrainsAndSavesWhatAWholeLoadDoes) {
   for (auto& [name, t] : m->named_weights()) {
     EXPECT_EQ(t.numel() == 0, deferred.has(name)) << name;
   }
+  if (lora) m->add_lora(lo);
+  const json identity = run_identity(m, f, &r, o, &deferred);
+  EXPECT_EQ(identity, whole_identity);  // a resume may switch between the two
   auto engine = std::make_unique<DataParallel>(m, *world, 3, o.optimizer, o.activation_checkpointing, &deferred);
   auto obj2 = objective(method);
   auto ctx2 = context(f, r);
   obj2->prepare(m, ctx2);  // through the engine when it reads the model
-  TrainResult res = train_loop(m, *obj2, f, &r, o, 0, keep5, *world, &deferred, &engine);
+  TrainResult res = train_loop(m, *obj2, f, &r, o, 0, keep5, *world, &engine, &identity);
   EXPECT_EQ(res.kept_step, 5);
   ASSERT_TRUE(engine);
-  for (auto& [name, t] : m->named_weights()) {
-    if (deferred.has(name)) {
+  for (auto& [name, t] : m->named_parameters(true).pairs()) {
+    if (deferred.has(name) || is_lora_parameter(name)) {
       EXPECT_EQ(t.numel(), 0) << name << " was gathered whole";
     }
+  }
+  if (lora) {
+    auto adapters = gather_adapters(*engine);
+    ASSERT_EQ(adapters.size(), want_adapters.size());
+    for (auto& [n, t] : want_adapters) EXPECT_TRUE(torch::equal(t, adapters.at(n))) << n << " differs";
   }
   save_model_from_engine(*engine, out, format, json::object(), "", 6000, *world);
   EXPECT_THROW(save_model_from_engine(*engine, out, format, json::object(), "", 6000, *world), InputError);
@@ -313,8 +335,12 @@ TEST_P(ShardedLoad, TrainsAndSavesWhatAWholeLoadDoes) {
 }
 
 INSTANTIATE_TEST_SUITE_P(FormatsAndMethods, ShardedLoad,
-                         ::testing::Combine(::testing::Values("native", "hf"), ::testing::Values("gd", "npo")),
-                         [](const auto& info) { return std::get<0>(info.param) + "_" + std::get<1>(info.param); });
+                         ::testing::Combine(::testing::Values("native", "hf"), ::testing::Values("gd", "npo"),
+                                            ::testing::Bool()),
+                         [](const auto& info) {
+                           return std::get<0>(info.param) + "_" + std::get<1>(info.param) +
+                                  (std::get<2>(info.param) ? "_lora" : "");
+                         });
 
 TEST(Groups, TwoGroupsTrainTwoSubsetsConcurrently) {
   const int N = world_size();
