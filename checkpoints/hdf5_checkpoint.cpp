@@ -103,6 +103,32 @@ void write_string_attr(hid_t obj, const std::string& name, const std::string& va
   H5_CHECK(H5Awrite(attr, type, v.data()), "HDF5 attribute " + name);
 }
 
+// The per-block hashes of a dataset's bytes (common/hash.h block_hashes), as 64-bit
+// little-endian integers: what lets a reader check a range of the tensor without reading it all.
+void write_block_hashes_attr(hid_t obj, const std::vector<uint64_t>& hashes) {
+  const hsize_t n = hashes.size();
+  H5Id space(H5Screate_simple(1, &n, nullptr), H5Sclose);
+  H5Id attr(H5_CHECK(H5Acreate2(obj, "hash64b_blocks", H5T_STD_U64LE, space, H5P_DEFAULT, H5P_DEFAULT),
+                     "HDF5 attribute hash64b_blocks"),
+            H5Aclose);
+  H5_CHECK(H5Awrite(attr, H5T_NATIVE_UINT64, hashes.data()), "HDF5 attribute hash64b_blocks");
+}
+
+std::vector<uint64_t> read_block_hashes_attr(hid_t obj, const std::string& what) {
+  H5Id attr(H5Aopen(obj, "hash64b_blocks", H5P_DEFAULT), H5Aclose);
+  if (attr.id < 0) throw CorruptError(what + ": attribute 'hash64b_blocks' cannot be opened");
+  H5Id type(H5Aget_type(attr), H5Tclose);
+  H5Id space(H5Aget_space(attr), H5Sclose);
+  if (H5Tget_class(type) != H5T_INTEGER || H5Tget_size(type) != 8 || H5Sget_simple_extent_ndims(space) != 1)
+    throw CorruptError(what + ": attribute 'hash64b_blocks' is not a list of 64-bit integers");
+  hsize_t n = 0;
+  H5Sget_simple_extent_dims(space, &n, nullptr);
+  std::vector<uint64_t> out(static_cast<size_t>(n));
+  if (n > 0 && H5Aread(attr, H5T_NATIVE_UINT64, out.data()) < 0)
+    throw CorruptError(what + ": attribute 'hash64b_blocks' is unreadable");
+  return out;
+}
+
 std::string read_string_attr(hid_t obj, const std::string& name, const std::string& what) {
   H5Id attr(H5Aopen(obj, name.c_str(), H5P_DEFAULT), H5Aclose);
   if (attr.id < 0) throw CorruptError(what + ": missing attribute '" + name + "'");
@@ -212,7 +238,9 @@ void write_h5_tensors(const std::string& path, const NamedTensors& tensors, cons
     if (t.numel() > 0)
       H5_CHECK(H5Dwrite(ds, hdf5_dtype(t.scalar_type()).mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr()), what);
     write_string_attr(ds, "dtype", hdf5_dtype(t.scalar_type()).label);
-    write_string_attr(ds, "hash64b", hex64(hash_blocks(t.data_ptr(), bytes)));
+    const std::vector<uint64_t> blocks = block_hashes(t.data_ptr(), bytes);
+    write_string_attr(ds, "hash64b", hex64(fold_block_hashes(blocks, bytes)));
+    if (blocks.size() > 1) write_block_hashes_attr(ds, blocks);  // ranges of it can be read alone
     if (scalar) write_string_attr(ds, "scalar", "1");
   }
   H5_CHECK(H5Fflush(file, H5F_SCOPE_GLOBAL), path);
@@ -256,7 +284,7 @@ H5Reader::H5Reader(const std::string& path) : path_(path) {
     H5Fclose(file_);
     throw CorruptError(path + ": cannot list datasets (corrupt metadata)");
   }
-  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);  // for read-ahead advice only (-1: none)
+  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);  // read-ahead advice, reads in place (-1: none)
 }
 
 H5Reader::~H5Reader() {
@@ -328,6 +356,62 @@ torch::Tensor H5Reader::read_dataset(const std::string& name, torch::Tensor dst)
   if (!d.hash64b.empty() && hex64(hash_blocks(t.data_ptr(), size_t(t.numel()) * dtype_size(d.dtype))) != d.hash64b)
     throw CorruptError(what + " failed its checksum: the checkpoint is corrupt");
   return dst.defined() ? dst : d.shape.empty() ? t.reshape({}) : t;
+}
+
+H5Reader::InPlace H5Reader::in_place(const std::string& name) const {
+  const std::string what = path_ + ": dataset '" + name + "'";
+  if (!has(name)) throw InputError(path_ + ": has no tensor '" + name + "'");
+  H5Id ds(H5Dopen2(file_, to_h5_name(name).c_str(), H5P_DEFAULT), H5Dclose);
+  if (ds.id < 0) throw CorruptError(what + " cannot be opened (corrupt metadata)");
+  H5Dataset d = check_dataset(ds, what);
+  InPlace p{d.dtype, c10::multiply_integers(d.stored_shape), 0, d.hash64b, {}};
+  H5Id stored(H5Dget_type(ds), H5Tclose);
+  const haddr_t offset = H5Dget_offset(ds);  // HADDR_UNDEF unless contiguous and allocated
+  const bool little = __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ && H5Tget_order(stored) == H5T_ORDER_LE;
+  if (fd_ < 0 || offset == HADDR_UNDEF || !little || d.hash64b.empty()) return p;
+  p.offset = uint64_t(offset);
+  if (H5Aexists(ds, "hash64b_blocks") > 0) p.blocks = read_block_hashes_attr(ds, what);
+  return p;
+}
+
+torch::Tensor H5Reader::read_range(const std::string& name, int64_t first, int64_t count) const {
+  const InPlace p = in_place(name);
+  LETHE_CHECK(first >= 0 && count >= 0 && first + count <= p.numel, "read_range outside " + name);
+  const uint64_t es = dtype_size(p.dtype), total = uint64_t(p.numel) * es;
+  if (p.offset == 0 || p.blocks.empty()) return read(name).reshape({-1}).narrow(0, first, count).clone();
+  const std::string what = path_ + ": dataset '" + name + "'";
+  if (p.blocks.size() != (total + kHashBlockBytes - 1) / kHashBlockBytes ||
+      hex64(fold_block_hashes(p.blocks, total)) != p.hash64b)
+    throw CorruptError(what + ": its block hashes do not fold to its checksum (corrupt metadata)");
+  auto out = torch::empty({count}, torch::TensorOptions().dtype(p.dtype));
+  if (count == 0) return out;
+  // The whole blocks that cover the range, read and checked one at a time.
+  const uint64_t lo = uint64_t(first) * es, hi = uint64_t(first + count) * es;
+  std::vector<unsigned char> block(kHashBlockBytes);
+  auto* dst = static_cast<unsigned char*>(out.data_ptr());
+  for (uint64_t b = lo / kHashBlockBytes; b * kHashBlockBytes < hi; ++b) {
+    const uint64_t begin = b * kHashBlockBytes, len = std::min<uint64_t>(kHashBlockBytes, total - begin);
+    if (pread_full(fd_, block.data(), len, p.offset + begin) != ssize_t(len))
+      throw CorruptError(what + " is truncated: the checkpoint is corrupt");
+    if (block_hashes(block.data(), len).at(0) != p.blocks[b])
+      throw CorruptError(what + " failed its checksum: the checkpoint is corrupt");
+    const uint64_t from = std::max(lo, begin), to = std::min(hi, begin + len);
+    std::memcpy(dst + (from - lo), block.data() + (from - begin), to - from);
+  }
+  return out;
+}
+
+torch::Tensor H5Reader::read_elements(const std::string& name, const std::vector<int64_t>& index) const {
+  const InPlace p = in_place(name);
+  for (int64_t k : index) LETHE_CHECK(k >= 0 && k < p.numel, "read_elements outside " + name);
+  if (p.offset == 0) return read(name).reshape({-1}).index_select(0, torch::tensor(index, torch::kLong));
+  auto out = torch::empty({int64_t(index.size())}, torch::TensorOptions().dtype(p.dtype));
+  const size_t es = dtype_size(p.dtype);
+  auto* dst = static_cast<char*>(out.data_ptr());
+  for (size_t k = 0; k < index.size(); ++k)
+    if (pread_full(fd_, dst + k * es, es, p.offset + uint64_t(index[k]) * es) != ssize_t(es))
+      throw CorruptError(path_ + ": dataset '" + name + "' is truncated: the checkpoint is corrupt");
+  return out;
 }
 
 DataRegions H5Reader::data_regions() const {

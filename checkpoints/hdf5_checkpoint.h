@@ -1,8 +1,10 @@
 // lethe's native checkpoint: a directory holding HDF5 files with one dataset per tensor
 // (named by its HF name), metadata as JSON-string attributes, bf16/f16 stored as 16-bit
 // integers with a `dtype` attribute (HDF5 1.10 has no bf16 type), each dataset contiguous with
-// a `hash64b` attribute (common/hash.h hash_blocks of its bytes; files of earlier versions have
-// chunked datasets under HDF5's Fletcher32 filter, and still load). Directories are written by common/fs.h's protocol
+// a `hash64b` attribute (common/hash.h hash_blocks of its bytes) and, above 1 MiB, the per-block
+// hashes it folds (`hash64b_blocks`), so a range of it can be read and checked alone (files of
+// earlier versions have chunked datasets under HDF5's Fletcher32 filter, or no block hashes, and
+// still load). Directories are written by common/fs.h's protocol
 // (temporary name, fsync, rename, COMPLETE marker last); loading refuses a directory without the marker.
 #pragma once
 #include <torch/torch.h>
@@ -47,15 +49,33 @@ class H5Reader {
   torch::Tensor read(const std::string& name) const;
   // Straight into `dst` (its dtype and element count, contiguous, on the CPU).
   void read_into(const std::string& name, torch::Tensor dst) const;
+  // Elements [first, first + count) of the flattened tensor. A dataset written with its block
+  // hashes (`hash64b_blocks`) is read only in the 1 MiB blocks that cover the range, each checked
+  // against its hash (and the list against `hash64b`); other datasets are read whole (checked).
+  torch::Tensor read_range(const std::string& name, int64_t first, int64_t count) const;
+  // The elements at `index` of the flattened tensor, read in place from a contiguous dataset
+  // without checking them against its checksum (a sample, such as the run identity, of a tensor
+  // whose blocks the shard reads check); other datasets are read whole (checked).
+  torch::Tensor read_elements(const std::string& name, const std::vector<int64_t>& index) const;
   // Where the data of the datasets carrying their own checksum (`hash64b`) lies in the file:
   // what the completion marker's checksum leaves to them (common/fs.h DataRegions).
   DataRegions data_regions() const;
 
  private:
   torch::Tensor read_dataset(const std::string& name, torch::Tensor dst) const;
+  // Where a dataset's bytes lie when they can be read in place (contiguous, little-endian, and
+  // a file descriptor open): offset 0 otherwise.
+  struct InPlace {
+    torch::ScalarType dtype;
+    int64_t numel = 0;
+    uint64_t offset = 0;
+    std::string hash64b;
+    std::vector<uint64_t> blocks;  // hash64b_blocks, when written
+  };
+  InPlace in_place(const std::string& name) const;
   std::string path_;
   int64_t file_ = -1;  // the open file's hid_t
-  int fd_ = -1;        // the same file, for read-ahead advice
+  int fd_ = -1;        // the same file: read-ahead advice, and reads in place (read_range)
   std::vector<std::string> names_;
 };
 

@@ -96,7 +96,11 @@ torch::Tensor TensorReader::read_range(const std::string& name, int64_t first, i
   if (first < 0 || count < 0 || first + count > i.numel())
     throw InternalError("read_range: elements [" + std::to_string(first) + ", " + std::to_string(first + count) +
                         ") of '" + name + "' (" + std::to_string(i.numel()) + " elements)");
-  if (format_ == CheckpointFormat::kNative) return read(name).reshape({-1}).narrow(0, first, count).clone();
+  if (format_ == CheckpointFormat::kNative) {
+    auto t = h5_.at(i.file)->read_range(name, first, count);
+    require_finite(dir_, name, t);
+    return t;
+  }
   auto t = torch::empty({count}, torch::TensorOptions().dtype(i.dtype));
   read_safetensors_tensor_into(i.file, i.file_offset + uint64_t(first) * dtype_size(i.dtype), name, t);
   require_finite(dir_, name, t);
@@ -108,8 +112,11 @@ torch::Tensor TensorReader::read_elements(const std::string& name, const std::ve
   for (int64_t k : index)
     if (k < 0 || k >= i.numel())
       throw InternalError("read_elements: element " + std::to_string(k) + " of '" + name + "'");
-  auto idx = torch::tensor(index, torch::kLong);
-  if (format_ == CheckpointFormat::kNative) return read(name).reshape({-1}).index_select(0, idx);
+  if (format_ == CheckpointFormat::kNative) {
+    auto t = h5_.at(i.file)->read_elements(name, index);
+    require_finite(dir_, name, t);
+    return t;
+  }
   auto t = torch::empty({int64_t(index.size())}, torch::TensorOptions().dtype(i.dtype));
   const size_t esz = dtype_size(i.dtype);
   const int fd = ::open(i.file.c_str(), O_RDONLY | O_CLOEXEC);

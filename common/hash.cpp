@@ -51,7 +51,7 @@ uint64_t hash_file(const std::string& path) {
 }
 
 namespace {
-constexpr size_t kHashBlock = size_t(1) << 20;
+constexpr size_t kHashBlock = kHashBlockBytes;
 constexpr uint64_t kFnvPrime = 1099511628211ULL;
 
 uint64_t hash_block(const unsigned char* p, size_t n) {
@@ -93,11 +93,15 @@ uint64_t fold_blocks(const std::vector<uint64_t>& h, uint64_t n) {
 }
 }  // namespace
 
-uint64_t hash_blocks(const void* data, size_t n) {
+uint64_t hash_blocks(const void* data, size_t n) { return fold_blocks(block_hashes(data, n), n); }
+
+std::vector<uint64_t> block_hashes(const void* data, size_t n) {
   std::vector<uint64_t> h;
   hash_block_range(static_cast<const unsigned char*>(data), n, &h);
-  return fold_blocks(h, n);
+  return h;
 }
+
+uint64_t fold_block_hashes(const std::vector<uint64_t>& hashes, uint64_t n) { return fold_blocks(hashes, n); }
 
 uint64_t hash_file_blocks(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);

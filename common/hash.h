@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace lethe {
 
@@ -23,6 +24,12 @@ uint64_t hash_file(const std::string& path);
 // Several times hash_file's speed (one dependent chain), so it can run on the bytes as they are
 // written and read.
 uint64_t hash_blocks(const void* data, size_t n);
+// The pieces of hash_blocks: the hash of each kHashBlockBytes block of data[0, n) (the last one
+// shorter), and their fold: hash_blocks(p, n) == fold_block_hashes(block_hashes(p, n), n). A
+// reader that has the list checks any run of whole blocks alone (a range of a tensor).
+constexpr size_t kHashBlockBytes = size_t(1) << 20;
+std::vector<uint64_t> block_hashes(const void* data, size_t n);
+uint64_t fold_block_hashes(const std::vector<uint64_t>& hashes, uint64_t n);
 // hash_blocks of a file's bytes (read in 16 MiB pieces). InputError when unreadable.
 uint64_t hash_file_blocks(const std::string& path);
 

@@ -202,6 +202,58 @@ TEST(Hdf5, DatasetChecksumRefusesChangedValues) {
   EXPECT_NE(e.find("dataset 'w' failed its checksum"), std::string::npos) << e;
 }
 
+// A range of a tensor (a ZeRO 3 shard) is read in the 1 MiB blocks that cover it, each checked
+// against the dataset's block hashes: ranges match the whole tensor's in every dtype, a changed
+// value is refused by the ranges that cover it and only by those, and block hashes that do not
+// fold to the dataset's checksum are refused. Sampled elements are read in place.
+TEST(Hdf5, RangesAreReadAndCheckedBlockByBlock) {
+  test::TempDir tmp;
+  torch::manual_seed(5);
+  auto w = torch::randn({1024, 1100});  // 4.3 MiB: five blocks
+  auto h = torch::randn({3, 700000}).to(torch::kBFloat16);
+  auto small = torch::randn({7});  // one block: no block hashes, read whole
+  write_h5_tensors(tmp / "m.h5", {{"w", w}, {"h", h}, {"small", small}}, {});
+  const int64_t per_block = int64_t(kHashBlockBytes / 4);
+  {
+    H5Reader r(tmp / "m.h5");
+    for (auto [first, count] : std::vector<std::pair<int64_t, int64_t>>{
+             {0, 10}, {per_block - 3, 6}, {2 * per_block, per_block}, {w.numel() - 5, 5}, {0, w.numel()}, {17, 0}})
+      EXPECT_TRUE(torch::equal(r.read_range("w", first, count), w.reshape(-1).narrow(0, first, count)))
+          << first << " + " << count;
+    EXPECT_TRUE(torch::equal(r.read_range("h", 1000001, 500000), h.reshape(-1).narrow(0, 1000001, 500000)));
+    EXPECT_TRUE(torch::equal(r.read_range("small", 2, 3), small.narrow(0, 2, 3)));
+    std::vector<int64_t> index = {0, 5, per_block, w.numel() - 1};
+    EXPECT_TRUE(torch::equal(r.read_elements("w", index), w.reshape(-1).index_select(0, torch::tensor(index))));
+  }
+  // One value of the fourth block changed through HDF5 (metadata intact).
+  hid_t file = H5Fopen((tmp / "m.h5").c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  hid_t ds = H5Dopen2(file, "w", H5P_DEFAULT);
+  auto changed = w.clone();
+  changed.reshape(-1)[3 * per_block + 9] = 7.f;
+  H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, changed.data_ptr());
+  H5Dclose(ds);
+  H5Fclose(file);
+  {
+    H5Reader r(tmp / "m.h5");
+    EXPECT_TRUE(torch::equal(r.read_range("w", 0, 2 * per_block), w.reshape(-1).narrow(0, 0, 2 * per_block)));
+    std::string e = corrupt_message([&] { r.read_range("w", 3 * per_block - 1, 2); });
+    EXPECT_NE(e.find("dataset 'w' failed its checksum"), std::string::npos) << e;
+    e = corrupt_message([&] { r.read("w"); });
+    EXPECT_NE(e.find("dataset 'w' failed its checksum"), std::string::npos) << e;
+  }
+  // Block hashes edited to match the changed bytes no longer fold to the dataset's checksum.
+  file = H5Fopen((tmp / "m.h5").c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  ds = H5Dopen2(file, "w", H5P_DEFAULT);
+  auto blocks = block_hashes(changed.data_ptr(), size_t(changed.numel()) * 4);
+  hid_t attr = H5Aopen(ds, "hash64b_blocks", H5P_DEFAULT);
+  H5Awrite(attr, H5T_NATIVE_UINT64, blocks.data());
+  H5Aclose(attr);
+  H5Dclose(ds);
+  H5Fclose(file);
+  std::string e = corrupt_message([&] { H5Reader(tmp / "m.h5").read_range("w", 3 * per_block, 1); });
+  EXPECT_NE(e.find("do not fold to its checksum"), std::string::npos) << e;
+}
+
 // In a checkpoint directory the marker's checksum covers every byte outside the tensor data
 // (refused before libhdf5 parses the file) and each dataset's checksum its data: every flipped
 // byte is refused, wherever it is.
