@@ -72,6 +72,23 @@ if "$MPIRUN" -np 4 "$LETHE" "${SP[@]}" --split-by domain --group-sizes 2,2 --mer
 else
   bad "spunge at ZeRO 3 on 4 ranks"; tail -20 "$T/spz.log"
 fi
+# ... and with LoRA, whose frozen base weights are shards too (the merge gathers the adapted
+# layers and merges the adapters into their weights as it goes)
+LO=(--lora-rank 4 --lora-dropout 0)
+if "$MPIRUN" -np 4 "$LETHE" "${SP[@]}" "${LO[@]}" --split-by domain --group-sizes 2,2 --merge ties --format hf \
+     --zero-stage 3 --out "$T/spl" >"$T/spl.log" 2>&1; then
+  grep -q "frozen base weights included" "$T/spl.log" && ok || bad "spunge LoRA at ZeRO 3 did not keep the base sharded"
+  for s in copyright privacy; do
+    "$MPIRUN" -np 2 "$LETHE" unlearn --model "$T/ft" --forget "$T/spl/subsets/$s.jsonl" "${UN[@]}" "${LO[@]}" \
+      --zero-stage 3 --format hf --out "$T/zl_$s" >"$T/u.log" 2>&1 || { bad "LoRA unlearn subset $s at ZeRO 3"; tail "$T/u.log"; }
+  done
+  "$LETHE" merge --format hf --base "$T/ft" --models "$T/zl_copyright" "$T/zl_privacy" --merge ties --out "$T/mzl" \
+    >"$T/m.log" 2>&1 || { bad "lethe merge of the LoRA ZeRO 3 models"; tail "$T/m.log"; }
+  cmp -s "$T/spl/merged/model.safetensors" "$T/mzl/model.safetensors" && ok \
+    || bad "spunge with LoRA at ZeRO 3 differs from sequential LoRA ZeRO 3 unlearning + lethe merge"
+else
+  bad "spunge with LoRA at ZeRO 3 on 4 ranks"; tail -20 "$T/spl.log"
+fi
 
 # ---- lethe merge: 1 rank == 2 ranks; native inputs == HF inputs; native output; sharded output ----
 "$LETHE" merge --format hf --base "$T/ft" --models "$T/u_copyright" "$T/u_privacy" --merge ties --out "$T/m1" >/dev/null 2>&1
