@@ -6,18 +6,19 @@
 # whole), next to the model state each rank must hold. float32 with SGD (no optimizer state) so
 # that four ranks fit in this 24 GiB machine; with AdamW add 2 x 4 bytes per parameter, divided
 # the same way. For comparison, the same at 2 ranks through the path that loads the model whole
-# on every rank (`--method pdu`, whose starting retain loss is split across the ranks), and npo,
+# on every rank (`--method pdu`, whose starting retain loss is split across the ranks; also with
+# LoRA), and npo,
 # whose reference values are computed through the sharded engine; then npo with LoRA (r 16) on
 # RANKS, where the frozen base weights are shards too (model state: the frozen parameters;
 # the adapters and their gradients are ~1% of it).
 # Hardware: a CPU machine with ~20 GiB free and ~12 GB of disk; ~15 minutes on 2 cores.
-# usage: bench/zero3_memory.sh [STEPS=2] [RANKS="1 2 4"] (WHOLE=0 skips the two unlearn rows, LORA=0 the LoRA rows).
+# usage: bench/zero3_memory.sh [STEPS=2] [RANKS="1 2 4"] (WHOLE=0 skips the three unlearn rows, LORA=0 the sharded LoRA rows).
 # Results: docs/PERFORMANCE.md "Memory".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 STEPS=${1:-2}
-RANKS=${2:-1 2 4}
+RANKS=${2-1 2 4}  # "" runs no finetune row
 L=build/lethe
 CFG=configs/models/llama-1b.json
 TOK=../shared/data/tokenizers/llama2/tokenizer.json
@@ -60,6 +61,7 @@ if [ "${WHOLE:-1}" = 1 ]; then
   U=(unlearn --forget "$W/data/forget.jsonl" --retain "$W/data/retain.jsonl")
   run 2 "shards, reference values through the engine (unlearn npo)" full "${U[@]}" --method npo
   run 2 "whole (unlearn pdu)" full "${U[@]}" --method pdu
+  run 2 "whole, LoRA r 16 (unlearn pdu)" frozen "${U[@]}" --method pdu --lora-rank 16
 fi
 if [ "${LORA:-1}" = 1 ]; then
   U=(unlearn --forget "$W/data/forget.jsonl" --retain "$W/data/retain.jsonl")
