@@ -54,41 +54,31 @@ fi
 
 # ---- ZeRO 3: each group keeps its model sharded from loading to the merge (no rank holds it
 # whole; the merge gathers one layer at a time); the same files as unlearning each subset at ZeRO 3
-# on 2 ranks + lethe merge, and the kept subset models (saved from the shards) equal those runs ----
-if "$MPIRUN" -np 4 "$LETHE" "${SP[@]}" --split-by domain --group-sizes 2,2 --merge ties --format hf --zero-stage 3 \
-     --keep-subset-models --out "$T/spz" >"$T/spz.log" 2>&1; then
-  grep -q "each rank reads its shard of the decoder layers" "$T/spz.log" && ! grep -q "loads the model whole" "$T/spz.log" \
-    && ok || bad "spunge at ZeRO 3 did not keep the groups' models sharded: $(grep 'ZeRO 3' "$T/spz.log" | head -2)"
+# on 2 ranks + lethe merge, and the kept subset models (saved from the shards) equal those runs'.
+# Full-parameter, and with LoRA, whose frozen base weights are shards too (the adapters are merged
+# into their weights as the layers are gathered) ----
+spunge_zero3() {  # TAG LOG_PATTERN EXTRA_FLAGS...
+  local tag=$1 pattern=$2 s
+  shift 2
+  if ! "$MPIRUN" -np 4 "$LETHE" "${SP[@]}" "$@" --split-by domain --group-sizes 2,2 --merge ties --format hf \
+       --zero-stage 3 --keep-subset-models --out "$T/sp$tag" >"$T/sp$tag.log" 2>&1; then
+    bad "spunge ($tag) at ZeRO 3 on 4 ranks"; tail -20 "$T/sp$tag.log"; return
+  fi
+  grep -q "$pattern" "$T/sp$tag.log" && ! grep -q "loads the model whole" "$T/sp$tag.log" && ok \
+    || bad "spunge ($tag) at ZeRO 3 did not keep the groups' models sharded: $(grep 'ZeRO 3' "$T/sp$tag.log" | head -2)"
   for s in copyright privacy; do
-    "$MPIRUN" -np 2 "$LETHE" unlearn --model "$T/ft" --forget "$T/spz/subsets/$s.jsonl" "${UN[@]}" --zero-stage 3 \
-      --format hf --out "$T/z_$s" >"$T/u.log" 2>&1 || { bad "unlearn subset $s at ZeRO 3"; tail "$T/u.log"; }
-    "$LETHE" convert --in "$T/spz/unlearned/$s" --to hf --out "$T/zk_$s" >/dev/null 2>&1 \
-      && $CMP "$T/zk_$s" "$T/z_$s" --exact >/dev/null && ok || bad "spunge's kept ZeRO 3 model of $s differs"
+    "$MPIRUN" -np 2 "$LETHE" unlearn --model "$T/ft" --forget "$T/sp$tag/subsets/$s.jsonl" "${UN[@]}" "$@" \
+      --zero-stage 3 --format hf --out "$T/z${tag}_$s" >"$T/u.log" 2>&1 || { bad "unlearn ($tag) $s at ZeRO 3"; tail "$T/u.log"; }
+    "$LETHE" convert --in "$T/sp$tag/unlearned/$s" --to hf --out "$T/zk${tag}_$s" >/dev/null 2>&1 \
+      && $CMP "$T/zk${tag}_$s" "$T/z${tag}_$s" --exact >/dev/null && ok || bad "spunge's kept ZeRO 3 model ($tag) of $s differs"
   done
-  "$LETHE" merge --format hf --base "$T/ft" --models "$T/z_copyright" "$T/z_privacy" --merge ties --out "$T/mz" \
-    >"$T/m.log" 2>&1 || { bad "lethe merge of the ZeRO 3 models"; tail "$T/m.log"; }
-  cmp -s "$T/spz/merged/model.safetensors" "$T/mz/model.safetensors" && ok \
-    || bad "spunge at ZeRO 3 (2 groups x 2 ranks) differs from sequential ZeRO 3 unlearning + lethe merge"
-else
-  bad "spunge at ZeRO 3 on 4 ranks"; tail -20 "$T/spz.log"
-fi
-# ... and with LoRA, whose frozen base weights are shards too (the merge gathers the adapted
-# layers and merges the adapters into their weights as it goes)
-LO=(--lora-rank 4 --lora-dropout 0)
-if "$MPIRUN" -np 4 "$LETHE" "${SP[@]}" "${LO[@]}" --split-by domain --group-sizes 2,2 --merge ties --format hf \
-     --zero-stage 3 --out "$T/spl" >"$T/spl.log" 2>&1; then
-  grep -q "frozen base weights included" "$T/spl.log" && ok || bad "spunge LoRA at ZeRO 3 did not keep the base sharded"
-  for s in copyright privacy; do
-    "$MPIRUN" -np 2 "$LETHE" unlearn --model "$T/ft" --forget "$T/spl/subsets/$s.jsonl" "${UN[@]}" "${LO[@]}" \
-      --zero-stage 3 --format hf --out "$T/zl_$s" >"$T/u.log" 2>&1 || { bad "LoRA unlearn subset $s at ZeRO 3"; tail "$T/u.log"; }
-  done
-  "$LETHE" merge --format hf --base "$T/ft" --models "$T/zl_copyright" "$T/zl_privacy" --merge ties --out "$T/mzl" \
-    >"$T/m.log" 2>&1 || { bad "lethe merge of the LoRA ZeRO 3 models"; tail "$T/m.log"; }
-  cmp -s "$T/spl/merged/model.safetensors" "$T/mzl/model.safetensors" && ok \
-    || bad "spunge with LoRA at ZeRO 3 differs from sequential LoRA ZeRO 3 unlearning + lethe merge"
-else
-  bad "spunge with LoRA at ZeRO 3 on 4 ranks"; tail -20 "$T/spl.log"
-fi
+  "$LETHE" merge --format hf --base "$T/ft" --models "$T/z${tag}_copyright" "$T/z${tag}_privacy" --merge ties \
+    --out "$T/mz$tag" >"$T/m.log" 2>&1 || { bad "lethe merge of the ZeRO 3 models ($tag)"; tail "$T/m.log"; }
+  cmp -s "$T/sp$tag/merged/model.safetensors" "$T/mz$tag/model.safetensors" && ok \
+    || bad "spunge ($tag) at ZeRO 3 (2 groups x 2 ranks) differs from sequential ZeRO 3 unlearning + lethe merge"
+}
+spunge_zero3 full "each rank reads its shard of the decoder layers"
+spunge_zero3 lora "frozen base weights included" --lora-rank 4 --lora-dropout 0
 
 # ---- lethe merge: 1 rank == 2 ranks; native inputs == HF inputs; native output; sharded output ----
 "$LETHE" merge --format hf --base "$T/ft" --models "$T/u_copyright" "$T/u_privacy" --merge ties --out "$T/m1" >/dev/null 2>&1
