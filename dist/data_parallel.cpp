@@ -127,6 +127,32 @@ class ReducingLayerFn : public torch::autograd::Function<ReducingLayerFn> {
   }
 };
 
+using NamedParams = std::vector<std::pair<std::string, torch::Tensor>>;
+
+// Copies into `shard` (elements [lo, lo + shard.numel()) of a flat buffer laying out `params`
+// at `offsets`) the pieces of them that overlap it: a weight loaded as shards from the
+// checkpoint, any other from the parameter itself.
+void fill_from_pieces(torch::Tensor shard, int64_t lo, const NamedParams& params, const std::vector<int64_t>& offsets,
+                      const std::vector<int64_t>& numels, const DeferredWeights* deferred) {
+  const int64_t hi = lo + shard.numel();
+  for (size_t i = 0; i < params.size(); ++i) {
+    const int64_t begin = std::max(lo, offsets[i]), end = std::min(hi, offsets[i] + numels[i]);
+    if (begin >= end) continue;
+    const auto& [name, p] = params[i];
+    const int64_t first = begin - offsets[i], count = end - begin;
+    shard.narrow(0, begin - lo, count)
+        .copy_(deferred && deferred->has(name) ? deferred->read_range(name, first, count)
+                                               : p.detach().reshape(-1).narrow(0, first, count));
+  }
+}
+
+// The parameters become views of a gathered flat buffer.
+void view_into(const torch::Tensor& full, NamedParams& params, const std::vector<int64_t>& offsets,
+               const std::vector<int64_t>& numels, const std::vector<std::vector<int64_t>>& shapes) {
+  for (size_t i = 0; i < params.size(); ++i)
+    params[i].second.set_data(full.narrow(0, offsets[i], numels[i]).view(shapes[i]));
+}
+
 }  // namespace
 
 ActivationCheckpointing parse_activation_checkpointing(const std::string& name) {
@@ -274,15 +300,11 @@ void DataParallel::gather_into_model(Block& b) {
   torch::NoGradGuard ng;
   auto full = torch::empty({b.padded}, b.owned.options().requires_grad(false));
   comm_.all_gather(b.owned.detach(), full);
-  for (size_t i = 0; i < b.params.size(); ++i) {
-    auto& p = b.params[i].second;
-    p.set_data(full.narrow(0, b.offsets[i], b.param_numels[i]).view(b.param_shapes[i]));
-  }
+  view_into(full, b.params, b.offsets, b.param_numels, b.param_shapes);
   if (b.frozen.empty()) return;
   auto frozen = torch::empty({b.frozen_padded}, b.frozen_owned.options());
   comm_.all_gather(b.frozen_owned, frozen);
-  for (size_t i = 0; i < b.frozen.size(); ++i)
-    b.frozen[i].second.set_data(frozen.narrow(0, b.frozen_offsets[i], b.frozen_numels[i]).view(b.frozen_shapes[i]));
+  view_into(frozen, b.frozen, b.frozen_offsets, b.frozen_numels, b.frozen_shapes);
 }
 
 void DataParallel::release_from_model(Block& b) {
@@ -310,17 +332,8 @@ void DataParallel::shard_frozen(Block& b, std::vector<std::pair<std::string, tor
   b.frozen_padded = (numel + N - 1) / N * N;
   b.frozen_shard = b.frozen_padded / N;
   b.frozen_owned = torch::zeros({b.frozen_shard}, p0.options().requires_grad(false));  // the padding stays zero
-  const int64_t lo = comm_.rank() * b.frozen_shard, hi = lo + b.frozen_shard;
-  for (size_t i = 0; i < b.frozen.size(); ++i) {
-    const int64_t begin = std::max(lo, b.frozen_offsets[i]),
-                  end = std::min(hi, b.frozen_offsets[i] + b.frozen_numels[i]);
-    if (begin >= end) continue;
-    const auto& [name, p] = b.frozen[i];
-    const int64_t first = begin - b.frozen_offsets[i], count = end - begin;
-    b.frozen_owned.narrow(0, begin - lo, count)
-        .copy_(deferred && deferred->has(name) ? deferred->read_range(name, first, count)
-                                               : p.detach().reshape(-1).narrow(0, first, count));
-  }
+  fill_from_pieces(b.frozen_owned, comm_.rank() * b.frozen_shard, b.frozen, b.frozen_offsets, b.frozen_numels,
+                   deferred);
   release_from_model(b);
 }
 
@@ -328,13 +341,7 @@ void DataParallel::fill_shard(Block& b, const DeferredWeights& deferred) {
   torch::NoGradGuard ng;
   const auto& p0 = b.params[0].second;
   b.owned = torch::zeros({b.shard}, p0.options().requires_grad(false));  // the padding stays zero
-  const int64_t lo = comm_.rank() * b.shard, hi = lo + b.shard;
-  for (size_t i = 0; i < b.params.size(); ++i) {
-    const int64_t begin = std::max(lo, b.offsets[i]), end = std::min(hi, b.offsets[i] + b.param_numels[i]);
-    if (begin >= end) continue;
-    b.owned.narrow(0, begin - lo, end - begin)
-        .copy_(deferred.read_range(b.params[i].first, begin - b.offsets[i], end - begin));
-  }
+  fill_from_pieces(b.owned, comm_.rank() * b.shard, b.params, b.offsets, b.param_numels, &deferred);
   b.owned.set_requires_grad(true);
   release_from_model(b);
 }

@@ -147,23 +147,31 @@ void visit_trained_weights(DataParallel& engine, const std::set<std::string>& wa
   for (auto& item : model->named_modules())
     if (auto* lin = dynamic_cast<const LinearImpl*>(item.value().get()); lin && lin->has_lora())
       adapted[lin->weight.unsafeGetTensorImpl()] = lin;
-  const auto weights = model->named_weights();
+  std::set<std::string> weights, seen;
+  for (auto& [name, t] : model->named_weights())
+    if (!is_lora_parameter(name) && wanted.count(name)) weights.insert(name);
+  visit_whole_named(engine, weights, [&](const std::string& name, const torch::Tensor& p, const torch::Tensor& value) {
+    seen.insert(name);
+    auto lin = adapted.find(p.unsafeGetTensorImpl());  // its layer is whole while this runs, adapters included
+    fn(name, lin == adapted.end() ? value : lin->second->merged_weight());
+  });
+  for (auto& [name, t] : model->named_weights())  // in no engine block: whole in the model already
+    if (weights.count(name) && !seen.count(name)) fn(name, t.detach());
+}
+
+void visit_whole_named(DataParallel& engine, const std::set<std::string>& wanted,
+                       const std::function<void(const std::string&, const torch::Tensor&, const torch::Tensor&)>& fn) {
   std::map<const void*, std::string> names;
-  std::set<const void*> impls, seen;
-  for (auto& [name, t] : weights)
-    if (!is_lora_parameter(name) && wanted.count(name)) {
+  std::set<const void*> impls;
+  for (auto& [name, t] : engine.model()->named_weights())
+    if (wanted.count(name)) {
       names[t.unsafeGetTensorImpl()] = name;
       impls.insert(t.unsafeGetTensorImpl());
     }
   engine.visit_whole_parameters(impls, [&](const torch::Tensor& p, const torch::Tensor& value) {
     auto it = names.find(p.unsafeGetTensorImpl());
-    if (it == names.end()) return;
-    seen.insert(it->first);
-    auto lin = adapted.find(it->first);  // its layer is whole while this runs, adapters included
-    fn(it->second, lin == adapted.end() ? value : lin->second->merged_weight());
+    if (it != names.end()) fn(it->second, p, value);
   });
-  for (auto& [name, t] : weights)  // in no engine block: whole in the model already
-    if (impls.count(t.unsafeGetTensorImpl()) && !seen.count(t.unsafeGetTensorImpl())) fn(name, t.detach());
 }
 
 void save_model_from_engine(DataParallel& engine, const std::string& dir, CheckpointFormat format,

@@ -47,6 +47,10 @@ void save_model_from_engine(DataParallel& engine, const std::string& dir, Checkp
 // holds are whole in the model and visited last.
 void visit_trained_weights(DataParallel& engine, const std::set<std::string>& wanted,
                            const std::function<void(const std::string&, const torch::Tensor&)>& fn);
+// The same without merging: fn(name, parameter, whole value) for each parameter named in `wanted`
+// (named_weights' names, adapters' own included) that an engine block holds.
+void visit_whole_named(DataParallel& engine, const std::set<std::string>& wanted,
+                       const std::function<void(const std::string&, const torch::Tensor&, const torch::Tensor&)>& fn);
 
 // The newest complete step-* directory under root, or "" when there is none.
 std::string latest_complete_checkpoint(const std::string& root);

@@ -112,17 +112,12 @@ RunOutput run_objective(const RunSpec& spec, const RunText& text, const std::vec
 }
 
 std::map<std::string, torch::Tensor> gather_adapters(DataParallel& engine) {
-  std::map<const void*, std::string> names;
-  std::set<const void*> wanted;
-  for (auto& [name, p] : engine.model()->named_parameters(true).pairs())
-    if (is_lora_parameter(name)) {
-      names[p.unsafeGetTensorImpl()] = name;
-      wanted.insert(p.unsafeGetTensorImpl());
-    }
+  std::set<std::string> adapters;
+  for (auto& [name, p] : engine.model()->named_weights())
+    if (is_lora_parameter(name)) adapters.insert(name);
   std::map<std::string, torch::Tensor> out;
-  engine.visit_whole_parameters(wanted, [&](const torch::Tensor& p, const torch::Tensor& value) {
-    auto it = names.find(p.unsafeGetTensorImpl());
-    if (it != names.end()) out[it->second] = value.to(torch::kCPU, false, true);
+  visit_whole_named(engine, adapters, [&](const std::string& name, const torch::Tensor&, const torch::Tensor& value) {
+    out[name] = value.to(torch::kCPU, false, true);
   });
   return out;
 }

@@ -98,11 +98,6 @@ std::set<std::string> merge_part_of_rank(const MergeOutput& mo, const ProcessGro
   return r < S ? merge_part_names(mo, r, S) : std::set<std::string>{};
 }
 
-MergeOutput plan_spunge_merge(const SpungeOptions& o, const TensorReader& base) {
-  return plan_merge_output(base, (fs::path(o.output.out) / "merged").string(), o.output.format,
-                           o.output.max_shard_bytes);
-}
-
 // The tensors `names` of a trained model, whole, on its device. A run kept sharded gathers one
 // layer at a time over its group (collective: every rank of the group calls this, with the same
 // model, whatever its `names`; LoRA adapters come merged) and keeps only the named tensors.
@@ -166,12 +161,10 @@ std::map<std::string, torch::Tensor> unlearn_subsets(const SpungeOptions& o, con
 // and member (j mod K) merges and writes the part's j-th shard. Queued subsets were saved and
 // merge from disk over all ranks instead.
 int merge_subsets(const SpungeOptions& o, const std::vector<NamedExamples>& subsets, ProcessGroups& pg,
-                  const std::map<std::string, torch::Tensor>& mine) {
+                  const TensorReader& base, const MergeOutput& mo, const std::map<std::string, torch::Tensor>& mine) {
   Communicator& world = *pg.world;
   const fs::path run(o.output.out);
-  TensorReader base(o.run.model.dir);
   auto rule = make_merge_method(o.merge, subsets.size());
-  MergeOutput mo = plan_spunge_merge(o, base);
   json job = merge_job_json(o.merge, o.output.format, o.output.max_shard_bytes);
   job["base"] = o.run.model.dir;
   job["subsets"] = json::array();
@@ -285,9 +278,11 @@ int run_spunge(const SpungeOptions& o, const SpungeData& data, const Runtime& rt
 
   auto t_train = std::chrono::steady_clock::now();
   bool preempted = false;
+  const TensorReader base(o.run.model.dir);
+  const MergeOutput mo =  // the merged checkpoint's shards
+      plan_merge_output(base, (run / "merged").string(), o.output.format, o.output.max_shard_bytes);
   std::set<std::string> part;  // this rank's share of the in-memory merge
-  if (subsets.size() <= sizes.size())
-    part = merge_part_of_rank(plan_spunge_merge(o, TensorReader(o.run.model.dir)), pg);
+  if (subsets.size() <= sizes.size()) part = merge_part_of_rank(mo, pg);
   auto mine = unlearn_subsets(o, text, data, subsets, pg, config, part, rt.device, preempted);  // 3. unlearn
   if (preempted) {
     spdlog::warn("spunge: preempted; checkpoints are in {}; rerun the same command with --resume",
@@ -300,7 +295,7 @@ int run_spunge(const SpungeOptions& o, const SpungeData& data, const Runtime& rt
 
   auto t_merge = std::chrono::steady_clock::now();
   const std::string merged_dir = (run / "merged").string();
-  int rc = merge_subsets(o, subsets, pg, mine);  // 4. merge
+  int rc = merge_subsets(o, subsets, pg, base, mo, mine);  // 4. merge
   if (rc != 0) return rc;
   mine.clear();
   const double merge_s = seconds_since(t_merge);
