@@ -145,6 +145,9 @@ std::unique_ptr<Communicator> make_mpi_communicator(MPI_Comm comm, const std::st
   return std::make_unique<MpiCommunicator>(comm, name);
 }
 
-std::unique_ptr<Communicator> make_world_communicator() { return make_mpi_communicator(MPI_COMM_WORLD, "world"); }
+std::unique_ptr<Communicator> make_world_communicator() {
+  if (!mpi_active()) return make_self_communicator();  // one process that no launcher started
+  return make_mpi_communicator(MPI_COMM_WORLD, "world");
+}
 
 }  // namespace lethe

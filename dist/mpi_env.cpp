@@ -30,6 +30,7 @@ bool mpi_active() {
 }
 
 void abort_job(int code) {
+  if (!mpi_active()) std::_Exit(code);
   std::thread([code] {
     std::this_thread::sleep_for(std::chrono::seconds(5));
     std::_Exit(code);
@@ -97,10 +98,18 @@ void end_startup_deadline() {
   d.cv.notify_all();
 }
 
-RankInfo mpi_init(int* argc, char*** argv) {
+bool started_by_launcher() {
+  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE", "SLURM_STEP_ID", "SLURM_PROCID",
+                        "MPI_LOCALNRANKS", "HYDRA_CONTROL_FD"})
+    if (std::getenv(v)) return true;
+  return false;
+}
+
+RankInfo mpi_init(int* argc, char*** argv, bool single_without_launcher) {
   static bool called = false;
   LETHE_CHECK(!called, "mpi_init is called once per process (it runs a collective)");
   called = true;
+  if (single_without_launcher && !mpi_active() && !started_by_launcher()) return RankInfo{};
   if (!mpi_active()) {
     int provided = 0;
     startup_phase("MPI_Init");

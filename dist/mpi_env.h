@@ -22,7 +22,12 @@ namespace lethe {
 // the Runtime from it), because it runs a collective (MPI_Comm_split_type). Refuses (InputError) to run when
 // SLURM_NTASKS disagrees with the MPI world size: OpenMPI under srun without PMI starts N
 // independent singletons, which would otherwise each train alone.
-RankInfo mpi_init(int* argc, char*** argv);
+// With `single_without_launcher`, a process that no launcher started (started_by_launcher()) is
+// one rank without MPI: MPI_Init as a singleton costs ~0.4 s (OpenMPI reads the machine's
+// topology), and the world communicator is then the self communicator.
+RankInfo mpi_init(int* argc, char*** argv, bool single_without_launcher = false);
+// True when mpirun/mpiexec, srun or another PMI launcher started this process (its variables are set).
+bool started_by_launcher();
 void mpi_finalize();
 
 // The start-up deadline: from before MPI_Init until end_startup_deadline() (the world and device

@@ -55,7 +55,7 @@ class NcclCommunicator : public Communicator {
  public:
   NcclCommunicator(Communicator& bootstrap, int device, std::string name)
       : name_(std::move(name)), rank_(bootstrap.rank()), size_(bootstrap.size()), device_(device) {
-    MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &world_rank_));
+    if (mpi_active()) MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &world_rank_));
     CUDA_CHECK(cudaSetDevice(device_));
     ncclUniqueId id;
     if (rank_ == 0) NCCL_CHECK(ncclGetUniqueId(&id));
@@ -73,7 +73,7 @@ class NcclCommunicator : public Communicator {
   // A communicator made by ncclCommSplit: takes ownership of `comm`.
   NcclCommunicator(ncclComm_t comm, int device, std::string name)
       : name_(std::move(name)), device_(device), comm_(comm) {
-    MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &world_rank_));
+    if (mpi_active()) MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &world_rank_));
     CUDA_CHECK(cudaSetDevice(device_));
     wait_ready("ncclCommSplit");
     NCCL_CHECK(ncclCommUserRank(comm_, &rank_));

@@ -104,7 +104,7 @@ int main(int argc, char** argv) {
   Runtime rt;
   try {
     start_startup_deadline(argc, argv);  // until the communicators are built
-    rt.rank = mpi_init(&argc, &argv);
+    rt.rank = mpi_init(&argc, &argv, /*single_without_launcher=*/true);
   } catch (const std::exception& e) {
     std::cerr << "lethe " << name << ": error: " << e.what() << "\n";
     finish(2, 1);
