@@ -41,10 +41,10 @@ class NativeWriter : public CheckpointWriter {
   CheckpointFormat format() const override { return CheckpointFormat::kNative; }
   std::string shard_extension() const override { return "h5"; }
   std::string index_name() const override { return kNativeIndex; }
-  void write_shard(const std::string& path, const NamedTensors& tensors, const json& model_config,
-                   const json& run_config) const override {
+  void write_shard_streamed(const std::string& path, const NamedTensors& layout, const TensorSource& value,
+                            const json& model_config, const json& run_config) const override {
     write_file_via_temp(path, [&](const std::string& tmp) {
-      write_h5_tensors(tmp, tensors,
+      write_h5_tensors(tmp, layout, value,
                        {{"model_config", model_config}, {"run_config", run_config}, {"format_version", 1}});
     });
   }
@@ -58,8 +58,11 @@ class HfWriter : public CheckpointWriter {
   CheckpointFormat format() const override { return CheckpointFormat::kHf; }
   std::string shard_extension() const override { return "safetensors"; }
   std::string index_name() const override { return "model.safetensors.index.json"; }
-  void write_shard(const std::string& path, const NamedTensors& tensors, const json&, const json&) const override {
-    write_file_via_temp(path, [&](const std::string& tmp) { write_safetensors(tmp, tensors, {{"format", "pt"}}); });
+  void write_shard_streamed(const std::string& path, const NamedTensors& layout, const TensorSource& value, const json&,
+                            const json&) const override {
+    write_file_via_temp(path, [&](const std::string& tmp) {
+      write_safetensors(tmp, layout, value, {{"format", "pt"}});
+    });
   }
   void write_metadata(const std::string& dir, const json& model_config, const json& run_config) const override {
     write_json_file((fs::path(dir) / "config.json").string(), model_config);
@@ -68,6 +71,12 @@ class HfWriter : public CheckpointWriter {
 };
 
 }  // namespace
+
+void CheckpointWriter::write_shard(const std::string& path, const NamedTensors& tensors, const json& model_config,
+                                   const json& run_config) const {
+  write_shard_streamed(
+      path, tensors, [&](size_t i) { return tensors[i].second; }, model_config, run_config);
+}
 
 std::unique_ptr<CheckpointWriter> make_checkpoint_writer(CheckpointFormat f) {
   if (f == CheckpointFormat::kNative) return std::make_unique<NativeWriter>();

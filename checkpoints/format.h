@@ -29,8 +29,15 @@ class CheckpointWriter {
   virtual std::string shard_extension() const = 0;  // "h5" | "safetensors"
   virtual std::string index_name() const = 0;       // the index of a sharded checkpoint
   // One shard file, written through a temporary name.
-  virtual void write_shard(const std::string& path, const NamedTensors& tensors, const json& model_config,
-                           const json& run_config) const = 0;
+  void write_shard(const std::string& path, const NamedTensors& tensors, const json& model_config,
+                   const json& run_config) const;
+  // The same, tensor by tensor: `layout` gives every tensor's name, dtype and shape (placeholders
+  // on the meta device will do) and `value(i)` its values, asked for in order once each; a value
+  // whose dtype or shape differs from its layout is an InternalError. Each tensor's bytes are
+  // handed to the disk as soon as they are written (start_writeback), so the disk writes while
+  // `value` computes the next tensor. An exception from `value` leaves no file behind.
+  virtual void write_shard_streamed(const std::string& path, const NamedTensors& layout, const TensorSource& value,
+                                    const json& model_config, const json& run_config) const = 0;
   // config.json, and where the shards do not carry it, the run configuration.
   virtual void write_metadata(const std::string& dir, const json& model_config, const json& run_config) const = 0;
 };

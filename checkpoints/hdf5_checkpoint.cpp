@@ -204,6 +204,12 @@ H5Dataset check_dataset(hid_t ds, const std::string& what) {
 }  // namespace
 
 void write_h5_tensors(const std::string& path, const NamedTensors& tensors, const std::map<std::string, json>& attrs) {
+  write_h5_tensors(
+      path, tensors, [&](size_t i) { return tensors[i].second; }, attrs);
+}
+
+void write_h5_tensors(const std::string& path, const NamedTensors& layout, const TensorSource& value,
+                      const std::map<std::string, json>& attrs) {
   silence_hdf5();
   H5Id fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
   // Latest format: metadata blocks carry checksums too, so header corruption is detected.
@@ -215,11 +221,12 @@ void write_h5_tensors(const std::string& path, const NamedTensors& tensors, cons
   H5Id file(H5Fcreate(path.c_str(), H5F_ACC_EXCL, fcpl, fapl), H5Fclose);
   if (file.id < 0) throw InputError(path + ": cannot create HDF5 file (exists or not writable)");
   for (auto& [k, v] : attrs) write_string_attr(file, k, json_text(v));
-  for (const auto& entry : tensors) {
-    const std::string& name = entry.first;  // (no structured binding: H5_CHECK is a lambda)
-    const torch::Tensor& t0 = entry.second;
+  int* fd = nullptr;  // the sec2 driver's descriptor, for start_writeback
+  if (H5Fget_vfd_handle(file, H5P_DEFAULT, reinterpret_cast<void**>(&fd)) < 0) fd = nullptr;
+  for (size_t i = 0; i < layout.size(); ++i) {
+    const std::string& name = layout[i].first;
     const std::string what = path + ": dataset '" + name + "'";
-    auto t = t0.detach().to(torch::kCPU).contiguous();
+    const torch::Tensor t = source_tensor(layout, value, i, path);
     std::vector<hsize_t> dims;
     for (auto d : t.sizes()) dims.push_back(hsize_t(d));
     bool scalar = dims.empty();
@@ -242,6 +249,7 @@ void write_h5_tensors(const std::string& path, const NamedTensors& tensors, cons
     write_string_attr(ds, "hash64b", hex64(fold_block_hashes(blocks, bytes)));
     if (blocks.size() > 1) write_block_hashes_attr(ds, blocks);  // ranges of it can be read alone
     if (scalar) write_string_attr(ds, "scalar", "1");
+    if (fd) start_writeback(*fd);
   }
   H5_CHECK(H5Fflush(file, H5F_SCOPE_GLOBAL), path);
 }

@@ -21,6 +21,10 @@ namespace lethe {
 
 // One HDF5 file: tensors as datasets, attrs as JSON-string attributes on the root group.
 void write_h5_tensors(const std::string& path, const NamedTensors& tensors, const std::map<std::string, json>& attrs);
+// Tensor by tensor (CheckpointWriter::write_shard_streamed): dataset i from value(i), checked
+// against layout[i], handed to the disk (start_writeback) before the next value is asked for.
+void write_h5_tensors(const std::string& path, const NamedTensors& layout, const TensorSource& value,
+                      const std::map<std::string, json>& attrs);
 // Reads `names` (all when empty). Corruption (checksum, truncation, bad header) -> CorruptError.
 TensorMap read_h5_tensors(const std::string& path, const std::vector<std::string>& names = {},
                           std::map<std::string, json>* attrs = nullptr);

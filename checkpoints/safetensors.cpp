@@ -193,35 +193,35 @@ TensorMap read_safetensors(const std::string& path) { return read_safetensors_su
 
 void write_safetensors(const std::string& path, const NamedTensors& tensors,
                        const std::map<std::string, std::string>& metadata) {
+  write_safetensors(
+      path, tensors, [&](size_t i) { return tensors[i].second; }, metadata);
+}
+
+void write_safetensors(const std::string& path, const NamedTensors& layout, const TensorSource& value,
+                       const std::map<std::string, std::string>& metadata) {
   json h = json::object();
   if (!metadata.empty()) h["__metadata__"] = metadata;
   uint64_t offset = 0;
-  std::vector<torch::Tensor> contiguous;
-  for (auto& [name, t0] : tensors) {
-    auto t = t0.detach().to(torch::kCPU).contiguous();
-    uint64_t nbytes = uint64_t(t.numel()) * dtype_size(t.scalar_type());
+  for (auto& [name, t] : layout) {
+    const uint64_t nbytes = uint64_t(t.numel()) * dtype_size(t.scalar_type());
     h[name] = {{"dtype", safetensors_dtype_name(t.scalar_type())},
                {"shape", t.sizes().vec()},
                {"data_offsets", {offset, offset + nbytes}}};
     offset += nbytes;
-    contiguous.push_back(t);
   }
   std::string header = h.dump();
   header.append((8 - header.size() % 8) % 8, ' ');  // align the data section to 8 bytes
-  write_file_via_temp(path, [&](const std::string& tmp) {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw InputError(path + ": cannot write (" + std::strerror(errno) + ")");
-    uint64_t hlen = header.size();
-    uint8_t lenbuf[8];
-    for (int i = 0; i < 8; ++i) lenbuf[i] = uint8_t(hlen >> (8 * i));
-    out.write(reinterpret_cast<char*>(lenbuf), 8);
-    out.write(header.data(), std::streamsize(header.size()));
-    for (auto& t : contiguous)
-      out.write(static_cast<const char*>(t.data_ptr()),
-                std::streamsize(uint64_t(t.numel()) * dtype_size(t.scalar_type())));
-    out.flush();
-    if (!out) throw InputError(path + ": write failed (" + std::strerror(errno) + ")");
-  });
+  SequentialFile out(path);
+  const uint64_t hlen = header.size();
+  uint8_t lenbuf[8];
+  for (int i = 0; i < 8; ++i) lenbuf[i] = uint8_t(hlen >> (8 * i));
+  out.append(lenbuf, 8);
+  out.append(header.data(), header.size());
+  for (size_t i = 0; i < layout.size(); ++i) {
+    const torch::Tensor t = source_tensor(layout, value, i, path);
+    out.append(t.data_ptr(), size_t(tensor_bytes(t)));
+  }
+  out.close();
 }
 
 bool has_hf_weights(const std::string& dir) {

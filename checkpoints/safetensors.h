@@ -33,6 +33,10 @@ void read_safetensors_tensor_into(const std::string& path, uint64_t offset, cons
                                   const torch::Tensor& dst);
 void write_safetensors(const std::string& path, const NamedTensors& tensors,
                        const std::map<std::string, std::string>& metadata = {});
+// Tensor by tensor (CheckpointWriter::write_shard_streamed): the header from `layout`, then each
+// value(i) written and handed to the disk (start_writeback) before the next is asked for.
+void write_safetensors(const std::string& path, const NamedTensors& layout, const TensorSource& value,
+                       const std::map<std::string, std::string>& metadata);
 
 // A directory holding model.safetensors or model.safetensors.index.json + shards.
 bool has_hf_weights(const std::string& dir);

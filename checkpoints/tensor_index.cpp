@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <sstream>
 
 #include "common/error.h"
 
@@ -55,6 +56,23 @@ void write_weight_index(const std::string& dir, const std::string& index_name, c
                         uint64_t total_bytes) {
   write_json_file((fs::path(dir) / index_name).string(),
                   json{{"metadata", {{"total_size", total_bytes}}}, {"weight_map", weight_map}});
+}
+
+namespace {
+std::string dtype_and_shape(const torch::Tensor& t) {
+  std::ostringstream out;
+  out << c10::toString(t.scalar_type()) << " " << t.sizes();
+  return out.str();
+}
+}  // namespace
+
+torch::Tensor source_tensor(const NamedTensors& layout, const TensorSource& value, size_t i, const std::string& path) {
+  const torch::Tensor& want = layout[i].second;
+  torch::Tensor t = value(i).detach().to(torch::kCPU).contiguous();
+  if (t.scalar_type() != want.scalar_type() || t.sizes() != want.sizes())
+    throw InternalError(path + ": tensor '" + layout[i].first + "' is " + dtype_and_shape(t) +
+                        ", its file was laid out for " + dtype_and_shape(want));
+  return t;
 }
 
 }  // namespace lethe

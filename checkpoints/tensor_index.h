@@ -4,6 +4,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -14,6 +15,9 @@ namespace lethe {
 
 using TensorMap = std::map<std::string, torch::Tensor>;
 using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
+// Tensor i of a file being written, computed when the writer asks for it (the writers below call
+// it once per tensor, in order), so a file's tensors need not all be in memory at once.
+using TensorSource = std::function<torch::Tensor(size_t i)>;
 
 // Shards of consecutive items, each at most max_shard_bytes (0: one shard; an item larger than
 // the limit gets a shard of its own); indices into `bytes`.
@@ -28,5 +32,8 @@ void write_weight_index(const std::string& dir, const std::string& index_name, c
 
 size_t dtype_size(torch::ScalarType t);
 uint64_t tensor_bytes(const torch::Tensor& t);
+// value(i), contiguous on the CPU, after checking its dtype and shape against layout[i]
+// (InternalError naming `path` and the tensor when they differ).
+torch::Tensor source_tensor(const NamedTensors& layout, const TensorSource& value, size_t i, const std::string& path);
 
 }  // namespace lethe

@@ -10,12 +10,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <mutex>
 #include <set>
 #include <sstream>
+#include <thread>
 #include <vector>
 
 #include "common/error.h"
@@ -73,6 +75,136 @@ void fsync_path(const std::string& path) {
   int rc = ::fsync(fd);
   ::close(fd);
   if (rc != 0) throw InputError("fsync failed on " + path + ": " + std::strerror(errno));
+}
+
+void write_all(int fd, const void* data, size_t n, const std::string& path) {
+  const char* p = static_cast<const char*>(data);
+  while (n > 0) {
+    const ssize_t w = ::write(fd, p, std::min(n, size_t(1) << 30));
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) throw InputError(path + ": write failed (" + std::strerror(w < 0 ? errno : EIO) + ")");
+    p += w;
+    n -= size_t(w);
+  }
+}
+
+void start_writeback(int fd) {
+  // Advice only: where the filesystem does not support it, fsync still writes everything.
+  (void)::sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+}
+
+namespace {
+constexpr size_t kDirectAlign = 4096;
+constexpr size_t kSequentialBuffer = size_t(16) << 20;
+}  // namespace
+
+struct SequentialFile::Pending {
+  std::thread thread;
+  std::exception_ptr error;
+};
+
+SequentialFile::SequentialFile(const std::string& path, bool allow_direct) : path_(path) {
+  if (allow_direct) fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_DIRECT, 0644);
+  direct_ = fd_ >= 0;
+  if (!allow_direct || (fd_ < 0 && errno == EINVAL))
+    fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw InputError(path + ": cannot write (" + std::strerror(errno) + ")");
+  for (auto& b : bufs_) {
+    void* p = nullptr;
+    if (::posix_memalign(&p, kDirectAlign, kSequentialBuffer) != 0) {
+      ::close(fd_);
+      fd_ = -1;
+      std::free(bufs_[0]);
+      throw std::bad_alloc();
+    }
+    b = static_cast<char*>(p);
+  }
+}
+
+SequentialFile::~SequentialFile() {
+  try {
+    wait_pending();
+  } catch (...) {
+  }
+  if (fd_ >= 0) ::close(fd_);
+  for (auto* b : bufs_) std::free(b);
+}
+
+void SequentialFile::write_at(const char* data, size_t n, uint64_t offset) {
+  while (n > 0) {
+    const ssize_t w = ::pwrite(fd_, data, n, off_t(offset));
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0 && errno == EINVAL && direct_) {  // O_DIRECT accepted at open, refused for writes
+      if (::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL) & ~O_DIRECT) != 0)
+        throw InputError(path_ + ": write failed (" + std::strerror(errno) + ")");
+      direct_ = false;
+      continue;
+    }
+    if (w <= 0) throw InputError(path_ + ": write failed (" + std::strerror(w < 0 ? errno : EIO) + ")");
+    data += w;
+    offset += uint64_t(w);
+    n -= size_t(w);
+  }
+  if (!direct_) start_writeback(fd_);
+}
+
+void SequentialFile::wait_pending() {
+  if (!pending_) return;
+  pending_->thread.join();
+  std::exception_ptr e = pending_->error;
+  delete pending_;
+  pending_ = nullptr;
+  if (e) std::rethrow_exception(e);
+}
+
+void SequentialFile::flush_full() {
+  wait_pending();  // the other buffer is free again
+  pending_ = new Pending;
+  const char* data = bufs_[cur_];
+  const size_t n = used_;
+  const uint64_t at = offset_;
+  Pending* p = pending_;
+  p->thread = std::thread([this, p, data, n, at] {
+    try {
+      write_at(data, n, at);
+    } catch (...) {
+      p->error = std::current_exception();
+    }
+  });
+  cur_ ^= 1;
+  offset_ += used_;
+  used_ = 0;
+}
+
+void SequentialFile::append(const void* data, size_t n) {
+  LETHE_CHECK(fd_ >= 0, "SequentialFile::append after close");
+  const char* p = static_cast<const char*>(data);
+  while (n > 0) {
+    const size_t k = std::min(n, kSequentialBuffer - used_);
+    std::memcpy(bufs_[cur_] + used_, p, k);
+    used_ += k;
+    p += k;
+    n -= k;
+    if (used_ == kSequentialBuffer) flush_full();
+  }
+}
+
+void SequentialFile::close() {
+  if (fd_ < 0) return;
+  wait_pending();
+  const uint64_t size = offset_ + used_;
+  if (used_ > 0) {
+    // O_DIRECT writes whole aligned blocks: the tail is padded, and the size set after.
+    const size_t padded = direct_ ? (used_ + kDirectAlign - 1) / kDirectAlign * kDirectAlign : used_;
+    std::memset(bufs_[cur_] + used_, 0, padded - used_);
+    write_at(bufs_[cur_], padded, offset_);
+    if (padded != used_ && ::ftruncate(fd_, off_t(size)) != 0)
+      throw InputError(path_ + ": write failed (" + std::strerror(errno) + ")");
+  }
+  used_ = 0;
+  const int fd = fd_;
+  fd_ = -1;
+  if (::close(fd) != 0) throw InputError(path_ + ": write failed (" + std::strerror(errno) + ")");
 }
 
 void fsync_parent_dir(const std::string& path) {

@@ -17,6 +17,45 @@ void write_file_atomic(const std::string& path, const std::string& content);
 // fsynced and renamed over `path`, so `path` either does not exist or is complete.
 void write_file_via_temp(const std::string& path, const std::function<void(const std::string& tmp)>& write);
 void fsync_path(const std::string& path);  // file or directory
+// All n bytes to fd (short writes retried); InputError naming `path` (ENOSPC, EIO, ...).
+void write_all(int fd, const void* data, size_t n, const std::string& path);
+// A new file written front to back, the way checkpoint shards are: through O_DIRECT where the
+// file system takes it (the page cache's copy of every byte costs more than the disk's write on
+// these machines: 2.2 GB with dd, 1.3-1.4 s direct against 5.7-9.4 s buffered), from two aligned
+// 16 MiB buffers: one is filled by append() while a helper thread writes the other, so the disk
+// works while the caller computes what comes next. Elsewhere (tmpfs, file systems that refuse
+// O_DIRECT) the same buffers go through the page cache. close() writes the tail, sets the size
+// and closes; it does not fsync (write_file_via_temp does). Errors name the path.
+class SequentialFile {
+ public:
+  // Created or truncated; `allow_direct` false: the page cache whatever the file system.
+  explicit SequentialFile(const std::string& path, bool allow_direct = true);
+  ~SequentialFile();  // an unclosed file is closed, errors ignored
+  SequentialFile(const SequentialFile&) = delete;
+  SequentialFile& operator=(const SequentialFile&) = delete;
+  void append(const void* data, size_t n);
+  void close();
+  bool direct() const { return direct_; }
+
+ private:
+  void flush_full();  // hands the filled buffer to the helper thread
+  void wait_pending();
+  void write_at(const char* data, size_t n, uint64_t offset);
+  std::string path_;
+  int fd_ = -1;
+  bool direct_ = false;
+  char* bufs_[2] = {nullptr, nullptr};
+  int cur_ = 0;
+  size_t used_ = 0;
+  uint64_t offset_ = 0;  // file offset of the current buffer
+  struct Pending;
+  Pending* pending_ = nullptr;
+};
+
+// Starts the disk writing fd's dirty pages now, without waiting for it (sync_file_range WRITE).
+// A file written piece by piece, each piece computed after the last was written, then reaches
+// the disk while the next piece is computed, and its fsync waits only for the tail.
+void start_writeback(int fd);
 // pread until `n` bytes or the end of the file: the bytes read, or -1 (errno set) on an error.
 ssize_t pread_full(int fd, void* buf, size_t n, uint64_t offset);
 void fsync_parent_dir(const std::string& path);
