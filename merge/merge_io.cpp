@@ -52,6 +52,22 @@ void reuse_large_blocks() {
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
 }
 
+// Shard j's tensors as placeholders (the base's dtype and shape, the output's), for a writer that
+// is given their values one at a time.
+NamedTensors shard_layout(const TensorReader& base, const MergeOutput& mo, size_t j) {
+  NamedTensors layout;
+  for (size_t i : mo.shards[j]) {
+    const TensorInfo& info = base.tensors().at(mo.names[i]);
+    layout.emplace_back(mo.names[i],
+                        torch::empty(info.shape, torch::TensorOptions().dtype(info.dtype).device(torch::kMeta)));
+  }
+  return layout;
+}
+
+// Thrown out of a shard's TensorSource when a preemption signal arrives: the shard's temporary
+// file is removed and the shard is redone by the next run.
+struct ShardStopped {};
+
 }  // namespace
 
 std::vector<int> assign_by_size(const std::vector<int64_t>& bytes, int parts) {
@@ -136,14 +152,6 @@ void write_merged_shard(const MergeOutput& mo, size_t j, const NamedTensors& ten
   NamedTensors cpu;
   for (auto& [name, t] : tensors) cpu.emplace_back(name, t.detach().to(torch::kCPU).contiguous());
   make_checkpoint_writer(mo.format)->write_shard(shard_path(mo, j), cpu, mo.config, job);  // temporary + rename
-}
-
-torch::Tensor delta_of(const torch::Tensor& theta, const torch::Tensor& theta0) {
-  return (theta.to(torch::kFloat) - theta0.to(theta.device(), torch::kFloat)).contiguous();
-}
-
-torch::Tensor apply_delta(const torch::Tensor& base, const torch::Tensor& merged_delta) {
-  return (base.to(torch::kFloat) + merged_delta.to(base.device(), torch::kFloat)).to(base.scalar_type());
 }
 
 void assemble_merge_output(const MergeOutput& mo, const TensorReader& base, const json& job, Communicator& comm) {
@@ -232,24 +240,30 @@ int merge_from_disk(const TensorReader& base, const std::vector<TensorReader>& m
         ++skipped;
         continue;
       }
-      NamedTensors merged;
-      for (size_t i : mo.shards[s]) {
-        // --max-tensors is checked between shards (a shard is the unit of resumption), signals
-        // between tensors (the shard in progress is redone by the next run).
-        if ((max_tensors > 0 && tensors >= max_tensors && merged.empty()) || preemption_requested()) {
-          stopped = true;
-          break;
-        }
-        const std::string& name = mo.names[i];
-        torch::Tensor theta0 = base.read(name);
-        std::vector<torch::Tensor> deltas;
-        const torch::Tensor theta0f = theta0.to(torch::kFloat);  // converted once for the K deltas
-        for (auto& m : models) deltas.push_back(delta_of(m.read(name), theta0f));
-        merged.emplace_back(name, apply_delta(theta0, rule.merge(name, deltas)));
-        ++tensors;
+      // --max-tensors is checked between shards (a shard is the unit of resumption), signals
+      // between tensors (the shard in progress is redone by the next run).
+      if ((max_tensors > 0 && tensors >= max_tensors) || preemption_requested()) {
+        stopped = true;
+        break;
       }
-      if (stopped) break;
-      write_merged_shard(mo, s, merged, job);
+      // Each merged tensor goes to the file (and the disk) as soon as it is made, while the next
+      // one is merged: the merge's arithmetic overlaps the disk's writing.
+      const std::vector<size_t>& shard = mo.shards[s];
+      auto merged = [&](size_t k) {
+        if (preemption_requested()) throw ShardStopped{};
+        const std::string& name = mo.names[shard[k]];
+        std::vector<torch::Tensor> thetas;
+        for (auto& m : models) thetas.push_back(m.read(name));
+        ++tensors;
+        return rule.merge_weights(name, base.read(name), thetas);
+      };
+      try {
+        make_checkpoint_writer(mo.format)->write_shard_streamed(shard_path(mo, s), shard_layout(base, mo, s), merged,
+                                                                mo.config, job);
+      } catch (const ShardStopped&) {
+        stopped = true;
+        break;
+      }
       ++written;
     }
     flag = torch::tensor({stopped ? 1.0 : 0.0, double(written), double(skipped)}, torch::kDouble);  // one reduce

@@ -42,9 +42,6 @@ bool open_merge_output(const MergeOutput& mo, const json& job, Communicator& com
 bool is_shard_written(const MergeOutput& mo, size_t j);
 // Shard j's file, atomically (its writer's temporary name, fsync, rename).
 void write_merged_shard(const MergeOutput& mo, size_t j, const NamedTensors& tensors, const json& job);
-// theta - theta_0 in float32 on theta's device; theta_0 + merged delta in theta_0's dtype.
-torch::Tensor delta_of(const torch::Tensor& theta, const torch::Tensor& theta0);
-torch::Tensor apply_delta(const torch::Tensor& base, const torch::Tensor& merged_delta);
 // The job description both merge commands store ({"method", ..., "format", "max_shard_bytes"}).
 json merge_job_json(const MergeOptions& o, CheckpointFormat format, uint64_t max_shard_bytes);
 // Collective. Every shard must be written.

@@ -31,11 +31,22 @@ struct MergeOptions {
   std::string normalize = "auto";
 };
 
+// theta - theta_0 in float32 on theta's device; theta_0 + merged delta in theta_0's dtype.
+torch::Tensor delta_of(const torch::Tensor& theta, const torch::Tensor& theta0);
+torch::Tensor apply_delta(const torch::Tensor& base, const torch::Tensor& merged_delta);
+
 class MergeMethod {
  public:
   virtual ~MergeMethod() = default;
   // deltas[g]: model g's delta of tensor `name` (float32). Returns the merged delta (float32).
   virtual torch::Tensor merge(const std::string& name, const std::vector<torch::Tensor>& deltas) const = 0;
+  // The merged weights of tensor `name` from the base's and the models' own:
+  // apply_delta(base, merge(name, [delta_of(model_g, base)])). The linear rules (task_arithmetic,
+  // linear) compute it in one pass over the inputs, element by element with the same float32
+  // operations in the same order, without the float32 deltas: the same bits, a fraction of the
+  // memory traffic (bench merge at 1.1B parameters: docs/PERFORMANCE.md).
+  virtual torch::Tensor merge_weights(const std::string& name, const torch::Tensor& base,
+                                      const std::vector<torch::Tensor>& models) const;
 };
 
 // The rules, one class each (merge_rules.cpp): `--help`, the error lists and describe() come

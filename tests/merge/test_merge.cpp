@@ -70,6 +70,88 @@ TEST(Merge, TaskArithmeticAndLinear) {
   expect_eq(make_merge_method(opts("linear"), 2)->merge("w", kDeltas), {1, 2, 0.5, -1});
 }
 
+// The fused one-pass merge of the linear rules gives the unfused path's bits: float32, bfloat16
+// and float16 weights, sizes off the block size, weights, lambda and normalization.
+TEST(Merge, FusedLinearMergeEqualsTheDeltaPathBitForBit) {
+  torch::manual_seed(7);
+  struct Case {
+    std::string method;
+    std::vector<double> w;
+    double lambda;
+    std::string normalize;
+  };
+  const std::vector<Case> cases = {{"task_arithmetic", {}, 0.5, "auto"},
+                                   {"task_arithmetic", {0.3, 1.7, 0.9}, 0.7, "auto"},
+                                   {"task_arithmetic", {0.3, 1.7, 0.9}, 1.3, "true"},
+                                   {"linear", {}, 1, "auto"},
+                                   {"linear", {0.2, 0.5, 2.5}, 1, "auto"},
+                                   {"linear", {0.2, 0.5, 2.5}, 1, "false"}};
+  for (auto dt : {torch::kFloat, torch::kBFloat16, torch::kHalf})
+    for (int64_t n : {int64_t(1), int64_t(1023), int64_t(70001)})
+      for (auto& c : cases) {
+        MergeOptions o = opts(c.method, c.w, 0.5, c.lambda);
+        o.normalize = c.normalize;
+        auto rule = make_merge_method(o, 3);
+        auto base = torch::randn({n}).to(dt);
+        std::vector<torch::Tensor> models, deltas;
+        for (int g = 0; g < 3; ++g) {
+          models.push_back((base.to(torch::kFloat) + 0.01 * torch::randn({n})).to(dt));
+          deltas.push_back(delta_of(models.back(), base));
+        }
+        const auto want = apply_delta(base, rule->merge("w", deltas));
+        const auto got = rule->merge_weights("w", base, models);
+        ASSERT_EQ(got.scalar_type(), dt);
+        EXPECT_TRUE(torch::equal(got, want))
+            << c.method << " " << c.normalize << " " << dt << " n " << n << ": max difference "
+            << (got.to(torch::kFloat) - want.to(torch::kFloat)).abs().max().item<float>();
+      }
+  // Non-contiguous inputs take the unfused path: the same values.
+  auto rule = make_merge_method(opts("task_arithmetic", {}, 0.5, 0.5), 2);
+  auto base = torch::randn({8, 6}).t();
+  std::vector<torch::Tensor> models = {base + 1, base - 2};
+  EXPECT_TRUE(
+      torch::equal(rule->merge_weights("w", base, models),
+                   apply_delta(base, rule->merge("w", {delta_of(models[0], base), delta_of(models[1], base)}))));
+}
+
+// The fused TIES merge (threshold trim) gives the unfused path's bits: dtypes, sizes (below and
+// above the radix selection's chunk, k = 0 and k = n), weights, lambda, normalization, and
+// deltas with equal magnitudes and exact zeros.
+TEST(Merge, FusedTiesMergeEqualsTheDeltaPathBitForBit) {
+  torch::manual_seed(11);
+  struct Case {
+    std::vector<double> w;
+    double density, lambda;
+    std::string normalize;
+  };
+  const std::vector<Case> cases = {{{}, 0.2, 1, "auto"},
+                                   {{0.3, 1.7, 0.9}, 0.5, 0.7, "auto"},
+                                   {{0.3, 1.7, 0.9}, 0.1, 1.3, "false"},
+                                   {{}, 1.0, 1, "auto"},
+                                   {{1, 2, 3}, 0.001, 1, "true"}};
+  for (auto dt : {torch::kFloat, torch::kBFloat16, torch::kHalf})
+    for (int64_t n : {int64_t(3), int64_t(1023), int64_t(70001), int64_t(1 << 21) + 5})
+      for (auto& c : cases) {
+        MergeOptions o = opts("ties", c.w, c.density, c.lambda);
+        o.normalize = c.normalize;
+        auto rule = make_merge_method(o, 3);
+        auto base = torch::randn({n}).to(dt);
+        std::vector<torch::Tensor> models, deltas;
+        for (int g = 0; g < 3; ++g) {
+          auto noise = 0.01 * torch::randn({n});
+          noise.masked_fill_(torch::rand({n}) < 0.1, 0.0);  // unchanged entries: zero deltas
+          models.push_back((base.to(torch::kFloat) + noise).to(dt));
+          deltas.push_back(delta_of(models.back(), base));
+        }
+        const auto want = apply_delta(base, rule->merge("w", deltas));
+        const auto got = rule->merge_weights("w", base, models);
+        ASSERT_EQ(got.scalar_type(), dt);
+        EXPECT_TRUE(torch::equal(got, want))
+            << c.density << " " << c.normalize << " " << dt << " n " << n << ": max difference "
+            << (got.to(torch::kFloat) - want.to(torch::kFloat)).abs().max().item<float>();
+      }
+}
+
 TEST(Merge, DareWithDensityOneIsTheUndroppedRule) {
   expect_eq(make_merge_method(opts("dare_linear", {1, 3}, 1.0, 0.5), 2)->merge("w", kDeltas), {-1, 7, -0.5, 0});
   // dare_ties at density 1: sign election over the raw deltas: sum [2,4,1,-2] -> [+,+,+,-].
