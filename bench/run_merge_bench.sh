@@ -6,7 +6,10 @@
 # medians and their ratio. Hardware: any CPU machine with ~12 GB free disk and ~16 GiB memory;
 # on the 2-core development machine task_arithmetic x 2 about 6 minutes, ties x 1 about 14
 # (results in docs/PERFORMANCE.md).
-# Also times writing the output's bytes once with dd (conv=fsync): the floor a merge is held to.
+# Also times writing the output's bytes once with dd (conv=fsync): the floor a merge is held to;
+# and with O_DIRECT (oflag=direct, 8 MiB blocks), the disk's own rate without the page cache's
+# copy, which lethe's safetensors writer uses (on these VMs the buffered copy varies 1.5-9 s per
+# 2.2 GB, the direct write 1.3-1.4 s).
 # usage: bench/run_merge_bench.sh [METHOD ties|task_arithmetic] [REPEATS] [CONFIG]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +30,7 @@ case $METHOD in
 esac
 MP=${MP%\}}', "out_dtype": "bfloat16"}'
 drop() { sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true; }
-ours=(); theirs=(); dds=()
+ours=(); theirs=(); dds=(); ddds=()
 for i in $(seq "$R"); do
   rm -rf "$W/l" "$W/k"; drop
   t0=$EPOCHREALTIME
@@ -44,18 +47,23 @@ for i in $(seq "$R"); do
   dd if=/dev/zero of="$W/dd" bs=1M count="$out_mb" conv=fsync 2>/dev/null
   dds+=("$(awk -v a="$EPOCHREALTIME" -v b="$t0" 'BEGIN { print a - b }')")
   rm -f "$W/dd"
-  echo "run $i: lethe ${ours[-1]} s, mergekit ${theirs[-1]} s, dd of the output ${dds[-1]} s"
+  t0=$EPOCHREALTIME
+  dd if=/dev/zero of="$W/dd" bs=8M count=$(( (out_mb + 7) / 8 )) oflag=direct conv=fsync 2>/dev/null
+  ddds+=("$(awk -v a="$EPOCHREALTIME" -v b="$t0" 'BEGIN { print a - b }')")
+  rm -f "$W/dd"
+  echo "run $i: lethe ${ours[-1]} s, mergekit ${theirs[-1]} s, dd of the output ${dds[-1]} s (direct ${ddds[-1]} s)"
 done
 out_bytes=$(du -sb "$W/l" | cut -f1)
-"$PY" - "$METHOD" "$out_bytes" "$CFG" "${ours[@]}" "${theirs[@]}" "${dds[@]}" <<'PY'
+"$PY" - "$METHOD" "$out_bytes" "$CFG" "${ours[@]}" "${theirs[@]}" "${dds[@]}" "${ddds[@]}" <<'PY'
 import statistics, sys
 method, nbytes, cfg = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 t = [float(x) for x in sys.argv[4:]]
-n = len(t) // 3
-ours, theirs, dd = t[:n], t[n:2 * n], t[2 * n:]
-mo, mt, md = statistics.median(ours), statistics.median(theirs), statistics.median(dd)
+n = len(t) // 4
+ours, theirs, dd, ddd = t[:n], t[n:2 * n], t[2 * n:3 * n], t[3 * n:]
+mo, mt, md, mdd = statistics.median(ours), statistics.median(theirs), statistics.median(dd), statistics.median(ddd)
 print(f"{method}: base + 3 models of {cfg}, output {nbytes / 1e9:.3f} GB; medians of {n} alternating runs")
 print(f"dd (output once, fsynced) {md:6.2f} s; lethe merge / dd: {mo / md:.2f}x")
+print(f"dd oflag=direct           {mdd:6.2f} s; lethe merge / direct dd: {mo / mdd:.2f}x")
 print(f"lethe merge   {mo:8.1f} s")
 print(f"mergekit      {mt:8.1f} s")
 print(f"ratio (mergekit time / lethe time): {mt / mo:.2f}x")
