@@ -149,9 +149,8 @@ bool open_merge_output(const MergeOutput& mo, const json& job, Communicator& com
 bool is_shard_written(const MergeOutput& mo, size_t j) { return fs::exists(shard_path(mo, j)); }
 
 void write_merged_shard(const MergeOutput& mo, size_t j, const NamedTensors& tensors, const json& job) {
-  NamedTensors cpu;
-  for (auto& [name, t] : tensors) cpu.emplace_back(name, t.detach().to(torch::kCPU).contiguous());
-  make_checkpoint_writer(mo.format)->write_shard(shard_path(mo, j), cpu, mo.config, job);  // temporary + rename
+  // The writer takes each tensor to the CPU, contiguous; temporary name + rename.
+  make_checkpoint_writer(mo.format)->write_shard(shard_path(mo, j), tensors, mo.config, job);
 }
 
 void assemble_merge_output(const MergeOutput& mo, const TensorReader& base, const json& job, Communicator& comm) {

@@ -333,6 +333,8 @@ class WeightedRule : public MergeMethod {
   WeightedRule(MergeOptions o, std::vector<double> w) : o_(std::move(o)), w_(std::move(w)) {}
 
  protected:
+  // The weights as float32, as LibTorch's add_(delta, w) applies them.
+  std::vector<float> float_weights() const { return std::vector<float>(w_.begin(), w_.end()); }
   MergeOptions o_;
   std::vector<double> w_;
 };
@@ -353,7 +355,7 @@ class LinearRule : public WeightedRule {
                               const std::vector<torch::Tensor>& models) const override {
     if (!fusable(base, models)) return MergeMethod::merge_weights(name, base, models);
     LinearMerge lm;
-    for (double v : w_) lm.w.push_back(float(v));
+    lm.w = float_weights();
     lm.scaled = scaled_;
     lm.scale = float(o_.lambda);
     lm.divided = normalize_of(o_, normalize_default_);
@@ -389,7 +391,7 @@ class Ties : public WeightedRule {
                               const std::vector<torch::Tensor>& models) const override {
     if (o_.trim != "threshold" || !fusable(base, models)) return MergeMethod::merge_weights(name, base, models);
     TiesMerge tm;
-    for (double v : w_) tm.w.push_back(float(v));
+    tm.w = float_weights();
     tm.normalize = normalize_of(o_, true);
     tm.lambda = float(o_.lambda);
     return fused_ties_merge(tm, o_.density, base, models);

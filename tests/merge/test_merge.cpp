@@ -70,6 +70,26 @@ TEST(Merge, TaskArithmeticAndLinear) {
   expect_eq(make_merge_method(opts("linear"), 2)->merge("w", kDeltas), {1, 2, 0.5, -1});
 }
 
+// rule.merge_weights (fused where it can be) against apply_delta(base, rule.merge(deltas)), bit for
+// bit, on three random models of n entries near a random base; zero_share of each model's entries
+// equal the base's (zero deltas).
+void expect_fused_equals_unfused(const MergeMethod& rule, torch::ScalarType dt, int64_t n, double zero_share,
+                                 const std::string& what) {
+  auto base = torch::randn({n}).to(dt);
+  std::vector<torch::Tensor> models, deltas;
+  for (int g = 0; g < 3; ++g) {
+    auto noise = 0.01 * torch::randn({n});
+    if (zero_share > 0) noise.masked_fill_(torch::rand({n}) < zero_share, 0.0);
+    models.push_back((base.to(torch::kFloat) + noise).to(dt));
+    deltas.push_back(delta_of(models.back(), base));
+  }
+  const auto want = apply_delta(base, rule.merge("w", deltas));
+  const auto got = rule.merge_weights("w", base, models);
+  ASSERT_EQ(got.scalar_type(), dt);
+  EXPECT_TRUE(torch::equal(got, want)) << what << " " << dt << " n " << n << ": max difference "
+                                       << (got.to(torch::kFloat) - want.to(torch::kFloat)).abs().max().item<float>();
+}
+
 // The fused one-pass merge of the linear rules gives the unfused path's bits: float32, bfloat16
 // and float16 weights, sizes off the block size, weights, lambda and normalization.
 TEST(Merge, FusedLinearMergeEqualsTheDeltaPathBitForBit) {
@@ -91,19 +111,7 @@ TEST(Merge, FusedLinearMergeEqualsTheDeltaPathBitForBit) {
       for (auto& c : cases) {
         MergeOptions o = opts(c.method, c.w, 0.5, c.lambda);
         o.normalize = c.normalize;
-        auto rule = make_merge_method(o, 3);
-        auto base = torch::randn({n}).to(dt);
-        std::vector<torch::Tensor> models, deltas;
-        for (int g = 0; g < 3; ++g) {
-          models.push_back((base.to(torch::kFloat) + 0.01 * torch::randn({n})).to(dt));
-          deltas.push_back(delta_of(models.back(), base));
-        }
-        const auto want = apply_delta(base, rule->merge("w", deltas));
-        const auto got = rule->merge_weights("w", base, models);
-        ASSERT_EQ(got.scalar_type(), dt);
-        EXPECT_TRUE(torch::equal(got, want))
-            << c.method << " " << c.normalize << " " << dt << " n " << n << ": max difference "
-            << (got.to(torch::kFloat) - want.to(torch::kFloat)).abs().max().item<float>();
+        expect_fused_equals_unfused(*make_merge_method(o, 3), dt, n, 0.0, c.method + " " + c.normalize);
       }
   // Non-contiguous inputs take the unfused path: the same values.
   auto rule = make_merge_method(opts("task_arithmetic", {}, 0.5, 0.5), 2);
@@ -134,21 +142,8 @@ TEST(Merge, FusedTiesMergeEqualsTheDeltaPathBitForBit) {
       for (auto& c : cases) {
         MergeOptions o = opts("ties", c.w, c.density, c.lambda);
         o.normalize = c.normalize;
-        auto rule = make_merge_method(o, 3);
-        auto base = torch::randn({n}).to(dt);
-        std::vector<torch::Tensor> models, deltas;
-        for (int g = 0; g < 3; ++g) {
-          auto noise = 0.01 * torch::randn({n});
-          noise.masked_fill_(torch::rand({n}) < 0.1, 0.0);  // unchanged entries: zero deltas
-          models.push_back((base.to(torch::kFloat) + noise).to(dt));
-          deltas.push_back(delta_of(models.back(), base));
-        }
-        const auto want = apply_delta(base, rule->merge("w", deltas));
-        const auto got = rule->merge_weights("w", base, models);
-        ASSERT_EQ(got.scalar_type(), dt);
-        EXPECT_TRUE(torch::equal(got, want))
-            << c.density << " " << c.normalize << " " << dt << " n " << n << ": max difference "
-            << (got.to(torch::kFloat) - want.to(torch::kFloat)).abs().max().item<float>();
+        expect_fused_equals_unfused(*make_merge_method(o, 3), dt, n, 0.1,
+                                    std::to_string(c.density) + " " + c.normalize);
       }
 }
 
