@@ -5,14 +5,14 @@
 # safetensors file, trains sharded and writes the output from the shards (no rank holds the model
 # whole), next to the model state each rank must hold. float32 with SGD (no optimizer state) so
 # that four ranks fit in this 24 GiB machine; with AdamW add 2 x 4 bytes per parameter, divided
-# the same way. For comparison, the same at 2 ranks through the path that loads the model whole
-# on every rank (`--method pdu`, whose starting retain loss is split across the ranks; also with
-# LoRA), and npo,
-# whose reference values are computed through the sharded engine; then npo with LoRA (r 16) on
+# the same way. Then unlearning at 2 ranks: npo (reference values), pdu (the starting retain
+# loss) and tvn (the negation, on each rank's shard) through the sharded engine; the path that
+# loads the model whole on every rank (`--method rmu`, whose parameter choice happens on the
+# whole model; and tvn with LoRA, whose negation needs the merged weights); then npo with LoRA (r 16) on
 # RANKS, where the frozen base weights are shards too (model state: the frozen parameters;
 # the adapters and their gradients are ~1% of it).
 # Hardware: a CPU machine with ~20 GiB free and ~12 GB of disk; ~15 minutes on 2 cores.
-# usage: bench/zero3_memory.sh [STEPS=2] [RANKS="1 2 4"] (WHOLE=0 skips the three unlearn rows, LORA=0 the sharded LoRA rows).
+# usage: bench/zero3_memory.sh [STEPS=2] [RANKS="1 2 4"] (WHOLE=0 skips the five unlearn rows, LORA=0 the sharded LoRA rows).
 # Results: docs/PERFORMANCE.md "Memory".
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -60,8 +60,11 @@ done
 if [ "${WHOLE:-1}" = 1 ]; then
   U=(unlearn --forget "$W/data/forget.jsonl" --retain "$W/data/retain.jsonl")
   run 2 "shards, reference values through the engine (unlearn npo)" full "${U[@]}" --method npo
-  run 2 "whole (unlearn pdu)" full "${U[@]}" --method pdu
-  run 2 "whole, LoRA r 16 (unlearn pdu)" frozen "${U[@]}" --method pdu --lora-rank 16
+  run 2 "shards, the starting retain loss through the engine (unlearn pdu)" full "${U[@]}" --method pdu
+  run 2 "shards, negated shard by shard (unlearn tvn)" full "${U[@]}" --method tvn
+  # rmu trains three matrices: its state is the parameters (the kind "frozen": 4 bytes each).
+  run 2 "whole (unlearn rmu, 3 matrices trained)" frozen "${U[@]}" --method rmu
+  run 2 "whole, LoRA r 16 (unlearn tvn)" frozen "${U[@]}" --method tvn --lora-rank 16
 fi
 if [ "${LORA:-1}" = 1 ]; then
   U=(unlearn --forget "$W/data/forget.jsonl" --retain "$W/data/retain.jsonl")

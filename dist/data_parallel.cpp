@@ -271,6 +271,7 @@ DataParallel::DataParallel(CausalLM& model, Communicator& comm, int zero_stage, 
     if (blocks_[i].sharded_params || blocks_[i].reduce_in_backward || blocks_[i].recompute)
       layer_block[blocks_[i].layer] = i;
   if (!layer_block.empty()) {
+    model_->collective_forward = sharded();
     model_->layer_runner = [this, layer_block](int64_t layer, const torch::Tensor& x, const torch::Tensor& cos,
                                                const torch::Tensor& sin, const torch::Tensor& mask, KVCache* cache) {
       auto it = layer_block.find(layer);
@@ -294,7 +295,10 @@ DataParallel::DataParallel(CausalLM& model, Communicator& comm, int zero_stage, 
   }
 }
 
-DataParallel::~DataParallel() { model_->layer_runner = nullptr; }
+DataParallel::~DataParallel() {
+  model_->layer_runner = nullptr;
+  model_->collective_forward = false;
+}
 
 void DataParallel::gather_into_model(Block& b) {
   torch::NoGradGuard ng;
@@ -405,6 +409,7 @@ void DataParallel::materialize() {
     b.frozen_owned = torch::Tensor();
   }
   model_->layer_runner = nullptr;
+  model_->collective_forward = false;
 }
 
 void DataParallel::zero_grad() {
@@ -549,30 +554,41 @@ NamedTensors DataParallel::shard_state() const {
   return out;
 }
 
-void DataParallel::keep_params() {
+std::vector<torch::Tensor> DataParallel::param_shards() const {
   torch::NoGradGuard ng;
-  kept_.clear();
+  std::vector<torch::Tensor> out;
   const int64_t r = comm_.rank();
   for (auto& b : blocks_) {
     auto mine = stage_ == 0 ? b.owned.narrow(0, r * b.shard, b.shard) : b.owned;
-    kept_.push_back(mine.detach().to(torch::kCPU, false, true));
+    out.push_back(mine.detach().to(torch::kCPU, false, true));
   }
+  return out;
 }
 
+void DataParallel::keep_params() { kept_ = param_shards(); }
+
 void DataParallel::restore_kept() {
-  torch::NoGradGuard ng;
   if (kept_.size() != blocks_.size()) throw InternalError("restore_kept: no kept parameters");
+  set_param_shards([this](size_t k, const torch::Tensor&) { return kept_[k]; });
+}
+
+void DataParallel::set_param_shards(const std::function<torch::Tensor(size_t, const torch::Tensor&)>& fn) {
+  torch::NoGradGuard ng;
+  const int64_t r = comm_.rank();
   for (size_t k = 0; k < blocks_.size(); ++k) {
     Block& b = blocks_[k];
+    auto mine = stage_ == 0 ? b.owned.narrow(0, r * b.shard, b.shard) : b.owned;
+    auto value = fn(k, mine.detach()).to(b.owned.device(), b.owned.scalar_type());
+    LETHE_CHECK(value.sizes() == mine.sizes(), "set_param_shards: block " + b.name + " got a shard of another size");
     if (b.sharded_params) {  // a ZeRO 3 layer not materialized: its shard is all there is
-      b.owned.detach().copy_(kept_[k].to(b.owned.device()));
+      b.owned.detach().copy_(value);
       continue;
     }
     auto full = torch::empty({b.padded}, b.owned.options().requires_grad(false));
-    comm_.all_gather(kept_[k].to(b.owned.device()), full);
+    comm_.all_gather(value.contiguous(), full);
     for (size_t i = 0; i < b.params.size(); ++i)
       b.params[i].second.detach().copy_(full.narrow(0, b.offsets[i], b.param_numels[i]).view(b.param_shapes[i]));
-    b.owned.detach().copy_(stage_ == 0 ? full : full.narrow(0, comm_.rank() * b.shard, b.shard));
+    b.owned.detach().copy_(stage_ == 0 ? full : full.narrow(0, r * b.shard, b.shard));
   }
 }
 

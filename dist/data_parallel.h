@@ -86,6 +86,13 @@ class DataParallel {
   void keep_params();
   bool has_kept() const { return !kept_.empty(); }
   void restore_kept();
+  // This rank's shard of every block's trained parameters (block order, the model's dtype, host
+  // memory): 1/N of them per rank at stages 1-3, and the same slice of the whole at stage 0.
+  std::vector<torch::Tensor> param_shards() const;
+  // Collective: every block's parameters become fn(block, this rank's shard of them) (same
+  // shape and dtype), an element-wise function, so the whole model is what applying it to
+  // whole tensors gives; the model's whole copies (replicated blocks, stages 0-2) follow.
+  void set_param_shards(const std::function<torch::Tensor(size_t block, const torch::Tensor& shard)>& fn);
   // A penalty on whole weight tensors (index among the trainable parameters, value), applied
   // by the engine at every stage (SNAP's regulariser): after backward, rank (index mod N)
   // differentiates the penalty of its share on the whole tensor (gathering a ZeRO 3 layer),

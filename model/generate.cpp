@@ -63,4 +63,8 @@ std::vector<std::vector<int64_t>> greedy_generate_batch(CausalLM& model,
   return out;
 }
 
+void cut_at_stop(std::vector<int64_t>& tokens, const std::vector<int64_t>& stop_ids) {
+  tokens.erase(std::find_first_of(tokens.begin(), tokens.end(), stop_ids.begin(), stop_ids.end()), tokens.end());
+}
+
 }  // namespace lethe

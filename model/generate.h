@@ -18,4 +18,8 @@ std::vector<std::vector<int64_t>> greedy_generate_batch(CausalLM& model,
                                                         const std::vector<std::vector<int64_t>>& prompts,
                                                         int64_t max_new_tokens, const std::vector<int64_t>& stop_ids);
 
+// Cuts `tokens` before its first stop id: a generation run with no stop ids for a fixed number
+// of steps, cut so, equals the one that stopped there (greedy tokens do not depend on later ones).
+void cut_at_stop(std::vector<int64_t>& tokens, const std::vector<int64_t>& stop_ids);
+
 }  // namespace lethe

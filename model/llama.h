@@ -170,6 +170,9 @@ class CausalLMImpl : public torch::nn::Module {
   std::function<torch::Tensor(int64_t layer, const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                               const torch::Tensor& mask, KVCache* cache)>
       layer_runner;
+  // Set while layer_runner gathers ZeRO 3 shards: every forward is then a collective over the
+  // engine's ranks, so they must all run the same passes (evaluation does not split items).
+  bool collective_forward = false;
 
  private:
   std::pair<torch::Tensor, torch::Tensor> rope(const torch::Tensor& positions, torch::ScalarType dtype) const;

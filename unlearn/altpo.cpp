@@ -33,26 +33,35 @@ class AltPo : public WithRetainTerm {
     if (max_new_ <= 0) throw InputError("--altpo.max-new-tokens must be positive");
   }
 
+  WeightUse weight_use_outside_training() const override { return WeightUse::kSameForwardOnEveryRank; }
   void prepare(CausalLM& model, ObjectiveContext& ctx) override {
     pad_ = ctx.pad_id;
     const std::vector<Example>& ex = *ctx.forget_examples;
-    // The used items, rank r generating every N-th; gathered rank by rank.
-    const int64_t rank = ctx.comm ? ctx.comm->rank() : 0, world = ctx.comm ? ctx.comm->size() : 1;
+    // The used items, rank r generating every N-th and gathered rank by rank; or, when the
+    // passes gather sharded layers, every rank generating every item. There each generation
+    // runs exactly max-new-tokens steps and is cut at its first stop token after (what stopping
+    // there gives: greedy tokens do not depend on later ones), so the number of passes, which
+    // the ranks' layer gathers must agree on, never depends on the values.
+    const ItemShare share = item_share(ctx);
+    const bool fixed_passes = !share.split && ctx.comm && ctx.comm->size() > 1;
     std::vector<std::string> mine;
     {
       torch::NoGradGuard ng;
       model->eval();
       auto stops = stop_token_ids(model, *ctx.tok, ctx.tmpl);
-      for (size_t k = size_t(rank); k < ctx.forget_used.size(); k += size_t(world)) {
+      for (size_t k = share.first; k < ctx.forget_used.size(); k += share.stride) {
         const Example& e = ex[size_t(ctx.forget_used[k])];
         std::string q = prompt_;
         q.replace(q.find("{question}"), 10, e.prompt);
         TokenizedItem it = tokenize_items(*ctx.tok, ctx.tmpl, {{q, "", json::object()}}, ctx.max_len)[0];
         std::vector<int64_t> prompt(it.ids.begin(), it.ids.begin() + it.prompt_len);
-        mine.push_back(trimmed(ctx.tok->decode(greedy_generate(model, prompt, max_new_, stops), true)));
+        std::vector<int64_t> answer =
+            greedy_generate(model, prompt, max_new_, fixed_passes ? std::vector<int64_t>{} : stops);
+        cut_at_stop(answer, stops);
+        mine.push_back(trimmed(ctx.tok->decode(answer, true)));
       }
     }
-    std::vector<std::string> all = ctx.comm && world > 1 ? all_gather_strided_strings(*ctx.comm, mine) : mine;
+    std::vector<std::string> all = share.split ? all_gather_strided_strings(*ctx.comm, mine) : mine;
     const size_t U = ctx.forget_used.size();
     std::vector<Example> preferred = ex;  // items never drawn keep their answer (unused)
     alternatives_ = json::object();

@@ -6,6 +6,7 @@
 
 #include "common/error.h"
 #include "common/rng.h"
+#include "dist/data_parallel.h"
 #include "unlearn/losses.h"
 
 namespace lethe {
@@ -14,6 +15,11 @@ uint64_t item_seed(uint64_t seed, uint64_t stream, int64_t item) {
   SplitMix64 a(seed ^ (stream * 0x9E3779B97F4A7C15ULL));
   SplitMix64 b(a.next() + uint64_t(item));
   return b.next();
+}
+
+ItemShare item_share(const ObjectiveContext& ctx) {
+  if (!ctx.comm || ctx.comm->size() == 1 || (ctx.engine && ctx.engine->sharded())) return {};
+  return {size_t(ctx.comm->rank()), size_t(ctx.comm->size()), true};
 }
 
 std::vector<torch::Tensor> cache_per_item(CausalLM& model, const std::vector<TokenizedItem>& items,

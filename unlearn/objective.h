@@ -22,6 +22,8 @@
 
 namespace lethe {
 
+class DataParallel;
+
 struct ObjectiveResult {
   torch::Tensor loss;                   // scalar to minimise
   std::map<std::string, double> parts;  // logged components (forget_nll, retain_nll, ...)
@@ -43,6 +45,10 @@ struct ObjectiveContext {
   uint64_t seed = 0;
   int zero_stage = 0;
   Communicator* comm = nullptr;
+  // ZeRO 3 kept sharded: the engine, built before prepare(). Its forward passes gather one
+  // layer at a time, so every rank must run the same passes in the same order (no splitting
+  // items across ranks); parameter values come through its visitors.
+  DataParallel* engine = nullptr;
 };
 
 class Objective {
@@ -62,13 +68,18 @@ class Objective {
   virtual void restore(const json& /*state*/) {}
   virtual bool uses_retain() const { return false; }
   // What prepare() and finish() need of the weights. kNone: nothing. kSameForwardOnEveryRank:
-  // forward passes only (reference values), the same ones in the same order on every rank, which
-  // a ZeRO 3 engine serves by gathering one layer at a time. kWhole: the weights themselves (a
-  // parameter choice, a task vector) or passes split across ranks. At ZeRO 3 a method that does
-  // not need kWhole has its decoder layers read straight into each rank's shard and saved from
-  // them: no rank holds the model whole at any point.
-  enum class WeightUse { kNone, kSameForwardOnEveryRank, kWhole };
+  // forward passes (reference values, generations) or whole parameter values visited through
+  // ctx.engine, the same ones in the same order on every rank, which a ZeRO 3 engine serves by
+  // gathering one layer at a time. kShardwise: finish() is an element-wise function of each
+  // trained parameter and its value at theta_0 (a task vector), which finish_shards() applies to
+  // each rank's shard; with LoRA (whose merged weights are no trained parameter) it is kWhole.
+  // kWhole: the weights themselves (a parameter choice) or passes split across ranks. At ZeRO 3
+  // a method that does not need kWhole has its decoder layers read straight into each rank's
+  // shard and saved from them: no rank holds the model whole at any point.
+  enum class WeightUse { kNone, kSameForwardOnEveryRank, kShardwise, kWhole };
   virtual WeightUse weight_use_outside_training() const { return WeightUse::kWhole; }
+  // finish() for a run kept sharded (ZeRO 3, not kWhole): only kShardwise methods do anything.
+  virtual void finish_shards(DataParallel& /*engine*/) {}
   // A penalty on whole trainable tensors (index among them, value) that the data-parallel
   // engine applies itself to the parameters ZeRO 3 shards (SNAP's regulariser); none by default.
   virtual std::function<torch::Tensor(int64_t, const torch::Tensor&)> weight_penalty() { return {}; }

@@ -25,24 +25,29 @@ class Pdu : public Objective {
     if (warmup_ < 0) throw InputError("--pdu.warmup-steps must be >= 0");
   }
   bool uses_retain() const override { return true; }
+  WeightUse weight_use_outside_training() const override { return WeightUse::kSameForwardOnEveryRank; }
   void prepare(CausalLM& model, ObjectiveContext& ctx) override {
     if (epsilon_ >= 0) return;
-    // The starting model's mean retain NLL over the items the loop draws, split over the ranks.
+    // The starting model's mean retain NLL over the items the loop draws: per item (split over
+    // the ranks, or every item on every rank when the passes gather sharded layers), summed in
+    // item order, so every rank count and load path gives the same epsilon.
     torch::NoGradGuard ng;
     const bool was_training = model->is_training();
     model->eval();
-    const int rank = ctx.comm ? ctx.comm->rank() : 0, size = ctx.comm ? ctx.comm->size() : 1;
-    double sum = 0, count = 0;
-    for (size_t k = size_t(rank); k < ctx.retain_used.size(); k += size_t(size), ++count) {
+    const ItemShare share = item_share(ctx);
+    const size_t U = ctx.retain_used.size();
+    auto nll = torch::zeros({int64_t(U)}, torch::kDouble);
+    auto acc = nll.accessor<double, 1>();
+    for (size_t k = share.first; k < U; k += share.stride) {
       Batch one = collate(*ctx.retain, {ctx.retain_used[k]}, ctx.pad_id, 0).to(model->device());
-      sum += mean_item_nll(model, one).item<double>();
+      acc[int64_t(k)] = mean_item_nll(model, one).item<double>();
     }
     if (was_training) model->train();
-    auto t = torch::tensor({sum, count}, torch::kDouble);
-    if (ctx.comm) all_reduce_host(*ctx.comm, t, ReduceOp::Sum);
-    epsilon_ = t[0].item<double>() / std::max(1.0, t[1].item<double>());
-    spdlog::info("pdu: epsilon = {:.6f} (the starting model's retain NLL over {} items)", epsilon_,
-                 ctx.retain_used.size());
+    if (share.split) all_reduce_host(*ctx.comm, nll, ReduceOp::Sum);  // one rank's value + zeros: exact
+    double sum = 0;
+    for (size_t k = 0; k < U; ++k) sum += acc[int64_t(k)];
+    epsilon_ = sum / std::max<double>(1.0, double(U));
+    spdlog::info("pdu: epsilon = {:.6f} (the starting model's retain NLL over {} items)", epsilon_, U);
   }
   ObjectiveResult compute(CausalLM& model, const Batch& forget, const Batch* retain) override {
     auto f = logit_spread_loss(model->forward(forget.input_ids, forget.attention_mask),

@@ -70,8 +70,9 @@ RunOutput run_objective(const RunSpec& spec, const RunText& text, const std::vec
   auto obj = spec.method->make(spec.method_options);
   const TrainOptions& to = spec.train;
   const bool lora = spec.lora.rank > 0 || !spec.model.adapter.empty();
-  const bool sharded =
-      may_stay_sharded && to.zero_stage == 3 && obj->weight_use_outside_training() != Objective::WeightUse::kWhole;
+  const Objective::WeightUse use = obj->weight_use_outside_training();
+  const bool sharded = may_stay_sharded && to.zero_stage == 3 && use != Objective::WeightUse::kWhole &&
+                       !(lora && use == Objective::WeightUse::kShardwise);
   if (to.zero_stage == 3 && !sharded)
     spdlog::info("ZeRO 3: every rank loads the model whole before sharding it ({})",
                  !may_stay_sharded ? "this command uses the trained model whole"
@@ -96,6 +97,7 @@ RunOutput run_objective(const RunSpec& spec, const RunText& text, const std::vec
     identity = run_identity(out.model, items, retain ? &retain_items : nullptr, to, &deferred);
     out.engine = std::make_unique<DataParallel>(out.model, comm, to.zero_stage, to.optimizer,
                                                 to.activation_checkpointing, &deferred);
+    ctx.engine = out.engine.get();
   }
   obj->prepare(out.model, ctx);
   spdlog::info("training {} parameters ({} items{})", trainable_count(out.model, &deferred, out.engine.get()),
@@ -105,7 +107,10 @@ RunOutput run_objective(const RunSpec& spec, const RunText& text, const std::vec
                           sharded ? &out.engine : nullptr, sharded ? &identity : nullptr);
   if (out.result.preempted) return out;
   if (before_merge) before_merge(out.model, out.engine.get());
-  if (out.engine) return out;  // kept sharded: the adapters are merged as the model is saved; no finish()
+  if (out.engine) {  // kept sharded: the adapters are merged as the model is saved
+    obj->finish_shards(*out.engine);
+    return out;
+  }
   out.model->merge_lora();
   obj->finish(out.model);
   return out;

@@ -7,13 +7,16 @@
 // entity (generated here from the items; no external model). The regulariser has one path at
 // every ZeRO stage: the data-parallel engine applies weight_penalty() after backward, rank
 // (m mod N) differentiating matrix m on the whole tensor (a ZeRO 3 layer gathered for it); the
-// directions depend only on (seed, step, m), so any rank count draws the same ones.
+// directions depend only on (seed, step, m), so any rank count draws the same ones. Each rank
+// keeps theta_0 of its own matrices only, so at ZeRO 3 the run stays sharded.
 #include <spdlog/spdlog.h>
 
+#include <map>
 #include <set>
 
 #include "common/error.h"
 #include "common/rng.h"
+#include "dist/data_parallel.h"
 #include "unlearn/losses.h"
 #include "unlearn/method_support.h"
 
@@ -40,6 +43,7 @@ class Snap : public Objective {
     if (entity_questions_ < 0 || entity_questions_ > 4) throw InputError("--snap.entity-questions must be in 0..4");
   }
   bool uses_retain() const override { return true; }
+  WeightUse weight_use_outside_training() const override { return WeightUse::kSameForwardOnEveryRank; }
   void prepare(CausalLM& model, ObjectiveContext& ctx) override {
     seed_ = ctx.seed;
     rank_ = ctx.comm ? ctx.comm->rank() : 0;
@@ -70,11 +74,27 @@ class Snap : public Objective {
         positives.empty() ? ctx.retain_examples->size() : positives.size(),
         positives.empty() ? " (no retain item names a forget entity: the whole retain set)" : " (same entities)");
     if (!positives.empty()) *ctx.retain = tokenize_items(*ctx.tok, ctx.tmpl, positives, ctx.max_len);
+    // theta_0 of the matrices this rank regularises (index m mod N, the engine's share): whole
+    // from the model, or gathered one layer at a time through a ZeRO 3 engine kept sharded.
+    std::map<const void*, size_t> index;
     for (auto& [name, p] : model->named_parameters(true).pairs())
       if (p.requires_grad()) {
+        index[p.unsafeGetTensorImpl()] = params_.size();
         params_.push_back(p);
-        initial_.push_back(p.detach().clone());
       }
+    initial_.assign(params_.size(), torch::Tensor());
+    auto keep = [&](const torch::Tensor& p, const torch::Tensor& value) {
+      auto it = index.find(p.unsafeGetTensorImpl());
+      if (it != index.end() && int(it->second % size_t(world_)) == rank_) initial_[it->second] = value.detach().clone();
+    };
+    torch::NoGradGuard ng;
+    if (ctx.engine) {
+      std::set<const void*> all;
+      for (auto& [impl, m] : index) all.insert(impl);
+      ctx.engine->visit_whole_parameters(all, keep);
+    } else {
+      for (auto& p : params_) keep(p, p);
+    }
   }
   void begin_step(int64_t step) override { step_ = step; }
   std::function<torch::Tensor(int64_t, const torch::Tensor&)> weight_penalty() override {

@@ -1,8 +1,11 @@
 // Task vector negation: finetune on the forget set (theta_ft), then
 // theta = theta_0 - lambda (theta_ft - theta_0). With LoRA the task vector is taken on the
-// merged weights, so the negation is exact.
+// merged weights, so the negation is exact. At ZeRO 3 without LoRA each rank keeps theta_0 of
+// its shard only and negates its shard: the same element-wise arithmetic as on whole tensors.
 #include <set>
 
+#include "common/error.h"
+#include "dist/data_parallel.h"
 #include "unlearn/method_support.h"
 
 namespace lethe {
@@ -11,7 +14,12 @@ namespace {
 class TaskVectorNegation : public Objective {
  public:
   explicit TaskVectorNegation(const MethodOptions& o) : lambda_(o.number("tvn.lambda")) {}
-  void prepare(CausalLM& model, ObjectiveContext&) override {
+  WeightUse weight_use_outside_training() const override { return WeightUse::kShardwise; }
+  void prepare(CausalLM& model, ObjectiveContext& ctx) override {
+    if (ctx.engine) {  // theta_0 of this rank's shard of the trained parameters
+      shards0_ = ctx.engine->param_shards();
+      return;
+    }
     // The weights the task vector is measured on: trainable ones, or the base weight under a
     // trainable LoRA adapter (x.lora_A.weight -> x.weight).
     std::set<std::string> names;
@@ -34,13 +42,20 @@ class TaskVectorNegation : public Objective {
     for (auto& [name, w0] : theta0_) {
       auto& p = params[name];
       auto base = w0.to(p.device(), p.scalar_type());
-      p.copy_(base - lambda_ * (p - base));
+      p.copy_(negated(base, p));
     }
+  }
+  void finish_shards(DataParallel& engine) override {
+    LETHE_CHECK(!shards0_.empty(), "tvn: prepare() kept no shards of theta_0");
+    engine.set_param_shards(
+        [this](size_t k, const torch::Tensor& w) { return negated(shards0_[k].to(w.device(), w.scalar_type()), w); });
   }
 
  private:
+  torch::Tensor negated(const torch::Tensor& base, const torch::Tensor& w) const { return base - lambda_ * (w - base); }
   double lambda_;
   std::vector<std::pair<std::string, torch::Tensor>> theta0_;
+  std::vector<torch::Tensor> shards0_;  // ZeRO 3 kept sharded: per engine block
 };
 }  // namespace
 

@@ -42,6 +42,26 @@ grep -q "returning the weights kept at step 2" "$T/log1" && ok || bad "no log li
   || { bad "select best on 4 ranks"; tail -5 "$T/log4"; }
 grep -q "returning the weights kept at step 2" "$T/log4" && ok || bad "4 ranks kept another step"
 $CMP "$T/best4" "$T/best1" --rtol 1e-5 >"$T/cmp4" 2>&1 && ok || { bad "4 ranks differ from 1 rank"; cat "$T/cmp4"; }
+# Evaluation while the layers are ZeRO 3 shards (each forward gathers layers: a collective): every
+# rank scores every item, so a split that does not divide over the ranks (one item on two) runs,
+# and the evaluation history equals one rank's.
+head -1 "$D/forget.jsonl" >"$T/one.jsonl"
+O=("${U[@]}" --steps 2 --eval-every 1 --eval-forget "$T/one.jsonl" --eval-retain "$D/retain.jsonl")
+"$LETHE" "${O[@]}" --out "$T/one1" >"$T/logo1" 2>&1 && ok || { bad "evaluation of one item on 1 rank"; tail -5 "$T/logo1"; }
+"$MPIRUN" -np 2 "$LETHE" "${O[@]}" --zero-stage 3 --out "$T/one2" >"$T/logo2" 2>&1 && ok \
+  || { bad "evaluation of one item on 2 ranks at ZeRO 3"; tail -5 "$T/logo2"; }
+"$PY" - "$T/one1" "$T/one2" <<'PY' && ok || bad "ZeRO 3 evaluation history differs from 1 rank's"
+import json, sys, glob
+def history(d):
+    cfg = [j for j in (json.load(open(f)) for f in glob.glob(d + "/*.json")) if isinstance(j, dict) and "result" in j][0]
+    return cfg["result"]["history"]
+a, b = history(sys.argv[1]), history(sys.argv[2])
+assert [h["step"] for h in a] == [h["step"] for h in b] == [1, 2], (a, b)
+for x, y in zip(a, b):
+    for split in ("forget", "retain"):
+        u, v = x[split]["mean_nll"], y[split]["mean_nll"]
+        assert abs(u - v) <= 1e-5 * abs(u), (split, u, v)
+PY
 # Resume from the step-4 checkpoint (the choice of step 2 is in it): bit-identical output.
 "$LETHE" "${S[@]}" --checkpoint-every 4 --checkpoint-dir "$T/ck" --out "$T/straight" >/dev/null 2>&1 \
   && cp -r "$T/ck" "$T/ck2" \

@@ -244,8 +244,10 @@ INSTANTIATE_TEST_SUITE_P(Stages, Resume, ::testing::Values(0, 1, 2, 3));
 // each rank's shard (load_model_without_layers), trained sharded (with a step's weights kept and
 // returned by checkpoint selection) and saved from the shards one layer at a time
 // (save_model_from_engine, several output shards). The saved model is bit-identical to the one
-// trained from a whole load and materialized, in both formats; npo's reference values come from
-// forward passes through the engine built before prepare(), gathering one layer at a time. With
+// trained from a whole load and materialized, in both formats; npo's reference values and pdu's
+// starting retain loss come from forward passes through the engine built before prepare(),
+// gathering one layer at a time (pdu's on every rank, the whole load's split across the ranks:
+// the same epsilon), and tvn negates each rank's shard against its theta_0 shard. With
 // LoRA the frozen base weights are shards too, the output has the adapters merged as merge_lora
 // merges them, and the adapters gathered from the shards equal the whole run's.
 class ShardedLoad : public ::testing::TestWithParam<std::tuple<std::string, std::string, bool>> {};
@@ -266,9 +268,11 @@ TEST_P(ShardedLoad, TrainsAndSavesWhatAWholeLoadDoes) {
   o.eval_every = 5;
   EvalHook keep5;  // checkpoint selection: the weights of step 5 are the output
   keep5.run = [](CausalLM&, int64_t step) { return EvalVerdict{false, step == 5}; };
-  const bool forward_in_prepare = method == "npo";
-  ASSERT_EQ(objective(method)->weight_use_outside_training(),
-            forward_in_prepare ? Objective::WeightUse::kSameForwardOnEveryRank : Objective::WeightUse::kNone);
+  const std::map<std::string, Objective::WeightUse> uses = {{"gd", Objective::WeightUse::kNone},
+                                                            {"npo", Objective::WeightUse::kSameForwardOnEveryRank},
+                                                            {"pdu", Objective::WeightUse::kSameForwardOnEveryRank},
+                                                            {"tvn", Objective::WeightUse::kShardwise}};
+  ASSERT_EQ(objective(method)->weight_use_outside_training(), uses.at(method));
   LoraOptions lo;
   lo.rank = 4;
   lo.dropout = 0;  // the same masks on any rank count
@@ -296,6 +300,7 @@ TEST_P(ShardedLoad, TrainsAndSavesWhatAWholeLoadDoes) {
     for (auto& [n, t] : params(whole))
       if (is_lora_parameter(n)) want_adapters[n] = t;
   whole->merge_lora();
+  obj->finish(whole);
   auto want = params(whole);
 
   DeferredWeights deferred;
@@ -310,6 +315,7 @@ TEST_P(ShardedLoad, TrainsAndSavesWhatAWholeLoadDoes) {
   auto engine = std::make_unique<DataParallel>(m, *world, 3, o.optimizer, o.activation_checkpointing, &deferred);
   auto obj2 = objective(method);
   auto ctx2 = context(f, r);
+  ctx2.engine = engine.get();
   obj2->prepare(m, ctx2);  // through the engine when it reads the model
   TrainResult res = train_loop(m, *obj2, f, &r, o, 0, keep5, *world, &engine, &identity);
   EXPECT_EQ(res.kept_step, 5);
@@ -324,6 +330,7 @@ TEST_P(ShardedLoad, TrainsAndSavesWhatAWholeLoadDoes) {
     ASSERT_EQ(adapters.size(), want_adapters.size());
     for (auto& [n, t] : want_adapters) EXPECT_TRUE(torch::equal(t, adapters.at(n))) << n << " differs";
   }
+  obj2->finish_shards(*engine);
   save_model_from_engine(*engine, out, format, json::object(), "", 6000, *world);
   EXPECT_THROW(save_model_from_engine(*engine, out, format, json::object(), "", 6000, *world), InputError);
   CausalLM saved = load_model(out);
@@ -334,13 +341,19 @@ TEST_P(ShardedLoad, TrainsAndSavesWhatAWholeLoadDoes) {
   if (world->rank() == 0) fs::remove_all(root);
 }
 
+std::string sharded_load_name(const ::testing::TestParamInfo<ShardedLoad::ParamType>& info) {
+  return std::get<0>(info.param) + "_" + std::get<1>(info.param) + (std::get<2>(info.param) ? "_lora" : "");
+}
 INSTANTIATE_TEST_SUITE_P(FormatsAndMethods, ShardedLoad,
-                         ::testing::Combine(::testing::Values("native", "hf"), ::testing::Values("gd", "npo"),
+                         ::testing::Combine(::testing::Values("native", "hf"), ::testing::Values("gd", "npo", "pdu"),
                                             ::testing::Bool()),
-                         [](const auto& info) {
-                           return std::get<0>(info.param) + "_" + std::get<1>(info.param) +
-                                  (std::get<2>(info.param) ? "_lora" : "");
-                         });
+                         sharded_load_name);
+// tvn's negation acts on the shards; with LoRA it loads whole (its merged weights are no
+// trained parameter), so only full-parameter training is a case here.
+INSTANTIATE_TEST_SUITE_P(ShardwiseFinish, ShardedLoad,
+                         ::testing::Combine(::testing::Values("native", "hf"), ::testing::Values("tvn"),
+                                            ::testing::Values(false)),
+                         sharded_load_name);
 
 TEST(Groups, TwoGroupsTrainTwoSubsetsConcurrently) {
   const int N = world_size();
