@@ -26,6 +26,15 @@ struct Deadline {
 };
 Deadline& process_deadline();
 
+// A collective in flight (Communicator::start_all_gather), finished by wait() under the
+// deadline; the destructor waits for one never waited on, so its buffers are never freed while
+// it runs. Every rank must start its collectives, in flight or not, in the same order.
+class PendingCollective {
+ public:
+  virtual ~PendingCollective() = default;
+  virtual void wait() = 0;
+};
+
 class Communicator {
  public:
   virtual ~Communicator() = default;
@@ -38,6 +47,18 @@ class Communicator {
   virtual void reduce_scatter(const torch::Tensor& in, torch::Tensor& out, ReduceOp op) = 0;
   // in: n elements; out: size() * n elements, rank r's block at r * n.
   virtual void all_gather(const torch::Tensor& in, torch::Tensor& out) = 0;
+  // all_gather started now and finished by the returned object's wait(): `in` and `out` must
+  // stay alive and unchanged until then. The default runs it at once.
+  virtual std::unique_ptr<PendingCollective> start_all_gather(const torch::Tensor& in, torch::Tensor& out) {
+    all_gather(in, out);
+    struct Done : PendingCollective {
+      void wait() override {}
+    };
+    return std::make_unique<Done>();
+  }
+  // Whether a started collective runs while this rank computes: NCCL's run on their own
+  // stream; MPI's progress mostly inside MPI calls, so starting them early gains little there.
+  virtual bool overlaps_compute() const { return false; }
   virtual void broadcast(torch::Tensor& t, int root) = 0;
   virtual void barrier() = 0;
   // Ends the job from this rank with `why` (used by deadlines and fatal errors).

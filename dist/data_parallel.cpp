@@ -52,7 +52,7 @@ class RecomputedLayerFn : public torch::autograd::Function<RecomputedLayerFn> {
     save_call(ctx, dp_addr, block);
     ctx->saved_data["rng"] = cpu_rng_state();
     ctx->save_for_backward({x, cos, sin, mask});
-    if (b.sharded_params) dp->gather_into_model(b);
+    if (b.sharded_params) dp->gather_layer(size_t(block), +1);
     torch::Tensor y;
     {
       torch::NoGradGuard ng;
@@ -67,7 +67,7 @@ class RecomputedLayerFn : public torch::autograd::Function<RecomputedLayerFn> {
     auto* dp = engine_of(ctx);
     auto& b = dp->block(saved_block(ctx));
     auto saved = ctx->get_saved_variables();
-    if (b.sharded_params) dp->gather_into_model(b);
+    if (b.sharded_params) dp->gather_layer(saved_block(ctx), -1);
     auto now = cpu_rng_state();
     set_cpu_rng_state(ctx->saved_data["rng"].toTensor());
     torch::autograd::variable_list inputs, grads;
@@ -270,6 +270,9 @@ DataParallel::DataParallel(CausalLM& model, Communicator& comm, int zero_stage, 
   for (size_t i = 0; i < blocks_.size(); ++i)
     if (blocks_[i].sharded_params || blocks_[i].reduce_in_backward || blocks_[i].recompute)
       layer_block[blocks_[i].layer] = i;
+  for (auto& [layer, k] : layer_block)
+    if (blocks_[k].sharded_params) sharded_layers_[layer] = k;
+  prefetch_on_ = comm_.overlaps_compute();
   if (!layer_block.empty()) {
     model_->collective_forward = sharded();
     model_->layer_runner = [this, layer_block](int64_t layer, const torch::Tensor& x, const torch::Tensor& cos,
@@ -287,7 +290,7 @@ DataParallel::DataParallel(CausalLM& model, Communicator& comm, int zero_stage, 
       if (training && b.reduce_in_backward)
         return ReducingLayerFn::apply(x, b.grad_sink, dp, bi, cos, sin, mask_input(mask));
       if (!b.sharded_params) return module(x, cos, sin, mask, cache, layer);
-      gather_into_model(b);  // evaluation, generation
+      gather_layer(it->second, +1);  // evaluation, generation
       auto y = module(x, cos, sin, mask, cache, layer);
       release_from_model(b);
       return y;
@@ -309,6 +312,33 @@ void DataParallel::gather_into_model(Block& b) {
   auto frozen = torch::empty({b.frozen_padded}, b.frozen_owned.options());
   comm_.all_gather(b.frozen_owned, frozen);
   view_into(frozen, b.frozen, b.frozen_offsets, b.frozen_numels, b.frozen_shapes);
+}
+
+void DataParallel::gather_layer(size_t k, int direction) {
+  torch::NoGradGuard ng;
+  Block& b = blocks_[k];
+  if (prefetch_.block == k) {
+    prefetch_.params->wait();
+    view_into(prefetch_.full, b.params, b.offsets, b.param_numels, b.param_shapes);
+    if (prefetch_.frozen_params) {
+      prefetch_.frozen_params->wait();
+      view_into(prefetch_.frozen, b.frozen, b.frozen_offsets, b.frozen_numels, b.frozen_shapes);
+    }
+    prefetch_ = Prefetch();
+  } else {
+    prefetch_ = Prefetch();  // one started for another layer: finished (every rank started it) and dropped
+    gather_into_model(b);
+  }
+  if (!prefetch_on_ || direction == 0) return;
+  auto next = sharded_layers_.find(b.layer + direction);
+  if (next == sharded_layers_.end()) return;
+  Block& n = blocks_[next->second];
+  prefetch_.block = next->second;
+  prefetch_.full = torch::empty({n.padded}, n.owned.options().requires_grad(false));
+  prefetch_.params = comm_.start_all_gather(n.owned.detach(), prefetch_.full);
+  if (n.frozen.empty()) return;
+  prefetch_.frozen = torch::empty({n.frozen_padded}, n.frozen_owned.options());
+  prefetch_.frozen_params = comm_.start_all_gather(n.frozen_owned, prefetch_.frozen);
 }
 
 void DataParallel::release_from_model(Block& b) {
@@ -400,6 +430,7 @@ torch::Tensor DataParallel::reduce_scatter_grads(Block& b, const std::vector<tor
 }
 
 void DataParallel::materialize() {
+  prefetch_ = Prefetch();
   torch::NoGradGuard ng;
   for (auto& b : blocks_) {
     if (!b.sharded_params) continue;

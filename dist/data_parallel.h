@@ -19,6 +19,7 @@
 // layer, `selective` every second one (layers 0, 2, 4 ...), trading half the activation memory
 // for a third of the recompute. ZeRO 3 layers are always recomputed.
 #pragma once
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <set>
@@ -98,6 +99,13 @@ class DataParallel {
   // differentiates the penalty of its share on the whole tensor (gathering a ZeRO 3 layer),
   // and the gradient is reduced with the loss's.
   using WeightPenalty = std::function<torch::Tensor(int64_t index, const torch::Tensor& w)>;
+  // ZeRO 3 prefetch: while a sharded layer runs, the all-gather of the layer that runs next is
+  // already started (forward: the layer above; backward: the one below), so communication
+  // overlaps compute, at the cost of a second layer whole at a time. On by default where the
+  // communicator overlaps compute (NCCL); MPI's collectives progress inside MPI calls, so there
+  // it is off unless set. The gathered values, and so the results, are the same either way.
+  void set_prefetch(bool on) { prefetch_on_ = on; }
+  bool prefetch() const { return prefetch_on_; }
   void set_weight_penalty(WeightPenalty fn) { penalty_ = std::move(fn); }
   int64_t optimizer_steps() const { return opt_->steps(); }
 
@@ -139,6 +147,10 @@ class DataParallel {
  public:
   // Helpers of the layer autograd functions (ZeRO 2 and 3).
   void gather_into_model(Block& b);
+  // gather_into_model for the sharded layer of block k, from its prefetched buffers when they
+  // were started for it; then, with prefetch on, starts the gather of the sharded layer at
+  // layer + direction (+1 forward, -1 backward) if there is one.
+  void gather_layer(size_t k, int direction);
   void release_from_model(Block& b);
   // The block's parameter gradients (undefined: zero) as one fp32 [padded] buffer, and that
   // averaged across ranks into this rank's fp32 shard.
@@ -166,6 +178,15 @@ class DataParallel {
   std::vector<Block> blocks_;
   std::unique_ptr<Optimizer> opt_;
   std::vector<torch::Tensor> kept_;  // per block: this rank's kept parameter shard (CPU)
+  // ZeRO 3 prefetch: the block whose gathers are in flight, their buffers and requests.
+  struct Prefetch {
+    size_t block = SIZE_MAX;
+    torch::Tensor full, frozen;
+    std::unique_ptr<PendingCollective> params, frozen_params;
+  };
+  Prefetch prefetch_;
+  bool prefetch_on_ = false;
+  std::map<int64_t, size_t> sharded_layers_;  // decoder layer -> its ZeRO 3 sharded block
 };
 
 // The default CPU generator's state (LoRA dropout draws from it): saved in checkpoints and

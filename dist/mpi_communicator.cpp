@@ -91,6 +91,17 @@ class MpiCommunicator : public Communicator {
     wait(req, "all_gather");
   }
 
+  std::unique_ptr<PendingCollective> start_all_gather(const torch::Tensor& in, torch::Tensor& out) override {
+    check(in);
+    check(out);
+    LETHE_CHECK(out.numel() == in.numel() * size_, "all_gather: output must hold size() blocks of the input");
+    auto p = std::make_unique<Pending>(*this, in, out);
+    MPI_CHECK(MPI_Iallgather(in.data_ptr(), int(in.numel()), mpi_type(in), out.data_ptr(), int(in.numel()),
+                             mpi_type(out), comm_, &p->req));
+    p->started = true;
+    return p;
+  }
+
   void broadcast(torch::Tensor& t, int root) override {
     check(t);
     MPI_Request req;
@@ -133,6 +144,25 @@ class MpiCommunicator : public Communicator {
       if (++spins > 100) std::this_thread::sleep_for(std::chrono::microseconds(std::min(1000, spins)));
     }
   }
+
+  // A started all_gather: its request and the tensors it reads and writes.
+  struct Pending : PendingCollective {
+    Pending(MpiCommunicator& c, torch::Tensor i, torch::Tensor o) : comm(c), in(std::move(i)), out(std::move(o)) {}
+    ~Pending() override {
+      try {
+        if (started) comm.wait(req, "all_gather (started early)");
+      } catch (...) {  // MPI failed: the job is going down; never throw from a destructor
+      }
+    }
+    void wait() override {
+      if (started) comm.wait(req, "all_gather (started early)");
+      started = false;
+    }
+    MpiCommunicator& comm;
+    torch::Tensor in, out;
+    MPI_Request req = MPI_REQUEST_NULL;
+    bool started = false;
+  };
 
   MPI_Comm comm_;
   std::string name_;

@@ -111,6 +111,26 @@ class NcclCommunicator : public Communicator {
       NCCL_CHECK(ncclAllGather(in.data_ptr(), out.data_ptr(), size_t(in.numel()), nccl_type(in), comm_, stream_));
     });
   }
+  // Issued on the communication stream after the compute stream's work so far; wait() orders
+  // the compute stream after it and polls it like any collective, so the gather runs while the
+  // GPU computes what was queued in between.
+  std::unique_ptr<PendingCollective> start_all_gather(const torch::Tensor& in, torch::Tensor& out) override {
+    LETHE_CHECK(out.numel() == in.numel() * size_, "all_gather: output must hold size() blocks");
+    LETHE_CHECK(in.is_cuda() && out.is_cuda() && in.is_contiguous() && out.is_contiguous(),
+                "NCCL communicator needs contiguous CUDA tensors");
+    auto p = std::make_unique<Pending>(*this, in, out);
+    CUDA_CHECK(cudaEventCreateWithFlags(&p->event, cudaEventDisableTiming));
+    CUDA_CHECK(cudaEventRecord(ready_, compute_stream()));
+    CUDA_CHECK(cudaStreamWaitEvent(stream_, ready_, 0));
+    NCCL_CHECK(ncclGroupStart());
+    NCCL_CHECK(ncclAllGather(in.data_ptr(), out.data_ptr(), size_t(in.numel()), nccl_type(in), comm_, stream_));
+    NCCL_CHECK(ncclGroupEnd());
+    CUDA_CHECK(cudaEventRecord(p->event, stream_));
+    p->started = true;
+    return p;
+  }
+  bool overlaps_compute() const override { return true; }
+
   void broadcast(torch::Tensor& t, int root) override {
     run("broadcast", t, [&] {
       NCCL_CHECK(ncclBroadcast(t.data_ptr(), t.data_ptr(), size_t(t.numel()), nccl_type(t), root, comm_, stream_));
@@ -177,10 +197,12 @@ class NcclCommunicator : public Communicator {
     }
   }
 
-  void wait_done(const char* what) {
+  void wait_done(const char* what) { wait_event(done_, what); }
+
+  void wait_event(cudaEvent_t event, const char* what) {
     auto t0 = std::chrono::steady_clock::now();
     for (;;) {
-      cudaError_t q = cudaEventQuery(done_);
+      cudaError_t q = cudaEventQuery(event);
       if (q == cudaSuccess) return;
       if (q != cudaErrorNotReady) abort(std::string(what) + ": " + cudaGetErrorString(q));
       ncclResult_t st;
@@ -197,6 +219,29 @@ class NcclCommunicator : public Communicator {
       abort("collective " + std::string(what) + " on NCCL communicator '" + name_ + "' did not complete within " +
             fmt::format("{:g}", limit) + " s");
   }
+
+  // A started all_gather: the event recorded after it on the communication stream, and the
+  // tensors it reads and writes.
+  struct Pending : PendingCollective {
+    Pending(NcclCommunicator& c, torch::Tensor i, torch::Tensor o) : comm(c), in(std::move(i)), out(std::move(o)) {}
+    ~Pending() override {
+      try {
+        wait();
+      } catch (...) {  // CUDA failed: the job is going down; never throw from a destructor
+      }
+      if (event) cudaEventDestroy(event);
+    }
+    void wait() override {
+      if (!started) return;
+      started = false;
+      CUDA_CHECK(cudaStreamWaitEvent(comm.compute_stream(), event, 0));
+      comm.wait_event(event, "all_gather (started early)");
+    }
+    NcclCommunicator& comm;
+    torch::Tensor in, out;
+    cudaEvent_t event = nullptr;
+    bool started = false;
+  };
 
   std::string name_;
   int rank_ = 0, size_ = 1, device_ = 0, world_rank_ = 0;
