@@ -56,6 +56,16 @@ class Communicator {
     };
     return std::make_unique<Done>();
   }
+  // reduce_scatter started now and finished by wait() (the average taken there), with the same
+  // rules. The default runs it at once.
+  virtual std::unique_ptr<PendingCollective> start_reduce_scatter(const torch::Tensor& in, torch::Tensor& out,
+                                                                  ReduceOp op) {
+    reduce_scatter(in, out, op);
+    struct Done : PendingCollective {
+      void wait() override {}
+    };
+    return std::make_unique<Done>();
+  }
   // Whether a started collective runs while this rank computes: NCCL's run on their own
   // stream; MPI's progress mostly inside MPI calls, so starting them early gains little there.
   virtual bool overlaps_compute() const { return false; }

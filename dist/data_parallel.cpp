@@ -52,7 +52,10 @@ class RecomputedLayerFn : public torch::autograd::Function<RecomputedLayerFn> {
     save_call(ctx, dp_addr, block);
     ctx->saved_data["rng"] = cpu_rng_state();
     ctx->save_for_backward({x, cos, sin, mask});
-    if (b.sharded_params) dp->gather_layer(size_t(block), +1);
+    if (b.sharded_params) {
+      dp->flush_gradients();  // a new forward: the last backward's layer gradients join the shards'
+      dp->gather_layer(size_t(block), +1);
+    }
     torch::Tensor y;
     {
       torch::NoGradGuard ng;
@@ -82,7 +85,7 @@ class RecomputedLayerFn : public torch::autograd::Function<RecomputedLayerFn> {
     set_cpu_rng_state(now);
     std::vector<torch::Tensor> param_grads(grads.begin() + 1, grads.end());
     if (b.sharded_params) {
-      auto shard_grad = dp->reduce_scatter_grads(b, param_grads).to(b.owned.scalar_type());
+      auto shard_grad = dp->reduce_layer_gradient(saved_block(ctx), param_grads);  // undefined: added later
       dp->release_from_model(b);
       return layer_call_grads(grads[0], shard_grad);
     }
@@ -272,7 +275,7 @@ DataParallel::DataParallel(CausalLM& model, Communicator& comm, int zero_stage, 
       layer_block[blocks_[i].layer] = i;
   for (auto& [layer, k] : layer_block)
     if (blocks_[k].sharded_params) sharded_layers_[layer] = k;
-  prefetch_on_ = comm_.overlaps_compute();
+  overlap_ = comm_.overlaps_compute();
   if (!layer_block.empty()) {
     model_->collective_forward = sharded();
     model_->layer_runner = [this, layer_block](int64_t layer, const torch::Tensor& x, const torch::Tensor& cos,
@@ -329,7 +332,7 @@ void DataParallel::gather_layer(size_t k, int direction) {
     prefetch_ = Prefetch();  // one started for another layer: finished (every rank started it) and dropped
     gather_into_model(b);
   }
-  if (!prefetch_on_ || direction == 0) return;
+  if (!overlap_ || direction == 0) return;
   auto next = sharded_layers_.find(b.layer + direction);
   if (next == sharded_layers_.end()) return;
   Block& n = blocks_[next->second];
@@ -429,7 +432,46 @@ torch::Tensor DataParallel::reduce_scatter_grads(Block& b, const std::vector<tor
   return shard;
 }
 
+torch::Tensor DataParallel::reduce_layer_gradient(size_t k, const std::vector<torch::Tensor>& grads) {
+  Block& b = blocks_[k];
+  if (!overlap_) return reduce_scatter_grads(b, grads).to(b.owned.scalar_type());
+  finish_gradient();
+  torch::NoGradGuard ng;
+  pending_grad_.block = k;
+  pending_grad_.flat = flatten_grads(b, grads);
+  pending_grad_.shard = torch::empty({b.shard}, pending_grad_.flat.options());
+  pending_grad_.op = comm_.start_reduce_scatter(pending_grad_.flat, pending_grad_.shard, ReduceOp::Average);
+  return torch::Tensor();
+}
+
+void DataParallel::finish_gradient() {
+  if (pending_grad_.block == SIZE_MAX) return;
+  torch::NoGradGuard ng;
+  pending_grad_.op->wait();
+  const size_t k = pending_grad_.block;
+  auto g = pending_grad_.shard.to(blocks_[k].owned.scalar_type());
+  if (backward_sum_.size() < blocks_.size()) backward_sum_.resize(blocks_.size());
+  backward_sum_[k] = backward_sum_[k].defined() ? backward_sum_[k] + g : g;
+  pending_grad_ = PendingGradient();
+}
+
+void DataParallel::flush_gradients() {
+  finish_gradient();
+  torch::NoGradGuard ng;
+  for (size_t k = 0; k < backward_sum_.size(); ++k) {
+    if (!backward_sum_[k].defined()) continue;
+    // What autograd does with a leaf's summed contributions: the first becomes .grad, later add.
+    auto& owned = blocks_[k].owned;
+    if (owned.grad().defined())
+      owned.mutable_grad().add_(backward_sum_[k]);
+    else
+      owned.mutable_grad() = backward_sum_[k];
+    backward_sum_[k] = torch::Tensor();
+  }
+}
+
 void DataParallel::materialize() {
+  flush_gradients();
   prefetch_ = Prefetch();
   torch::NoGradGuard ng;
   for (auto& b : blocks_) {
@@ -465,6 +507,7 @@ torch::Tensor DataParallel::flat_grad(Block& b) {
 }
 
 void DataParallel::reduce_gradients() {
+  flush_gradients();  // layer gradients still in flight or summed apart (overlap)
   torch::NoGradGuard ng;
   // Stage 2 layers: which blocks' parameters hold gradient from outside the layer (any rank).
   std::vector<double> direct(blocks_.size(), 0.0);

@@ -99,13 +99,14 @@ class DataParallel {
   // differentiates the penalty of its share on the whole tensor (gathering a ZeRO 3 layer),
   // and the gradient is reduced with the loss's.
   using WeightPenalty = std::function<torch::Tensor(int64_t index, const torch::Tensor& w)>;
-  // ZeRO 3 prefetch: while a sharded layer runs, the all-gather of the layer that runs next is
-  // already started (forward: the layer above; backward: the one below), so communication
-  // overlaps compute, at the cost of a second layer whole at a time. On by default where the
-  // communicator overlaps compute (NCCL); MPI's collectives progress inside MPI calls, so there
-  // it is off unless set. The gathered values, and so the results, are the same either way.
-  void set_prefetch(bool on) { prefetch_on_ = on; }
-  bool prefetch() const { return prefetch_on_; }
+  // ZeRO 3 overlap: while a sharded layer runs, the all-gather of the layer that runs next is
+  // already started (forward: the layer above; backward: the one below; two layers whole at a
+  // time), and a layer's gradient reduce-scatter runs while the layer below it computes its
+  // backward (added to the shard's gradient in the order autograd would add it). On by default
+  // where the communicator overlaps compute (NCCL); MPI's collectives progress inside MPI calls,
+  // so there it is off unless set. The values, and so the results, are the same either way.
+  void set_overlap(bool on) { overlap_ = on; }
+  bool overlap() const { return overlap_; }
   void set_weight_penalty(WeightPenalty fn) { penalty_ = std::move(fn); }
   int64_t optimizer_steps() const { return opt_->steps(); }
 
@@ -151,6 +152,15 @@ class DataParallel {
   // were started for it; then, with prefetch on, starts the gather of the sharded layer at
   // layer + direction (+1 forward, -1 backward) if there is one.
   void gather_layer(size_t k, int direction);
+  // The sharded layer k's gradient (its parameters' gradients, flattened): reduce-scattered into
+  // its shard's gradient at once, or with overlap on, started now and finished when the next
+  // one starts (at most one in flight). Finished ones are summed per backward pass, as autograd
+  // sums a leaf's contributions within one, and the sum joins the shard's gradient when the next
+  // forward starts or the gradients are reduced (flush_gradients): the same additions in the
+  // same order as without overlap. With gradient accumulation that sum is a second fp32 shard
+  // of the layers' gradients while a later micro-batch runs backward.
+  torch::Tensor reduce_layer_gradient(size_t k, const std::vector<torch::Tensor>& grads);
+  void flush_gradients();
   void release_from_model(Block& b);
   // The block's parameter gradients (undefined: zero) as one fp32 [padded] buffer, and that
   // averaged across ranks into this rank's fp32 shard.
@@ -178,14 +188,23 @@ class DataParallel {
   std::vector<Block> blocks_;
   std::unique_ptr<Optimizer> opt_;
   std::vector<torch::Tensor> kept_;  // per block: this rank's kept parameter shard (CPU)
-  // ZeRO 3 prefetch: the block whose gathers are in flight, their buffers and requests.
+  // ZeRO 3 overlap: the block whose gathers are in flight, their buffers and requests; the
+  // block whose gradient reduce-scatter is in flight, its shard and request.
   struct Prefetch {
     size_t block = SIZE_MAX;
     torch::Tensor full, frozen;
     std::unique_ptr<PendingCollective> params, frozen_params;
   };
   Prefetch prefetch_;
-  bool prefetch_on_ = false;
+  struct PendingGradient {
+    size_t block = SIZE_MAX;
+    torch::Tensor flat, shard;
+    std::unique_ptr<PendingCollective> op;
+  };
+  PendingGradient pending_grad_;
+  std::vector<torch::Tensor> backward_sum_;  // per block: this backward pass's finished shard gradients
+  void finish_gradient();                    // waits for the one in flight and adds it to backward_sum_
+  bool overlap_ = false;
   std::map<int64_t, size_t> sharded_layers_;  // decoder layer -> its ZeRO 3 sharded block
 };
 

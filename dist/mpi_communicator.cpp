@@ -102,6 +102,21 @@ class MpiCommunicator : public Communicator {
     return p;
   }
 
+  // 16-bit floats are reduced in fp32 at once, as reduce_scatter does.
+  std::unique_ptr<PendingCollective> start_reduce_scatter(const torch::Tensor& in, torch::Tensor& out,
+                                                          ReduceOp op) override {
+    if (is_16bit_float(in)) return Communicator::start_reduce_scatter(in, out, op);
+    check(in);
+    check(out);
+    LETHE_CHECK(in.numel() == out.numel() * size_, "reduce_scatter: input must hold size() blocks of the output");
+    auto p = std::make_unique<Pending>(*this, in, out);
+    if (op == ReduceOp::Average) p->divide_by = size_;
+    MPI_CHECK(MPI_Ireduce_scatter_block(in.data_ptr(), out.data_ptr(), int(out.numel()), mpi_type(in), MPI_SUM, comm_,
+                                        &p->req));
+    p->started = true;
+    return p;
+  }
+
   void broadcast(torch::Tensor& t, int root) override {
     check(t);
     MPI_Request req;
@@ -145,22 +160,26 @@ class MpiCommunicator : public Communicator {
     }
   }
 
-  // A started all_gather: its request and the tensors it reads and writes.
+  // A started collective: its request, the tensors it reads and writes, and the divisor of an
+  // average (applied in wait()).
   struct Pending : PendingCollective {
     Pending(MpiCommunicator& c, torch::Tensor i, torch::Tensor o) : comm(c), in(std::move(i)), out(std::move(o)) {}
     ~Pending() override {
       try {
-        if (started) comm.wait(req, "all_gather (started early)");
+        if (started) comm.wait(req, "collective started early");
       } catch (...) {  // MPI failed: the job is going down; never throw from a destructor
       }
     }
     void wait() override {
-      if (started) comm.wait(req, "all_gather (started early)");
+      if (!started) return;
+      comm.wait(req, "collective started early");
       started = false;
+      if (divide_by > 1) out.div_(divide_by);
     }
     MpiCommunicator& comm;
     torch::Tensor in, out;
     MPI_Request req = MPI_REQUEST_NULL;
+    int divide_by = 1;
     bool started = false;
   };
 

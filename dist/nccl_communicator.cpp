@@ -111,23 +111,22 @@ class NcclCommunicator : public Communicator {
       NCCL_CHECK(ncclAllGather(in.data_ptr(), out.data_ptr(), size_t(in.numel()), nccl_type(in), comm_, stream_));
     });
   }
-  // Issued on the communication stream after the compute stream's work so far; wait() orders
-  // the compute stream after it and polls it like any collective, so the gather runs while the
-  // GPU computes what was queued in between.
+  // Started collectives are issued on the communication stream after the compute stream's work
+  // so far; wait() orders the compute stream after them and polls them like any collective, so
+  // they run while the GPU computes what was queued in between.
   std::unique_ptr<PendingCollective> start_all_gather(const torch::Tensor& in, torch::Tensor& out) override {
     LETHE_CHECK(out.numel() == in.numel() * size_, "all_gather: output must hold size() blocks");
-    LETHE_CHECK(in.is_cuda() && out.is_cuda() && in.is_contiguous() && out.is_contiguous(),
-                "NCCL communicator needs contiguous CUDA tensors");
-    auto p = std::make_unique<Pending>(*this, in, out);
-    CUDA_CHECK(cudaEventCreateWithFlags(&p->event, cudaEventDisableTiming));
-    CUDA_CHECK(cudaEventRecord(ready_, compute_stream()));
-    CUDA_CHECK(cudaStreamWaitEvent(stream_, ready_, 0));
-    NCCL_CHECK(ncclGroupStart());
-    NCCL_CHECK(ncclAllGather(in.data_ptr(), out.data_ptr(), size_t(in.numel()), nccl_type(in), comm_, stream_));
-    NCCL_CHECK(ncclGroupEnd());
-    CUDA_CHECK(cudaEventRecord(p->event, stream_));
-    p->started = true;
-    return p;
+    return start(in, out, [&] {
+      NCCL_CHECK(ncclAllGather(in.data_ptr(), out.data_ptr(), size_t(in.numel()), nccl_type(in), comm_, stream_));
+    });
+  }
+  std::unique_ptr<PendingCollective> start_reduce_scatter(const torch::Tensor& in, torch::Tensor& out,
+                                                          ReduceOp op) override {
+    LETHE_CHECK(in.numel() == out.numel() * size_, "reduce_scatter: input must hold size() blocks");
+    return start(in, out, [&] {
+      NCCL_CHECK(ncclReduceScatter(in.data_ptr(), out.data_ptr(), size_t(out.numel()), nccl_type(in), red(op), comm_,
+                                   stream_));
+    });
   }
   bool overlaps_compute() const override { return true; }
 
@@ -170,6 +169,22 @@ class NcclCommunicator : public Communicator {
 #else
     return cudaStreamPerThread;
 #endif
+  }
+
+  template <typename F>
+  std::unique_ptr<PendingCollective> start(const torch::Tensor& in, torch::Tensor& out, F&& issue) {
+    LETHE_CHECK(in.is_cuda() && out.is_cuda() && in.is_contiguous() && out.is_contiguous(),
+                "NCCL communicator needs contiguous CUDA tensors");
+    auto p = std::make_unique<Pending>(*this, in, out);
+    CUDA_CHECK(cudaEventCreateWithFlags(&p->event, cudaEventDisableTiming));
+    CUDA_CHECK(cudaEventRecord(ready_, compute_stream()));
+    CUDA_CHECK(cudaStreamWaitEvent(stream_, ready_, 0));
+    NCCL_CHECK(ncclGroupStart());
+    issue();
+    NCCL_CHECK(ncclGroupEnd());
+    CUDA_CHECK(cudaEventRecord(p->event, stream_));
+    p->started = true;
+    return p;
   }
 
   template <typename F>
@@ -220,7 +235,7 @@ class NcclCommunicator : public Communicator {
             fmt::format("{:g}", limit) + " s");
   }
 
-  // A started all_gather: the event recorded after it on the communication stream, and the
+  // A started collective: the event recorded after it on the communication stream, and the
   // tensors it reads and writes.
   struct Pending : PendingCollective {
     Pending(NcclCommunicator& c, torch::Tensor i, torch::Tensor o) : comm(c), in(std::move(i)), out(std::move(o)) {}
@@ -235,7 +250,7 @@ class NcclCommunicator : public Communicator {
       if (!started) return;
       started = false;
       CUDA_CHECK(cudaStreamWaitEvent(comm.compute_stream(), event, 0));
-      comm.wait_event(event, "all_gather (started early)");
+      comm.wait_event(event, "collective started early");
     }
     NcclCommunicator& comm;
     torch::Tensor in, out;

@@ -58,7 +58,7 @@ void declare_step(OptionSet& o, StepFlags& f, const RuntimeOptions& rt) {
   o.add("zero-stage", &b.train.zero_stage, "ZeRO stage across ranks (0-3)",
         Check<int>([](const int& v) { return v >= 0 && v <= 3 ? "" : "is not supported (0, 1, 2, 3)"; }));
   bind_activation_checkpointing(o, b.train);
-  bind_zero3_prefetch(o, b.train);
+  bind_zero3_overlap(o, b.train);
   auto unfused = std::make_shared<bool>(false);
   o.add("unfused-adamw", unfused.get(), "AdamW as a loop over parameters (the fused kernel's before/after)");
   o.then([&b, unfused](const po::variables_map&, std::vector<std::string>&) { b.train.optimizer.fused = !*unfused; });

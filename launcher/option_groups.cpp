@@ -92,10 +92,11 @@ void bind_activation_checkpointing(OptionSet& o, TrainOptions& t) {
   });
 }
 
-void bind_zero3_prefetch(OptionSet& o, TrainOptions& t) {
-  o.add("zero3-prefetch", &t.zero3_prefetch,
-        "ZeRO 3: start each layer's all-gather while the layer before it runs (a second layer whole at a time): "
-        "auto (on where collectives overlap compute: NCCL), on or off; the result is the same",
+void bind_zero3_overlap(OptionSet& o, TrainOptions& t) {
+  o.add("zero3-overlap", &t.zero3_overlap,
+        "ZeRO 3: start each layer's all-gather while the layer before it runs (a second layer whole at a time) and "
+        "reduce-scatter each layer's gradient while the next one's backward runs: auto (on where collectives "
+        "overlap compute: NCCL), on or off; the result is the same",
         one_of({"auto", "on", "off"}));
 }
 
@@ -120,7 +121,7 @@ void bind_train(OptionSet& o, TrainOptions& t, const RuntimeOptions& rt) {
         "sharded (gathered per layer)",
         Check<int>([](const int& v) { return v >= 0 && v <= 3 ? "" : "is not supported (0, 1, 2, 3)"; }));
   bind_activation_checkpointing(o, t);
-  bind_zero3_prefetch(o, t);
+  bind_zero3_overlap(o, t);
   o.add("checkpoint-every", &t.checkpoint_every,
         "write a resumable checkpoint every N steps (0: only on SIGTERM/SIGUSR1)", non_negative<int64_t>());
   o.add("checkpoint-dir", &t.checkpoint_dir, "resumable checkpoints (default: <out>.ckpt)");

@@ -35,8 +35,8 @@ void bind_data(OptionSet& o, DataOptions& d, bool with_text = true);
 void bind_source(OptionSet& o, DataSource& s, const std::string& name, const std::string& help, bool required);
 // --activation-checkpointing none|selective|full.
 void bind_activation_checkpointing(OptionSet& o, TrainOptions& t);
-// --zero3-prefetch auto|on|off.
-void bind_zero3_prefetch(OptionSet& o, TrainOptions& t);
+// --zero3-overlap auto|on|off.
+void bind_zero3_overlap(OptionSet& o, TrainOptions& t);
 // steps, batch, optimizer, schedule, clipping, logging, ZeRO, checkpoints (the seed is --seed).
 void bind_train(OptionSet& o, TrainOptions& t, const RuntimeOptions& rt);
 // --out, --format (or `format_flag`), --max-shard-size; --adapter-out when with_adapter_out.

@@ -97,7 +97,7 @@ RunOutput run_objective(const RunSpec& spec, const RunText& text, const std::vec
     identity = run_identity(out.model, items, retain ? &retain_items : nullptr, to, &deferred);
     out.engine = std::make_unique<DataParallel>(out.model, comm, to.zero_stage, to.optimizer,
                                                 to.activation_checkpointing, &deferred);
-    if (to.zero3_prefetch != "auto") out.engine->set_prefetch(to.zero3_prefetch == "on");
+    if (to.zero3_overlap != "auto") out.engine->set_overlap(to.zero3_overlap == "on");
     ctx.engine = out.engine.get();
   }
   obj->prepare(out.model, ctx);

@@ -163,7 +163,7 @@ json bench_step(const StepBenchOptions& o, Communicator& comm, torch::Device dev
           {"ranks", comm.size()},
           {"zero_stage", to.zero_stage},
           {"activation_checkpointing", activation_checkpointing_name(to.activation_checkpointing)},
-          {"zero3_prefetch", to.zero3_prefetch},
+          {"zero3_overlap", to.zero3_overlap},
           {"fused_adamw", to.optimizer.fused},
           {"lora_rank", o.lora.rank},
           {"batch_size", B},

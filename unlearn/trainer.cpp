@@ -178,7 +178,7 @@ TrainResult train_loop(CausalLM& model, Objective& objective, const std::vector<
           ? std::move(*sharded_engine)
           : std::make_unique<DataParallel>(model, comm, opt.zero_stage, opt.optimizer, opt.activation_checkpointing);
   DataParallel& dp = *engine;
-  if (opt.zero3_prefetch != "auto") dp.set_prefetch(opt.zero3_prefetch == "on");
+  if (opt.zero3_overlap != "auto") dp.set_overlap(opt.zero3_overlap == "on");
   if (auto penalty = objective.weight_penalty()) dp.set_weight_penalty(penalty);
   BatchIterator data(&primary, opt.batch_size, opt.seed, pad_id);
   std::unique_ptr<BatchIterator> retain_data;

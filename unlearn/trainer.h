@@ -25,9 +25,10 @@ struct TrainOptions {
   int64_t eval_every = 0;  // 0: never during training
   int zero_stage = 0;
   ActivationCheckpointing activation_checkpointing = ActivationCheckpointing::kNone;
-  // ZeRO 3: start each layer's all-gather while the layer before it runs (DataParallel's
-  // prefetch): "auto" where the communicator overlaps compute (NCCL), "on", "off".
-  std::string zero3_prefetch = "auto";
+  // ZeRO 3: start each layer's all-gather while the layer before it runs, and reduce-scatter its
+  // gradient while the next one's backward runs (DataParallel's overlap): "auto" where the
+  // communicator overlaps compute (NCCL), "on", "off".
+  std::string zero3_overlap = "auto";
   int64_t checkpoint_every = 0;  // 0: only on preemption
   std::string checkpoint_dir;    // resumable checkpoints (empty: none)
   bool resume = false;           // continue from the newest complete checkpoint in checkpoint_dir

@@ -36,11 +36,18 @@ done
   && [ "$(ls "$T/np2z3_sharded" | grep -c '^model-.*safetensors$')" -ge 4 ] \
   && $CMP "$T/np2z3_sharded" "$T/np2z3" --exact >/dev/null && ok \
   || { bad "ZeRO 3 loaded and saved as shards differs from its single-file output"; tail -5 "$T/log"; }
-# ZeRO 3 prefetch (each layer's all-gather started while the layer before it runs, in forward and
-# backward; off by default over MPI): the same weights exactly
-"$MPIRUN" -np 2 "$LETHE" "${FT[@]}" --steps 6 --zero-stage 3 --zero3-prefetch on --out "$T/np2z3_prefetch" >"$T/log" 2>&1 \
-  && $CMP "$T/np2z3_prefetch" "$T/np2z3" --exact >/dev/null && ok \
-  || { bad "ZeRO 3 with prefetch differs from without"; tail -5 "$T/log"; }
+# ZeRO 3 overlap (each layer's all-gather started while the layer before it runs, in forward and
+# backward, and its gradient reduce-scatter finished during the next layer's backward; off by
+# default over MPI), also with gradient accumulation: the same weights exactly
+"$MPIRUN" -np 2 "$LETHE" "${FT[@]}" --steps 6 --zero-stage 3 --zero3-overlap on --out "$T/np2z3_overlap" >"$T/log" 2>&1 \
+  && $CMP "$T/np2z3_overlap" "$T/np2z3" --exact >/dev/null && ok \
+  || { bad "ZeRO 3 with overlap differs from without"; tail -5 "$T/log"; }
+for ov in off on; do
+  "$MPIRUN" -np 2 "$LETHE" "${FT[@]}" --steps 3 --grad-accum 2 --zero-stage 3 --zero3-overlap $ov \
+    --out "$T/np2z3_ga_$ov" >"$T/log" 2>&1 || { bad "ZeRO 3 with gradient accumulation, overlap $ov"; tail -5 "$T/log"; }
+done
+$CMP "$T/np2z3_ga_on" "$T/np2z3_ga_off" --exact >/dev/null && ok \
+  || bad "ZeRO 3 with overlap and gradient accumulation differs from without"
 # LoRA (seeded adapter init; dropout off, since masks are drawn per rank) under ZeRO 3
 "$LETHE" "${FT[@]}" --steps 4 --lora-rank 4 --lora-dropout 0 --out "$T/lora1" >/dev/null 2>&1
 "$MPIRUN" -np 2 "$LETHE" "${FT[@]}" --steps 4 --lora-rank 4 --lora-dropout 0 --zero-stage 3 --out "$T/lora2" >"$T/log" 2>&1 \

@@ -313,7 +313,7 @@ TEST_P(ShardedLoad, TrainsAndSavesWhatAWholeLoadDoes) {
   const json identity = run_identity(m, f, &r, o, &deferred);
   EXPECT_EQ(identity, whole_identity);  // a resume may switch between the two
   auto engine = std::make_unique<DataParallel>(m, *world, 3, o.optimizer, o.activation_checkpointing, &deferred);
-  engine->set_prefetch(true);  // each layer's gather started while the one before it runs: the same values
+  engine->set_overlap(true);  // gathers started early, gradient reduce-scatters finished late: the same values
   auto obj2 = objective(method);
   auto ctx2 = context(f, r);
   ctx2.engine = engine.get();
