@@ -182,6 +182,7 @@ class NcclCommunicator : public Communicator {
     NCCL_CHECK(ncclGroupStart());
     issue();
     NCCL_CHECK(ncclGroupEnd());
+    wait_ready("enqueueing a collective");  // non-blocking: on the stream only once the state is ncclSuccess
     CUDA_CHECK(cudaEventRecord(p->event, stream_));
     p->started = true;
     return p;
@@ -195,6 +196,7 @@ class NcclCommunicator : public Communicator {
     NCCL_CHECK(ncclGroupStart());
     issue();
     NCCL_CHECK(ncclGroupEnd());
+    wait_ready(what);  // non-blocking: on the stream only once the state is ncclSuccess
     CUDA_CHECK(cudaEventRecord(done_, stream_));
     CUDA_CHECK(cudaStreamWaitEvent(compute_stream(), done_, 0));
     wait_done(what);
