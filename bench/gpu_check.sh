@@ -36,6 +36,11 @@ for z in 0 3; do
   done
   say "npo 10 steps ZeRO $z (NCCL communicator), cuda vs cpu: $($CMP "$T/npo_cuda_$z" "$T/npo_cpu_$z" --rtol 1e-4 2>&1 | tail -1)"
 done
+# ZeRO 3 on NCCL overlaps by default (--zero3-overlap auto: gathers and reduce-scatters started on
+# the communication stream); without it the model must be the same exactly.
+"$L" "${UL[@]}" --model "$T/ft_cpu" --zero-stage 3 --zero3-overlap off --device cuda --out "$T/npo_cuda_3_off" \
+  >>"$O/runs.log" 2>&1 || say "npo on cuda ZeRO 3 without overlap failed"
+say "npo ZeRO 3 on cuda, overlap (auto) vs off: $($CMP "$T/npo_cuda_3" "$T/npo_cuda_3_off" --exact 2>&1 | tail -1)"
 
 # CONFIG BATCH SEQ METHOD STEPS DTYPE ATTN LORA_RANK: lethe bench step vs transformers (+ peft), alternating.
 for spec in "tiny-llama.json 16 64 ga 20 float32 eager 0" "llama-1b.json 4 2048 ga 5 bfloat16 sdpa 0" \
