@@ -277,7 +277,7 @@ DataParallel::DataParallel(CausalLM& model, Communicator& comm, int zero_stage, 
     if (blocks_[k].sharded_params) sharded_layers_[layer] = k;
   overlap_ = comm_.overlaps_compute();
   if (!layer_block.empty()) {
-    model_->collective_forward = sharded();
+    model_->collective_forward = sharded() && comm_.size() > 1;
     model_->layer_runner = [this, layer_block](int64_t layer, const torch::Tensor& x, const torch::Tensor& cos,
                                                const torch::Tensor& sin, const torch::Tensor& mask, KVCache* cache) {
       auto it = layer_block.find(layer);

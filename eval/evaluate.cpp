@@ -33,8 +33,8 @@ SplitMetrics evaluate_split(CausalLM& model, const Tokenizer& tok, ChatTemplate 
   auto items = tokenize_items(tok, tmpl, examples, max_len);
   const int64_t pad = pad_token_id(tok, tmpl);
   // A model whose layers are ZeRO 3 shards gathers each layer in every forward, a collective:
-  // then every rank scores every item in the same batches, and generations run a fixed number
-  // of steps (cut at the stop token after), so the ranks' passes pair up whatever the values.
+  // then every rank scores every item in the same batches (and generation runs a fixed number
+  // of steps), so the ranks' passes pair up whatever the values.
   const bool lockstep = comm && comm->size() > 1 && model->collective_forward;
   const int64_t n = int64_t(items.size()), rank = comm && !lockstep ? comm->rank() : 0,
                 world = comm && !lockstep ? comm->size() : 1;
@@ -86,10 +86,9 @@ SplitMetrics evaluate_split(CausalLM& model, const Tokenizer& tok, ChatTemplate 
         const auto& it = items[size_t(mine[order[k]])];
         prompts.emplace_back(it.ids.begin(), it.ids.begin() + it.prompt_len);
       }
-      auto outs = greedy_generate_batch(model, prompts, opt.max_new_tokens, lockstep ? std::vector<int64_t>{} : stops);
+      auto outs = greedy_generate_batch(model, prompts, opt.max_new_tokens, stops);
       for (size_t k = start; k < end; ++k) {
         const int64_t i = mine[order[k]];
-        if (lockstep) cut_at_stop(outs[k - start], stops);
         generations[order[k]] = tok.decode(outs[k - start], true);
         RougeL r = rouge_l(generations[order[k]], examples[size_t(i)].response);
         tab[i][3] = r.f1;

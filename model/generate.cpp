@@ -4,6 +4,13 @@
 
 namespace lethe {
 
+namespace {
+// Cuts `tokens` before its first stop id.
+void cut_at_stop(std::vector<int64_t>& tokens, const std::vector<int64_t>& stop_ids) {
+  tokens.erase(std::find_first_of(tokens.begin(), tokens.end(), stop_ids.begin(), stop_ids.end()), tokens.end());
+}
+}  // namespace
+
 std::vector<int64_t> greedy_generate(CausalLM& model, const std::vector<int64_t>& prompt, int64_t max_new_tokens,
                                      const std::vector<int64_t>& stop_ids) {
   return greedy_generate_batch(model, {prompt}, max_new_tokens, stop_ids)[0];
@@ -43,6 +50,12 @@ std::vector<std::vector<int64_t>> greedy_generate_batch(CausalLM& model,
   ids = ids.to(dev);
   std::vector<bool> done(size_t(R), false);
   int64_t live = R;
+  // A forward that is a collective (ZeRO 3 layers gathered per pass) must run the same number of
+  // steps on every rank whatever the values: then every step runs, and the rows are cut at their
+  // first stop id after (what stopping there gives: greedy tokens do not depend on later ones).
+  const bool fixed_steps = model->collective_forward;
+  const std::vector<int64_t> no_stops;
+  const std::vector<int64_t>& stops = fixed_steps ? no_stops : stop_ids;
   const int64_t limit = model->config.max_position_embeddings;
   for (int64_t step = 0; step < max_new_tokens && live > 0 && cache.length + ids.size(1) <= limit; ++step) {
     auto logits = model->forward(ids, key_mask, &cache);
@@ -50,7 +63,7 @@ std::vector<std::vector<int64_t>> greedy_generate_batch(CausalLM& model,
     auto acc = next.accessor<int64_t, 1>();
     for (int64_t r = 0; r < R; ++r) {
       if (done[size_t(r)]) continue;
-      if (std::find(stop_ids.begin(), stop_ids.end(), acc[r]) != stop_ids.end()) {
+      if (std::find(stops.begin(), stops.end(), acc[r]) != stops.end()) {
         done[size_t(r)] = true;
         --live;
       } else {
@@ -60,11 +73,9 @@ std::vector<std::vector<int64_t>> greedy_generate_batch(CausalLM& model,
     ids = next.view({R, 1}).to(dev);
     if (key_mask.defined()) key_mask = torch::cat({key_mask, torch::ones({R, 1}, key_mask.options())}, 1);
   }
+  if (fixed_steps)
+    for (auto& o : out) cut_at_stop(o, stop_ids);
   return out;
-}
-
-void cut_at_stop(std::vector<int64_t>& tokens, const std::vector<int64_t>& stop_ids) {
-  tokens.erase(std::find_first_of(tokens.begin(), tokens.end(), stop_ids.begin(), stop_ids.end()), tokens.end());
 }
 
 }  // namespace lethe

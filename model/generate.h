@@ -14,12 +14,10 @@ std::vector<int64_t> greedy_generate(CausalLM& model, const std::vector<int64_t>
 // counted from each row's first token, so every row decodes as it would alone (up to float
 // rounding in the batched GEMMs). A row stops at its first stop id; the batch stops when every
 // row has, after max_new_tokens, or when the longest prompt reaches max_position_embeddings.
+// While the forward is a collective (model->collective_forward: ZeRO 3 shards), every step runs
+// and the rows are cut at their first stop id after, so every rank runs the same passes.
 std::vector<std::vector<int64_t>> greedy_generate_batch(CausalLM& model,
                                                         const std::vector<std::vector<int64_t>>& prompts,
                                                         int64_t max_new_tokens, const std::vector<int64_t>& stop_ids);
-
-// Cuts `tokens` before its first stop id: a generation run with no stop ids for a fixed number
-// of steps, cut so, equals the one that stopped there (greedy tokens do not depend on later ones).
-void cut_at_stop(std::vector<int64_t>& tokens, const std::vector<int64_t>& stop_ids);
 
 }  // namespace lethe

@@ -38,12 +38,9 @@ class AltPo : public WithRetainTerm {
     pad_ = ctx.pad_id;
     const std::vector<Example>& ex = *ctx.forget_examples;
     // The used items, rank r generating every N-th and gathered rank by rank; or, when the
-    // passes gather sharded layers, every rank generating every item. There each generation
-    // runs exactly max-new-tokens steps and is cut at its first stop token after (what stopping
-    // there gives: greedy tokens do not depend on later ones), so the number of passes, which
-    // the ranks' layer gathers must agree on, never depends on the values.
-    const ItemShare share = item_share(ctx);
-    const bool fixed_passes = !share.split && ctx.comm && ctx.comm->size() > 1;
+    // passes gather sharded layers, every rank generating every item (greedy_generate then runs
+    // a fixed number of steps, so the ranks' passes pair up).
+    const ItemShare share = item_share(model, ctx);
     std::vector<std::string> mine;
     {
       torch::NoGradGuard ng;
@@ -55,10 +52,7 @@ class AltPo : public WithRetainTerm {
         q.replace(q.find("{question}"), 10, e.prompt);
         TokenizedItem it = tokenize_items(*ctx.tok, ctx.tmpl, {{q, "", json::object()}}, ctx.max_len)[0];
         std::vector<int64_t> prompt(it.ids.begin(), it.ids.begin() + it.prompt_len);
-        std::vector<int64_t> answer =
-            greedy_generate(model, prompt, max_new_, fixed_passes ? std::vector<int64_t>{} : stops);
-        cut_at_stop(answer, stops);
-        mine.push_back(trimmed(ctx.tok->decode(answer, true)));
+        mine.push_back(trimmed(ctx.tok->decode(greedy_generate(model, prompt, max_new_, stops), true)));
       }
     }
     std::vector<std::string> all = share.split ? all_gather_strided_strings(*ctx.comm, mine) : mine;

@@ -6,7 +6,6 @@
 
 #include "common/error.h"
 #include "common/rng.h"
-#include "dist/data_parallel.h"
 #include "unlearn/losses.h"
 
 namespace lethe {
@@ -17,8 +16,8 @@ uint64_t item_seed(uint64_t seed, uint64_t stream, int64_t item) {
   return b.next();
 }
 
-ItemShare item_share(const ObjectiveContext& ctx) {
-  if (!ctx.comm || ctx.comm->size() == 1 || (ctx.engine && ctx.engine->sharded())) return {};
+ItemShare item_share(const CausalLM& model, const ObjectiveContext& ctx) {
+  if (!ctx.comm || ctx.comm->size() == 1 || model->collective_forward) return {};
   return {size_t(ctx.comm->rank()), size_t(ctx.comm->size()), true};
 }
 

@@ -26,14 +26,14 @@ enum RngStream : uint64_t {
 uint64_t item_seed(uint64_t seed, uint64_t stream, int64_t item);
 
 // The ranks that run prepare()'s passes over `count` items, one item each in turn: rank r takes
-// items r, r + N, ... ; when the passes gather sharded layers (ctx.engine), every rank takes
-// every item. first/stride for the loop `for (k = first; k < count; k += stride)`; `split`
-// says whether the results must be gathered across ranks afterwards.
+// items r, r + N, ... ; when the passes gather sharded layers (model->collective_forward), every
+// rank takes every item. first/stride for the loop `for (k = first; k < count; k += stride)`;
+// `split` says whether the results must be gathered across ranks afterwards.
 struct ItemShare {
   size_t first = 0, stride = 1;
   bool split = false;
 };
-ItemShare item_share(const ObjectiveContext& ctx);
+ItemShare item_share(const CausalLM& model, const ObjectiveContext& ctx);
 
 // fn gets one item alone (padded to pad_to tokens when pad_to > 0) and returns its cached value:
 // a tensor whose first dimension is the position, or a scalar. Runs in eval mode, no grad, on
