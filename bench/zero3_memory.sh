@@ -5,14 +5,14 @@
 # safetensors file, trains sharded and writes the output from the shards (no rank holds the model
 # whole), next to the model state each rank must hold. float32 with SGD (no optimizer state) so
 # that four ranks fit in this 24 GiB machine; with AdamW add 2 x 4 bytes per parameter, divided
-# the same way. Then unlearning at 2 ranks: npo (reference values), pdu (the starting retain
-# loss) and tvn (the negation, on each rank's shard) through the sharded engine; the path that
-# loads the model whole on every rank (`--method rmu`, whose parameter choice happens on the
-# whole model; and tvn with LoRA, whose negation needs the merged weights); then npo with LoRA (r 16) on
-# RANKS, where the frozen base weights are shards too (model state: the frozen parameters;
-# the adapters and their gradients are ~1% of it).
+# the same way. Then unlearning at 2 ranks, all through the sharded engine: npo (reference
+# values), pdu (the starting retain loss), tvn (the negation, on each rank's shard), rmu (three
+# matrices train; the layers with nothing to train are frozen shards) and tvn with LoRA (the
+# adapters negated, merged as the shards are saved); then npo with LoRA (r 16) on RANKS, where
+# the frozen base weights are shards too (model state: the frozen parameters; the adapters and
+# their gradients are ~1% of it).
 # Hardware: a CPU machine with ~20 GiB free and ~12 GB of disk; ~15 minutes on 2 cores.
-# usage: bench/zero3_memory.sh [STEPS=2] [RANKS="1 2 4"] (WHOLE=0 skips the five unlearn rows, LORA=0 the sharded LoRA rows).
+# usage: bench/zero3_memory.sh [STEPS=2] [RANKS="1 2 4"] (UNLEARN=0 skips the five unlearn rows, LORA=0 the sharded LoRA rows).
 # Results: docs/PERFORMANCE.md "Memory".
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -57,14 +57,14 @@ echo "|---:|---|---|---|---:|---:|---|"
 for np in $RANKS; do
   run "$np" "shards (finetune)" full finetune --data "$W/data/train.jsonl"
 done
-if [ "${WHOLE:-1}" = 1 ]; then
+if [ "${UNLEARN:-1}" = 1 ]; then
   U=(unlearn --forget "$W/data/forget.jsonl" --retain "$W/data/retain.jsonl")
   run 2 "shards, reference values through the engine (unlearn npo)" full "${U[@]}" --method npo
   run 2 "shards, the starting retain loss through the engine (unlearn pdu)" full "${U[@]}" --method pdu
   run 2 "shards, negated shard by shard (unlearn tvn)" full "${U[@]}" --method tvn
   # rmu trains three matrices: its state is the parameters (the kind "frozen": 4 bytes each).
-  run 2 "whole (unlearn rmu, 3 matrices trained)" frozen "${U[@]}" --method rmu
-  run 2 "whole, LoRA r 16 (unlearn tvn)" frozen "${U[@]}" --method tvn --lora-rank 16
+  run 2 "shards, frozen layers as shards (unlearn rmu, 3 matrices trained)" frozen "${U[@]}" --method rmu
+  run 2 "shards, LoRA r 16, negated through the adapters (unlearn tvn)" frozen "${U[@]}" --method tvn --lora-rank 16
 fi
 if [ "${LORA:-1}" = 1 ]; then
   U=(unlearn --forget "$W/data/forget.jsonl" --retain "$W/data/retain.jsonl")

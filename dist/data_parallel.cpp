@@ -84,6 +84,10 @@ class RecomputedLayerFn : public torch::autograd::Function<RecomputedLayerFn> {
     }
     set_cpu_rng_state(now);
     std::vector<torch::Tensor> param_grads(grads.begin() + 1, grads.end());
+    if (b.params.empty()) {  // a layer with nothing to train: only the input's gradient
+      dp->release_from_model(b);
+      return layer_call_grads(grads[0], torch::Tensor());
+    }
     if (b.sharded_params) {
       auto shard_grad = dp->reduce_layer_gradient(saved_block(ctx), param_grads);  // undefined: added later
       dp->release_from_model(b);
@@ -254,14 +258,26 @@ DataParallel::DataParallel(CausalLM& model, Communicator& comm, int zero_stage, 
     }
     owned.emplace_back(b.name, b.owned);
   }
-  // Every weight loaded as shards must have found its block (a frozen layer with nothing to
-  // train would be left empty).
+  // Stage 3: a decoder layer with nothing to train is sharded as well, as a block of frozen
+  // parameters alone (in layer order; `frozen` holds only the layers no trained block took).
+  for (auto& [name, params] : frozen) {
+    if (params.empty()) continue;
+    Block b;
+    b.name = name;
+    b.decoder_layer = b.layer = CausalLMImpl::parameter_block(params[0].first).layer;
+    b.sharded_params = true;
+    shard_frozen(b, std::move(params), deferred);
+    frozen_layers_.push_back(std::move(b));
+  }
+  std::sort(frozen_layers_.begin(), frozen_layers_.end(),
+            [](const Block& a, const Block& b) { return a.layer < b.layer; });
+  // Every weight loaded as shards must have found its block.
   if (deferred) {
     std::set<std::string> sharded;
-    for (auto& b : blocks_) {
+    for_each_block([&](const Block& b) {
       for (auto& np : b.params) sharded.insert(np.first);
       for (auto& np : b.frozen) sharded.insert(np.first);
-    }
+    });
     for (auto& [name, shape] : deferred->shapes)
       LETHE_CHECK(sharded.count(name), "weight " + name + " was loaded as shards but belongs to no ZeRO 3 layer");
   }
@@ -270,11 +286,10 @@ DataParallel::DataParallel(CausalLM& model, Communicator& comm, int zero_stage, 
   // ZeRO 3 also gathers their parameters around forward and backward, and recomputed layers
   // (activation checkpointing) run again in backward.
   std::map<int64_t, size_t> layer_block;
-  for (size_t i = 0; i < blocks_.size(); ++i)
-    if (blocks_[i].sharded_params || blocks_[i].reduce_in_backward || blocks_[i].recompute)
-      layer_block[blocks_[i].layer] = i;
+  for (size_t i = 0; i < blocks_.size() + frozen_layers_.size(); ++i)
+    if (block(i).sharded_params || block(i).reduce_in_backward || block(i).recompute) layer_block[block(i).layer] = i;
   for (auto& [layer, k] : layer_block)
-    if (blocks_[k].sharded_params) sharded_layers_[layer] = k;
+    if (block(k).sharded_params) sharded_layers_[layer] = k;
   overlap_ = comm_.overlaps_compute();
   if (!layer_block.empty()) {
     model_->collective_forward = sharded() && comm_.size() > 1;
@@ -283,11 +298,15 @@ DataParallel::DataParallel(CausalLM& model, Communicator& comm, int zero_stage, 
       auto it = layer_block.find(layer);
       auto& module = model_->model->layers[size_t(layer)];
       if (it == layer_block.end()) return module(x, cos, sin, mask, cache, layer);
-      Block& b = blocks_[it->second];
+      Block& b = block(it->second);
       const bool training = torch::GradMode::is_enabled() && !cache;
       const auto dp = reinterpret_cast<int64_t>(this);
       const int64_t bi = int64_t(it->second);
-      if (training && (b.sharded_params || b.recompute))
+      // A layer with nothing to train takes part in backward only when a gradient flows
+      // through it (trained layers below); else it runs as in evaluation.
+      if (training && b.params.empty() && x.requires_grad())
+        return RecomputedLayerFn::apply(x, torch::empty({0}), dp, bi, cos, sin, mask_input(mask));
+      if (training && !b.params.empty() && (b.sharded_params || b.recompute))
         return RecomputedLayerFn::apply(x, b.sharded_params ? b.owned : b.grad_sink, dp, bi, cos, sin,
                                         mask_input(mask));
       if (training && b.reduce_in_backward)
@@ -308,9 +327,11 @@ DataParallel::~DataParallel() {
 
 void DataParallel::gather_into_model(Block& b) {
   torch::NoGradGuard ng;
-  auto full = torch::empty({b.padded}, b.owned.options().requires_grad(false));
-  comm_.all_gather(b.owned.detach(), full);
-  view_into(full, b.params, b.offsets, b.param_numels, b.param_shapes);
+  if (!b.params.empty()) {
+    auto full = torch::empty({b.padded}, b.owned.options().requires_grad(false));
+    comm_.all_gather(b.owned.detach(), full);
+    view_into(full, b.params, b.offsets, b.param_numels, b.param_shapes);
+  }
   if (b.frozen.empty()) return;
   auto frozen = torch::empty({b.frozen_padded}, b.frozen_owned.options());
   comm_.all_gather(b.frozen_owned, frozen);
@@ -319,10 +340,12 @@ void DataParallel::gather_into_model(Block& b) {
 
 void DataParallel::gather_layer(size_t k, int direction) {
   torch::NoGradGuard ng;
-  Block& b = blocks_[k];
+  Block& b = block(k);
   if (prefetch_.block == k) {
-    prefetch_.params->wait();
-    view_into(prefetch_.full, b.params, b.offsets, b.param_numels, b.param_shapes);
+    if (prefetch_.params) {
+      prefetch_.params->wait();
+      view_into(prefetch_.full, b.params, b.offsets, b.param_numels, b.param_shapes);
+    }
     if (prefetch_.frozen_params) {
       prefetch_.frozen_params->wait();
       view_into(prefetch_.frozen, b.frozen, b.frozen_offsets, b.frozen_numels, b.frozen_shapes);
@@ -335,10 +358,12 @@ void DataParallel::gather_layer(size_t k, int direction) {
   if (!overlap_ || direction == 0) return;
   auto next = sharded_layers_.find(b.layer + direction);
   if (next == sharded_layers_.end()) return;
-  Block& n = blocks_[next->second];
+  Block& n = block(next->second);
   prefetch_.block = next->second;
-  prefetch_.full = torch::empty({n.padded}, n.owned.options().requires_grad(false));
-  prefetch_.params = comm_.start_all_gather(n.owned.detach(), prefetch_.full);
+  if (!n.params.empty()) {
+    prefetch_.full = torch::empty({n.padded}, n.owned.options().requires_grad(false));
+    prefetch_.params = comm_.start_all_gather(n.owned.detach(), prefetch_.full);
+  }
   if (n.frozen.empty()) return;
   prefetch_.frozen = torch::empty({n.frozen_padded}, n.frozen_owned.options());
   prefetch_.frozen_params = comm_.start_all_gather(n.frozen_owned, prefetch_.frozen);
@@ -387,33 +412,34 @@ void DataParallel::visit_whole_parameters(
     const std::set<const void*>& wanted,
     const std::function<void(const torch::Tensor& param, const torch::Tensor& value)>& fn) {
   torch::NoGradGuard ng;
-  for (auto& b : blocks_) {
+  for_each_block([&](Block& b) {
     bool any = false;
     for (auto& np : b.params) any = any || wanted.count(np.second.unsafeGetTensorImpl());
     for (auto& np : b.frozen) any = any || wanted.count(np.second.unsafeGetTensorImpl());
-    if (!any) continue;
+    if (!any) return;
     const bool gather = b.sharded_params;
     if (gather) gather_into_model(b);
     for (auto& np : b.params) fn(np.second, np.second.detach());
     for (auto& np : b.frozen) fn(np.second, np.second.detach());
     if (gather) release_from_model(b);
-  }
+  });
 }
 
 std::vector<int64_t> DataParallel::full_shape(const torch::Tensor& param) const {
-  for (auto& b : blocks_) {
+  const std::vector<int64_t>* shape = nullptr;
+  for_each_block([&](const Block& b) {
     for (size_t i = 0; i < b.params.size(); ++i)
-      if (b.params[i].second.unsafeGetTensorImpl() == param.unsafeGetTensorImpl()) return b.param_shapes[i];
+      if (b.params[i].second.unsafeGetTensorImpl() == param.unsafeGetTensorImpl()) shape = &b.param_shapes[i];
     for (size_t i = 0; i < b.frozen.size(); ++i)
-      if (b.frozen[i].second.unsafeGetTensorImpl() == param.unsafeGetTensorImpl()) return b.frozen_shapes[i];
-  }
-  return param.sizes().vec();
+      if (b.frozen[i].second.unsafeGetTensorImpl() == param.unsafeGetTensorImpl()) shape = &b.frozen_shapes[i];
+  });
+  return shape ? *shape : param.sizes().vec();
 }
 
 bool DataParallel::sharded() const {
-  for (auto& b : blocks_)
-    if (b.sharded_params) return true;
-  return false;
+  bool any = false;
+  for_each_block([&](const Block& b) { any = any || b.sharded_params; });
+  return any;
 }
 
 torch::Tensor DataParallel::flatten_grads(Block& b, const std::vector<torch::Tensor>& grads) {
@@ -481,6 +507,9 @@ void DataParallel::materialize() {
     b.frozen.clear();  // whole in the model again
     b.frozen_owned = torch::Tensor();
   }
+  for (auto& b : frozen_layers_) gather_into_model(b);
+  frozen_layers_.clear();
+  sharded_layers_.clear();
   model_->layer_runner = nullptr;
   model_->collective_forward = false;
 }

@@ -12,6 +12,9 @@
 //            backward to recompute the layer (activation recompute) and freed again, and its
 //            gradient is reduce-scattered straight into the shard. Embeddings, final norm and
 //            lm_head are treated as in stage 2 (replicated parameters; ~4% of a 7B model).
+//            A decoder layer with nothing to train (a method that trains a few matrices) is
+//            sharded too: gathered around its forward, and around its recompute in backward
+//            when a gradient flows through it to trained layers below.
 // Gradients are reduced in fp32 whatever the parameter dtype; bf16 parameters get fp32
 // master copies of their shard. Global-norm clipping sums squares across shards.
 // Activation checkpointing (any stage): a recomputed decoder layer keeps only its input in
@@ -166,7 +169,8 @@ class DataParallel {
   // averaged across ranks into this rank's fp32 shard.
   torch::Tensor flatten_grads(Block& b, const std::vector<torch::Tensor>& grads);
   torch::Tensor reduce_scatter_grads(Block& b, const std::vector<torch::Tensor>& grads);
-  Block& block(size_t i) { return blocks_[i]; }
+  // Trained blocks first (0 .. blocks_.size() - 1), then the ZeRO 3 layers with nothing to train.
+  Block& block(size_t i) { return i < blocks_.size() ? blocks_[i] : frozen_layers_[i - blocks_.size()]; }
   CausalLM& model() { return model_; }
 
  private:
@@ -186,6 +190,21 @@ class DataParallel {
   int stage_;
   WeightPenalty penalty_;
   std::vector<Block> blocks_;
+  // Stage 3: decoder layers whose parameters are all frozen, as blocks with only the frozen
+  // buffer (no optimizer state, no gradient); they follow blocks_ in block(i)'s numbering.
+  std::vector<Block> frozen_layers_;
+  // Calls fn on every block that holds parameters of the model: the trained ones, then the
+  // frozen ZeRO 3 layers.
+  template <typename Fn>
+  void for_each_block(Fn fn) {
+    for (auto& b : blocks_) fn(b);
+    for (auto& b : frozen_layers_) fn(b);
+  }
+  template <typename Fn>
+  void for_each_block(Fn fn) const {
+    for (auto& b : blocks_) fn(b);
+    for (auto& b : frozen_layers_) fn(b);
+  }
   std::unique_ptr<Optimizer> opt_;
   std::vector<torch::Tensor> kept_;  // per block: this rank's kept parameter shard (CPU)
   // ZeRO 3 overlap: the block whose gathers are in flight, their buffers and requests; the

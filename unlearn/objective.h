@@ -2,10 +2,10 @@
 // compute() and never branches on method names. Each method declares its own options as data
 // (with the defaults of docs/METHODS.md) so `lethe unlearn --help` lists them.
 //
-// Life of an objective: prepare() once before training, on the whole model at theta_0 (ref
-// caches, derived items, parameter selection, snapshots); begin_step() before each optimizer
-// step; compute() per micro-batch on this rank's slice; end_step() after each step; finish() once
-// after training on the whole (LoRA-merged) model.
+// Life of an objective: choose_trained() (by parameter name) and prepare() once before
+// training, on the model at theta_0 (ref caches, derived items, parameter selection, snapshots); begin_step() before
+// each optimizer step; compute() per micro-batch on this rank's slice; end_step() after each step; finish() once after
+// training on the whole (LoRA-merged) model.
 #pragma once
 #include <functional>
 #include <map>
@@ -54,12 +54,19 @@ struct ObjectiveContext {
 class Objective {
  public:
   virtual ~Objective() = default;
+  // Before prepare() and before any data-parallel engine exists: which parameters train
+  // (requires_grad), from their names alone (a sharded load's decoder-layer weights are still
+  // empty here). Default: the loaded model's choice (all, or the LoRA adapters).
+  virtual void choose_trained(CausalLM& /*model*/) {}
   virtual void prepare(CausalLM& /*model*/, ObjectiveContext& /*ctx*/) {}
   virtual void begin_step(int64_t /*step*/) {}
   // forget: the primary batch (the data to forget; for finetuning, the data to learn).
   // retain: a retain batch when uses_retain(), else nullptr. Batch::index names the items.
   virtual ObjectiveResult compute(CausalLM& model, const Batch& forget, const Batch* retain) = 0;
   virtual void finish(CausalLM& /*model*/) {}
+  // With LoRA adapters attached: after training, before they are merged into the weights (whole,
+  // or one layer at a time as a ZeRO 3 run kept sharded is saved), e.g. to rescale them.
+  virtual void finish_adapters(CausalLM& /*model*/) {}
   // After each optimizer step, with the step's logged parts averaged over micro-batches and
   // ranks (the same on every rank): state that follows the run (PDU's dual variable) moves here.
   virtual void end_step(int64_t /*step*/, const std::map<std::string, double>& /*parts*/) {}
@@ -72,8 +79,9 @@ class Objective {
   // ctx.engine, the same ones in the same order on every rank, which a ZeRO 3 engine serves by
   // gathering one layer at a time. kShardwise: finish() is an element-wise function of each
   // trained parameter and its value at theta_0 (a task vector), which finish_shards() applies to
-  // each rank's shard; with LoRA (whose merged weights are no trained parameter) it is kWhole.
-  // kWhole: the weights themselves (a parameter choice) or passes split across ranks. At ZeRO 3
+  // each rank's shard (with LoRA, finish_adapters() on the adapters instead).
+  // kWhole: the weights themselves (a choice of parameters by their values) or passes split
+  // across ranks. At ZeRO 3
   // a method that does not need kWhole has its decoder layers read straight into each rank's
   // shard and saved from them: no rank holds the model whole at any point.
   enum class WeightUse { kNone, kSameForwardOnEveryRank, kShardwise, kWhole };

@@ -1,7 +1,9 @@
 // RMU (representation misdirection): push the forget items' hidden states at decoder layer l
 // towards a fixed random direction c*u and hold the retain items' at the reference's:
 // loss = MSE(h_l(x_f), c u) + alpha MSE(h_l(x_r), h_l_ref(x_r)). Only the parameters whose names
-// match --rmu.train train; the reference hidden states are cached per retain item at theta_0.
+// match --rmu.train train (chosen by name before the model is sharded, so at ZeRO 3 the layers
+// with nothing to train stay shards too); the reference hidden states are cached per retain item
+// at theta_0.
 #include <spdlog/spdlog.h>
 
 #include <regex>
@@ -25,7 +27,9 @@ class Rmu : public Objective {
     }
   }
   bool uses_retain() const override { return true; }
-  void prepare(CausalLM& model, ObjectiveContext& ctx) override {
+  // The reference hidden states are forward passes over the retain items every rank runs alike.
+  WeightUse weight_use_outside_training() const override { return WeightUse::kSameForwardOnEveryRank; }
+  void choose_trained(CausalLM& model) override {
     const int64_t L = model->config.num_hidden_layers;
     if (layer_ < 0 || layer_ >= L)
       throw InputError("--rmu.layer " + std::to_string(layer_) + ": the model has decoder layers 0.." +
@@ -44,6 +48,8 @@ class Rmu : public Objective {
     }
     if (chosen.empty()) throw InputError("--rmu.train '" + train_ + "' matches no parameter name");
     spdlog::info("rmu: layer {}, training {} parameter tensor(s): {}", layer_, chosen.size(), json(chosen).dump());
+  }
+  void prepare(CausalLM& model, ObjectiveContext& ctx) override {
     // u ~ U[0,1)^C normalised, fixed for the subset (seeded).
     auto gen = at::detail::createCPUGenerator(item_seed(ctx.seed, kRmuDirection, 0));
     auto u = at::rand({model->config.hidden_size}, gen);

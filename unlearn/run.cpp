@@ -71,8 +71,7 @@ RunOutput run_objective(const RunSpec& spec, const RunText& text, const std::vec
   const TrainOptions& to = spec.train;
   const bool lora = spec.lora.rank > 0 || !spec.model.adapter.empty();
   const Objective::WeightUse use = obj->weight_use_outside_training();
-  const bool sharded = may_stay_sharded && to.zero_stage == 3 && use != Objective::WeightUse::kWhole &&
-                       !(lora && use == Objective::WeightUse::kShardwise);
+  const bool sharded = may_stay_sharded && to.zero_stage == 3 && use != Objective::WeightUse::kWhole;
   if (to.zero_stage == 3 && !sharded)
     spdlog::info("ZeRO 3: every rank loads the model whole before sharding it ({})",
                  !may_stay_sharded ? "this command uses the trained model whole"
@@ -82,6 +81,7 @@ RunOutput run_objective(const RunSpec& spec, const RunText& text, const std::vec
                  lora ? " (frozen base weights included; LoRA adapters attached)" : "", spec.model.dir);
   DeferredWeights deferred;
   out.model = load_for_training(spec, text.tok, device, comm, sharded ? &deferred : nullptr);
+  obj->choose_trained(out.model);  // before the engine shards the model by what trains
   const int64_t max_len = spec.data.max_len;
   auto items = tokenize_items(text.tok, text.tmpl, primary, max_len);
   std::vector<TokenizedItem> retain_items;
@@ -108,6 +108,7 @@ RunOutput run_objective(const RunSpec& spec, const RunText& text, const std::vec
                           sharded ? &out.engine : nullptr, sharded ? &identity : nullptr);
   if (out.result.preempted) return out;
   if (before_merge) before_merge(out.model, out.engine.get());
+  if (lora) obj->finish_adapters(out.model);
   if (out.engine) {  // kept sharded: the adapters are merged as the model is saved
     obj->finish_shards(*out.engine);
     return out;

@@ -113,6 +113,7 @@ json bench_step(const StepBenchOptions& o, Communicator& comm, torch::Device dev
   auto objective = o.method->make(o.method_options);
   ObjectiveContext ctx =
       objective_context(forget, retain, forget_ex, retain_ex, tok, ChatTemplate::ChatML, T, /*pad_id=*/0, to, comm);
+  objective->choose_trained(model);
   objective->prepare(model, ctx);  // reference caches etc.: not part of the step
   const bool uses_retain = objective->uses_retain();
 

@@ -63,14 +63,28 @@ for m in "${METHODS[@]}"; do
 done
 # ZeRO 3 kept sharded for the methods that read the weights outside training through the engine
 # (snap: its theta_0 share, the regulariser on gathered layers; pdu: the starting retain loss;
-# altpo: the generated alternatives; tvn: the negation on each rank's shard): no rank loads the
-# model whole, and the result equals one rank's (another family: snap, the one of them it runs).
-Z3=(snap tvn pdu altpo)
-[ -n "$MODEL_CONFIG" ] && Z3=(snap)
+# altpo: the generated alternatives; tvn: the negation on each rank's shard; rmu: the reference
+# hidden states, and its layers with nothing to train sharded as frozen blocks): no rank loads
+# the model whole, and the result equals one rank's (another family: snap and rmu).
+Z3=(snap tvn pdu altpo rmu)
+[ -n "$MODEL_CONFIG" ] && Z3=(snap rmu)
 for m in "${Z3[@]}"; do
   two_ranks $m 3 z3
   grep -q "no rank holds them whole" "$T/$m.logz3" && ok || bad "$m: ZeRO 3 loaded the model whole"
 done
+# tvn with LoRA: the adapters are negated (through their scale) and merged layer by layer as the
+# shards are saved; the same as one rank, which merges them whole.
+if [ -z "$MODEL_CONFIG" ]; then
+  TL=(--method tvn --lora-rank 4 --lora-alpha 8 --lora-dropout 0)
+  "$LETHE" "${UN[@]}" "${TL[@]}" --out "$T/tvnl.1" >"$T/tvnl.log1" 2>&1 || bad "tvn with LoRA on 1 rank failed"
+  if "$MPIRUN" -np 2 "$LETHE" "${UN[@]}" "${TL[@]}" --zero-stage 3 --out "$T/tvnl.z3" >"$T/tvnl.logz3" 2>&1; then
+    grep -q "no rank holds them whole" "$T/tvnl.logz3" && ok || bad "tvn with LoRA: ZeRO 3 loaded the model whole"
+    $CMP "$T/tvnl.z3" "$T/tvnl.1" --rtol 1e-5 >"$T/tvnl.cmp" 2>&1 && ok || { bad "tvn with LoRA: 2 ranks (ZeRO 3) differ from 1 rank"; cat "$T/tvnl.cmp"; }
+    echo "tvn with LoRA: 1 vs 2 ranks (ZeRO 3): $(tail -1 "$T/tvnl.cmp")"
+  else
+    bad "tvn with LoRA on 2 ranks (ZeRO 3) failed"; tail -5 "$T/tvnl.logz3"
+  fi
+fi
 # PDU's dual variable is state of the run: a resume from the step-2 checkpoint (its lambda and
 # epsilon stored with it) ends bit-identical to the run that went straight through.
 if [ -z "$MODEL_CONFIG" ]; then

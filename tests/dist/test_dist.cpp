@@ -247,9 +247,14 @@ INSTANTIATE_TEST_SUITE_P(Stages, Resume, ::testing::Values(0, 1, 2, 3));
 // trained from a whole load and materialized, in both formats; npo's reference values and pdu's
 // starting retain loss come from forward passes through the engine built before prepare(),
 // gathering one layer at a time (pdu's on every rank, the whole load's split across the ranks:
-// the same epsilon), and tvn negates each rank's shard against its theta_0 shard. With
+// the same epsilon), and tvn negates each rank's shard against its theta_0 shard (with LoRA:
+// the adapters, through their scale, before they are merged). With
 // LoRA the frozen base weights are shards too, the output has the adapters merged as merge_lora
-// merges them, and the adapters gathered from the shards equal the whole run's.
+// merges them, and the adapters gathered from the shards equal the whole run's. rmu trains one
+// matrix and steers layer 1's output, so the other layer has nothing to train and is sharded as
+// frozen parameters alone: below the trained one (rmu_top: no gradient flows through it) or
+// above it (rmu: recomputed in backward for the gradient that flows through it); both equal a
+// ZeRO 0 run, where every layer is whole, to rounding.
 class ShardedLoad : public ::testing::TestWithParam<std::tuple<std::string, std::string, bool>> {};
 
 TEST_P(ShardedLoad, TrainsAndSavesWhatAWholeLoadDoes) {
@@ -271,8 +276,18 @@ TEST_P(ShardedLoad, TrainsAndSavesWhatAWholeLoadDoes) {
   const std::map<std::string, Objective::WeightUse> uses = {{"gd", Objective::WeightUse::kNone},
                                                             {"npo", Objective::WeightUse::kSameForwardOnEveryRank},
                                                             {"pdu", Objective::WeightUse::kSameForwardOnEveryRank},
+                                                            {"rmu", Objective::WeightUse::kSameForwardOnEveryRank},
+                                                            {"rmu_top", Objective::WeightUse::kSameForwardOnEveryRank},
                                                             {"tvn", Objective::WeightUse::kShardwise}};
-  ASSERT_EQ(objective(method)->weight_use_outside_training(), uses.at(method));
+  auto make = [&]() {
+    if (method.rfind("rmu", 0) != 0) return objective(method);
+    const std::string trained = method == "rmu" ? "0" : "1";
+    return find_objective("rmu").make(MethodOptions(
+        find_objective("rmu").options, {{"rmu.layer", 1},
+                                        {"rmu.alpha", 10.0},
+                                        {"rmu.train", "model\\.layers\\." + trained + "\\.mlp\\.down_proj\\.weight"}}));
+  };
+  ASSERT_EQ(make()->weight_use_outside_training(), uses.at(method));
   LoraOptions lo;
   lo.rank = 4;
   lo.dropout = 0;  // the same masks on any rank count
@@ -290,7 +305,8 @@ TEST_P(ShardedLoad, TrainsAndSavesWhatAWholeLoadDoes) {
 
   CausalLM whole = load_model(base);
   if (lora) whole->add_lora(lo);
-  auto obj = objective(method);
+  auto obj = make();
+  obj->choose_trained(whole);
   auto ctx1 = context(f, r);
   obj->prepare(whole, ctx1);
   const json whole_identity = run_identity(whole, f, &r, o, nullptr);
@@ -299,9 +315,23 @@ TEST_P(ShardedLoad, TrainsAndSavesWhatAWholeLoadDoes) {
   if (lora)
     for (auto& [n, t] : params(whole))
       if (is_lora_parameter(n)) want_adapters[n] = t;
+  if (lora) obj->finish_adapters(whole);
   whole->merge_lora();
   obj->finish(whole);
   auto want = params(whole);
+  if (method.rfind("rmu", 0) == 0) {
+    // The layers with nothing to train are ZeRO 3 shards in both runs above; against ZeRO 0,
+    // where every layer is whole, the result agrees to rounding.
+    CausalLM plain = load_model(base);
+    auto obj0 = make();
+    obj0->choose_trained(plain);
+    auto ctx0 = context(f, r);
+    obj0->prepare(plain, ctx0);
+    auto o0 = options(0);
+    o0.eval_every = 5;
+    train_loop(plain, *obj0, f, &r, o0, 0, keep5, *world);
+    EXPECT_LT(max_rel_error(params(plain), want), 1e-5);
+  }
 
   DeferredWeights deferred;
   CausalLM m = load_model_without_layers(base, "", deferred);
@@ -310,11 +340,12 @@ TEST_P(ShardedLoad, TrainsAndSavesWhatAWholeLoadDoes) {
     EXPECT_EQ(t.numel() == 0, deferred.has(name)) << name;
   }
   if (lora) m->add_lora(lo);
+  auto obj2 = make();
+  obj2->choose_trained(m);
   const json identity = run_identity(m, f, &r, o, &deferred);
   EXPECT_EQ(identity, whole_identity);  // a resume may switch between the two
   auto engine = std::make_unique<DataParallel>(m, *world, 3, o.optimizer, o.activation_checkpointing, &deferred);
   engine->set_overlap(true);  // gathers started early, gradient reduce-scatters finished late: the same values
-  auto obj2 = objective(method);
   auto ctx2 = context(f, r);
   ctx2.engine = engine.get();
   obj2->prepare(m, ctx2);  // through the engine when it reads the model
@@ -331,6 +362,7 @@ TEST_P(ShardedLoad, TrainsAndSavesWhatAWholeLoadDoes) {
     ASSERT_EQ(adapters.size(), want_adapters.size());
     for (auto& [n, t] : want_adapters) EXPECT_TRUE(torch::equal(t, adapters.at(n))) << n << " differs";
   }
+  if (lora) obj2->finish_adapters(m);
   obj2->finish_shards(*engine);
   save_model_from_engine(*engine, out, format, json::object(), "", 6000, *world);
   EXPECT_THROW(save_model_from_engine(*engine, out, format, json::object(), "", 6000, *world), InputError);
@@ -349,11 +381,16 @@ INSTANTIATE_TEST_SUITE_P(FormatsAndMethods, ShardedLoad,
                          ::testing::Combine(::testing::Values("native", "hf"), ::testing::Values("gd", "npo", "pdu"),
                                             ::testing::Bool()),
                          sharded_load_name);
-// tvn's negation acts on the shards; with LoRA it loads whole (its merged weights are no
-// trained parameter), so only full-parameter training is a case here.
+// rmu: decoder layers with nothing to train (the frozen-only ZeRO 3 blocks).
+INSTANTIATE_TEST_SUITE_P(FrozenLayers, ShardedLoad,
+                         ::testing::Combine(::testing::Values("native", "hf"), ::testing::Values("rmu", "rmu_top"),
+                                            ::testing::Values(false)),
+                         sharded_load_name);
+// tvn's negation acts on the shards, or with LoRA on the adapters' scale before they are merged
+// (layer by layer as the shards are saved).
 INSTANTIATE_TEST_SUITE_P(ShardwiseFinish, ShardedLoad,
                          ::testing::Combine(::testing::Values("native", "hf"), ::testing::Values("tvn"),
-                                            ::testing::Values(false)),
+                                            ::testing::Bool()),
                          sharded_load_name);
 
 TEST(Groups, TwoGroupsTrainTwoSubsetsConcurrently) {

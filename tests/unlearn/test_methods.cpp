@@ -266,6 +266,7 @@ struct World {
   std::unique_ptr<Objective> make(const std::string& method, std::vector<std::string> args = {}) {
     const auto& spec = find_objective(method);
     auto obj = spec.make(test::objective_options(spec, std::move(args)));
+    obj->choose_trained(model);
     obj->prepare(model, ctx);
     return obj;
   }
@@ -453,6 +454,39 @@ TEST(Methods, TaskVectorNegationMirrorsTheFinetunedWeights) {
   obj->finish(w.model);
   for (auto& [n, p] : w.model->named_weights())
     EXPECT_LT(test::rel_error(p, before[n] - 0.5 * (tuned[n] - before[n])), 1e-6) << n;
+}
+
+// With LoRA the task vector is the adapters' delta: merged after finish_adapters(), each weight
+// is theta_0 - lambda (theta_ft - theta_0), theta_ft being the finetuned adapters merged.
+TEST(Methods, TaskVectorNegationWithLoraNegatesTheAdapters) {
+  World w;
+  std::map<std::string, torch::Tensor> before;
+  for (auto& [n, p] : w.model->named_weights()) before[n] = p.detach().clone();
+  LoraOptions lo;
+  lo.rank = 2;
+  lo.alpha = 4;
+  w.model->add_lora(lo);
+  auto obj = w.make("tvn", {"--tvn.lambda", "0.5"});
+  {
+    torch::NoGradGuard ng;
+    for (auto& [n, p] : w.model->named_weights())
+      if (is_lora_parameter(n)) p.add_(torch::randn_like(p) * 0.3);  // the finetuned adapters
+  }
+  std::map<std::string, torch::Tensor> tuned;
+  for (auto& item : w.model->named_modules())
+    if (auto* lin = dynamic_cast<LinearImpl*>(item.value().get()); lin && lin->has_lora())
+      tuned[item.key() + ".weight"] = lin->merged_weight().clone();
+  ASSERT_FALSE(tuned.empty());
+  obj->finish_adapters(w.model);
+  w.model->merge_lora();
+  obj->finish(w.model);
+  for (auto& [n, p] : w.model->named_weights()) {
+    auto want = tuned.count(n) ? before[n] - 0.5 * (tuned[n] - before[n]) : before[n];
+    EXPECT_LT(test::rel_error(p, want), 1e-5) << n;
+    if (tuned.count(n)) {
+      EXPECT_GT(test::rel_error(tuned[n], before[n]), 1e-3) << n;  // the adapters moved it
+    }
+  }
 }
 
 TEST(Methods, MemflexLocalizationOnAConstructedCase) {
