@@ -104,18 +104,27 @@ class MemFlex : public Objective {
     if (max_items_ < 0) throw InputError("--memflex.max-items must be >= 0");
   }
   bool uses_retain() const override { return true; }
-  void prepare(CausalLM& model, ObjectiveContext& ctx) override {
+  // A saved localization names the matrices that train: chosen by name, nothing read of the
+  // weights (so at ZeRO 3 the model stays sharded). Locating them takes gradients of the whole
+  // model, split across the ranks.
+  WeightUse weight_use_outside_training() const override { return reused_ ? WeightUse::kNone : WeightUse::kWhole; }
+  void choose_trained(CausalLM& model) override {
+    if (!reused_) return;
+    localization_ = read_json_file(path_);
     std::set<std::string> selected;
-    if (!path_.empty() && std::filesystem::exists(path_)) {
-      localization_ = read_json_file(path_);
-      try {
-        for (auto& s : localization_.at("selected")) selected.insert(s.get<std::string>());
-      } catch (const std::exception& e) {
-        throw InputError("--memflex.localization '" + path_ + "': no list of names under \"selected\" (" + e.what() +
-                         ")");
-      }
-      spdlog::info("memflex: reusing the localization in {} ({} matrices)", path_, selected.size());
-    } else {
+    try {
+      for (auto& s : localization_.at("selected")) selected.insert(s.get<std::string>());
+    } catch (const std::exception& e) {
+      throw InputError("--memflex.localization '" + path_ + "': no list of names under \"selected\" (" + e.what() +
+                       ")");
+    }
+    spdlog::info("memflex: reusing the localization in {} ({} matrices)", path_, selected.size());
+    train_only(model, selected);
+  }
+  void prepare(CausalLM& model, ObjectiveContext& ctx) override {
+    if (reused_) return;  // chosen in choose_trained()
+    std::set<std::string> selected;
+    {
       const int64_t vocab = std::min<int64_t>(ctx.tok->vocab_size(), model->config.vocab_size);
       auto g_ul = memflex_gradient_information(model, *ctx.forget, max_items_, copies_, ctx.seed, kMemflexForgetLabels,
                                                vocab, ctx.pad_id, ctx.comm);
@@ -145,6 +154,18 @@ class MemFlex : public Objective {
                          ", largest mean|G_UL| " + std::to_string(max_mag) +
                          "); raise --memflex.mu or lower --memflex.sigma");
     }
+    train_only(model, selected);
+  }
+  ObjectiveResult compute(CausalLM& model, const Batch& forget, const Batch* retain) override {
+    auto f = mean_item_nll(model, forget);
+    auto r = mean_item_nll(model, *retain);
+    return {-wf_ * f + wr_ * r, {{"forget_nll", f.item<double>()}, {"retain_nll", r.item<double>()}}};
+  }
+  json describe() const override { return {{"memflex_localization", localization_}}; }
+
+ private:
+  // Of the LoRA matrices, exactly `selected` train.
+  static void train_only(CausalLM& model, const std::set<std::string>& selected) {
     std::set<std::string> known;
     for (auto& [name, p] : model->named_parameters(true).pairs()) {
       if (!is_lora_matrix(name)) continue;
@@ -155,17 +176,10 @@ class MemFlex : public Objective {
       if (!known.count(s))
         throw InputError("memflex localization names '" + s + "', which is not a LoRA matrix of this model");
   }
-  ObjectiveResult compute(CausalLM& model, const Batch& forget, const Batch* retain) override {
-    auto f = mean_item_nll(model, forget);
-    auto r = mean_item_nll(model, *retain);
-    return {-wf_ * f + wr_ * r, {{"forget_nll", f.item<double>()}, {"retain_nll", r.item<double>()}}};
-  }
-  json describe() const override { return {{"memflex_localization", localization_}}; }
-
- private:
   double wf_, wr_, mu_, sigma_;
   int64_t copies_, max_items_;
   std::string path_;
+  bool reused_ = !path_.empty() && std::filesystem::exists(path_);  // decided before any model is loaded
   json localization_;
 };
 }  // namespace

@@ -72,6 +72,12 @@ for m in "${Z3[@]}"; do
   two_ranks $m 3 z3
   grep -q "no rank holds them whole" "$T/$m.logz3" && ok || bad "$m: ZeRO 3 loaded the model whole"
 done
+# memflex reusing the localization its 1-rank run saved: chosen by name, so at ZeRO 3 the model
+# stays shards (the layers whose adapters do not train too); the same as that run.
+if [ -z "$MODEL_CONFIG" ]; then
+  two_ranks memflex 3 z3 --memflex.localization "$T/loc1.json"
+  grep -q "no rank holds them whole" "$T/memflex.logz3" && ok || bad "memflex: ZeRO 3 loaded the model whole"
+fi
 # tvn with LoRA: the adapters are negated (through their scale) and merged layer by layer as the
 # shards are saved; the same as one rank, which merges them whole.
 if [ -z "$MODEL_CONFIG" ]; then

@@ -254,7 +254,8 @@ INSTANTIATE_TEST_SUITE_P(Stages, Resume, ::testing::Values(0, 1, 2, 3));
 // matrix and steers layer 1's output, so the other layer has nothing to train and is sharded as
 // frozen parameters alone: below the trained one (rmu_top: no gradient flows through it) or
 // above it (rmu: recomputed in backward for the gradient that flows through it); both equal a
-// ZeRO 0 run, where every layer is whole, to rounding.
+// ZeRO 0 run, where every layer is whole, to rounding. memflex reusing a saved localization
+// trains one LoRA matrix pair of layer 1: layer 0, its adapters included, is frozen shards.
 class ShardedLoad : public ::testing::TestWithParam<std::tuple<std::string, std::string, bool>> {};
 
 TEST_P(ShardedLoad, TrainsAndSavesWhatAWholeLoadDoes) {
@@ -278,8 +279,19 @@ TEST_P(ShardedLoad, TrainsAndSavesWhatAWholeLoadDoes) {
                                                             {"pdu", Objective::WeightUse::kSameForwardOnEveryRank},
                                                             {"rmu", Objective::WeightUse::kSameForwardOnEveryRank},
                                                             {"rmu_top", Objective::WeightUse::kSameForwardOnEveryRank},
+                                                            {"memflex", Objective::WeightUse::kNone},
                                                             {"tvn", Objective::WeightUse::kShardwise}};
+  const std::string located = root + "/located.json";  // memflex: a saved localization, layer 1's q_proj
+  if (method == "memflex" && world->rank() == 0)
+    write_json_file(
+        located,
+        {{"selected",
+          {"model.layers.1.self_attn.q_proj.lora_A.weight", "model.layers.1.self_attn.q_proj.lora_B.weight"}}});
+  world->barrier();
   auto make = [&]() {
+    if (method == "memflex")
+      return find_objective("memflex").make(
+          MethodOptions(find_objective("memflex").options, {{"memflex.localization", located}}));
     if (method.rfind("rmu", 0) != 0) return objective(method);
     const std::string trained = method == "rmu" ? "0" : "1";
     return find_objective("rmu").make(MethodOptions(
@@ -319,10 +331,11 @@ TEST_P(ShardedLoad, TrainsAndSavesWhatAWholeLoadDoes) {
   whole->merge_lora();
   obj->finish(whole);
   auto want = params(whole);
-  if (method.rfind("rmu", 0) == 0) {
+  if (method.rfind("rmu", 0) == 0 || method == "memflex") {
     // The layers with nothing to train are ZeRO 3 shards in both runs above; against ZeRO 0,
     // where every layer is whole, the result agrees to rounding.
     CausalLM plain = load_model(base);
+    if (lora) plain->add_lora(lo);
     auto obj0 = make();
     obj0->choose_trained(plain);
     auto ctx0 = context(f, r);
@@ -330,7 +343,10 @@ TEST_P(ShardedLoad, TrainsAndSavesWhatAWholeLoadDoes) {
     auto o0 = options(0);
     o0.eval_every = 5;
     train_loop(plain, *obj0, f, &r, o0, 0, keep5, *world);
+    plain->merge_lora();
     EXPECT_LT(max_rel_error(params(plain), want), 1e-5);
+    CausalLM start = load_model(base);
+    EXPECT_GT(max_rel_error(params(start), want), 1e-4);  // it trained
   }
 
   DeferredWeights deferred;
@@ -381,10 +397,14 @@ INSTANTIATE_TEST_SUITE_P(FormatsAndMethods, ShardedLoad,
                          ::testing::Combine(::testing::Values("native", "hf"), ::testing::Values("gd", "npo", "pdu"),
                                             ::testing::Bool()),
                          sharded_load_name);
-// rmu: decoder layers with nothing to train (the frozen-only ZeRO 3 blocks).
+// rmu and memflex: decoder layers with nothing to train (the frozen-only ZeRO 3 blocks).
 INSTANTIATE_TEST_SUITE_P(FrozenLayers, ShardedLoad,
                          ::testing::Combine(::testing::Values("native", "hf"), ::testing::Values("rmu", "rmu_top"),
                                             ::testing::Values(false)),
+                         sharded_load_name);
+INSTANTIATE_TEST_SUITE_P(FrozenAdapters, ShardedLoad,
+                         ::testing::Combine(::testing::Values("native", "hf"), ::testing::Values("memflex"),
+                                            ::testing::Values(true)),
                          sharded_load_name);
 // tvn's negation acts on the shards, or with LoRA on the adapters' scale before they are merged
 // (layer by layer as the shards are saved).
