@@ -1,11 +1,14 @@
 """The Python peer of `lethe bench step`: the same training step with Hugging Face transformers
 and torch.optim.AdamW (peft for LoRA), as open-unlearning runs it: the model for the config
 (AutoModelForCausalLM.from_config), random sequences of exactly SEQ tokens (half prompt, half
-answer), the method's loss, gradient clipping at 1.0, AdamW at lr 1e-5. For npo and kl the frozen
-reference model runs every step (open-unlearning keeps a second model; lethe caches the
-reference's values once). Prints one JSON line with the keys lethe prints.
+answer), the method's loss, gradient clipping at 1.0, AdamW at lr 1e-5. For npo, kl and rmu the
+frozen reference model runs every step (open-unlearning keeps a second model; lethe caches the
+reference's values once). rmu as open-unlearning runs it: a forward hook on decoder layer
+--rmu-layer takes its output from a whole forward pass (every layer and the head), the
+down_proj weights of that layer and the two below train, loss = MSE(h_f, c u) + 1200
+MSE(h_r, h_r_ref). Prints one JSON line with the keys lethe prints.
 usage: peer_step.py --model-config CFG --batch-size B --seq-len T --steps S [--warmup W]
-                    [--method nll|ga|gd|npo|kl] [--lora-rank R] [--threads N]
+                    [--method nll|ga|gd|npo|kl|rmu] [--rmu-layer L] [--lora-rank R] [--threads N]
                     [--device cpu|cuda] [--dtype float32|bfloat16] [--attn sdpa|eager]
 """
 import argparse
@@ -26,7 +29,8 @@ def main():
     ap.add_argument("--seq-len", type=int, default=256)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--method", default="gd", choices=["nll", "ga", "gd", "npo", "kl"])
+    ap.add_argument("--method", default="gd", choices=["nll", "ga", "gd", "npo", "kl", "rmu"])
+    ap.add_argument("--rmu-layer", type=int, default=7)
     ap.add_argument("--lora-rank", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--device", default="cpu")
@@ -44,8 +48,15 @@ def main():
     config._attn_implementation = a.attn
     model = AutoModelForCausalLM.from_config(config).to(a.device, dtype)
     ref = None
-    if a.method in ("npo", "kl"):
+    if a.method in ("npo", "kl", "rmu"):
         ref = copy.deepcopy(model).eval().requires_grad_(False)
+    if a.method == "rmu":
+        L = a.rmu_layer
+        trained = {f"model.layers.{l}.mlp.down_proj.weight" for l in (L - 2, L - 1, L)}
+        for n, p in model.named_parameters():
+            p.requires_grad_(n in trained)
+        u = torch.rand(cfg["hidden_size"], device=a.device)
+        control = (6.5 * u / u.norm()).to(dtype)
     if a.lora_rank > 0:
         from peft import LoraConfig, get_peft_model
         model = get_peft_model(model, LoraConfig(r=a.lora_rank, lora_alpha=16, lora_dropout=0.1,
@@ -71,8 +82,25 @@ def main():
         nll, mask = token_nll(m(input_ids=ids).logits, labels)
         return (nll.sum(1) / mask.sum(1).clamp_min(1)).mean()
 
+    def layer_output(m, ids, no_grad):  # open-unlearning's forward_with_cache
+        cache = []
+
+        def hook(module, inputs, output):
+            cache.append(output[0] if isinstance(output, tuple) else output)
+
+        handle = m.model.layers[a.rmu_layer].register_forward_hook(hook)
+        with torch.set_grad_enabled(not no_grad):
+            m(input_ids=ids)
+        handle.remove()
+        return cache[0]
+
     def loss_of(forget, retain):
         ids, labels = forget
+        if a.method == "rmu":
+            f = layer_output(model, ids, False)
+            r = layer_output(model, retain[0], False)
+            r_ref = layer_output(ref, retain[0], True)
+            return F.mse_loss(f, control.expand_as(f)) + 1200.0 * F.mse_loss(r, r_ref)
         if a.method == "nll":
             return mean_item_nll(model, ids, labels)
         if a.method == "ga":
@@ -111,7 +139,7 @@ def main():
         if s >= a.warmup:
             times.append(time.perf_counter() - t0)
     step_s = statistics.median(times)
-    seqs = 2 if a.method in ("gd", "npo", "kl") else 1
+    seqs = 2 if a.method in ("gd", "npo", "kl", "rmu") else 1
     mem = (torch.cuda.max_memory_allocated() // 2**20 if cuda
            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
     print(json.dumps({"bench": "step", "impl": f"transformers-{a.attn}" + ("+peft" if a.lora_rank else ""),

@@ -264,6 +264,17 @@ TokenLoss CausalLMImpl::answer_loss_from_hidden(const torch::Tensor& h, const to
 
 torch::Tensor CausalLMImpl::hidden(const torch::Tensor& input_ids, const torch::Tensor& attention_mask, KVCache* cache,
                                    std::vector<torch::Tensor>* hidden_states) {
+  return model->norm(run_layers(input_ids, attention_mask, cache, hidden_states, model->layers.size()));
+}
+
+torch::Tensor CausalLMImpl::layer_output(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
+                                         int64_t layer) {
+  TORCH_CHECK(layer >= 0 && layer < int64_t(model->layers.size()), "layer_output: no decoder layer ", layer);
+  return run_layers(input_ids, attention_mask, nullptr, nullptr, size_t(layer) + 1);
+}
+
+torch::Tensor CausalLMImpl::run_layers(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
+                                       KVCache* cache, std::vector<torch::Tensor>* hidden_states, size_t n_layers) {
   const int64_t B = input_ids.size(0), T = input_ids.size(1);
   const int64_t past = cache ? cache->length : 0, S = past + T;
   if (cache && cache->k.empty()) {
@@ -295,14 +306,14 @@ torch::Tensor CausalLMImpl::hidden(const torch::Tensor& input_ids, const torch::
       masks[w] =
           w == 0 && plain_causal ? torch::Tensor() : attention_mask_for(w, positions, S, attention_mask, B, dtype);
 
-  for (size_t i = 0; i < model->layers.size(); ++i) {
+  for (size_t i = 0; i < n_layers; ++i) {
     const auto& mask = masks.at(config.layer_window[i]);
     x = layer_runner ? layer_runner(int64_t(i), x, cos, sin, mask, cache)
                      : model->layers[i](x, cos, sin, mask, cache, int64_t(i));
     if (hidden_states) hidden_states->push_back(x);
   }
   if (cache) cache->length = S;
-  return model->norm(x);
+  return x;
 }
 
 void CausalLMImpl::init_weights(uint64_t seed) {

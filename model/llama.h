@@ -140,6 +140,9 @@ class CausalLMImpl : public torch::nn::Module {
   // The same from hidden states [B, T, C] that went through the final norm (the logit lens reads
   // each decoder layer's output this way).
   TokenLoss answer_loss_from_hidden(const torch::Tensor& h, const torch::Tensor& labels, bool with_accuracy = false);
+  // The output of decoder layer `layer` ([B, T, C]), as hidden_states[layer] of forward(): no
+  // later layer, final norm or vocabulary projection runs (RMU reads one layer's activations).
+  torch::Tensor layer_output(const torch::Tensor& input_ids, const torch::Tensor& attention_mask, int64_t layer);
 
   void init_weights(uint64_t seed);
   void add_lora(const LoraOptions& opt);  // freezes the base weights, adapters trainable
@@ -175,6 +178,9 @@ class CausalLMImpl : public torch::nn::Module {
   bool collective_forward = false;
 
  private:
+  // Embeddings and decoder layers 0 .. n_layers - 1 (before the final norm).
+  torch::Tensor run_layers(const torch::Tensor& input_ids, const torch::Tensor& attention_mask, KVCache* cache,
+                           std::vector<torch::Tensor>* hidden_states, size_t n_layers);
   std::pair<torch::Tensor, torch::Tensor> rope(const torch::Tensor& positions, torch::ScalarType dtype) const;
   // Additive [B, 1, T, S] mask for a layer with this sliding window (0: full causal).
   torch::Tensor attention_mask_for(int64_t window, const torch::Tensor& positions, int64_t S,

@@ -67,10 +67,9 @@ class Rmu : public Objective {
   }
 
  private:
+  // Layers 0..l only: nothing after layer l reaches the loss.
   torch::Tensor hidden(CausalLM& model, const Batch& b) const {
-    std::vector<torch::Tensor> hs;
-    model->forward(b.input_ids, b.attention_mask, nullptr, &hs);
-    return hs[size_t(layer_)];
+    return model->layer_output(b.input_ids, b.attention_mask, layer_);
   }
   torch::Tensor mask(const Batch& b) const { return unmasked_ ? torch::ones_like(b.attention_mask) : b.attention_mask; }
   int64_t layer_;

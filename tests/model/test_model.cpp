@@ -121,6 +121,31 @@ TEST(Model, PaddingDoesNotChangeValidPositions) {
   EXPECT_LT(test::rel_error(b, a), 1e-5);
 }
 
+TEST(Model, LayerOutputIsThatLayersHiddenStateAndRunsNothingAfterIt) {
+  CausalLM m(tiny());
+  m->init_weights(4);
+  torch::NoGradGuard ng;
+  auto ids = torch::randint(0, 50, {2, 6}, torch::kLong);
+  auto mask = torch::ones({2, 6}, torch::kLong);
+  mask[1][5] = 0;
+  std::vector<torch::Tensor> hs;
+  m->forward(ids, mask, nullptr, &hs);
+  ASSERT_EQ(hs.size(), size_t(m->config.num_hidden_layers));
+  for (int64_t l = 0; l < m->config.num_hidden_layers; ++l) {
+    EXPECT_TRUE(torch::equal(m->layer_output(ids, mask, l), hs[size_t(l)])) << "layer " << l;
+  }
+  int64_t runs = 0;  // the layers that ran for layer 0's output
+  m->layer_runner = [&](int64_t layer, const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                        const torch::Tensor& am, KVCache* cache) {
+    ++runs;
+    return m->model->layers[size_t(layer)](x, cos, sin, am, cache, layer);
+  };
+  m->layer_output(ids, mask, 0);
+  m->layer_runner = nullptr;
+  EXPECT_EQ(runs, 1);
+  EXPECT_THROW(m->layer_output(ids, mask, m->config.num_hidden_layers), c10::Error);
+}
+
 TEST(Model, LoraStartsAsIdentityAndMergesExactly) {
   CausalLM m(tiny());
   m->init_weights(3);
