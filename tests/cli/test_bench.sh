@@ -51,6 +51,13 @@ check_json "$T/step_np2.json" "j['ranks'] == 2" "j['zero_stage'] == 3" "len(j['p
 "$PY" "$SRC/bench/peer_step.py" --model-config "$CFG" --batch-size 4 --seq-len 32 --steps 2 --warmup 1 --method npo \
   --threads 1 >"$T/peer.json" 2>"$T/err" || bad "peer: $(tail -3 "$T/err")"
 check_json "$T/peer.json" "j['method'] == 'npo'" "j['step_s'] > 0" "j['tokens_per_s'] > 0"
+# rmu as open-unlearning runs it (a hooked whole forward) against lethe's layers 0..2 only.
+"$PY" "$SRC/bench/peer_step.py" --model-config "$CFG" --batch-size 4 --seq-len 32 --steps 2 --warmup 1 --method rmu \
+  --rmu-layer 2 --threads 1 >"$T/peer_rmu.json" 2>"$T/err" || bad "peer rmu: $(tail -3 "$T/err")"
+check_json "$T/peer_rmu.json" "j['method'] == 'rmu'" "j['step_s'] > 0" "abs(j['tokens_per_s'] * j['step_s'] - 2 * 4 * 32) < 1e-6"
+"$LETHE" "${STEP[@]}" --method rmu --rmu.layer 2 --rmu.train 'model\.layers\.(0|1|2)\.mlp\.down_proj\.weight' \
+  --threads 1 >"$T/step_rmu.json" 2>"$T/err" || bad "bench step rmu: $(cat "$T/err")"
+check_json "$T/step_rmu.json" "j['method'] == 'rmu'" "j['trainable'] < j['params']" "j['tokens_per_step'] == 2 * 4 * 32"
 "$PY" "$SRC/bench/compare_runs.py" "$(cat "$T/step_npo.json")" -- "$(cat "$T/peer.json")" >"$T/cmp" 2>&1 \
   && grep -q "ratio (peer time / lethe time)" "$T/cmp" && ok || bad "compare_runs: $(cat "$T/cmp")"
 
