@@ -315,14 +315,19 @@ TEST_P(ShardedLoad, TrainsAndSavesWhatAWholeLoadDoes) {
     return ctx;
   };
 
-  CausalLM whole = load_model(base);
-  if (lora) whole->add_lora(lo);
-  auto obj = make();
-  obj->choose_trained(whole);
-  auto ctx1 = context(f, r);
-  obj->prepare(whole, ctx1);
-  const json whole_identity = run_identity(whole, f, &r, o, nullptr);
-  train_loop(whole, *obj, f, &r, o, 0, keep5, *world);
+  // A whole load trained with `opts` (adapters not merged yet), its objective and run identity.
+  auto train_whole = [&](const TrainOptions& opts) {
+    CausalLM w = load_model(base);
+    if (lora) w->add_lora(lo);
+    auto ob = make();
+    ob->choose_trained(w);
+    auto c = context(f, r);
+    ob->prepare(w, c);
+    json id = run_identity(w, f, &r, opts, nullptr);
+    train_loop(w, *ob, f, &r, opts, 0, keep5, *world);
+    return std::make_tuple(w, std::move(ob), id);
+  };
+  auto [whole, obj, whole_identity] = train_whole(o);
   std::map<std::string, torch::Tensor> want_adapters;
   if (lora)
     for (auto& [n, t] : params(whole))
@@ -334,15 +339,9 @@ TEST_P(ShardedLoad, TrainsAndSavesWhatAWholeLoadDoes) {
   if (method.rfind("rmu", 0) == 0 || method == "memflex") {
     // The layers with nothing to train are ZeRO 3 shards in both runs above; against ZeRO 0,
     // where every layer is whole, the result agrees to rounding.
-    CausalLM plain = load_model(base);
-    if (lora) plain->add_lora(lo);
-    auto obj0 = make();
-    obj0->choose_trained(plain);
-    auto ctx0 = context(f, r);
-    obj0->prepare(plain, ctx0);
     auto o0 = options(0);
     o0.eval_every = 5;
-    train_loop(plain, *obj0, f, &r, o0, 0, keep5, *world);
+    auto [plain, obj0, id0] = train_whole(o0);
     plain->merge_lora();
     EXPECT_LT(max_rel_error(params(plain), want), 1e-5);
     CausalLM start = load_model(base);
