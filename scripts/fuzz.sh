@@ -23,6 +23,10 @@ export LETHE_FUZZ_TOKENIZER=$ROOT/../shared/data/tokenizers/llama3/tokenizer.jso
 export LETHE_FUZZ_HDF5_SEED=$ROOT/tests/fuzz/corpus/hdf5/micro.h5
 export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:symbolize=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+# The harnesses' scratch files (tests/fuzz/fuzz_common.h) go under TMPDIR, removed at the end.
+TMPDIR=$(mktemp -d)
+export TMPDIR
+trap 'rm -rf "$TMPDIR"' EXIT
 [ -f "$LETHE_FUZZ_TOKENIZER" ] || { echo "fuzz: $LETHE_FUZZ_TOKENIZER missing (../shared beside the checkout)"; exit 1; }
 
 fail=0

@@ -16,11 +16,13 @@
 
 namespace fuzz {
 
-// A per-process scratch file holding the input.
+// A per-process scratch file holding the input, in a directory under $TMPDIR (scripts/fuzz.sh
+// points it at a directory it removes at the end) or /tmp.
 inline std::string input_file(const uint8_t* data, size_t size, const char* name) {
   static const std::string dir = [] {
-    char tmpl[] = "/tmp/lethe-fuzz-XXXXXX";
-    const char* d = ::mkdtemp(tmpl);
+    const char* tmp = std::getenv("TMPDIR");
+    std::string tmpl = std::string(tmp && *tmp ? tmp : "/tmp") + "/lethe-fuzz-XXXXXX";
+    const char* d = ::mkdtemp(tmpl.data());
     if (!d) std::abort();
     return std::string(d);
   }();
