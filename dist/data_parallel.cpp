@@ -304,11 +304,13 @@ DataParallel::DataParallel(CausalLM& model, Communicator& comm, int zero_stage, 
       const int64_t bi = int64_t(it->second);
       // A layer with nothing to train takes part in backward only when a gradient flows
       // through it (trained layers below); else it runs as in evaluation.
-      if (training && b.params.empty() && x.requires_grad())
-        return RecomputedLayerFn::apply(x, torch::empty({0}), dp, bi, cos, sin, mask_input(mask));
-      if (training && !b.params.empty() && (b.sharded_params || b.recompute))
-        return RecomputedLayerFn::apply(x, b.sharded_params ? b.owned : b.grad_sink, dp, bi, cos, sin,
-                                        mask_input(mask));
+      const bool frozen_only = b.params.empty();
+      if (training && (b.sharded_params || b.recompute) && (!frozen_only || x.requires_grad()))
+        return RecomputedLayerFn::apply(x,
+                                        frozen_only        ? torch::empty({0})
+                                        : b.sharded_params ? b.owned
+                                                           : b.grad_sink,
+                                        dp, bi, cos, sin, mask_input(mask));
       if (training && b.reduce_in_backward)
         return ReducingLayerFn::apply(x, b.grad_sink, dp, bi, cos, sin, mask_input(mask));
       if (!b.sharded_params) return module(x, cos, sin, mask, cache, layer);
