@@ -1,14 +1,18 @@
 """The Python peer of `lethe bench step`: the same training step with Hugging Face transformers
 and torch.optim.AdamW (peft for LoRA), as open-unlearning runs it: the model for the config
 (AutoModelForCausalLM.from_config), random sequences of exactly SEQ tokens (half prompt, half
-answer), the method's loss, gradient clipping at 1.0, AdamW at lr 1e-5. For npo, kl and rmu the
-frozen reference model runs every step (open-unlearning keeps a second model; lethe caches the
-reference's values once). rmu as open-unlearning runs it: a forward hook on decoder layer
+answer), the method's loss, gradient clipping at 1.0, AdamW at lr 1e-5. For npo, kl, dpo, rmu and
+adversarial the frozen reference model runs every step (open-unlearning keeps a second model;
+lethe caches the reference's values once). dpo prefers a refusal (the forget prompt, then random
+answer tokens, --win-len tokens in all: lethe bench step reports its refusals' mean length as
+preferred_seq_len) over the answer, beta 0.1, + NLL(retain); adversarial trains the forget answers
+towards the reference's most likely token other than the true one. rmu as open-unlearning runs it: a forward hook on decoder layer
 --rmu-layer takes its output from a whole forward pass (every layer and the head), the
 down_proj weights of that layer and the two below train, loss = MSE(h_f, c u) + 1200
 MSE(h_r, h_r_ref). Prints one JSON line with the keys lethe prints.
 usage: peer_step.py --model-config CFG --batch-size B --seq-len T --steps S [--warmup W]
-                    [--method nll|ga|gd|npo|kl|rmu] [--rmu-layer L] [--lora-rank R] [--threads N]
+                    [--method nll|ga|gd|npo|kl|dpo|adversarial|rmu] [--rmu-layer L] [--win-len W]
+                    [--lora-rank R] [--threads N]
                     [--device cpu|cuda] [--dtype float32|bfloat16] [--attn sdpa|eager]
 """
 import argparse
@@ -29,8 +33,9 @@ def main():
     ap.add_argument("--seq-len", type=int, default=256)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--method", default="gd", choices=["nll", "ga", "gd", "npo", "kl", "rmu"])
+    ap.add_argument("--method", default="gd", choices=["nll", "ga", "gd", "npo", "kl", "dpo", "adversarial", "rmu"])
     ap.add_argument("--rmu-layer", type=int, default=7)
+    ap.add_argument("--win-len", type=int, default=0, help="dpo: tokens of a preferred sequence (0: --seq-len)")
     ap.add_argument("--lora-rank", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--device", default="cpu")
@@ -48,7 +53,7 @@ def main():
     config._attn_implementation = a.attn
     model = AutoModelForCausalLM.from_config(config).to(a.device, dtype)
     ref = None
-    if a.method in ("npo", "kl", "rmu"):
+    if a.method in ("npo", "kl", "dpo", "adversarial", "rmu"):
         ref = copy.deepcopy(model).eval().requires_grad_(False)
     if a.method == "rmu":
         L = a.rmu_layer
@@ -72,11 +77,24 @@ def main():
         labels[:, : T // 2] = -100
         return ids, labels
 
+    W = a.win_len or T
+    if W <= T // 2:
+        ap.error(f"--win-len {W} leaves no answer after the {T // 2}-token prompt")
+
+    def preferred(forget):  # the forget prompt, then a refusal of W - T/2 tokens
+        ids = torch.cat([forget[0][:, : T // 2], torch.randint(0, V, (B, W - T // 2), device=a.device)], 1)
+        labels = ids.clone()
+        labels[:, : T // 2] = -100
+        return ids, labels
+
     def token_nll(logits, labels):  # [B, T-1] per-token NLL, 0 off the answer
         lg = logits[:, :-1].float()
         lb = labels[:, 1:]
         nll = F.cross_entropy(lg.reshape(-1, V), lb.reshape(-1), ignore_index=-100, reduction="none")
-        return nll.view(B, T - 1), lb.ne(-100)
+        return nll.view(lb.shape), lb.ne(-100)
+
+    def summed_logp(m, ids, labels):
+        return -token_nll(m(input_ids=ids).logits, labels)[0].sum(1)
 
     def mean_item_nll(m, ids, labels):
         nll, mask = token_nll(m(input_ids=ids).logits, labels)
@@ -101,6 +119,21 @@ def main():
             r = layer_output(model, retain[0], False)
             r_ref = layer_output(ref, retain[0], True)
             return F.mse_loss(f, control.expand_as(f)) + 1200.0 * F.mse_loss(r, r_ref)
+        if a.method == "dpo":  # open-unlearning's DPO: both reference log-probs every step
+            win = preferred(forget)
+            lw, ll = summed_logp(model, *win), summed_logp(model, ids, labels)
+            with torch.no_grad():
+                rw, rl = summed_logp(ref, *win), summed_logp(ref, ids, labels)
+            margin = (lw - rw) - (ll - rl)
+            return -2.0 / 0.1 * F.logsigmoid(0.1 * margin).mean() + mean_item_nll(model, *retain)
+        if a.method == "adversarial":  # the reference's top-1 other than the true token, every step
+            with torch.no_grad():
+                lg = ref(input_ids=ids).logits[:, :-1].float()
+                tgt = labels[:, 1:]
+                lg.scatter_(-1, tgt.clamp_min(0).unsqueeze(-1), float("-inf"))
+                adv = labels.clone()
+                adv[:, 1:] = torch.where(tgt.ne(-100), lg.argmax(-1), tgt)
+            return mean_item_nll(model, ids, adv)
         if a.method == "nll":
             return mean_item_nll(model, ids, labels)
         if a.method == "ga":
@@ -139,14 +172,15 @@ def main():
         if s >= a.warmup:
             times.append(time.perf_counter() - t0)
     step_s = statistics.median(times)
-    seqs = 2 if a.method in ("gd", "npo", "kl", "rmu") else 1
+    seqs = 2 if a.method in ("gd", "npo", "kl", "dpo", "rmu") else 1  # forget (+ retain) sequences
+    tokens = seqs * B * T + (B * W if a.method == "dpo" else 0)  # + dpo's preferred ones
     mem = (torch.cuda.max_memory_allocated() // 2**20 if cuda
            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
     print(json.dumps({"bench": "step", "impl": f"transformers-{a.attn}" + ("+peft" if a.lora_rank else ""),
                       "method": a.method, "params": sum(p.numel() for p in model.parameters()),
                       "device": a.device, "dtype": a.dtype, "threads": torch.get_num_threads(),
                       "batch_size": B, "seq_len": T, "steps": a.steps, "step_s": step_s, "step_s_all": times,
-                      "tokens_per_s": seqs * B * T / step_s, "peak_memory_mib": [mem]}))
+                      "tokens_per_s": tokens / step_s, "peak_memory_mib": [mem]}))
 
 
 if __name__ == "__main__":

@@ -24,6 +24,13 @@ class Dpo : public WithRetainTerm {
     add_retain(out, model, retain);
     return out;
   }
+  // The refusal sequences every step also trains on (lethe bench counts their tokens and FLOPs).
+  json describe() const override {
+    double tokens = 0;
+    for (auto& it : win_) tokens += double(it.ids.size());
+    return {{"preferred_items", win_.size()},
+            {"preferred_mean_tokens", win_.empty() ? 0.0 : tokens / double(win_.size())}};
+  }
 
  private:
   double beta_;

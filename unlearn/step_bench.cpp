@@ -146,6 +146,13 @@ json bench_step(const StepBenchOptions& o, Communicator& comm, torch::Device dev
     flops += seqs * training_flops(c, int64_t(mean_length(retain) + 0.5), lora);
     tokens += seqs * mean_length(retain);
   }
+  // Sequences the objective derives and trains on besides forget and retain (dpo's refusals).
+  const json described = objective->describe();
+  const double preferred = described.value("preferred_mean_tokens", 0.0);
+  if (preferred > 0) {
+    flops += seqs * training_flops(c, int64_t(preferred + 0.5), lora);
+    tokens += seqs * preferred;
+  }
   std::string peak_source = "given";
   const double peak = o.peak_flops > 0 ? o.peak_flops : default_peak_flops(device, dtype, &peak_source);
   const std::vector<int64_t> memory = all_gather_int(comm, peak_memory_mib(device));
@@ -170,6 +177,7 @@ json bench_step(const StepBenchOptions& o, Communicator& comm, torch::Device dev
           {"batch_size", B},
           {"grad_accum", to.grad_accum},
           {"seq_len", T},
+          {"preferred_seq_len", preferred},
           {"warmup", o.warmup},
           {"steps", o.train.steps},
           {"step_s", med},

@@ -58,6 +58,17 @@ check_json "$T/peer_rmu.json" "j['method'] == 'rmu'" "j['step_s'] > 0" "abs(j['t
 "$LETHE" "${STEP[@]}" --method rmu --rmu.layer 2 --rmu.train 'model\.layers\.(0|1|2)\.mlp\.down_proj\.weight' \
   --threads 1 >"$T/step_rmu.json" 2>"$T/err" || bad "bench step rmu: $(cat "$T/err")"
 check_json "$T/step_rmu.json" "j['method'] == 'rmu'" "j['trainable'] < j['params']" "j['tokens_per_step'] == 2 * 4 * 32"
+# dpo: lethe counts the refusal sequences it trains on; the peer runs ones of that length and
+# both reference models every step. adversarial: the peer's reference picks the labels every step.
+"$LETHE" "${STEP[@]}" --method dpo --threads 1 >"$T/step_dpo.json" 2>"$T/err" || bad "bench step dpo: $(cat "$T/err")"
+check_json "$T/step_dpo.json" "16 < j['preferred_seq_len'] <= 32" \
+  "abs(j['tokens_per_step'] - (2 * 4 * 32 + 4 * j['preferred_seq_len'])) < 1e-6"
+"$PY" "$SRC/bench/peer_step.py" --model-config "$CFG" --batch-size 4 --seq-len 32 --steps 2 --warmup 1 --method dpo \
+  --win-len 24 --threads 1 >"$T/peer_dpo.json" 2>"$T/err" || bad "peer dpo: $(tail -3 "$T/err")"
+check_json "$T/peer_dpo.json" "j['method'] == 'dpo'" "abs(j['tokens_per_s'] * j['step_s'] - (2 * 4 * 32 + 4 * 24)) < 1e-6"
+"$PY" "$SRC/bench/peer_step.py" --model-config "$CFG" --batch-size 4 --seq-len 32 --steps 2 --warmup 1 \
+  --method adversarial --threads 1 >"$T/peer_adv.json" 2>"$T/err" || bad "peer adversarial: $(tail -3 "$T/err")"
+check_json "$T/peer_adv.json" "j['method'] == 'adversarial'" "abs(j['tokens_per_s'] * j['step_s'] - 4 * 32) < 1e-6"
 "$PY" "$SRC/bench/compare_runs.py" "$(cat "$T/step_npo.json")" -- "$(cat "$T/peer.json")" >"$T/cmp" 2>&1 \
   && grep -q "ratio (peer time / lethe time)" "$T/cmp" && ok || bad "compare_runs: $(cat "$T/cmp")"
 
