@@ -17,10 +17,8 @@ namespace {
 const std::string kPrefix = "base_model.model.";
 
 std::map<std::string, LinearImpl*> linear_modules(const CausalLM& model) {
-  std::map<std::string, LinearImpl*> out;
-  for (auto& item : model->named_modules())
-    if (auto* lin = dynamic_cast<LinearImpl*>(item.value().get())) out[item.key()] = lin;
-  return out;
+  auto layers = model->linear_layers();
+  return {layers.begin(), layers.end()};
 }
 
 // A field that must be absent, null, false, empty or equal to `allowed`.

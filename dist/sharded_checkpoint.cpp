@@ -144,9 +144,8 @@ void visit_trained_weights(DataParallel& engine, const std::set<std::string>& wa
                            const std::function<void(const std::string&, const torch::Tensor&)>& fn) {
   CausalLM& model = engine.model();
   std::map<const void*, const LinearImpl*> adapted;  // by weight
-  for (auto& item : model->named_modules())
-    if (auto* lin = dynamic_cast<const LinearImpl*>(item.value().get()); lin && lin->has_lora())
-      adapted[lin->weight.unsafeGetTensorImpl()] = lin;
+  for (auto& [name, lin] : model->linear_layers())
+    if (lin->has_lora()) adapted[lin->weight.unsafeGetTensorImpl()] = lin;
   std::set<std::string> weights, seen;
   for (auto& [name, t] : model->named_weights())
     if (!is_lora_parameter(name) && wanted.count(name)) weights.insert(name);

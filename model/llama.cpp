@@ -341,17 +341,21 @@ void CausalLMImpl::add_lora(const LoraOptions& opt) {
       throw InputError("--lora-target: '" + t + "' is not a linear module of a " + config.model_type +
                        " decoder layer (" + list + ")");
     }
-  for (auto& item : named_modules()) {
-    auto* lin = dynamic_cast<LinearImpl*>(item.value().get());
-    if (!lin) continue;
-    std::string leaf = item.key().substr(item.key().rfind('.') + 1);
+  for (auto& [name, lin] : linear_layers()) {
+    std::string leaf = name.substr(name.rfind('.') + 1);
     if (std::find(targets.begin(), targets.end(), leaf) != targets.end()) lin->add_lora(opt, gen);
   }
 }
 
-void CausalLMImpl::merge_lora() {
+std::vector<std::pair<std::string, LinearImpl*>> CausalLMImpl::linear_layers() const {
+  std::vector<std::pair<std::string, LinearImpl*>> out;
   for (auto& item : named_modules())
-    if (auto* lin = dynamic_cast<LinearImpl*>(item.value().get())) lin->merge_lora();
+    if (auto* lin = dynamic_cast<LinearImpl*>(item.value().get())) out.emplace_back(item.key(), lin);
+  return out;
+}
+
+void CausalLMImpl::merge_lora() {
+  for (auto& [name, lin] : linear_layers()) lin->merge_lora();
   for (auto& p : parameters()) p.set_requires_grad(true);
 }
 

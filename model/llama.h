@@ -147,6 +147,9 @@ class CausalLMImpl : public torch::nn::Module {
   void init_weights(uint64_t seed);
   void add_lora(const LoraOptions& opt);  // freezes the base weights, adapters trainable
   void merge_lora();                      // folds adapters into the weights; all trainable again
+  // Every linear layer (qualified module name, the layer), in module order; with has_lora(), the
+  // adapted ones.
+  std::vector<std::pair<std::string, LinearImpl*>> linear_layers() const;
   // Parameters in HF naming, in a stable order; excludes lm_head when tied.
   std::vector<std::pair<std::string, torch::Tensor>> named_weights() const;
   // The unit a parameter belongs to for the data-parallel engine: its decoder layer

@@ -41,9 +41,8 @@ class TaskVectorNegation : public Objective {
     }
   }
   void finish_adapters(CausalLM& model) override {
-    for (auto& item : model->named_modules())
-      if (auto* lin = dynamic_cast<LinearImpl*>(item.value().get()); lin && lin->has_lora())
-        lin->lora_scale *= -lambda_;
+    for (auto& [name, lin] : model->linear_layers())
+      if (lin->has_lora()) lin->lora_scale *= -lambda_;
   }
   void finish_shards(DataParallel& engine) override {
     if (lora_) return;  // finish_adapters() negated the task vector

@@ -172,9 +172,8 @@ TEST(Model, LoraStartsAsIdentityAndMergesExactly) {
   EXPECT_EQ(trainable, 2 * (4 * (32 + 32) * 2 + 4 * (32 + 16) * 2 + 3 * 4 * (32 + 64)));  // A and B per target
   torch::NoGradGuard ng;
   EXPECT_LT(test::rel_error(m->forward(ids), before), 1e-6);
-  for (auto& item : m->named_modules())
-    if (auto* lin = dynamic_cast<LinearImpl*>(item.value().get()); lin && lin->has_lora())
-      lin->lora_B->weight.normal_(0, 0.1);
+  for (auto& [name, lin] : m->linear_layers())
+    if (lin->has_lora()) lin->lora_B->weight.normal_(0, 0.1);
   m->eval();
   auto adapted = m->forward(ids);
   EXPECT_GT(test::rel_error(adapted, before), 1e-3);

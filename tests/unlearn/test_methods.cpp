@@ -473,9 +473,8 @@ TEST(Methods, TaskVectorNegationWithLoraNegatesTheAdapters) {
       if (is_lora_parameter(n)) p.add_(torch::randn_like(p) * 0.3);  // the finetuned adapters
   }
   std::map<std::string, torch::Tensor> tuned;
-  for (auto& item : w.model->named_modules())
-    if (auto* lin = dynamic_cast<LinearImpl*>(item.value().get()); lin && lin->has_lora())
-      tuned[item.key() + ".weight"] = lin->merged_weight().clone();
+  for (auto& [name, lin] : w.model->linear_layers())
+    if (lin->has_lora()) tuned[name + ".weight"] = lin->merged_weight().clone();
   ASSERT_FALSE(tuned.empty());
   obj->finish_adapters(w.model);
   w.model->merge_lora();
