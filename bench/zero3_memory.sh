@@ -10,9 +10,11 @@
 # matrices train; the layers with nothing to train are frozen shards) and tvn with LoRA (the
 # adapters negated, merged as the shards are saved); then npo with LoRA (r 16) on RANKS, where
 # the frozen base weights are shards too (model state: the frozen parameters; the adapters and
-# their gradients are ~1% of it).
+# their gradients are ~1% of it). memflex (LoRA r 16) locates its adapters through a first engine
+# over them, then trains the located ones.
 # Hardware: a CPU machine with ~20 GiB free and ~12 GB of disk; ~15 minutes on 2 cores.
-# usage: bench/zero3_memory.sh [STEPS=2] [RANKS="1 2 4"] (UNLEARN=0 skips the five unlearn rows, LORA=0 the sharded LoRA rows).
+# usage: bench/zero3_memory.sh [STEPS=2] [RANKS="1 2 4"] (UNLEARN=0 skips the six unlearn rows, LORA=0 the
+# sharded LoRA rows, ONLY=TEXT runs only the rows whose label contains TEXT).
 # Results: docs/PERFORMANCE.md "Memory".
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +32,7 @@ $L init --model-config "$CFG" --tokenizer "$TOK" --dtype float32 --out "$W/base"
 run() {  # ranks, label, state (full: params + grads; frozen: params), extra flags...
   local np=$1 label=$2 kind=$3
   shift 3
+  [[ "$label" == *"${ONLY:-}"* ]] || return 0
   rm -rf "$W/out"
   /usr/bin/time -f "%e s wall" mpirun -np "$np" $L "$@" --model "$W/base" --template llama2 --steps "$STEPS" \
     --batch-size 4 --max-len 64 --zero-stage 3 --optimizer sgd --dtype float32 --out "$W/out" \
@@ -65,6 +68,9 @@ if [ "${UNLEARN:-1}" = 1 ]; then
   # rmu trains three matrices: its state is the parameters (the kind "frozen": 4 bytes each).
   run 2 "shards, frozen layers as shards (unlearn rmu, 3 matrices trained)" frozen "${U[@]}" --method rmu
   run 2 "shards, LoRA r 16, negated through the adapters (unlearn tvn)" frozen "${U[@]}" --method tvn --lora-rank 16
+  # memflex locates its adapters from gradients through a first engine over them (4 items per set).
+  run 2 "shards, LoRA r 16, located through the engine (unlearn memflex)" frozen "${U[@]}" --method memflex \
+    --lora-rank 16 --memflex.sigma 0 --memflex.max-items 4
 fi
 if [ "${LORA:-1}" = 1 ]; then
   U=(unlearn --forget "$W/data/forget.jsonl" --retain "$W/data/retain.jsonl")

@@ -516,6 +516,18 @@ void DataParallel::materialize() {
   model_->collective_forward = false;
 }
 
+void DataParallel::visit_gradient_shards(
+    const std::function<void(const std::string&, int64_t, const torch::Tensor&)>& fn) const {
+  for (auto& b : blocks_) {
+    if (!b.owned_grad.defined()) continue;
+    const int64_t begin = stage_ == 0 ? 0 : comm_.rank() * b.shard, end = begin + b.owned_grad.numel();
+    for (size_t i = 0; i < b.params.size(); ++i) {
+      const int64_t lo = std::max(begin, b.offsets[i]), hi = std::min(end, b.offsets[i] + b.param_numels[i]);
+      if (lo < hi) fn(b.params[i].first, lo - b.offsets[i], b.owned_grad.narrow(0, lo - begin, hi - lo));
+    }
+  }
+}
+
 void DataParallel::zero_grad() {
   for (auto& b : blocks_) {
     for (auto& [n, p] : b.params) p.mutable_grad() = torch::Tensor();

@@ -54,6 +54,12 @@ class DataParallel {
   // averaged across ranks into each rank's share.
   void reduce_gradients();
   double clip_grad_norm(double max_norm);  // returns the global norm before clipping
+  // After reduce_gradients(), any stage: fn(name, first, grad) for every trained parameter with
+  // elements in this rank's share of its block; grad is the fp32 gradient (averaged across
+  // ranks) of elements [first, first + grad.numel()) of the flattened parameter. Over all ranks
+  // the slices cover every parameter once (stage 0: each rank has every element).
+  void visit_gradient_shards(
+      const std::function<void(const std::string& name, int64_t first, const torch::Tensor& grad)>& fn) const;
   void step(double lr);
   void zero_grad();
   // Stage 3: gathers every layer's parameters back into the model (to save or evaluate it

@@ -1,6 +1,7 @@
 // MemFlex (KnowUnDo): locate the LoRA matrices that carry the knowledge to forget from
 // gradient information, then update only those.
 #pragma once
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -29,5 +30,20 @@ std::vector<MemflexMatrix> memflex_localize(const NamedGrads& g_forget, const Na
 NamedGrads memflex_gradient_information(CausalLM& model, const std::vector<TokenizedItem>& items, int64_t max_items,
                                         int64_t copies, uint64_t seed, uint64_t stream, int64_t vocab, int64_t pad_id,
                                         Communicator* comm);
+
+// The same two steps on a model kept sharded (ZeRO 3), through `engine` (built over the
+// adapters): this rank's slice of each matrix's averaged gradient, name -> (first element of the
+// slice in the flattened matrix, the fp32 slice). Every rank runs the same passes: item
+// k * world + rank in round k, a rank with no item left runs item 0 at weight 0; the engine
+// averages each pass's gradient across ranks. Collective.
+using GradientShards = std::map<std::string, std::pair<int64_t, torch::Tensor>>;
+GradientShards memflex_gradient_shards(CausalLM& model, DataParallel& engine, const std::vector<TokenizedItem>& items,
+                                       int64_t max_items, int64_t copies, uint64_t seed, uint64_t stream, int64_t vocab,
+                                       int64_t pad_id, Communicator& comm);
+// Step 2 from the slices: per matrix (numels: every matrix's element count, by name) the sums
+// of the slices, all-reduced, give the whole matrix's cosine and mean |G|. Collective.
+std::vector<MemflexMatrix> memflex_localize_shards(const GradientShards& g_forget, const GradientShards& g_retain,
+                                                   const std::map<std::string, int64_t>& numels, double mu,
+                                                   double sigma, Communicator& comm);
 
 }  // namespace lethe

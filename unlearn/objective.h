@@ -58,6 +58,14 @@ class Objective {
   // (requires_grad), from their names alone (a sharded load's decoder-layer weights are still
   // empty here). Default: the loaded model's choice (all, or the LoRA adapters).
   virtual void choose_trained(CausalLM& /*model*/) {}
+  // A method that chooses what trains from gradients at theta_0 (memflex locating its adapters)
+  // on a model kept sharded (ZeRO 3): locate_trained() gets, in ctx.engine, an engine over every
+  // parameter that trains so far. It runs forward and backward passes through it (every rank the
+  // same number), reads their gradients with visit_gradient_shards(), and sets requires_grad on
+  // what is to train. That engine then goes, and the engine that trains is built over the
+  // choice (make_sharded_engine). On a whole model, prepare() does all of it instead.
+  virtual bool locates_trained() const { return false; }
+  virtual void locate_trained(CausalLM& /*model*/, ObjectiveContext& /*ctx*/) {}
   virtual void prepare(CausalLM& /*model*/, ObjectiveContext& /*ctx*/) {}
   virtual void begin_step(int64_t /*step*/) {}
   // forget: the primary batch (the data to forget; for finetuning, the data to learn).
@@ -81,7 +89,7 @@ class Objective {
   // trained parameter and its value at theta_0 (a task vector), which finish_shards() applies to
   // each rank's shard (with LoRA, finish_adapters() on the adapters instead).
   // kWhole: the weights themselves (a choice of parameters by their values) or passes split
-  // across ranks. At ZeRO 3
+  // across ranks (gradients: see locate_trained). At ZeRO 3
   // a method that does not need kWhole has its decoder layers read straight into each rank's
   // shard and saved from them: no rank holds the model whole at any point.
   enum class WeightUse { kNone, kSameForwardOnEveryRank, kShardwise, kWhole };

@@ -95,10 +95,7 @@ RunOutput run_objective(const RunSpec& spec, const RunText& text, const std::vec
   json identity;  // taken before the engine shards the model
   if (sharded) {
     identity = run_identity(out.model, items, retain ? &retain_items : nullptr, to, &deferred);
-    out.engine = std::make_unique<DataParallel>(out.model, comm, to.zero_stage, to.optimizer,
-                                                to.activation_checkpointing, &deferred);
-    if (to.zero3_overlap != "auto") out.engine->set_overlap(to.zero3_overlap == "on");
-    ctx.engine = out.engine.get();
+    out.engine = make_sharded_engine(out.model, *obj, ctx, comm, to, deferred);
   }
   obj->prepare(out.model, ctx);
   spdlog::info("training {} parameters ({} items{})", trainable_count(out.model, &deferred, out.engine.get()),

@@ -130,6 +130,38 @@ json run_identity(const CausalLM& model, const std::vector<TokenizedItem>& prima
   return id;
 }
 
+std::unique_ptr<DataParallel> make_sharded_engine(CausalLM& model, Objective& objective, ObjectiveContext& ctx,
+                                                  Communicator& comm, const TrainOptions& opt,
+                                                  const DeferredWeights& deferred) {
+  auto build = [&] {
+    auto e = std::make_unique<DataParallel>(model, comm, opt.zero_stage, opt.optimizer, opt.activation_checkpointing,
+                                            &deferred);
+    if (opt.zero3_overlap != "auto") e->set_overlap(opt.zero3_overlap == "on");
+    return e;
+  };
+  if (objective.locates_trained()) {
+    std::set<std::string> trained;
+    for (auto& [name, p] : model->named_parameters(true).pairs())
+      if (p.requires_grad()) trained.insert(name);
+    std::map<std::string, torch::Tensor> values;
+    {
+      auto probe = build();
+      ctx.engine = probe.get();
+      objective.locate_trained(model, ctx);
+      ctx.engine = nullptr;
+      visit_whole_named(*probe, trained, [&](const std::string& name, const torch::Tensor&, const torch::Tensor& v) {
+        values[name] = v.clone();
+      });
+    }
+    torch::NoGradGuard ng;
+    auto params = model->named_parameters(true);
+    for (auto& [name, v] : values) params[name].set_data(v);
+  }
+  auto engine = build();
+  ctx.engine = engine.get();
+  return engine;
+}
+
 // InputError listing what differs between a checkpoint's run and this one.
 void require_same_run(const json& stored, const json& now, const std::string& dir) {
   if (stored.is_null())

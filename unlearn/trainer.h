@@ -85,6 +85,16 @@ TrainResult train_loop(CausalLM& model, Objective& objective, const std::vector<
                        const EvalHook& eval, Communicator& comm,
                        std::unique_ptr<DataParallel>* sharded_engine = nullptr, const json* identity = nullptr);
 
+// ZeRO 3 kept sharded: the engine that trains `model`, loaded without its decoder-layer weights
+// (`deferred`: each rank reads its shards), set in ctx.engine. When the objective locates what
+// trains from gradients (Objective::locates_trained), it does so first through an engine over
+// every parameter that trains so far; the values of those parameters (small: LoRA adapters)
+// come back into the model one layer at a time, that engine goes, and this one is built over
+// the objective's choice. Collective.
+std::unique_ptr<DataParallel> make_sharded_engine(CausalLM& model, Objective& objective, ObjectiveContext& ctx,
+                                                  Communicator& comm, const TrainOptions& opt,
+                                                  const DeferredWeights& deferred);
+
 // What --resume compares: the data, the model at the start (names, shapes, dtypes and a sample
 // of every tensor's values), the method and the settings that change the result. `deferred`:
 // weights the model was loaded without (sampled from the checkpoint, so the identity equals a

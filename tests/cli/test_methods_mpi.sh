@@ -77,6 +77,10 @@ done
 if [ -z "$MODEL_CONFIG" ]; then
   two_ranks memflex 3 z3 --memflex.localization "$T/loc1.json"
   grep -q "no rank holds them whole" "$T/memflex.logz3" && ok || bad "memflex: ZeRO 3 loaded the model whole"
+  # Locating them at ZeRO 3 (a first engine over the adapters gives the gradients): still shards,
+  # the same localization (checked below) and the same model as one rank's.
+  two_ranks memflex 3 z3loc --memflex.localization "$T/loc3.json"
+  grep -q "no rank holds them whole" "$T/memflex.logz3loc" && ok || bad "memflex locating: ZeRO 3 loaded the model whole"
 fi
 # tvn with LoRA: the adapters are negated (through their scale) and merged layer by layer as the
 # shards are saved; the same as one rank, which merges them whole.
@@ -102,15 +106,20 @@ if [ -z "$MODEL_CONFIG" ]; then
     && grep -q "resumed from" "$T/pdu.logr" && grep -q '"lambda"' "$T"/pdu.ck/step-*/manifest.json \
     && $CMP "$T/pdu.resumed" "$T/pdu.straight" --exact >/dev/null && ok || { bad "pdu: resume is not bit-identical"; tail -3 "$T/pdu.logr"; }
 fi
-# MemFlex's distributed gradient pass locates the same matrices on 1 and 2 ranks, and the
-# localization is stored with the output model.
-"$PY" - "$T/loc1.json" "$T/loc2.json" "$T/memflex.1" <<'PY' && ok || bad "memflex localization differs or is not stored"
+# MemFlex's distributed gradient pass locates the same matrices on 1 and 2 ranks (and at ZeRO 3
+# through the engine), and the localization is stored with the output model.
+LOCS=("$T/loc2.json"); [ -z "$MODEL_CONFIG" ] && LOCS+=("$T/loc3.json")
+"$PY" - "$T/memflex.1" "$T/loc1.json" "${LOCS[@]}" <<'PY' && ok || bad "memflex localization differs or is not stored"
 import json, sys, os
-a, b = (json.load(open(p)) for p in sys.argv[1:3])
-assert a["selected"] and a["selected"] == b["selected"], (a["selected"], b["selected"])
-for k in a["matrices"]:
-    assert abs(a["matrices"][k]["cos"] - b["matrices"][k]["cos"]) < 1e-5, k
-cfg = json.load(open(os.path.join(sys.argv[3], "lethe_run_config.json")))
+a = json.load(open(sys.argv[2]))
+assert a["selected"] and len(a["selected"]) < len(a["matrices"]), a["selected"]
+for p in sys.argv[3:]:
+    b = json.load(open(p))
+    assert a["selected"] == b["selected"], (p, a["selected"], b["selected"])
+    for k in a["matrices"]:
+        assert abs(a["matrices"][k]["cos"] - b["matrices"][k]["cos"]) < 1e-5, (p, k)
+        assert abs(a["matrices"][k]["mag"] - b["matrices"][k]["mag"]) <= 1e-5 * abs(a["matrices"][k]["mag"]), (p, k)
+cfg = json.load(open(os.path.join(sys.argv[1], "lethe_run_config.json")))
 assert cfg["objective"]["memflex_localization"]["selected"] == a["selected"]
 PY
 # Reuse: the saved localization gives the same model without the gradient pass.

@@ -4,6 +4,7 @@
 
 #include "common/error.h"
 #include "common/rng.h"
+#include "data/bpe_trainer.h"
 #include "dist/mpi_env.h"
 #include "dist/process_groups.h"
 #include "checkpoints/model_io.h"
@@ -256,6 +257,9 @@ INSTANTIATE_TEST_SUITE_P(Stages, Resume, ::testing::Values(0, 1, 2, 3));
 // above it (rmu: recomputed in backward for the gradient that flows through it); both equal a
 // ZeRO 0 run, where every layer is whole, to rounding. memflex reusing a saved localization
 // trains one LoRA matrix pair of layer 1: layer 0, its adapters included, is frozen shards.
+// memflex locating its matrices (memflex_locate) does so through a first engine over every
+// adapter (make_sharded_engine): the same localization as the whole run's autograd pass (the
+// same choice, cosines and magnitudes within 1e-5) and so the same training.
 class ShardedLoad : public ::testing::TestWithParam<std::tuple<std::string, std::string, bool>> {};
 
 TEST_P(ShardedLoad, TrainsAndSavesWhatAWholeLoadDoes) {
@@ -280,6 +284,7 @@ TEST_P(ShardedLoad, TrainsAndSavesWhatAWholeLoadDoes) {
                                                             {"rmu", Objective::WeightUse::kSameForwardOnEveryRank},
                                                             {"rmu_top", Objective::WeightUse::kSameForwardOnEveryRank},
                                                             {"memflex", Objective::WeightUse::kNone},
+                                                            {"memflex_locate", Objective::WeightUse::kNone},
                                                             {"tvn", Objective::WeightUse::kShardwise}};
   const std::string located = root + "/located.json";  // memflex: a saved localization, layer 1's q_proj
   if (method == "memflex" && world->rank() == 0)
@@ -289,6 +294,8 @@ TEST_P(ShardedLoad, TrainsAndSavesWhatAWholeLoadDoes) {
           {"model.layers.1.self_attn.q_proj.lora_A.weight", "model.layers.1.self_attn.q_proj.lora_B.weight"}}});
   world->barrier();
   auto make = [&]() {
+    if (method == "memflex_locate")
+      return find_objective("memflex").make(MethodOptions(find_objective("memflex").options, {{"memflex.sigma", 0.0}}));
     if (method == "memflex")
       return find_objective("memflex").make(
           MethodOptions(find_objective("memflex").options, {{"memflex.localization", located}}));
@@ -304,9 +311,13 @@ TEST_P(ShardedLoad, TrainsAndSavesWhatAWholeLoadDoes) {
   lo.rank = 4;
   lo.dropout = 0;  // the same masks on any rank count
   lo.seed = 7;
+  // memflex draws its random labels below the tokenizer's vocabulary size.
+  const Tokenizer tok = Tokenizer::from_json(train_bpe_tokenizer({"ab cd ef"}, BpeTrainOptions{260}), "t");
   // Every rank caches every item, in the same order.
   auto context = [&](std::vector<TokenizedItem>& ff, std::vector<TokenizedItem>& rr) {
     ObjectiveContext ctx;
+    ctx.tok = &tok;
+    ctx.seed = 11;
     ctx.forget = &ff;
     ctx.retain = &rr;
     for (int64_t i = 0; i < int64_t(ff.size()); ++i) ctx.forget_used.push_back(i);
@@ -336,7 +347,7 @@ TEST_P(ShardedLoad, TrainsAndSavesWhatAWholeLoadDoes) {
   whole->merge_lora();
   obj->finish(whole);
   auto want = params(whole);
-  if (method.rfind("rmu", 0) == 0 || method == "memflex") {
+  if (method.rfind("rmu", 0) == 0 || method.rfind("memflex", 0) == 0) {
     // The layers with nothing to train are ZeRO 3 shards in both runs above; against ZeRO 0,
     // where every layer is whole, the result agrees to rounding.
     auto o0 = options(0);
@@ -359,11 +370,23 @@ TEST_P(ShardedLoad, TrainsAndSavesWhatAWholeLoadDoes) {
   obj2->choose_trained(m);
   const json identity = run_identity(m, f, &r, o, &deferred);
   EXPECT_EQ(identity, whole_identity);  // a resume may switch between the two
-  auto engine = std::make_unique<DataParallel>(m, *world, 3, o.optimizer, o.activation_checkpointing, &deferred);
-  engine->set_overlap(true);  // gathers started early, gradient reduce-scatters finished late: the same values
   auto ctx2 = context(f, r);
-  ctx2.engine = engine.get();
-  obj2->prepare(m, ctx2);  // through the engine when it reads the model
+  auto engine = make_sharded_engine(m, *obj2, ctx2, *world, o, deferred);
+  engine->set_overlap(true);  // gathers started early, gradient reduce-scatters finished late: the same values
+  obj2->prepare(m, ctx2);     // through the engine when it reads the model
+  if (method == "memflex_locate") {
+    const json a = obj->describe().at("memflex_localization"), b = obj2->describe().at("memflex_localization");
+    ASSERT_FALSE(a.at("selected").empty());
+    EXPECT_LT(a.at("selected").size(), a.at("matrices").size());  // a choice: not every matrix
+    EXPECT_EQ(a.at("selected"), b.at("selected"));
+    for (auto& [name, v] : a.at("matrices").items()) {
+      // float32 gradients summed in another order (per pass across ranks, then over passes)
+      EXPECT_NEAR(v.at("cos").get<double>(), b.at("matrices").at(name).at("cos").get<double>(), 1e-5) << name;
+      EXPECT_NEAR(v.at("mag").get<double>(), b.at("matrices").at(name).at("mag").get<double>(),
+                  1e-5 * std::abs(v.at("mag").get<double>()))
+          << name;
+    }
+  }
   TrainResult res = train_loop(m, *obj2, f, &r, o, 0, keep5, *world, &engine, &identity);
   EXPECT_EQ(res.kept_step, 5);
   ASSERT_TRUE(engine);
@@ -402,8 +425,8 @@ INSTANTIATE_TEST_SUITE_P(FrozenLayers, ShardedLoad,
                                             ::testing::Values(false)),
                          sharded_load_name);
 INSTANTIATE_TEST_SUITE_P(FrozenAdapters, ShardedLoad,
-                         ::testing::Combine(::testing::Values("native", "hf"), ::testing::Values("memflex"),
-                                            ::testing::Values(true)),
+                         ::testing::Combine(::testing::Values("native", "hf"),
+                                            ::testing::Values("memflex", "memflex_locate"), ::testing::Values(true)),
                          sharded_load_name);
 // tvn's negation acts on the shards, or with LoRA on the adapters' scale before they are merged
 // (layer by layer as the shards are saved).
