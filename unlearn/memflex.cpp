@@ -51,13 +51,18 @@ void require_adapters(bool any) {
         "--method memflex needs LoRA adapters (KnowUnDo: --lora-rank 8 --lora-alpha 16 --lora-dropout 0.1)");
 }
 
-// Item `one`'s copy c: half of its answer positions (drawn with replacement) carry uniform
-// random labels, from the item's own stream (the same on any rank count).
-Batch random_label_copy(const Batch& one, int64_t i, int64_t c, uint64_t seed, uint64_t stream, int64_t vocab) {
+// The answer positions (labels other than -100) of a one-item batch, in order.
+std::vector<int64_t> answer_positions(const Batch& one) {
+  auto pos = one.labels[0].ne(-100).nonzero().view({-1}).to(torch::kCPU).contiguous();
+  return {pos.data_ptr<int64_t>(), pos.data_ptr<int64_t>() + pos.numel()};
+}
+
+// Item i's copy c (`one`, its `answer` positions): half of the answer positions (drawn with
+// replacement) carry uniform random labels, from the item's own stream (the same on any rank
+// count).
+Batch random_label_copy(const Batch& one, const std::vector<int64_t>& answer, int64_t i, int64_t c, uint64_t seed,
+                        uint64_t stream, int64_t vocab) {
   auto labels = one.labels.to(torch::kCPU).clone();
-  std::vector<int64_t> answer;
-  for (int64_t t = 0; t < labels.size(1); ++t)
-    if (labels[0][t].item<int64_t>() != -100) answer.push_back(t);
   SplitMix64 r(item_seed(seed, stream, i * 1000 + c));
   for (size_t k = 0; k < answer.size() / 2; ++k)
     labels[0][answer[r.below(answer.size())]] = int64_t(r.below(uint64_t(vocab)));
@@ -128,8 +133,9 @@ NamedGrads memflex_gradient_information(CausalLM& model, const std::vector<Token
   for (auto& p : params) sums.push_back(torch::zeros(p.sizes(), p.options().dtype(torch::kFloat)));
   for (int64_t i = rank; i < n; i += world) {
     Batch one = collate(items, {i}, pad_id).to(model->device());
+    const auto answer = answer_positions(one);
     for (int64_t c = 0; c < copies; ++c) {
-      auto loss = mean_item_nll(model, random_label_copy(one, i, c, seed, stream, vocab));
+      auto loss = mean_item_nll(model, random_label_copy(one, answer, i, c, seed, stream, vocab));
       auto grads = torch::autograd::grad({loss}, params, {}, false, false, true);
       for (size_t k = 0; k < params.size(); ++k)
         if (grads[k].defined()) sums[k] += grads[k].to(torch::kFloat);
@@ -162,9 +168,10 @@ GradientShards memflex_gradient_shards(CausalLM& model, DataParallel& engine, co
     const int64_t i = round * world + comm.rank();
     const bool mine = i < n;  // else item 0 at weight 0: the same passes on every rank
     Batch one = collate(items, {mine ? i : 0}, pad_id).to(model->device());
+    const auto answer = answer_positions(one);
     for (int64_t c = 0; c < copies; ++c) {
       engine.zero_grad();
-      auto loss = mean_item_nll(model, random_label_copy(one, mine ? i : 0, c, seed, stream, vocab));
+      auto loss = mean_item_nll(model, random_label_copy(one, answer, mine ? i : 0, c, seed, stream, vocab));
       (mine ? loss : loss * 0.0).backward();
       engine.reduce_gradients();  // this pass's gradient, averaged across ranks
       engine.visit_gradient_shards([&](const std::string& name, int64_t first, const torch::Tensor& g) {
