@@ -11,10 +11,10 @@
 # adapters negated, merged as the shards are saved); then npo with LoRA (r 16) on RANKS, where
 # the frozen base weights are shards too (model state: the frozen parameters; the adapters and
 # their gradients are ~1% of it). memflex (LoRA r 16) locates its adapters through a first engine
-# over them, then trains the located ones.
+# over them, then trains the located ones. Last, `lethe eval` of the model whole and at ZeRO 3.
 # Hardware: a CPU machine with ~20 GiB free and ~12 GB of disk; ~15 minutes on 2 cores.
 # usage: bench/zero3_memory.sh [STEPS=2] [RANKS="1 2 4"] (UNLEARN=0 skips the six unlearn rows, LORA=0 the
-# sharded LoRA rows, ONLY=TEXT runs only the rows whose label contains TEXT).
+# sharded LoRA rows, EVAL=0 the evaluation rows, ONLY=TEXT runs only the rows whose label contains TEXT).
 # Results: docs/PERFORMANCE.md "Memory".
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -71,6 +71,45 @@ if [ "${UNLEARN:-1}" = 1 ]; then
   # memflex locates its adapters from gradients through a first engine over them (4 items per set).
   run 2 "shards, LoRA r 16, located through the engine (unlearn memflex)" frozen "${U[@]}" --method memflex \
     --lora-rank 16 --memflex.sigma 0 --memflex.max-items 4
+fi
+# Evaluation (`lethe eval`, forget against holdout: the forward metrics and GradNorm): whole on
+# every rank (each scores its share of the items), then --zero-stage 3 (each rank reads its shard
+# of the layers, every rank runs every pass; GradNorm's gradients are fp32 shards too).
+run_eval() {  # ranks, label, state (full: params + grads; frozen: params), extra flags...
+  local np=$1 label=$2 kind=$3
+  shift 3
+  [[ "$label" == *"${ONLY:-}"* ]] || return 0
+  rm -rf "$W/out"
+  /usr/bin/time -f "%e s wall" mpirun -np "$np" $L eval --model "$W/base" --template llama2 --forget "$W/eval.jsonl" \
+    --holdout "$W/holdout.jsonl" --max-len 64 --no-generate --dtype float32 --threads 1 --out "$W/out" "$@" \
+    >"$W/log" 2>&1 || { tail "$W/log"; exit 1; }
+  local peak wall
+  peak=$(grep -o 'peak resident memory per rank (MiB): .*' "$W/log" | sed 's/.*: //')
+  wall=$(grep -o '[0-9.]* s wall' "$W/log")
+  /usr/bin/python3 - "$CFG" "$np" "$label" "$peak" "$wall" "$kind" <<'PY'
+import json, sys
+cfg, n, label = json.load(open(sys.argv[1])), int(sys.argv[2]), sys.argv[3]
+peak = json.loads(sys.argv[4])
+h, i, v, L = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"], cfg["num_hidden_layers"]
+kv = h // cfg["num_attention_heads"] * cfg["num_key_value_heads"]
+layer = h * h * 2 + h * kv * 2 + 3 * h * i + 2 * h
+replicated = v * h * (1 if cfg["tie_word_embeddings"] else 2) + h
+MiB = 2**20
+whole = "whole" in label
+state = (8 if sys.argv[6] == "full" else 4) * (L * layer + replicated) / MiB / (1 if whole else n)
+print(f"| {n} | {label} | {', '.join(map(str, peak))} | {state:.0f} | {max(peak) - state:.0f} | {sys.argv[5]} |")
+PY
+}
+if [ "${EVAL:-1}" = 1 ]; then
+  head -n 4 "$W/data/forget.jsonl" >"$W/eval.jsonl"
+  head -n 4 "$W/data/retain.jsonl" >"$W/holdout.jsonl"
+  echo
+  echo "| ranks | evaluation | peak RSS per rank (MiB) | model state per rank (MiB) | max - state (MiB) | wall |"
+  echo "|---:|---|---|---:|---:|---|"
+  run_eval 2 "whole on every rank (eval)" full
+  for np in $RANKS; do
+    run_eval "$np" "shards, GradNorm through the engine (eval --zero-stage 3)" full --zero-stage 3
+  done
 fi
 if [ "${LORA:-1}" = 1 ]; then
   U=(unlearn --forget "$W/data/forget.jsonl" --retain "$W/data/retain.jsonl")

@@ -195,7 +195,9 @@ DataParallel::DataParallel(CausalLM& model, Communicator& comm, int zero_stage, 
     }
     blocks_.back().params.emplace_back(name, p);
   }
-  if (blocks_.empty()) throw InputError("no trainable parameters");
+  // Nothing to train is allowed at stage 3 only where some decoder layer is frozen: an engine
+  // that shards a model for evaluation (its layers gathered one at a time in each forward).
+  if (blocks_.empty() && (stage_ != 3 || frozen.empty())) throw InputError("no trainable parameters");
   std::vector<std::pair<std::string, torch::Tensor>> owned;
   int64_t param_index = 0;
   for (auto& b : blocks_) {

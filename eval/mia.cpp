@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 
 #include "common/error.h"
 #include "dist/collectives.h"
@@ -63,6 +64,34 @@ std::vector<double> gradnorm_scores(CausalLM& model, const std::vector<Tokenized
   if (comm && world > 1) all_reduce_host(*comm, scores, ReduceOp::Sum);
   std::vector<double> out(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) out[size_t(i)] = scores[i].item<double>();
+  return out;
+}
+
+std::vector<double> gradnorm_scores(CausalLM& model, DataParallel& engine, const std::vector<TokenizedItem>& items,
+                                    int64_t pad_id, Communicator& comm) {
+  LETHE_CHECK(engine.zero_stage() > 0, "GradNorm through an engine needs its gradients sharded (ZeRO 1-3)");
+  model->eval();
+  std::map<std::string, int64_t> index;  // the trained parameters, numbered alike on every rank
+  for (auto& [name, p] : model->named_parameters(true).pairs())
+    if (p.requires_grad()) index.emplace(name, int64_t(index.size()));
+  if (index.empty()) throw InputError("GradNorm: the model has no parameters that take a gradient");
+  std::vector<double> out(items.size());
+  auto squares = torch::zeros({int64_t(index.size())}, torch::kDouble);
+  for (size_t i = 0; i < items.size(); ++i) {
+    engine.zero_grad();
+    Batch b = collate(items, {int64_t(i)}, pad_id).to(model->device());
+    TokenLoss tl = model->answer_loss(b.input_ids, b.attention_mask, b.labels);
+    ((tl.nll * tl.mask).sum() / tl.mask.sum().clamp_min(1)).backward();
+    engine.reduce_gradients();  // the same item on every rank: the average is its gradient
+    squares.zero_();
+    auto sq = squares.accessor<double, 1>();
+    engine.visit_gradient_shards([&](const std::string& name, int64_t, const torch::Tensor& g) {
+      sq[index.at(name)] += g.to(torch::kDouble).square().sum().item<double>();
+    });
+    all_reduce_host(comm, squares, ReduceOp::Sum);
+    out[i] = squares.sqrt().mean().item<double>();
+  }
+  engine.zero_grad();
   return out;
 }
 

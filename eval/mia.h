@@ -18,6 +18,7 @@
 
 #include "data/batching.h"
 #include "dist/communicator.h"
+#include "dist/data_parallel.h"
 #include "model/llama.h"
 
 namespace lethe {
@@ -35,6 +36,12 @@ AnswerTokenStats answer_token_stats(CausalLM& model, const Batch& b);
 // rank returns all n). Gradients come from autograd::grad: no parameter's .grad is touched.
 std::vector<double> gradnorm_scores(CausalLM& model, const std::vector<TokenizedItem>& items, int64_t pad_id,
                                     Communicator* comm);
+// The same on a model whose decoder layers are shards of a ZeRO 1-3 engine over `comm`, over the
+// parameters the engine trains. The engine averages each pass's gradient across the ranks, so
+// every rank runs every item (the same passes); a parameter's norm is the square root of its
+// slices' sums of squares, summed across the ranks.
+std::vector<double> gradnorm_scores(CausalLM& model, DataParallel& engine, const std::vector<TokenizedItem>& items,
+                                    int64_t pad_id, Communicator& comm);
 
 double extraction_strength(const std::vector<bool>& correct);
 // -mean of the lowest max(1, floor(n k)) values (0 for none).

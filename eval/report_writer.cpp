@@ -14,6 +14,7 @@
 #include "common/fs.h"
 #include "eval/mia.h"
 #include "eval/tofu.h"
+#include "model/lora.h"
 
 namespace fs = std::filesystem;
 
@@ -224,8 +225,38 @@ CausalLM load_eval_model(const ModelLoadOptions& m, torch::Device device) {
   return model;
 }
 
+std::unique_ptr<ShardedEvalModel> load_sharded_eval_model(const ModelLoadOptions& m, torch::Device device,
+                                                          Communicator& comm, bool gradients) {
+  auto out = std::make_unique<ShardedEvalModel>();
+  DeferredWeights deferred;  // read from while the engine is built
+  out->model = load_model_without_layers(m.dir, m.dtype, deferred);
+  if (!m.adapter.empty()) load_peft_adapter(out->model, m.adapter);
+  for (auto& [name, p] : out->model->named_parameters(true).pairs())
+    p.set_requires_grad(gradients && !is_lora_parameter(name));
+  out->model->to(device);
+  OptimizerOptions none;  // nothing steps: SGD without momentum keeps no state
+  none.name = "sgd";
+  out->engine = std::make_unique<DataParallel>(out->model, comm, 3, none, ActivationCheckpointing::kNone, &deferred);
+  spdlog::info("eval: ZeRO 3 over {} rank(s): each rank read and keeps its shard of {}'s decoder layers", comm.size(),
+               m.dir);
+  return out;
+}
+
+namespace {
+// GradNorm and the reference attack compare the forget split with the holdout split.
+bool has_membership_splits(const std::vector<NamedExamples>& splits) {
+  bool forget = false, holdout = false;
+  for (auto& s : splits) {
+    forget = forget || s.name == "forget";
+    holdout = holdout || s.name == "holdout";
+  }
+  return forget && holdout;
+}
+}  // namespace
+
 void add_membership_scores(Report& r, CausalLM& model, const std::vector<NamedExamples>& splits, const Tokenizer& tok,
-                           ChatTemplate tmpl, const EvalJob& job, torch::Device device, Communicator& comm) {
+                           ChatTemplate tmpl, const EvalJob& job, torch::Device device, Communicator& comm,
+                           DataParallel* sharded) {
   std::vector<size_t> which;
   for (size_t s = 0; s < r.splits.size(); ++s)
     if (r.splits[s].name == "forget" || r.splits[s].name == "holdout") which.push_back(s);
@@ -235,12 +266,21 @@ void add_membership_scores(Report& r, CausalLM& model, const std::vector<NamedEx
   }
   const int64_t pad = pad_token_id(tok, tmpl);
   for (size_t s : which) {
-    auto g = gradnorm_scores(model, tokenize_items(tok, tmpl, splits[s].examples, job.max_len), pad, &comm);
+    auto items = tokenize_items(tok, tmpl, splits[s].examples, job.max_len);
+    auto g = sharded ? gradnorm_scores(model, *sharded, items, pad, comm) : gradnorm_scores(model, items, pad, &comm);
     for (auto& im : r.splits[s].per_item) im.mia_gradnorm = g[size_t(im.index)];
     r.splits[s].has_gradnorm = true;
   }
   if (job.report.mia_reference.empty()) return;
-  CausalLM ref = load_eval_model({job.report.mia_reference, job.model.dtype, ""}, device);
+  const ModelLoadOptions ref_options{job.report.mia_reference, job.model.dtype, ""};
+  std::unique_ptr<ShardedEvalModel> ref_shards;
+  CausalLM ref{nullptr};
+  if (job.zero_stage == 3) {
+    ref_shards = load_sharded_eval_model(ref_options, device, comm, false);
+    ref = ref_shards->model;
+  } else {
+    ref = load_eval_model(ref_options, device);
+  }
   if (ref->config.vocab_size != model->config.vocab_size)
     throw InputError(
         fmt::format("--mia-reference '{}' has a vocabulary of {} tokens, the model {}: not the same tokenizer",
@@ -269,11 +309,11 @@ std::vector<double> check_eval_inputs(const ReportOptions& ro) {
 
 Evaluated evaluate_loaded(CausalLM& model, const EvalJob& job, const std::vector<double>& reference,
                           const std::vector<NamedExamples>& splits, const Tokenizer& tok, ChatTemplate tmpl,
-                          torch::Device device, Communicator& comm) {
+                          torch::Device device, Communicator& comm, DataParallel* sharded) {
   const ReportOptions& ro = job.report;
   Evaluated ev;
   ev.report = evaluate_report(model, tok, tmpl, splits, job.eval, job.max_len, &comm);
-  add_membership_scores(ev.report, model, splits, tok, tmpl, job, device, comm);
+  add_membership_scores(ev.report, model, splits, tok, tmpl, job, device, comm, sharded);
   const Report& r = ev.report;
   ev.summary = report_summary(r);
   ev.tofu = tofu_scores(r, job.eval.generate, reference, ro.tofu_reference);
@@ -326,13 +366,20 @@ Evaluated evaluate_loaded(CausalLM& model, const EvalJob& job, const std::vector
 Evaluated evaluate_checkpoint(const EvalJob& job, const std::vector<NamedExamples>& splits, const Tokenizer& tok,
                               ChatTemplate tmpl, torch::Device device, Communicator& comm) {
   const std::vector<double> reference = check_eval_inputs(job.report);
+  if (job.zero_stage == 3) {
+    auto m = load_sharded_eval_model(job.model, device, comm, has_membership_splits(splits));
+    return evaluate_loaded(m->model, job, reference, splits, tok, tmpl, device, comm, m->engine.get());
+  }
   CausalLM model = load_eval_model(job.model, device);
-  return evaluate_loaded(model, job, reference, splits, tok, tmpl, device, comm);
+  return evaluate_loaded(model, job, reference, splits, tok, tmpl, device, comm, nullptr);
 }
 
 Evaluated evaluate_model(CausalLM& model, const EvalJob& job, const std::vector<NamedExamples>& splits,
-                         const Tokenizer& tok, ChatTemplate tmpl, torch::Device device, Communicator& comm) {
-  return evaluate_loaded(model, job, check_eval_inputs(job.report), splits, tok, tmpl, device, comm);
+                         const Tokenizer& tok, ChatTemplate tmpl, torch::Device device, Communicator& comm,
+                         DataParallel* sharded) {
+  LETHE_CHECK(!sharded || !has_membership_splits(splits),
+              "GradNorm on a model kept sharded by its training would cover only the weights it trained");
+  return evaluate_loaded(model, job, check_eval_inputs(job.report), splits, tok, tmpl, device, comm, sharded);
 }
 
 }  // namespace lethe

@@ -2,12 +2,14 @@
 // evaluated over a communicator, TOFU's forget quality and model utility are added, and rank 0
 // writes report.json, report.md and (optionally) per_item.jsonl into a new directory.
 #pragma once
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "checkpoints/model_io.h"
 #include "data/data_options.h"
 #include "data/tokenizer.h"
+#include "dist/data_parallel.h"
 #include "eval/report.h"
 
 namespace lethe {
@@ -23,6 +25,10 @@ struct ReportOptions {
 
 struct EvalJob {
   ModelLoadOptions model;  // the adapter, when given, is merged into the weights
+  // 3: every rank reads and keeps 1/N of the decoder layers (a ZeRO 3 engine gathers one at a
+  // time in each forward, so every rank runs every pass); else every rank loads the model whole
+  // and scores its share of the items.
+  int zero_stage = 0;
   int64_t max_len = 256;
   EvalOptions eval;
   ReportOptions report;
@@ -45,15 +51,33 @@ std::vector<double> read_reference_truth_ratios(const std::string& path);
 // The model of an evaluation on `device`, its adapter (when given) merged into the weights.
 CausalLM load_eval_model(const ModelLoadOptions& m, torch::Device device);
 
+// A model evaluated at ZeRO 3: each rank read only its shard of the decoder layers, which
+// `engine` holds and gathers one layer at a time in every forward (a collective over the ranks).
+// An adapter stays attached (its forward is the merged model's function). With `gradients`, the
+// engine trains every weight but the adapter's (no optimizer state: SGD without momentum), so
+// GradNorm can be taken through it; else nothing trains.
+struct ShardedEvalModel {
+  CausalLM model{nullptr};
+  std::unique_ptr<DataParallel> engine;  // declared after the model it refers to: destroyed first
+};
+std::unique_ptr<ShardedEvalModel> load_sharded_eval_model(const ModelLoadOptions& m, torch::Device device,
+                                                          Communicator& comm, bool gradients);
+
 // The same for a model already in memory (a sweep's freshly unlearned one): evaluated as it is.
+// `sharded`: the engine whose shards hold the model's layers (a run kept at ZeRO 3); its splits
+// must not ask for GradNorm (forget with holdout).
 Evaluated evaluate_model(CausalLM& model, const EvalJob& job, const std::vector<NamedExamples>& splits,
-                         const Tokenizer& tok, ChatTemplate tmpl, torch::Device device, Communicator& comm);
+                         const Tokenizer& tok, ChatTemplate tmpl, torch::Device device, Communicator& comm,
+                         DataParallel* sharded = nullptr);
 
 // Membership scores that need more than the forward pass, on the "forget" and "holdout" splits when
-// both are in the report: GradNorm always, the reference attack (LOSS minus the reference model's
-// LOSS) when job.report.mia_reference names a model. Collective over `comm`.
+// both are in the report: GradNorm always (through `sharded` when the model's layers are its
+// shards: over the weights it trains), the reference attack (LOSS minus the reference model's
+// LOSS) when job.report.mia_reference names a model (loaded as shards too when job.zero_stage is
+// 3). Collective over `comm`.
 void add_membership_scores(Report& r, CausalLM& model, const std::vector<NamedExamples>& splits, const Tokenizer& tok,
-                           ChatTemplate tmpl, const EvalJob& job, torch::Device device, Communicator& comm);
+                           ChatTemplate tmpl, const EvalJob& job, torch::Device device, Communicator& comm,
+                           DataParallel* sharded = nullptr);
 
 // Collective over `comm`: every rank evaluates its share; rank 0 writes the report directory.
 Evaluated evaluate_checkpoint(const EvalJob& job, const std::vector<NamedExamples>& splits, const Tokenizer& tok,

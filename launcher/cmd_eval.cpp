@@ -1,8 +1,12 @@
 // `lethe eval`: KnowUnDo and TOFU metrics per split (eval/report_writer.h), distributed over
 // the ranks; JSON, Markdown and per-item JSONL.
+#include <spdlog/spdlog.h>
+
 #include <iostream>
 
 #include "common/error.h"
+#include "dist/collectives.h"
+#include "dist/runtime.h"
 #include "launcher/command.h"
 #include "launcher/eval_job.h"
 #include "launcher/option_groups.h"
@@ -40,6 +44,11 @@ void declare(OptionSet& o, EvalFlags& f, const RuntimeOptions&) {
   o.add("mia-reference", &f.job.report.mia_reference,
         "a reference model with the same tokenizer (open-unlearning uses the retain-only model): adds the reference "
         "membership attack, each item's NLL minus the reference model's, to --holdout's AUCs");
+  o.add("zero-stage", &f.job.zero_stage,
+        "0: every rank loads the model whole and scores its share of the items; 3: every rank reads and keeps only its "
+        "shard of the decoder layers, gathered one layer at a time in each forward (every rank runs every pass: for "
+        "models that do not fit one device)",
+        Check<int>([](const int& v) { return v == 0 || v == 3 ? "" : "is not supported (0 or 3)"; }));
   bind_out_dir(o, f.job.report.out, "report directory (report.json, report.md; must not exist)", false);
   o.rule([&f] {
     bool any =
@@ -71,6 +80,8 @@ int run(const EvalFlags& f, const Runtime& rt, const json& cfg) {
   PreparedEval p = prepare_eval(f.job, f.data, cfg);
   Evaluated ev =
       evaluate_checkpoint(p.job, splits, p.tok, chat_template_for(f.data, p.job.model.dir), rt.device, *rt.world);
+  const std::vector<int64_t> peak_mib = all_gather_int(*rt.world, peak_rss_mib());
+  spdlog::info("eval: peak resident memory per rank (MiB): {}", json(peak_mib).dump());
   if (rt.world->rank() == 0) std::cout << ev.markdown << std::flush;
   return 0;
 }

@@ -307,6 +307,7 @@ int run_spunge(const SpungeOptions& o, const SpungeData& data, const Runtime& rt
   auto evaluate = [&](const std::string& dir, const std::string& out, const std::string& title) {
     EvalJob job;
     job.model = {dir, o.run.model.dtype, ""};
+    job.zero_stage = o.run.train.zero_stage == 3 ? 3 : 0;  // at ZeRO 3 no rank loads the merged model whole
     job.max_len = o.run.data.max_len;
     job.eval = o.eval;
     job.report.out = out;

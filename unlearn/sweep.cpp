@@ -11,6 +11,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "dist/collectives.h"
+#include "dist/sharded_checkpoint.h"
 #include "dist/signals.h"
 #include "eval/plot.h"
 #include "eval/report_writer.h"
@@ -301,7 +302,10 @@ int run_sweep(const SweepOptions& o, const SweepData& data, const Runtime& rt, c
     spdlog::info("sweep: group {} runs {} ({} steps at lr {:g}) on {} rank(s)", pg.group, c.name, c.steps, c.lr,
                  group.size());
     auto t0 = std::chrono::steady_clock::now();
-    RunOutput out = run_objective(spec, text, data.forget, uses_retain ? &data.retain : nullptr, group, rt.device);
+    // At ZeRO 3 the run keeps its layers as shards to the end, and the evaluation gathers them
+    // one layer at a time (no rank holds the model whole).
+    RunOutput out =
+        run_objective(spec, text, data.forget, uses_retain ? &data.retain : nullptr, group, rt.device, {}, {}, true);
     if (out.result.preempted) {
       stopped = true;
       break;
@@ -313,8 +317,13 @@ int run_sweep(const SweepOptions& o, const SweepData& data, const Runtime& rt, c
     job.model = {o.run.model.dir, o.run.model.dtype, ""};
     if (o.keep_models) {
       job.model.dir = (cdir / "model").string();
-      if (group.rank() == 0 && !is_complete_dir(job.model.dir))
-        save_model(out.model, job.model.dir, CheckpointFormat::kHf, run_config, o.run.model.dir);
+      if (!any_rank(group, is_complete_dir(job.model.dir))) {
+        if (out.engine)
+          save_model_from_engine(*out.engine, job.model.dir, CheckpointFormat::kHf, run_config, o.run.model.dir,
+                                 OutputOptions().max_shard_bytes, group);
+        else if (group.rank() == 0)
+          save_model(out.model, job.model.dir, CheckpointFormat::kHf, run_config, o.run.model.dir);
+      }
       group.barrier();
     }
     job.max_len = o.run.data.max_len;
@@ -324,7 +333,9 @@ int run_sweep(const SweepOptions& o, const SweepData& data, const Runtime& rt, c
     job.report.tofu_reference = o.tofu_reference;
     job.report.replace = true;  // a report without result.json is from an interrupted run
     job.meta = {{"config", run_config}};
-    Evaluated ev = evaluate_model(out.model, job, data.eval_splits, text.tok, text.tmpl, rt.device, group);
+    Evaluated ev =
+        evaluate_model(out.model, job, data.eval_splits, text.tok, text.tmpl, rt.device, group, out.engine.get());
+    out.engine.reset();
     if (group.rank() == 0) {
       json r = c.to_json();
       r["summary"] = ev.summary;

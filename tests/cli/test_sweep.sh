@@ -2,8 +2,9 @@
 # `lethe sweep` end to end on a tiny model: a grid of 6 configurations (ga and npo, two step
 # counts, two npo betas) on 1 rank, on 4 ranks (4 groups, configurations queued) and on 4 ranks in
 # 2 groups of 2: the same table (1e-4), the Pareto front recomputed from the table, the plot; a
-# per-method LoRA (MemFlex) and learning rate with --eval-retain; a
-# resume reruns only what was not finished; bad grids and an existing --out are refused.
+# per-method LoRA (MemFlex) and learning rate with --eval-retain, also at ZeRO 3 on 2 ranks (kept
+# sharded, the same table and models); a resume reruns only what was not finished; bad grids and
+# an existing --out are refused.
 # usage: test_sweep.sh LETHE_BINARY SOURCE_DIR MPIRUN
 set -u
 LETHE=$1; SRC=$2; MPIRUN=$3
@@ -64,8 +65,32 @@ cat >"$T/grid_lora.json" <<'JSON'
 {"methods": ["gd", "memflex"], "lr": {"memflex": [1e-2]}, "steps": [2],
  "lora": {"memflex": {"rank": 4, "alpha": 8, "dropout": 0}}, "options": {"memflex": {"memflex.sigma": [0.0]}}}
 JSON
-"$LETHE" "${S[@]/$T\/grid.json/$T/grid_lora.json}" --lr 1e-3 --eval-retain "$T/retain_eval.jsonl" \
+"$LETHE" "${S[@]/$T\/grid.json/$T/grid_lora.json}" --lr 1e-3 --eval-retain "$T/retain_eval.jsonl" --keep-models \
   --out "$T/sl" >"$T/logl" 2>&1 && ok || { bad "sweep with a per-method LoRA"; tail -5 "$T/logl"; }
+# The same grid at ZeRO 3 on one group of 2 ranks: each run keeps its layers as shards from
+# loading to the end (MemFlex locates its adapters through the engine), the evaluation gathers
+# one layer at a time and the kept models are written from the shards; the table and the models
+# are those of 1 rank.
+"$MPIRUN" -np 2 "$LETHE" "${S[@]/$T\/grid.json/$T/grid_lora.json}" --lr 1e-3 --eval-retain "$T/retain_eval.jsonl" \
+  --keep-models --groups 1 --zero-stage 3 --out "$T/sz3" >"$T/logz3" 2>&1 && ok \
+  || { bad "sweep at ZeRO 3 on 2 ranks"; tail -5 "$T/logz3"; }
+grep -q "no rank holds them whole" "$T/logz3" && ! grep -q "loads the model whole" "$T/logz3" && ok \
+  || bad "a ZeRO 3 sweep run loaded the model whole"
+for n in gd_lr0.001_s2 memflex_lr0.01_s2_lora4_memflex.sigma0.0; do
+  $CMP "$T/sz3/runs/$n/model" "$T/sl/runs/$n/model" --rtol 1e-5 >/dev/null && ok \
+    || bad "$n: the model kept by the ZeRO 3 sweep differs from 1 rank's"
+done
+"$PY" - "$T/sl" "$T/sz3" <<'PY' && ok || bad "the ZeRO 3 sweep's table differs from 1 rank's"
+import json, sys
+a, b = (json.load(open(d + "/sweep.json"))["results"] for d in sys.argv[1:])
+close = lambda u, v: abs(u - v) <= 1e-4 * max(1.0, abs(v))
+assert [r["name"] for r in a] == [r["name"] for r in b]
+for u, v in zip(a, b):
+    assert close(u["x"], v["x"]) and close(u["y"], v["y"]), (u, v)
+    for split, fields in u["summary"].items():
+        for k, x in fields.items():
+            assert close(x, v["summary"][split][k]), (u["name"], split, k, x, v["summary"][split][k])
+PY
 "$PY" - "$T/sl" "$T/logl" "$D/retain.jsonl" <<'PY' && ok || bad "per-method LoRA and --eval-retain"
 import json, re, sys
 s = json.load(open(sys.argv[1] + "/sweep.json"))
