@@ -73,15 +73,15 @@ if [ "${UNLEARN:-1}" = 1 ]; then
     --lora-rank 16 --memflex.sigma 0 --memflex.max-items 4
 fi
 # Evaluation (`lethe eval`, forget against holdout: the forward metrics and GradNorm): whole on
-# every rank (each scores its share of the items), then --zero-stage 3 (each rank reads its shard
-# of the layers, every rank runs every pass; GradNorm's gradients are fp32 shards too).
+# every rank, then --zero-stage 3 (each rank reads its shard of the layers; GradNorm's gradients
+# are fp32 shards too, and every rank runs every item for it); then the forward metrics alone.
 run_eval() {  # ranks, label, state (full: params + grads; frozen: params), extra flags...
   local np=$1 label=$2 kind=$3
   shift 3
   [[ "$label" == *"${ONLY:-}"* ]] || return 0
   rm -rf "$W/out"
   /usr/bin/time -f "%e s wall" mpirun -np "$np" $L eval --model "$W/base" --template llama2 --forget "$W/eval.jsonl" \
-    --holdout "$W/holdout.jsonl" --max-len 64 --no-generate --dtype float32 --threads 1 --out "$W/out" "$@" \
+    --max-len 64 --no-generate --dtype float32 --threads 1 --out "$W/out" "$@" \
     >"$W/log" 2>&1 || { tail "$W/log"; exit 1; }
   local peak wall
   peak=$(grep -o 'peak resident memory per rank (MiB): .*' "$W/log" | sed 's/.*: //')
@@ -106,10 +106,14 @@ if [ "${EVAL:-1}" = 1 ]; then
   echo
   echo "| ranks | evaluation | peak RSS per rank (MiB) | model state per rank (MiB) | max - state (MiB) | wall |"
   echo "|---:|---|---|---:|---:|---|"
-  run_eval 2 "whole on every rank (eval)" full
+  H=(--holdout "$W/holdout.jsonl")
+  run_eval 2 "whole on every rank, with GradNorm (eval)" full "${H[@]}"
   for np in $RANKS; do
-    run_eval "$np" "shards, GradNorm through the engine (eval --zero-stage 3)" full --zero-stage 3
+    run_eval "$np" "shards, GradNorm through the engine (eval --zero-stage 3)" full "${H[@]}" --zero-stage 3
   done
+  # The forward metrics alone: the state is the parameters (4 bytes each).
+  run_eval 2 "whole on every rank, forward metrics only (eval)" frozen
+  run_eval 2 "shards, forward metrics only (eval --zero-stage 3)" frozen --zero-stage 3
 fi
 if [ "${LORA:-1}" = 1 ]; then
   U=(unlearn --forget "$W/data/forget.jsonl" --retain "$W/data/retain.jsonl")

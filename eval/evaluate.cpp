@@ -33,64 +33,99 @@ SplitMetrics evaluate_split(CausalLM& model, const Tokenizer& tok, ChatTemplate 
   auto items = tokenize_items(tok, tmpl, examples, max_len);
   const int64_t pad = pad_token_id(tok, tmpl);
   // A model whose layers are ZeRO 3 shards gathers each layer in every forward, a collective:
-  // then every rank scores every item in the same batches (and generation runs a fixed number
-  // of steps), so the ranks' passes pair up whatever the values.
-  const bool lockstep = comm && comm->size() > 1 && model->collective_forward;
-  const int64_t n = int64_t(items.size()), rank = comm && !lockstep ? comm->rank() : 0,
-                world = comm && !lockstep ? comm->size() : 1;
-  std::vector<int64_t> mine;
-  for (int64_t i = rank; i < n; i += world) mine.push_back(i);
+  // then every rank runs as many passes as rank 0, which has the most items (a rank short of a
+  // batch scores a copy of item 0 and drops it), and generation runs a fixed number of steps.
+  const bool collective = comm && comm->size() > 1 && model->collective_forward;
+  const int64_t n = int64_t(items.size()), rank = comm ? comm->rank() : 0, world = comm ? comm->size() : 1;
+  auto items_of = [&](int64_t r) {
+    std::vector<int64_t> v;
+    for (int64_t i = r; i < n; i += world) v.push_back(i);
+    return v;
+  };
+  const std::vector<int64_t> mine = items_of(rank);
+  const size_t bs = size_t(opt.batch_size);
+  const size_t batches = (size_t(collective ? items_of(0).size() : mine.size()) + bs - 1) / bs;
   // Per item: answer tokens, summed NLL, correct tokens, ROUGE-L F1, ROUGE-L recall, extraction
   // strength, Min-K%, Min-K%++.
   auto table = torch::zeros({std::max<int64_t>(n, 1), 8}, torch::kDouble);
   auto tab = table.accessor<double, 2>();
-  for (size_t start = 0; start < mine.size(); start += size_t(opt.batch_size)) {
-    std::vector<int64_t> idx(mine.begin() + long(start),
-                             mine.begin() + long(std::min(mine.size(), start + size_t(opt.batch_size))));
-    Batch b = collate(items, idx, pad).to(model->device());
+  for (size_t k = 0; k < batches; ++k) {
+    const size_t start = std::min(mine.size(), k * bs), end = std::min(mine.size(), start + bs);
+    std::vector<int64_t> idx(mine.begin() + long(start), mine.begin() + long(end));
+    const bool filler = idx.empty();  // the same passes as the other ranks; nothing recorded
+    Batch b = collate(items, filler ? std::vector<int64_t>{0} : idx, pad).to(model->device());
     AnswerTokenStats ts = answer_token_stats(model, b);
+    if (filler) continue;
     auto mask = ts.mask.to(torch::kCPU).to(torch::kBool);
     auto nll = ts.nll.to(torch::kCPU).to(torch::kDouble), z = ts.z.to(torch::kCPU).to(torch::kDouble);
     auto correct = ts.correct.to(torch::kCPU).gt(0.5);
-    for (size_t k = 0; k < idx.size(); ++k) {
-      auto m = mask[long(k)];
-      auto item_nll = nll[long(k)].masked_select(m).contiguous(), item_z = z[long(k)].masked_select(m).contiguous();
-      auto item_correct = correct[long(k)].masked_select(m).contiguous();
+    for (size_t j = 0; j < idx.size(); ++j) {
+      auto m = mask[long(j)];
+      auto item_nll = nll[long(j)].masked_select(m).contiguous(), item_z = z[long(j)].masked_select(m).contiguous();
+      auto item_correct = correct[long(j)].masked_select(m).contiguous();
       const size_t len = size_t(item_nll.numel());
       const double *pn = item_nll.data_ptr<double>(), *pz = item_z.data_ptr<double>();
       const bool* pc = item_correct.data_ptr<bool>();
       std::vector<bool> c(pc, pc + len);
       std::vector<double> logp(len), zs(pz, pz + len);
       for (size_t t = 0; t < len; ++t) logp[t] = -pn[t];
-      tab[idx[k]][0] = double(len);
-      tab[idx[k]][1] = item_nll.sum().item<double>();
-      tab[idx[k]][2] = double(std::count(c.begin(), c.end(), true));
-      tab[idx[k]][5] = extraction_strength(c);
-      tab[idx[k]][6] = min_k_score(logp);
-      tab[idx[k]][7] = min_k_score(zs);
+      const int64_t i = idx[j];
+      tab[i][0] = double(len);
+      tab[i][1] = item_nll.sum().item<double>();
+      tab[i][2] = double(std::count(c.begin(), c.end(), true));
+      tab[i][5] = extraction_strength(c);
+      tab[i][6] = min_k_score(logp);
+      tab[i][7] = min_k_score(zs);
     }
   }
   std::vector<std::string> generations;
   if (opt.generate) {
     auto stops = stop_token_ids(model, tok, tmpl);
     // Batches of prompts of similar length (little padding), decoded together with the cache.
-    std::vector<size_t> order(mine.size());
-    for (size_t k = 0; k < order.size(); ++k) order[k] = k;
-    auto prompt_len = [&](size_t k) { return items[size_t(mine[k])].prompt_len; };
-    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return prompt_len(a) < prompt_len(b); });
+    auto prompt_len = [&](int64_t i) { return items[size_t(i)].prompt_len; };
+    auto by_length = [&](const std::vector<int64_t>& v) {
+      std::vector<size_t> order(v.size());
+      for (size_t k = 0; k < order.size(); ++k) order[k] = k;
+      std::stable_sort(order.begin(), order.end(),
+                       [&](size_t a, size_t b) { return prompt_len(v[a]) < prompt_len(v[b]); });
+      return order;
+    };
+    const std::vector<size_t> order = by_length(mine);
+    // Collective: batch k decodes as many steps on every rank, so the context limit is taken at
+    // the longest prompt of any rank's batch k (every rank knows every rank's items).
+    std::vector<int64_t> longest(batches, 0);
+    for (int64_t r = 0; r < (collective ? world : 0); ++r) {
+      const std::vector<int64_t> theirs = items_of(r);
+      const std::vector<size_t> o = by_length(theirs);
+      for (size_t k = 0; k < o.size(); ++k)
+        longest[k / bs] = std::max<int64_t>(longest[k / bs], std::max<int64_t>(1, prompt_len(theirs[o[k]])));
+    }
+    const int64_t limit = model->config.max_position_embeddings;
     generations.resize(mine.size());
-    for (size_t start = 0; start < order.size(); start += size_t(opt.batch_size)) {
-      const size_t end = std::min(order.size(), start + size_t(opt.batch_size));
+    for (size_t k = 0; k < batches; ++k) {
+      const size_t start = std::min(order.size(), k * bs), end = std::min(order.size(), start + bs);
       std::vector<std::vector<int64_t>> prompts;
-      for (size_t k = start; k < end; ++k) {
-        const auto& it = items[size_t(mine[order[k]])];
+      for (size_t j = start; j < end; ++j) {
+        const auto& it = items[size_t(mine[order[j]])];
         prompts.emplace_back(it.ids.begin(), it.ids.begin() + it.prompt_len);
       }
-      auto outs = greedy_generate_batch(model, prompts, opt.max_new_tokens, stops);
-      for (size_t k = start; k < end; ++k) {
-        const int64_t i = mine[order[k]];
-        generations[order[k]] = tok.decode(outs[k - start], true);
-        RougeL r = rouge_l(generations[order[k]], examples[size_t(i)].response);
+      int64_t steps = opt.max_new_tokens;
+      const bool filler = prompts.empty();  // the same passes as the other ranks; nothing recorded
+      if (collective) {
+        steps = std::min(steps, std::max<int64_t>(0, limit - longest[k] + 1));
+        // An empty prompt decodes nothing (a pass fewer on this rank): a pad token stands in for
+        // it, and its output is dropped.
+        if (filler) prompts.push_back({pad});
+        for (auto& p : prompts)
+          if (p.empty()) p.push_back(pad);
+      }
+      auto outs = greedy_generate_batch(model, prompts, steps, stops);
+      if (filler) continue;
+      for (size_t j = start; j < end; ++j) {
+        const int64_t i = mine[order[j]];
+        if (items[size_t(i)].prompt_len == 0) outs[j - start].clear();
+        generations[order[j]] = tok.decode(outs[j - start], true);
+        RougeL r = rouge_l(generations[order[j]], examples[size_t(i)].response);
         tab[i][3] = r.f1;
         tab[i][4] = r.recall;
       }

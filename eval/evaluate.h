@@ -55,8 +55,10 @@ struct SplitMetrics {
 };
 
 // Distributed when comm is given: rank r scores items r, r+N, ...; the per-item results are
-// reduced so every rank returns the whole split. Generations end at the template's
-// end-of-turn token or the config's eos ids.
+// reduced so every rank returns the whole split. When the forward is a collective (ZeRO 3
+// shards), every rank runs as many passes (fillers where it has fewer items) and every
+// generation batch as many steps. Generations end at the template's end-of-turn token or the
+// config's eos ids.
 SplitMetrics evaluate_split(CausalLM& model, const Tokenizer& tok, ChatTemplate tmpl, const std::string& name,
                             const std::vector<Example>& examples, const EvalOptions& opt, int64_t max_len,
                             Communicator* comm = nullptr);

@@ -26,8 +26,8 @@ struct ReportOptions {
 struct EvalJob {
   ModelLoadOptions model;  // the adapter, when given, is merged into the weights
   // 3: every rank reads and keeps 1/N of the decoder layers (a ZeRO 3 engine gathers one at a
-  // time in each forward, so every rank runs every pass); else every rank loads the model whole
-  // and scores its share of the items.
+  // time in each forward, so every rank runs as many passes); else every rank loads the model
+  // whole. Either way the ranks score their shares of the items.
   int zero_stage = 0;
   int64_t max_len = 256;
   EvalOptions eval;

@@ -45,9 +45,9 @@ void declare(OptionSet& o, EvalFlags& f, const RuntimeOptions&) {
         "a reference model with the same tokenizer (open-unlearning uses the retain-only model): adds the reference "
         "membership attack, each item's NLL minus the reference model's, to --holdout's AUCs");
   o.add("zero-stage", &f.job.zero_stage,
-        "0: every rank loads the model whole and scores its share of the items; 3: every rank reads and keeps only its "
-        "shard of the decoder layers, gathered one layer at a time in each forward (every rank runs every pass: for "
-        "models that do not fit one device)",
+        "0: every rank loads the model whole; 3: every rank reads and keeps only its shard of the decoder layers, "
+        "gathered one layer at a time in each forward (for models that do not fit one device; the ranks still share "
+        "the items, and GradNorm runs every item on every rank)",
         Check<int>([](const int& v) { return v == 0 || v == 3 ? "" : "is not supported (0 or 3)"; }));
   bind_out_dir(o, f.job.report.out, "report directory (report.json, report.md; must not exist)", false);
   o.rule([&f] {

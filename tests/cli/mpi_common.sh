@@ -1,6 +1,6 @@
 # Shared by the mpirun CLI tests (sourced after LETHE, SRC and MPIRUN are set): mpirun as root
 # with oversubscription, a scratch directory removed on exit, pass/fail counters, and the
-# weight comparison of tests/reference/compare_weights.py.
+# comparisons of weights (tests/reference/compare_weights.py) and reports (compare_reports.py).
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
@@ -9,6 +9,7 @@ ok() { pass=$((pass + 1)); }
 bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
 PY=${LETHE_PYTHON:-$SRC/.venv/bin/python}  # the project environment (safetensors, torch)
 CMP="$PY $SRC/tests/reference/compare_weights.py"
+REPORTS="$PY $SRC/tests/reference/compare_reports.py"  # two report.json files agree (numbers within a tolerance)
 
 # The small synthetic data set ($T/data) and a random tiny model with its own tokenizer ($T/base),
 # of the family in MODEL_CONFIG (default configs/models/tiny-llama.json).

@@ -126,30 +126,17 @@ E=(eval --model "$T/ft" --forget "$T/tofu6.json" --retain "$T/data/retain.jsonl"
   || { bad "eval --holdout"; tail -3 "$T/loge1"; }
 "$MPIRUN" -np 2 "$LETHE" "${E[@]}" --mia-reference "$T/base" --out "$T/e1r2" >"$T/loge1r2" 2>&1 && ok \
   || { bad "eval --holdout on 2 ranks"; tail -3 "$T/loge1r2"; }
-# At ZeRO 3 no rank loads either model whole: each reads its shard of the decoder layers, every
-# rank runs every pass (GradNorm through the engine), and the report is 1 rank's.
-"$MPIRUN" -np 2 "$LETHE" "${E[@]}" --mia-reference "$T/base" --zero-stage 3 --out "$T/e1z3" >"$T/loge1z3" 2>&1 \
+# At ZeRO 3 no rank loads either model whole: each reads its shard of the decoder layers, the
+# ranks score their shares of the items in as many passes each (batches of 2: of the 5 real
+# authors rank 1 has a batch fewer, and runs a filler), GradNorm takes every item on every rank
+# through the engine, and the report is 1 rank's.
+"$MPIRUN" -np 2 "$LETHE" "${E[@]}" --mia-reference "$T/base" --zero-stage 3 --eval-batch-size 2 --out "$T/e1z3" \
+  >"$T/loge1z3" 2>&1 \
   && [ "$(grep -c "ZeRO 3 over 2 rank(s): each rank read and keeps its shard" "$T/loge1z3")" -ge 2 ] && ok \
   || { bad "eval --zero-stage 3 on 2 ranks"; tail -3 "$T/loge1z3"; }
-"$PY" - "$T/e1/report.json" "$T/e1z3/report.json" <<'PY' && ok || bad "the ZeRO 3 evaluation differs from 1 rank's"
-import json, sys
-a, b = (json.load(open(p)) for p in sys.argv[1:3])
-def same(x, y, where):  # the same passes on the same weights; GradNorm's sums are ordered differently
-    if isinstance(x, dict):
-        assert x.keys() == y.keys(), where
-        for k in x:
-            same(x[k], y[k], where + "." + k)
-    elif isinstance(x, list):
-        assert len(x) == len(y), where
-        for i, (u, v) in enumerate(zip(x, y)):
-            same(u, v, f"{where}[{i}]")
-    elif isinstance(x, (int, float)) and not isinstance(x, bool):
-        assert abs(x - y) <= 1e-5 * max(1, abs(x)), (where, x, y)
-    else:
-        assert x == y, (where, x, y)
-for k in ("splits", "tofu", "mia"):
-    same(a[k], b[k], k)
-PY
+# (Min-K%++ subtracts log-probabilities of similar size: 1e-4, as on 2 ranks above; GradNorm's
+# sums are ordered differently.)
+$REPORTS "$T/e1" "$T/e1z3" --keys splits,tofu,mia --rtol 1e-5 && ok || bad "the ZeRO 3 evaluation differs from 1 rank's"
 "$LETHE" "${E[@]}" --tofu-reference "$T/e1/TOFU_EVAL.json" --out "$T/e2" >"$T/loge2" 2>&1 && ok \
   || { bad "eval --tofu-reference TOFU_EVAL.json"; tail -3 "$T/loge2"; }
 "$PY" - "$T/e1" "$T/e2" <<'PY' && ok || bad "membership inference / open-unlearning layout"
