@@ -30,5 +30,8 @@ std::vector<std::string> all_gather_strings(Communicator& comm, const std::vecto
 std::vector<std::string> all_gather_strided_strings(Communicator& comm, const std::vector<std::string>& mine);
 // One value per rank, gathered on all ranks in rank order.
 std::vector<int64_t> all_gather_int(Communicator& comm, int64_t mine);
+// Every rank's tensor (any dtype and shape; undefined: none), gathered on all ranks in rank
+// order as contiguous CPU tensors.
+std::vector<torch::Tensor> all_gather_tensors(Communicator& comm, const torch::Tensor& mine);
 
 }  // namespace lethe

@@ -29,7 +29,7 @@ class Adversarial : public Objective {
         [&](const Batch& one) {
           return adversarial_labels(model->forward(one.input_ids, one.attention_mask), one.labels);
         },
-        "adversarial");
+        "adversarial", ctx.comm);
   }
   ObjectiveResult compute(CausalLM& model, const Batch& forget, const Batch*) override {
     auto cached = gather_cached(labels_, forget.index, forget.labels.size(1), forget.labels.device());

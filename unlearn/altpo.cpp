@@ -73,8 +73,8 @@ class AltPo : public WithRetainTerm {
     if (empty) spdlog::warn("altpo: {} of {} generations were empty; those prefer a refusal", empty, U);
     win_ = tokenize_items(*ctx.tok, ctx.tmpl, preferred, ctx.max_len);
     auto logp = [&](const Batch& one) { return summed_logp(model, one); };
-    ref_w_ = cache_per_item(model, win_, ctx.forget_used, pad_, 0, logp, "altpo (alternatives)");
-    ref_l_ = cache_per_item(model, *ctx.forget, ctx.forget_used, pad_, 0, logp, "altpo (answers)");
+    ref_w_ = cache_per_item(model, win_, ctx.forget_used, pad_, 0, logp, "altpo (alternatives)", ctx.comm);
+    ref_l_ = cache_per_item(model, *ctx.forget, ctx.forget_used, pad_, 0, logp, "altpo (answers)", ctx.comm);
   }
 
   ObjectiveResult compute(CausalLM& model, const Batch& forget, const Batch* retain) override {

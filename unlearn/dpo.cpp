@@ -16,8 +16,8 @@ class Dpo : public WithRetainTerm {
     pad_ = ctx.pad_id;
     win_ = refusal_items(ctx, *ctx.forget_examples, load_refusals(refusals_, "--dpo.refusals"), kRefusalLines);
     auto logp = [&](const Batch& one) { return summed_logp(model, one); };
-    ref_w_ = cache_per_item(model, win_, ctx.forget_used, pad_, 0, logp, "dpo (refusals)");
-    ref_l_ = cache_per_item(model, *ctx.forget, ctx.forget_used, pad_, 0, logp, "dpo (answers)");
+    ref_w_ = cache_per_item(model, win_, ctx.forget_used, pad_, 0, logp, "dpo (refusals)", ctx.comm);
+    ref_l_ = cache_per_item(model, *ctx.forget, ctx.forget_used, pad_, 0, logp, "dpo (answers)", ctx.comm);
   }
   ObjectiveResult compute(CausalLM& model, const Batch& forget, const Batch* retain) override {
     ObjectiveResult out = preference_result(model, forget, win_, ref_w_, ref_l_, beta_, pad_, "dpo", "refusal");

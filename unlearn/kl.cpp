@@ -26,7 +26,7 @@ class KlObjective : public Objective {
         [&](const Batch& one) {
           return torch::log_softmax(model->forward(one.input_ids, one.attention_mask).to(torch::kFloat), -1);
         },
-        "kl");
+        "kl", ctx.comm);
   }
   ObjectiveResult compute(CausalLM& model, const Batch& forget, const Batch* retain) override {
     auto f = mean_item_nll(model, forget);

@@ -2,10 +2,12 @@
 
 #include <spdlog/spdlog.h>
 
+#include <chrono>
 #include <fstream>
 
 #include "common/error.h"
 #include "common/rng.h"
+#include "dist/collectives.h"
 #include "unlearn/losses.h"
 
 namespace lethe {
@@ -23,21 +25,37 @@ ItemShare item_share(const CausalLM& model, const ObjectiveContext& ctx) {
 
 std::vector<torch::Tensor> cache_per_item(CausalLM& model, const std::vector<TokenizedItem>& items,
                                           const std::vector<int64_t>& which, int64_t pad_id, int64_t pad_to,
-                                          const ItemForward& fn, const std::string& what) {
+                                          const ItemForward& fn, const std::string& what, Communicator* comm) {
   torch::NoGradGuard ng;
+  const auto t0 = std::chrono::steady_clock::now();
   const bool was_training = model->is_training();
   model->eval();
+  for (int64_t i : which) LETHE_CHECK(i >= 0 && i < int64_t(items.size()), "cache_per_item: index out of range");
   std::vector<torch::Tensor> cache(items.size());
+  const size_t N = comm ? size_t(comm->size()) : 1, rank = comm ? size_t(comm->rank()) : 0;
   int64_t bytes = 0;
-  for (int64_t i : which) {
-    LETHE_CHECK(i >= 0 && i < int64_t(items.size()), "cache_per_item: index out of range");
-    Batch one = collate(items, {i}, pad_id, pad_to).to(model->device());
-    auto v = fn(one);
-    cache[size_t(i)] = (v.dim() > 0 ? v.squeeze(0) : v).detach().to(torch::kCPU).contiguous();
-    bytes += cache[size_t(i)].numel() * int64_t(cache[size_t(i)].element_size());
+  // Round k: rank r computes the item at position k N + r of `which`, and every rank receives
+  // the round's values. A rank past the end computes nothing, or, when the forward is a
+  // collective (ZeRO 3 layers gathered per pass), the first item as a filler that it drops.
+  for (size_t base = 0; base < which.size(); base += N) {
+    const size_t pos = base + rank;
+    const bool filler = pos >= which.size();
+    torch::Tensor mine;
+    if (!filler || model->collective_forward) {
+      Batch one = collate(items, {which[filler ? 0 : pos]}, pad_id, pad_to).to(model->device());
+      auto v = fn(one);
+      if (!filler) mine = (v.dim() > 0 ? v.squeeze(0) : v).detach().to(torch::kCPU).contiguous();
+    }
+    std::vector<torch::Tensor> round = N == 1 ? std::vector<torch::Tensor>{mine} : all_gather_tensors(*comm, mine);
+    for (size_t q = 0; q < N && base + q < which.size(); ++q) {
+      cache[size_t(which[base + q])] = round[q];
+      bytes += round[q].numel() * int64_t(round[q].element_size());
+    }
   }
   if (was_training) model->train();
-  spdlog::info("{}: reference values of {} items cached ({:.1f} MiB)", what, which.size(), double(bytes) / 1048576.0);
+  spdlog::info("{}: reference values of {} items cached ({:.1f} MiB{}) in {:.1f} s", what, which.size(),
+               double(bytes) / 1048576.0, N > 1 ? fmt::format(", computed 1/{} per rank", N) : "",
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   return cache;
 }
 

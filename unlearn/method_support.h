@@ -38,10 +38,13 @@ ItemShare item_share(const CausalLM& model, const ObjectiveContext& ctx);
 // fn gets one item alone (padded to pad_to tokens when pad_to > 0) and returns its cached value:
 // a tensor whose first dimension is the position, or a scalar. Runs in eval mode, no grad, on
 // the items in `which` only; the others stay undefined. Logs the cache size under `what`.
+// Collective over `comm` (the same `which` on every rank): each rank computes every N-th item
+// and the values are exchanged, so every rank returns the whole cache; when the forward is a
+// collective (ZeRO 3), every rank runs as many passes.
 using ItemForward = std::function<torch::Tensor(const Batch& one)>;
 std::vector<torch::Tensor> cache_per_item(CausalLM& model, const std::vector<TokenizedItem>& items,
                                           const std::vector<int64_t>& which, int64_t pad_id, int64_t pad_to,
-                                          const ItemForward& fn, const std::string& what);
+                                          const ItemForward& fn, const std::string& what, Communicator* comm);
 // The cached values of a batch's items: scalars -> [B]; per-position tensors -> [B, T, ...],
 // cut or zero-padded to T positions.
 torch::Tensor gather_cached(const std::vector<torch::Tensor>& cache, const std::vector<int64_t>& index, int64_t T,

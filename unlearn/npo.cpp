@@ -13,7 +13,7 @@ class Npo : public WithRetainTerm {
   void prepare(CausalLM& model, ObjectiveContext& ctx) override {
     ref_ = cache_per_item(
         model, *ctx.forget, ctx.forget_used, ctx.pad_id, 0, [&](const Batch& one) { return summed_logp(model, one); },
-        "npo");
+        "npo", ctx.comm);
   }
   ObjectiveResult compute(CausalLM& model, const Batch& forget, const Batch* retain) override {
     auto lp = summed_logp(model, forget);

@@ -84,8 +84,9 @@ class Objective {
   virtual bool uses_retain() const { return false; }
   // What prepare() and finish() need of the weights. kNone: nothing. kSameForwardOnEveryRank:
   // forward passes (reference values, generations) or whole parameter values visited through
-  // ctx.engine, the same ones in the same order on every rank, which a ZeRO 3 engine serves by
-  // gathering one layer at a time. kShardwise: finish() is an element-wise function of each
+  // ctx.engine, as many in the same order on every rank (cache_per_item shares the items across
+  // the ranks, with filler passes), which a ZeRO 3 engine serves by gathering one layer at a
+  // time. kShardwise: finish() is an element-wise function of each
   // trained parameter and its value at theta_0 (a task vector), which finish_shards() applies to
   // each rank's shard (with LoRA, finish_adapters() on the adapters instead).
   // kWhole: the weights themselves (a choice of parameters by their values) or passes split

@@ -56,7 +56,7 @@ class Rmu : public Objective {
     target_ = (c_ * u / u.norm()).to(model->device()).view({1, 1, -1});
     ref_ = cache_per_item(
         model, *ctx.retain, ctx.retain_used, ctx.pad_id, unmasked_ ? ctx.max_len : 0,
-        [&](const Batch& one) { return hidden(model, one); }, "rmu");
+        [&](const Batch& one) { return hidden(model, one); }, "rmu", ctx.comm);
   }
   ObjectiveResult compute(CausalLM& model, const Batch& forget, const Batch* retain) override {
     auto hf = hidden(model, forget);

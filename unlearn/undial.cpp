@@ -23,8 +23,8 @@ class Undial : public WithRetainTerm {
   void prepare(CausalLM& model, ObjectiveContext& ctx) override {
     ref_ = cache_per_item(
         model, *ctx.forget, ctx.forget_used, ctx.pad_id, 0,
-        [&](const Batch& one) { return model->forward(one.input_ids, one.attention_mask).to(torch::kFloat); },
-        "undial");
+        [&](const Batch& one) { return model->forward(one.input_ids, one.attention_mask).to(torch::kFloat); }, "undial",
+        ctx.comm);
   }
   ObjectiveResult compute(CausalLM& model, const Batch& forget, const Batch* retain) override {
     auto logits = model->forward(forget.input_ids, forget.attention_mask);
