@@ -37,26 +37,40 @@ class AltPo : public WithRetainTerm {
   void prepare(CausalLM& model, ObjectiveContext& ctx) override {
     pad_ = ctx.pad_id;
     const std::vector<Example>& ex = *ctx.forget_examples;
-    // The used items, rank r generating every N-th and gathered rank by rank; or, when the
-    // passes gather sharded layers, every rank generating every item (greedy_generate then runs
-    // a fixed number of steps, so the ranks' passes pair up).
+    // The used items, rank r generating every N-th and gathered rank by rank. When the passes
+    // gather sharded layers, greedy_generate runs a fixed number of steps and a rank past the
+    // end generates a filler, so the ranks' passes pair up; the steps then stop where the
+    // longest prompt of all reaches the context limit (every rank tokenizes every prompt).
     const ItemShare share = item_share(model, ctx);
+    const size_t U = ctx.forget_used.size();
+    std::vector<std::vector<int64_t>> prompts(U);
+    for (size_t k = 0; k < U; ++k) {
+      if (!share.fillers && k % share.ranks != share.rank) continue;
+      std::string q = prompt_;
+      q.replace(q.find("{question}"), 10, ex[size_t(ctx.forget_used[k])].prompt);
+      TokenizedItem it = tokenize_items(*ctx.tok, ctx.tmpl, {{q, "", json::object()}}, ctx.max_len)[0];
+      prompts[k].assign(it.ids.begin(), it.ids.begin() + it.prompt_len);
+    }
+    int64_t steps = max_new_;
+    if (share.fillers)
+      for (auto& p : prompts)
+        steps = std::min(steps, std::max<int64_t>(0, model->config.max_position_embeddings - int64_t(p.size()) + 1));
     std::vector<std::string> mine;
     {
       torch::NoGradGuard ng;
       model->eval();
       auto stops = stop_token_ids(model, *ctx.tok, ctx.tmpl);
-      for (size_t k = share.first; k < ctx.forget_used.size(); k += share.stride) {
-        const Example& e = ex[size_t(ctx.forget_used[k])];
-        std::string q = prompt_;
-        q.replace(q.find("{question}"), 10, e.prompt);
-        TokenizedItem it = tokenize_items(*ctx.tok, ctx.tmpl, {{q, "", json::object()}}, ctx.max_len)[0];
-        std::vector<int64_t> prompt(it.ids.begin(), it.ids.begin() + it.prompt_len);
-        mine.push_back(trimmed(ctx.tok->decode(greedy_generate(model, prompt, max_new_, stops), true)));
+      for (size_t j = 0; j < share.rounds(U); ++j) {
+        const size_t k = share.item(j);
+        if (k >= U && !share.fillers) break;
+        // An empty prompt decodes nothing, a pass fewer: with fillers a pad token stands in.
+        const std::vector<int64_t>& p = prompts[k < U ? k : 0];
+        const bool none = p.empty();
+        auto out = greedy_generate(model, none && share.fillers ? std::vector<int64_t>{pad_} : p, steps, stops);
+        if (k < U) mine.push_back(none ? std::string() : trimmed(ctx.tok->decode(out, true)));
       }
     }
     std::vector<std::string> all = share.split ? all_gather_strided_strings(*ctx.comm, mine) : mine;
-    const size_t U = ctx.forget_used.size();
     std::vector<Example> preferred = ex;  // items never drawn keep their answer (unused)
     alternatives_ = json::object();
     int64_t empty = 0;

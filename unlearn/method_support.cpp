@@ -19,8 +19,8 @@ uint64_t item_seed(uint64_t seed, uint64_t stream, int64_t item) {
 }
 
 ItemShare item_share(const CausalLM& model, const ObjectiveContext& ctx) {
-  if (!ctx.comm || ctx.comm->size() == 1 || model->collective_forward) return {};
-  return {size_t(ctx.comm->rank()), size_t(ctx.comm->size()), true};
+  if (!ctx.comm || ctx.comm->size() == 1) return {};
+  return {size_t(ctx.comm->rank()), size_t(ctx.comm->size()), true, model->collective_forward};
 }
 
 std::vector<torch::Tensor> cache_per_item(CausalLM& model, const std::vector<TokenizedItem>& items,

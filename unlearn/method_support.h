@@ -25,13 +25,18 @@ enum RngStream : uint64_t {
 // A seed for (stream, item) that does not depend on the rank that handles the item.
 uint64_t item_seed(uint64_t seed, uint64_t stream, int64_t item);
 
-// The ranks that run prepare()'s passes over `count` items, one item each in turn: rank r takes
-// items r, r + N, ... ; when the passes gather sharded layers (model->collective_forward), every
-// rank takes every item. first/stride for the loop `for (k = first; k < count; k += stride)`;
-// `split` says whether the results must be gathered across ranks afterwards.
+// The ranks that run prepare()'s passes over `count` items, one item each in turn: in round j,
+// rank r takes item j N + r. When the passes gather sharded layers (model->collective_forward),
+// a rank past the end runs a filler pass (on item 0, its result dropped), so every rank runs as
+// many passes. `split`: the results must be gathered across ranks afterwards.
+//   for (size_t j = 0; j < share.rounds(count); ++j) {
+//     const size_t k = share.item(j);
+//     if (k >= count && !share.fillers) break;  // else a filler: run item 0, keep nothing
 struct ItemShare {
-  size_t first = 0, stride = 1;
-  bool split = false;
+  size_t rank = 0, ranks = 1;
+  bool split = false, fillers = false;
+  size_t rounds(size_t count) const { return (count + ranks - 1) / ranks; }
+  size_t item(size_t round) const { return round * ranks + rank; }
 };
 ItemShare item_share(const CausalLM& model, const ObjectiveContext& ctx);
 

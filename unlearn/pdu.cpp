@@ -29,8 +29,8 @@ class Pdu : public Objective {
   void prepare(CausalLM& model, ObjectiveContext& ctx) override {
     if (epsilon_ >= 0) return;
     // The starting model's mean retain NLL over the items the loop draws: per item (split over
-    // the ranks, or every item on every rank when the passes gather sharded layers), summed in
-    // item order, so every rank count and load path gives the same epsilon.
+    // the ranks, with filler passes when they gather sharded layers), summed in item order, so
+    // every rank count and load path gives the same epsilon.
     torch::NoGradGuard ng;
     const bool was_training = model->is_training();
     model->eval();
@@ -38,9 +38,12 @@ class Pdu : public Objective {
     const size_t U = ctx.retain_used.size();
     auto nll = torch::zeros({int64_t(U)}, torch::kDouble);
     auto acc = nll.accessor<double, 1>();
-    for (size_t k = share.first; k < U; k += share.stride) {
-      Batch one = collate(*ctx.retain, {ctx.retain_used[k]}, ctx.pad_id, 0).to(model->device());
-      acc[int64_t(k)] = mean_item_nll(model, one).item<double>();
+    for (size_t j = 0; j < share.rounds(U); ++j) {
+      const size_t k = share.item(j);
+      if (k >= U && !share.fillers) break;
+      Batch one = collate(*ctx.retain, {ctx.retain_used[k < U ? k : 0]}, ctx.pad_id, 0).to(model->device());
+      const double v = mean_item_nll(model, one).item<double>();
+      if (k < U) acc[int64_t(k)] = v;
     }
     if (was_training) model->train();
     if (share.split) all_reduce_host(*ctx.comm, nll, ReduceOp::Sum);  // one rank's value + zeros: exact
