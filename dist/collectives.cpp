@@ -99,23 +99,23 @@ std::vector<torch::Tensor> all_gather_tensors(Communicator& comm, const torch::T
   const json head =
       host.defined() ? json{{"dtype", int(host.scalar_type())}, {"shape", host.sizes().vec()}} : json(nullptr);
   const std::vector<std::string> heads = all_gather_strings(comm, {json_text(head)});
-  const int64_t bytes = host.defined() ? int64_t(host.nbytes()) : 0;
-  const std::vector<int64_t> lens = all_gather_int(comm, bytes);
-  const int64_t max_len = std::max<int64_t>(1, *std::max_element(lens.begin(), lens.end()));
-  auto buf = torch::zeros({max_len}, torch::kByte);
-  if (bytes > 0) std::memcpy(buf.data_ptr(), host.data_ptr(), size_t(bytes));
-  auto all = torch::empty({max_len * comm.size()}, torch::kByte);
-  all_gather_host(comm, buf, all);
-  std::vector<torch::Tensor> out(size_t(comm.size()));
+  std::vector<torch::Tensor> out(size_t(comm.size()));  // allocated from the headers
+  int64_t max_len = 1;
   for (int r = 0; r < comm.size(); ++r) {
     const json h = json::parse(heads[size_t(r)]);
     if (h.is_null()) continue;
     out[size_t(r)] = torch::empty(h["shape"].get<std::vector<int64_t>>(),
                                   torch::TensorOptions().dtype(torch::ScalarType(h["dtype"].get<int>())));
-    LETHE_CHECK(int64_t(out[size_t(r)].nbytes()) == lens[size_t(r)], "all_gather_tensors: header and size disagree");
-    std::memcpy(out[size_t(r)].data_ptr(), static_cast<const char*>(all.data_ptr()) + r * max_len,
-                size_t(lens[size_t(r)]));
+    max_len = std::max<int64_t>(max_len, int64_t(out[size_t(r)].nbytes()));
   }
+  auto buf = torch::zeros({max_len}, torch::kByte);
+  if (host.defined()) std::memcpy(buf.data_ptr(), host.data_ptr(), host.nbytes());
+  auto all = torch::empty({max_len * comm.size()}, torch::kByte);
+  all_gather_host(comm, buf, all);
+  for (int r = 0; r < comm.size(); ++r)
+    if (out[size_t(r)].defined())
+      std::memcpy(out[size_t(r)].data_ptr(), static_cast<const char*>(all.data_ptr()) + r * max_len,
+                  out[size_t(r)].nbytes());
   return out;
 }
 

@@ -76,18 +76,19 @@ std::vector<double> gradnorm_scores(CausalLM& model, DataParallel& engine, const
     if (p.requires_grad()) index.emplace(name, int64_t(index.size()));
   if (index.empty()) throw InputError("GradNorm: the model has no parameters that take a gradient");
   std::vector<double> out(items.size());
-  auto squares = torch::zeros({int64_t(index.size())}, torch::kDouble);
   for (size_t i = 0; i < items.size(); ++i) {
     engine.zero_grad();
     Batch b = collate(items, {int64_t(i)}, pad_id).to(model->device());
     TokenLoss tl = model->answer_loss(b.input_ids, b.attention_mask, b.labels);
     ((tl.nll * tl.mask).sum() / tl.mask.sum().clamp_min(1)).backward();
     engine.reduce_gradients();  // the same item on every rank: the average is its gradient
-    squares.zero_();
-    auto sq = squares.accessor<double, 1>();
+    // Each parameter's sum of squares over this rank's slices, on the device; one copy to the host.
+    auto squares =
+        torch::zeros({int64_t(index.size())}, torch::TensorOptions().dtype(torch::kDouble).device(model->device()));
     engine.visit_gradient_shards([&](const std::string& name, int64_t, const torch::Tensor& g) {
-      sq[index.at(name)] += g.to(torch::kDouble).square().sum().item<double>();
+      squares[index.at(name)] += g.to(torch::kDouble).square().sum();
     });
+    squares = squares.to(torch::kCPU);
     all_reduce_host(comm, squares, ReduceOp::Sum);
     out[i] = squares.sqrt().mean().item<double>();
   }

@@ -41,7 +41,7 @@ class AltPo : public WithRetainTerm {
     // gather sharded layers, greedy_generate runs a fixed number of steps and a rank past the
     // end generates a filler, so the ranks' passes pair up; the steps then stop where the
     // longest prompt of all reaches the context limit (every rank tokenizes every prompt).
-    const ItemShare share = item_share(model, ctx);
+    const ItemShare share = item_share(model, ctx.comm);
     const size_t U = ctx.forget_used.size();
     std::vector<std::vector<int64_t>> prompts(U);
     for (size_t k = 0; k < U; ++k) {

@@ -18,9 +18,9 @@ uint64_t item_seed(uint64_t seed, uint64_t stream, int64_t item) {
   return b.next();
 }
 
-ItemShare item_share(const CausalLM& model, const ObjectiveContext& ctx) {
-  if (!ctx.comm || ctx.comm->size() == 1) return {};
-  return {size_t(ctx.comm->rank()), size_t(ctx.comm->size()), true, model->collective_forward};
+ItemShare item_share(const CausalLM& model, Communicator* comm) {
+  if (!comm || comm->size() == 1) return {};
+  return {size_t(comm->rank()), size_t(comm->size()), true, model->collective_forward};
 }
 
 std::vector<torch::Tensor> cache_per_item(CausalLM& model, const std::vector<TokenizedItem>& items,
@@ -32,23 +32,23 @@ std::vector<torch::Tensor> cache_per_item(CausalLM& model, const std::vector<Tok
   model->eval();
   for (int64_t i : which) LETHE_CHECK(i >= 0 && i < int64_t(items.size()), "cache_per_item: index out of range");
   std::vector<torch::Tensor> cache(items.size());
-  const size_t N = comm ? size_t(comm->size()) : 1, rank = comm ? size_t(comm->rank()) : 0;
+  // Round j: each rank computes its item of the round (item_share), and every rank receives the
+  // round's values; a rank past the end computes nothing, or a filler pass that it drops.
+  const ItemShare share = item_share(model, comm);
+  const size_t N = share.ranks;
   int64_t bytes = 0;
-  // Round k: rank r computes the item at position k N + r of `which`, and every rank receives
-  // the round's values. A rank past the end computes nothing, or, when the forward is a
-  // collective (ZeRO 3 layers gathered per pass), the first item as a filler that it drops.
-  for (size_t base = 0; base < which.size(); base += N) {
-    const size_t pos = base + rank;
+  for (size_t j = 0; j < share.rounds(which.size()); ++j) {
+    const size_t pos = share.item(j);
     const bool filler = pos >= which.size();
     torch::Tensor mine;
-    if (!filler || model->collective_forward) {
+    if (!filler || share.fillers) {
       Batch one = collate(items, {which[filler ? 0 : pos]}, pad_id, pad_to).to(model->device());
       auto v = fn(one);
       if (!filler) mine = (v.dim() > 0 ? v.squeeze(0) : v).detach().to(torch::kCPU).contiguous();
     }
-    std::vector<torch::Tensor> round = N == 1 ? std::vector<torch::Tensor>{mine} : all_gather_tensors(*comm, mine);
-    for (size_t q = 0; q < N && base + q < which.size(); ++q) {
-      cache[size_t(which[base + q])] = round[q];
+    std::vector<torch::Tensor> round = share.split ? all_gather_tensors(*comm, mine) : std::vector<torch::Tensor>{mine};
+    for (size_t q = 0; q < N && j * N + q < which.size(); ++q) {
+      cache[size_t(which[j * N + q])] = round[q];
       bytes += round[q].numel() * int64_t(round[q].element_size());
     }
   }

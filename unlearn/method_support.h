@@ -38,7 +38,7 @@ struct ItemShare {
   size_t rounds(size_t count) const { return (count + ranks - 1) / ranks; }
   size_t item(size_t round) const { return round * ranks + rank; }
 };
-ItemShare item_share(const CausalLM& model, const ObjectiveContext& ctx);
+ItemShare item_share(const CausalLM& model, Communicator* comm);
 
 // fn gets one item alone (padded to pad_to tokens when pad_to > 0) and returns its cached value:
 // a tensor whose first dimension is the position, or a scalar. Runs in eval mode, no grad, on

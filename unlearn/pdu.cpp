@@ -34,7 +34,7 @@ class Pdu : public Objective {
     torch::NoGradGuard ng;
     const bool was_training = model->is_training();
     model->eval();
-    const ItemShare share = item_share(model, ctx);
+    const ItemShare share = item_share(model, ctx.comm);
     const size_t U = ctx.retain_used.size();
     auto nll = torch::zeros({int64_t(U)}, torch::kDouble);
     auto acc = nll.accessor<double, 1>();
