@@ -11,7 +11,8 @@
 # adapters negated, merged as the shards are saved); then npo with LoRA (r 16) on RANKS, where
 # the frozen base weights are shards too (model state: the frozen parameters; the adapters and
 # their gradients are ~1% of it). memflex (LoRA r 16) locates its adapters through a first engine
-# over them, then trains the located ones. Last, `lethe eval` of the model whole and at ZeRO 3.
+# over them, then trains the located ones. Last, `lethe eval` and `lethe probe` of the model whole
+# and at ZeRO 3.
 # Hardware: a CPU machine with ~20 GiB free and ~12 GB of disk; ~15 minutes on 2 cores.
 # usage: bench/zero3_memory.sh [STEPS=2] [RANKS="1 2 4"] (UNLEARN=0 skips the six unlearn rows, LORA=0 the
 # sharded LoRA rows, EVAL=0 the evaluation rows, ONLY=TEXT runs only the rows whose label contains TEXT).
@@ -75,12 +76,12 @@ fi
 # Evaluation (`lethe eval`, forget against holdout: the forward metrics and GradNorm): whole on
 # every rank, then --zero-stage 3 (each rank reads its shard of the layers; GradNorm's gradients
 # are fp32 shards too, and every rank runs every item for it); then the forward metrics alone.
-run_eval() {  # ranks, label, state (full: params + grads; frozen: params), extra flags...
-  local np=$1 label=$2 kind=$3
-  shift 3
+run_eval() {  # ranks, label, state (full: params + grads; frozen: params), command (eval, probe), extra flags...
+  local np=$1 label=$2 kind=$3 cmd=$4
+  shift 4
   [[ "$label" == *"${ONLY:-}"* ]] || return 0
   rm -rf "$W/out"
-  /usr/bin/time -f "%e s wall" mpirun -np "$np" $L eval --model "$W/base" --template llama2 --forget "$W/eval.jsonl" \
+  /usr/bin/time -f "%e s wall" mpirun -np "$np" $L "$cmd" --model "$W/base" --template llama2 --forget "$W/eval.jsonl" \
     --max-len 64 --no-generate --dtype float32 --threads 1 --out "$W/out" "$@" \
     >"$W/log" 2>&1 || { tail "$W/log"; exit 1; }
   local peak wall
@@ -107,13 +108,20 @@ if [ "${EVAL:-1}" = 1 ]; then
   echo "| ranks | evaluation | peak RSS per rank (MiB) | model state per rank (MiB) | max - state (MiB) | wall |"
   echo "|---:|---|---|---:|---:|---|"
   H=(--holdout "$W/holdout.jsonl")
-  run_eval 2 "whole on every rank, with GradNorm (eval)" full "${H[@]}"
+  run_eval 2 "whole on every rank, with GradNorm (eval)" full eval "${H[@]}"
   for np in $RANKS; do
-    run_eval "$np" "shards, GradNorm through the engine (eval --zero-stage 3)" full "${H[@]}" --zero-stage 3
+    run_eval "$np" "shards, GradNorm through the engine (eval --zero-stage 3)" full eval "${H[@]}" --zero-stage 3
   done
   # The forward metrics alone: the state is the parameters (4 bytes each).
-  run_eval 2 "whole on every rank, forward metrics only (eval)" frozen
-  run_eval 2 "shards, forward metrics only (eval --zero-stage 3)" frozen --zero-stage 3
+  run_eval 2 "whole on every rank, forward metrics only (eval)" frozen eval
+  run_eval 2 "shards, forward metrics only (eval --zero-stage 3)" frozen eval --zero-stage 3
+  # The robustness probe: the model as it is, with the logit lens, then NF4-quantized (a fresh copy
+  # of the model, rounded whole, or one gathered layer at a time at ZeRO 3).
+  PR=(--quantize nf4 --prompts none)
+  run_eval 2 "whole on every rank, as is + logit lens + NF4 (probe)" frozen probe "${PR[@]}"
+  for np in $RANKS; do
+    run_eval "$np" "shards, as is + logit lens + NF4 (probe --zero-stage 3)" frozen probe "${PR[@]}" --zero-stage 3
+  done
 fi
 if [ "${LORA:-1}" = 1 ]; then
   U=(unlearn --forget "$W/data/forget.jsonl" --retain "$W/data/retain.jsonl")

@@ -429,6 +429,22 @@ void DataParallel::visit_whole_parameters(
   });
 }
 
+void DataParallel::update_frozen_layers(const std::function<void(int64_t layer)>& fn) {
+  torch::NoGradGuard ng;
+  for_each_block([&](Block& b) {
+    if (!b.sharded_params) return;
+    if (!b.params.empty())
+      throw InternalError("update_frozen_layers: decoder layer " + std::to_string(b.layer) + " has trained parameters");
+    gather_into_model(b);
+    fn(b.layer);
+    auto full = torch::zeros({b.frozen_padded}, b.frozen_owned.options());  // the padding stays zero
+    for (size_t i = 0; i < b.frozen.size(); ++i)
+      full.narrow(0, b.frozen_offsets[i], b.frozen_numels[i]).copy_(b.frozen[i].second.detach().reshape(-1));
+    b.frozen_owned.copy_(full.narrow(0, comm_.rank() * b.frozen_shard, b.frozen_shard));
+    release_from_model(b);
+  });
+}
+
 std::vector<int64_t> DataParallel::full_shape(const torch::Tensor& param) const {
   const std::vector<int64_t>* shape = nullptr;
   for_each_block([&](const Block& b) {

@@ -73,6 +73,12 @@ class DataParallel {
   // empty).
   void visit_whole_parameters(const std::set<const void*>& wanted,
                               const std::function<void(const torch::Tensor& param, const torch::Tensor& value)>& fn);
+  // Collective, stage 3: for each decoder layer kept as shards whose parameters are all frozen
+  // (an engine built to evaluate), gathers the layer into the model, calls fn(layer), which may
+  // change the layer's parameters in place (whole tensors), and keeps this rank's shard of what
+  // fn left; one layer is whole at a time. Layers with trained parameters are refused
+  // (InternalError): their optimizer state would not follow.
+  void update_frozen_layers(const std::function<void(int64_t layer)>& fn);
   // A trained parameter's shape (a ZeRO 3 layer's parameters are empty in the model); the
   // tensor's own shape for the others.
   std::vector<int64_t> full_shape(const torch::Tensor& param) const;
@@ -191,7 +197,7 @@ class DataParallel {
   std::vector<torch::Tensor> penalty_grads(Block& b);
   void gather_params(Block& b);
 
-  CausalLM& model_;
+  CausalLM model_;  // shares the caller's module: the engine stays valid when the holder moves
   Communicator& comm_;
   int stage_;
   WeightPenalty penalty_;

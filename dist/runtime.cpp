@@ -8,7 +8,10 @@
 #include <cstdlib>
 #include <thread>
 
+#include <spdlog/spdlog.h>
+
 #include "common/error.h"
+#include "dist/collectives.h"
 
 #ifdef LETHE_HAVE_NCCL
 namespace lethe {
@@ -37,6 +40,14 @@ std::string runtime_versions() {
   s += ", NCCL not built";
 #endif
   return s;
+}
+
+std::vector<int64_t> log_peak_rss(Communicator& comm, const std::string& what) {
+  std::vector<int64_t> peak = all_gather_int(comm, peak_rss_mib());
+  std::string list;
+  for (int64_t v : peak) list += (list.empty() ? "" : ",") + std::to_string(v);
+  spdlog::info("{} (MiB): [{}]", what, list);
+  return peak;
 }
 
 int64_t peak_rss_mib() {

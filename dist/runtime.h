@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "dist/communicator.h"
 
@@ -39,6 +40,8 @@ struct Runtime {
 
 // Peak resident memory of this process (MiB).
 int64_t peak_rss_mib();
+// Collective: every rank's peak_rss_mib(), logged as "<what> (MiB): [r0, r1, ...]".
+std::vector<int64_t> log_peak_rss(Communicator& comm, const std::string& what);
 
 // Sets LibTorch's intra-op threads to `requested` (<= 0: cores / local ranks) and returns it.
 int configure_threads(int requested, const RankInfo& r);

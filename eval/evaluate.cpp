@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "common/error.h"
 #include "common/json_io.h"
 #include "dist/collectives.h"
 #include "eval/mia.h"
@@ -25,6 +26,29 @@ int64_t pad_token_id(const Tokenizer& tok, ChatTemplate tmpl) {
   return eot >= 0 ? eot : 0;
 }
 
+std::vector<int64_t> strided_items(int64_t n, int64_t rank, int64_t world) {
+  std::vector<int64_t> v;
+  for (int64_t i = rank; i < n; i += world) v.push_back(i);
+  return v;
+}
+
+std::vector<int64_t> EvalShare::batch(size_t k) const {
+  const size_t start = std::min(mine.size(), k * batch_size), end = std::min(mine.size(), start + batch_size);
+  return {mine.begin() + long(start), mine.begin() + long(end)};
+}
+
+EvalShare eval_share(const CausalLM& model, int64_t n, int64_t batch_size, Communicator* comm) {
+  LETHE_CHECK(batch_size > 0, "evaluation batch size must be positive");
+  const int64_t rank = comm ? comm->rank() : 0, world = comm ? comm->size() : 1;
+  EvalShare s;
+  s.collective = world > 1 && model->collective_forward;
+  s.mine = strided_items(n, rank, world);
+  s.batch_size = size_t(batch_size);
+  const size_t most = s.collective ? strided_items(n, 0, world).size() : s.mine.size();
+  s.batches = (most + s.batch_size - 1) / s.batch_size;
+  return s;
+}
+
 SplitMetrics evaluate_split(CausalLM& model, const Tokenizer& tok, ChatTemplate tmpl, const std::string& name,
                             const std::vector<Example>& examples, const EvalOptions& opt, int64_t max_len,
                             Communicator* comm) {
@@ -35,23 +59,17 @@ SplitMetrics evaluate_split(CausalLM& model, const Tokenizer& tok, ChatTemplate 
   // A model whose layers are ZeRO 3 shards gathers each layer in every forward, a collective:
   // then every rank runs as many passes as rank 0, which has the most items (a rank short of a
   // batch scores a copy of item 0 and drops it), and generation runs a fixed number of steps.
-  const bool collective = comm && comm->size() > 1 && model->collective_forward;
-  const int64_t n = int64_t(items.size()), rank = comm ? comm->rank() : 0, world = comm ? comm->size() : 1;
-  auto items_of = [&](int64_t r) {
-    std::vector<int64_t> v;
-    for (int64_t i = r; i < n; i += world) v.push_back(i);
-    return v;
-  };
-  const std::vector<int64_t> mine = items_of(rank);
-  const size_t bs = size_t(opt.batch_size);
-  const size_t batches = (size_t(collective ? items_of(0).size() : mine.size()) + bs - 1) / bs;
+  const int64_t n = int64_t(items.size()), world = comm ? comm->size() : 1;
+  const EvalShare share = eval_share(model, n, opt.batch_size, comm);
+  const std::vector<int64_t>& mine = share.mine;
+  const bool collective = share.collective;
+  const size_t bs = share.batch_size, batches = share.batches;
   // Per item: answer tokens, summed NLL, correct tokens, ROUGE-L F1, ROUGE-L recall, extraction
   // strength, Min-K%, Min-K%++.
   auto table = torch::zeros({std::max<int64_t>(n, 1), 8}, torch::kDouble);
   auto tab = table.accessor<double, 2>();
   for (size_t k = 0; k < batches; ++k) {
-    const size_t start = std::min(mine.size(), k * bs), end = std::min(mine.size(), start + bs);
-    std::vector<int64_t> idx(mine.begin() + long(start), mine.begin() + long(end));
+    const std::vector<int64_t> idx = share.batch(k);
     const bool filler = idx.empty();  // the same passes as the other ranks; nothing recorded
     Batch b = collate(items, filler ? std::vector<int64_t>{0} : idx, pad).to(model->device());
     AnswerTokenStats ts = answer_token_stats(model, b);
@@ -95,7 +113,7 @@ SplitMetrics evaluate_split(CausalLM& model, const Tokenizer& tok, ChatTemplate 
     // the longest prompt of any rank's batch k (every rank knows every rank's items).
     std::vector<int64_t> longest(batches, 0);
     for (int64_t r = 0; r < (collective ? world : 0); ++r) {
-      const std::vector<int64_t> theirs = items_of(r);
+      const std::vector<int64_t> theirs = strided_items(n, r, world);
       const std::vector<size_t> o = by_length(theirs);
       for (size_t k = 0; k < o.size(); ++k)
         longest[k / bs] = std::max<int64_t>(longest[k / bs], std::max<int64_t>(1, prompt_len(theirs[o[k]])));

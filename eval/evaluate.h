@@ -54,6 +54,20 @@ struct SplitMetrics {
   std::vector<ItemMetrics> per_item;
 };
 
+// Rank r's share of n items evaluated in batches: items r, r + N, ... of them, and how many
+// batches it runs. That is its own count, or, when the forward is a collective
+// (model->collective_forward: ZeRO 3 shards), rank 0's, which has the most; a batch past the
+// rank's items is then empty, and the rank runs a filler pass (a copy of item 0, dropped).
+struct EvalShare {
+  std::vector<int64_t> mine;
+  size_t batch_size = 1, batches = 0;
+  bool collective = false;
+  std::vector<int64_t> batch(size_t k) const;  // the items of batch k (empty: a filler)
+};
+EvalShare eval_share(const CausalLM& model, int64_t n, int64_t batch_size, Communicator* comm);
+// Items r, r + N, ... of n.
+std::vector<int64_t> strided_items(int64_t n, int64_t rank, int64_t world);
+
 // Distributed when comm is given: rank r scores items r, r+N, ...; the per-item results are
 // reduced so every rank returns the whole split. When the forward is a collective (ZeRO 3
 // shards), every rank runs as many passes (fillers where it has fewer items) and every

@@ -84,8 +84,10 @@ ProbeResult run_probe(const EvalJob& job, const ProbeOptions& probe, const std::
     res.table.push_back(row);
   };
 
+  auto load = [&](const ModelLoadOptions& m) { return load_model_for_eval(m, job.zero_stage, device, comm); };
   {  // the model as it is, then the prompt probes and the logit lens on it
-    CausalLM model = load_eval_model(job.model, device);
+    std::unique_ptr<EvalModel> loaded = load(job.model);
+    CausalLM& model = loaded->model;
     evaluate(model, "as is", splits, json::object());
     const std::vector<Example>& forget = splits.front().examples;
     for (auto& p : probe.prompts) {
@@ -133,14 +135,14 @@ ProbeResult run_probe(const EvalJob& job, const ProbeOptions& probe, const std::
     std::vector<size_t> before, after;
     for (auto& [label, m] : models) {
       {
-        CausalLM model = load_eval_model(m, device);
+        std::unique_ptr<EvalModel> loaded = load(m);
         before.push_back(res.table.size());
-        evaluate(model, label + "as is, held-out forget part", {{"forget", rest}}, {{"forget_items", rest.size()}});
+        evaluate(loaded->model, label + "as is, held-out forget part", {{"forget", rest}},
+                 {{"forget_items", rest.size()}});
       }
-      CausalLM relearned = relearn(m, learn);
-      relearned->to(device);
+      std::unique_ptr<EvalModel> relearned = relearn(m, learn);  // on `device`
       after.push_back(res.table.size());
-      evaluate(relearned, label + "relearned", tested,
+      evaluate(relearned->model, label + "relearned", tested,
                {{"relearned_items", learn.size()}, {"forget_items", rest.size()}});
     }
     if (models.size() == 2) {
@@ -157,10 +159,15 @@ ProbeResult run_probe(const EvalJob& job, const ProbeOptions& probe, const std::
     }
   }
   for (QuantFormat f : formats) {  // a fresh copy of the model for each format
-    CausalLM model = load_eval_model(job.model, device);
-    QuantizeSummary q = quantize_linear_weights(model, f, probe.quant_block);
-    evaluate(model, quant_format_name(f), splits,
-             {{"quantized_tensors", q.tensors}, {"weight_relative_error", q.relative_error}});
+    std::unique_ptr<EvalModel> loaded = load(job.model);
+    QuantizeSummary q;
+    if (loaded->engine)  // one gathered layer at a time; every rank keeps its shard of the result
+      loaded->engine->update_frozen_layers(
+          [&](int64_t layer) { q += quantize_linear_weights(loaded->model, f, probe.quant_block, layer); });
+    else
+      q = quantize_linear_weights(loaded->model, f, probe.quant_block);
+    evaluate(loaded->model, quant_format_name(f), splits,
+             {{"quantized_tensors", q.tensors}, {"weight_relative_error", q.relative_error()}});
   }
 
   // The table and the plot.

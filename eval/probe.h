@@ -9,6 +9,7 @@
 // One table (probe.md, probe.json) and one plot (probe.svg: the logit lens).
 #pragma once
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -34,8 +35,10 @@ struct ProbeOptions {
 void check_probe_options(const ProbeOptions& probe);
 
 // Finetunes a fresh copy of `model` on `relearn` and returns it (the relearning probe; training
-// lives above eval/, so the caller supplies it). Collective like run_probe.
-using Relearner = std::function<CausalLM(const ModelLoadOptions& model, const std::vector<Example>& relearn)>;
+// lives above eval/, so the caller supplies it): whole, or at ZeRO 3 kept as the shards of the
+// engine that trained it. Collective like run_probe.
+using Relearner =
+    std::function<std::unique_ptr<EvalModel>(const ModelLoadOptions& model, const std::vector<Example>& relearn)>;
 
 // open-unlearning's relearning ratio of one metric: how much the probed model regains on relearning
 // (delta_probed = after - before) against how much a retain-only model gains from the same
@@ -54,7 +57,11 @@ struct ProbeResult {
 };
 
 // Collective over comm. splits: "forget" first (required), "retain" optional. job.report.out, when
-// set, receives probe.json, probe.md and probe.svg (a new directory, published whole).
+// set, receives probe.json, probe.md and probe.svg (a new directory, published whole). At
+// job.zero_stage 3 no rank holds the model whole: each model (as it is, each quantization, the
+// relearn reference) is read as shards (load_sharded_eval_model), a quantization rounds one
+// gathered layer at a time and every rank keeps its shard of the result, and the relearner
+// (made for ZeRO 3) keeps what it trained as shards.
 ProbeResult run_probe(const EvalJob& job, const ProbeOptions& probe, const std::vector<NamedExamples>& splits,
                       const Tokenizer& tok, ChatTemplate tmpl, torch::Device device, Communicator& comm,
                       const Relearner& relearn = {});

@@ -225,9 +225,9 @@ CausalLM load_eval_model(const ModelLoadOptions& m, torch::Device device) {
   return model;
 }
 
-std::unique_ptr<ShardedEvalModel> load_sharded_eval_model(const ModelLoadOptions& m, torch::Device device,
-                                                          Communicator& comm, bool gradients) {
-  auto out = std::make_unique<ShardedEvalModel>();
+std::unique_ptr<EvalModel> load_sharded_eval_model(const ModelLoadOptions& m, torch::Device device, Communicator& comm,
+                                                   bool gradients) {
+  auto out = std::make_unique<EvalModel>();
   DeferredWeights deferred;  // read from while the engine is built
   out->model = load_model_without_layers(m.dir, m.dtype, deferred);
   if (!m.adapter.empty()) load_peft_adapter(out->model, m.adapter);
@@ -239,6 +239,14 @@ std::unique_ptr<ShardedEvalModel> load_sharded_eval_model(const ModelLoadOptions
   out->engine = std::make_unique<DataParallel>(out->model, comm, 3, none, ActivationCheckpointing::kNone, &deferred);
   spdlog::info("eval: ZeRO 3 over {} rank(s): each rank read and keeps its shard of {}'s decoder layers", comm.size(),
                m.dir);
+  return out;
+}
+
+std::unique_ptr<EvalModel> load_model_for_eval(const ModelLoadOptions& m, int zero_stage, torch::Device device,
+                                               Communicator& comm, bool gradients) {
+  if (zero_stage == 3) return load_sharded_eval_model(m, device, comm, gradients);
+  auto out = std::make_unique<EvalModel>();
+  out->model = load_eval_model(m, device);
   return out;
 }
 
@@ -273,14 +281,8 @@ void add_membership_scores(Report& r, CausalLM& model, const std::vector<NamedEx
   }
   if (job.report.mia_reference.empty()) return;
   const ModelLoadOptions ref_options{job.report.mia_reference, job.model.dtype, ""};
-  std::unique_ptr<ShardedEvalModel> ref_shards;
-  CausalLM ref{nullptr};
-  if (job.zero_stage == 3) {
-    ref_shards = load_sharded_eval_model(ref_options, device, comm, false);
-    ref = ref_shards->model;
-  } else {
-    ref = load_eval_model(ref_options, device);
-  }
+  std::unique_ptr<EvalModel> loaded = load_model_for_eval(ref_options, job.zero_stage, device, comm);
+  CausalLM& ref = loaded->model;
   if (ref->config.vocab_size != model->config.vocab_size)
     throw InputError(
         fmt::format("--mia-reference '{}' has a vocabulary of {} tokens, the model {}: not the same tokenizer",
@@ -366,12 +368,8 @@ Evaluated evaluate_loaded(CausalLM& model, const EvalJob& job, const std::vector
 Evaluated evaluate_checkpoint(const EvalJob& job, const std::vector<NamedExamples>& splits, const Tokenizer& tok,
                               ChatTemplate tmpl, torch::Device device, Communicator& comm) {
   const std::vector<double> reference = check_eval_inputs(job.report);
-  if (job.zero_stage == 3) {
-    auto m = load_sharded_eval_model(job.model, device, comm, has_membership_splits(splits));
-    return evaluate_loaded(m->model, job, reference, splits, tok, tmpl, device, comm, m->engine.get());
-  }
-  CausalLM model = load_eval_model(job.model, device);
-  return evaluate_loaded(model, job, reference, splits, tok, tmpl, device, comm, nullptr);
+  auto m = load_model_for_eval(job.model, job.zero_stage, device, comm, has_membership_splits(splits));
+  return evaluate_loaded(m->model, job, reference, splits, tok, tmpl, device, comm, m->engine.get());
 }
 
 Evaluated evaluate_model(CausalLM& model, const EvalJob& job, const std::vector<NamedExamples>& splits,

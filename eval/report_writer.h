@@ -56,12 +56,15 @@ CausalLM load_eval_model(const ModelLoadOptions& m, torch::Device device);
 // An adapter stays attached (its forward is the merged model's function). With `gradients`, the
 // engine trains every weight but the adapter's (no optimizer state: SGD without momentum), so
 // GradNorm can be taken through it; else nothing trains.
-struct ShardedEvalModel {
+struct EvalModel {
   CausalLM model{nullptr};
-  std::unique_ptr<DataParallel> engine;  // declared after the model it refers to: destroyed first
+  std::unique_ptr<DataParallel> engine;  // null: the model is whole
 };
-std::unique_ptr<ShardedEvalModel> load_sharded_eval_model(const ModelLoadOptions& m, torch::Device device,
-                                                          Communicator& comm, bool gradients);
+std::unique_ptr<EvalModel> load_sharded_eval_model(const ModelLoadOptions& m, torch::Device device, Communicator& comm,
+                                                   bool gradients);
+// load_sharded_eval_model at zero_stage 3, else load_eval_model (no engine).
+std::unique_ptr<EvalModel> load_model_for_eval(const ModelLoadOptions& m, int zero_stage, torch::Device device,
+                                               Communicator& comm, bool gradients = false);
 
 // The same for a model already in memory (a sweep's freshly unlearned one): evaluated as it is.
 // `sharded`: the engine whose shards hold the model's layers (a run kept at ZeRO 3); its splits

@@ -44,11 +44,7 @@ void declare(OptionSet& o, EvalFlags& f, const RuntimeOptions&) {
   o.add("mia-reference", &f.job.report.mia_reference,
         "a reference model with the same tokenizer (open-unlearning uses the retain-only model): adds the reference "
         "membership attack, each item's NLL minus the reference model's, to --holdout's AUCs");
-  o.add("zero-stage", &f.job.zero_stage,
-        "0: every rank loads the model whole; 3: every rank reads and keeps only its shard of the decoder layers, "
-        "gathered one layer at a time in each forward (for models that do not fit one device; the ranks still share "
-        "the items, and GradNorm runs every item on every rank)",
-        Check<int>([](const int& v) { return v == 0 || v == 3 ? "" : "is not supported (0 or 3)"; }));
+  bind_eval_zero_stage(o, f.job.zero_stage, ", and GradNorm runs every item on every rank");
   bind_out_dir(o, f.job.report.out, "report directory (report.json, report.md; must not exist)", false);
   o.rule([&f] {
     bool any =
@@ -80,8 +76,7 @@ int run(const EvalFlags& f, const Runtime& rt, const json& cfg) {
   PreparedEval p = prepare_eval(f.job, f.data, cfg);
   Evaluated ev =
       evaluate_checkpoint(p.job, splits, p.tok, chat_template_for(f.data, p.job.model.dir), rt.device, *rt.world);
-  const std::vector<int64_t> peak_mib = all_gather_int(*rt.world, peak_rss_mib());
-  spdlog::info("eval: peak resident memory per rank (MiB): {}", json(peak_mib).dump());
+  log_peak_rss(*rt.world, "eval: peak resident memory per rank");
   if (rt.world->rank() == 0) std::cout << ev.markdown << std::flush;
   return 0;
 }

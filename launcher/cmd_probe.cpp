@@ -69,6 +69,8 @@ void declare(OptionSet& o, ProbeFlags& f, const RuntimeOptions&) {
     }
     if (!f.probe.relearn_reference.empty() && !f.relearn) errors.push_back("--relearn-reference needs --relearn");
   });
+  bind_eval_zero_stage(o, f.job.zero_stage,
+                       "; a quantization rounds one gathered layer at a time, and --relearn trains at ZeRO 3 too");
   bind_out_dir(o, f.job.report.out, "probe directory (probe.json, probe.md, probe.svg; must not exist)", false);
 }
 
@@ -78,9 +80,10 @@ int run(const ProbeFlags& f, const Runtime& rt, const json& cfg) {
   PreparedEval p = prepare_eval(f.job, f.data, cfg);
   const EvalJob& job = p.job;
   Relearner relearn;
-  if (f.relearn) relearn = make_relearner(f.data, f.relearn_budget, *rt.world, rt.device);
+  if (f.relearn) relearn = make_relearner(f.data, f.relearn_budget, job.zero_stage, *rt.world, rt.device);
   ProbeResult r =
       run_probe(job, f.probe, splits, p.tok, chat_template_for(f.data, job.model.dir), rt.device, *rt.world, relearn);
+  log_peak_rss(*rt.world, "probe: peak resident memory per rank");
   if (rt.world->rank() == 0) std::cout << r.markdown << std::flush;
   return 0;
 }

@@ -193,6 +193,15 @@ void bind_report(OptionSet& o, ReportOptions& r) {
         "forget quality (KS-test p-value between the two models' forget truth ratios)");
 }
 
+void bind_eval_zero_stage(OptionSet& o, int& zero_stage, const std::string& more) {
+  o.add("zero-stage", &zero_stage,
+        "0: every rank loads the model whole; 3: every rank reads and keeps only its shard of the decoder layers, "
+        "gathered one layer at a time in each forward (for models that do not fit one device; the ranks still share "
+        "the items" +
+            more + ")",
+        Check<int>([](const int& v) { return v == 0 || v == 3 ? "" : "is not supported (0 or 3)"; }));
+}
+
 void bind_merge(OptionSet& o, MergeOptions& m) {
   o.group("merge", "Merge");
   std::string rules;

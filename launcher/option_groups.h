@@ -50,6 +50,8 @@ void bind_merge_inputs(OptionSet& o, std::string& base, std::vector<std::string>
 void bind_eval(OptionSet& o, EvalOptions& e);
 // --title --per-item --tofu-reference (the report's --out is bind_output's or the command's).
 void bind_report(OptionSet& o, ReportOptions& r);
+// --zero-stage 0|3 of an evaluation (`more`: what else it does at 3, appended to the help).
+void bind_eval_zero_stage(OptionSet& o, int& zero_stage, const std::string& more);
 // --merge and --merge.* (the rule table lists the rules).
 void bind_merge(OptionSet& o, MergeOptions& m);
 // --split-by --split-block --split-map.

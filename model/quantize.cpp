@@ -1,5 +1,7 @@
 #include "model/quantize.h"
 
+#include <cmath>
+
 #include "common/error.h"
 
 namespace lethe {
@@ -95,20 +97,34 @@ torch::Tensor fake_quantize(const torch::Tensor& w, QuantFormat format, int64_t 
   return out.to(w.scalar_type());
 }
 
-QuantizeSummary quantize_linear_weights(CausalLM& model, QuantFormat format, int64_t block) {
+double QuantizeSummary::relative_error() const { return norm_sq > 0 ? std::sqrt(error_sq / norm_sq) : 0; }
+
+QuantizeSummary& QuantizeSummary::operator+=(const QuantizeSummary& o) {
+  tensors += o.tensors;
+  elements += o.elements;
+  error_sq += o.error_sq;
+  norm_sq += o.norm_sq;
+  return *this;
+}
+
+QuantizeSummary quantize_linear_weights(CausalLM& model, QuantFormat format, int64_t block, int64_t layer) {
   torch::NoGradGuard ng;
   QuantizeSummary s;
-  double err2 = 0, norm2 = 0;
-  for (auto& [name, w] : model->named_weights()) {
-    if (w.dim() != 2 || CausalLMImpl::parameter_block(name).layer < 0) continue;  // embeddings, lm_head, norms
-    auto q = fake_quantize(w, format, block);
-    err2 += (q.to(torch::kDouble) - w.to(torch::kDouble)).pow(2).sum().item<double>();
-    norm2 += w.to(torch::kDouble).pow(2).sum().item<double>();
-    w.copy_(q);
+  for (auto& [name, lin] : model->linear_layers()) {
+    const int64_t l = CausalLMImpl::parameter_block(name + ".weight").layer;
+    if (l < 0 || (layer >= 0 && l != layer)) continue;  // lm_head; another layer
+    torch::Tensor& w = lin->weight;
+    const auto merged = lin->merged_weight();  // w itself without an adapter
+    auto q = fake_quantize(merged, format, block);
+    s.error_sq += (q.to(torch::kDouble) - merged.to(torch::kDouble)).pow(2).sum().item<double>();
+    s.norm_sq += merged.to(torch::kDouble).pow(2).sum().item<double>();
+    if (lin->has_lora())
+      w.copy_(q.to(torch::kFloat) - (merged.to(torch::kFloat) - w.to(torch::kFloat)));
+    else
+      w.copy_(q);
     s.tensors += 1;
     s.elements += w.numel();
   }
-  s.relative_error = norm2 > 0 ? std::sqrt(err2 / norm2) : 0;
   return s;
 }
 

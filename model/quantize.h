@@ -30,10 +30,15 @@ torch::Tensor fake_quantize(const torch::Tensor& w, QuantFormat format, int64_t 
 
 struct QuantizeSummary {
   int64_t tensors = 0, elements = 0;
-  double relative_error = 0;  // ||w' - w|| / ||w|| over all quantized tensors together
+  double error_sq = 0, norm_sq = 0;  // ||w' - w||^2 and ||w||^2 summed over the quantized tensors
+  double relative_error() const;     // ||w' - w|| / ||w|| over all of them together
+  QuantizeSummary& operator+=(const QuantizeSummary& o);
 };
 // Every weight matrix of the decoder layers' linear maps (attention and MLP projections), in
 // place, as bitsandbytes' model loading converts them; embeddings, norms, biases and lm_head stay.
-QuantizeSummary quantize_linear_weights(CausalLM& model, QuantFormat format, int64_t block = 64);
+// layer >= 0: that decoder layer's only (a ZeRO 3 engine gathers one at a time). A linear with a
+// LoRA adapter attached is quantized as merged: its base weight becomes Q(W + s B A) - s B A, so
+// the layer computes what the merged and quantized weight would.
+QuantizeSummary quantize_linear_weights(CausalLM& model, QuantFormat format, int64_t block = 64, int64_t layer = -1);
 
 }  // namespace lethe

@@ -126,9 +126,9 @@ std::map<std::string, torch::Tensor> gather_adapters(DataParallel& engine) {
   return out;
 }
 
-Relearner make_relearner(const DataOptions& data, const RelearnBudget& budget, Communicator& comm,
+Relearner make_relearner(const DataOptions& data, const RelearnBudget& budget, int zero_stage, Communicator& comm,
                          torch::Device device) {
-  return [data, budget, &comm, device](const ModelLoadOptions& model, const std::vector<Example>& items) {
+  return [data, budget, zero_stage, &comm, device](const ModelLoadOptions& model, const std::vector<Example>& items) {
     static const ObjectiveSpec finetune = nll_objective_spec();
     RunSpec spec;
     spec.model = model;
@@ -136,14 +136,19 @@ Relearner make_relearner(const DataOptions& data, const RelearnBudget& budget, C
     spec.method = &finetune;
     spec.method_options = MethodOptions(finetune.options);
     spec.train.batch_size = budget.batch_size;
+    spec.train.zero_stage = zero_stage;
     spec.train.steps =
         std::max<int64_t>(1, int64_t(std::ceil(budget.epochs * double(items.size()) / double(budget.batch_size))));
     spec.train.schedule.kind = "constant";
     spec.train.schedule.lr = budget.lr;
     spec.train.log_every = spec.train.steps;
-    spdlog::info("probe: relearning {} forget items, {} steps of {} at lr {}", items.size(), spec.train.steps,
-                 budget.batch_size, budget.lr);
-    return run_objective(spec, load_run_text(spec), items, nullptr, comm, device).model;
+    spdlog::info("probe: relearning {} forget items, {} steps of {} at lr {}{}", items.size(), spec.train.steps,
+                 budget.batch_size, budget.lr, zero_stage == 3 ? " (ZeRO 3)" : "");
+    RunOutput run = run_objective(spec, load_run_text(spec), items, nullptr, comm, device, {}, {}, zero_stage == 3);
+    auto out = std::make_unique<EvalModel>();
+    out->model = run.model;
+    out->engine = std::move(run.engine);  // the engine shares the model's module, not run's holder
+    return out;
   };
 }
 
@@ -291,8 +296,7 @@ int run_training(const TrainJob& job, const Runtime& rt) {
                res.steps_done - res.resumed_from, res.seconds, double(res.tokens) / std::max(res.seconds, 1e-9),
                comm.size(), to.zero_stage);
   // Peak resident memory of every rank (MiB), for the ZeRO memory table in docs/DISTRIBUTED.md.
-  std::vector<int64_t> peak_mib = all_gather_int(comm, peak_rss_mib());
-  spdlog::info("peak resident memory per rank (MiB): {}", json(peak_mib).dump());
+  std::vector<int64_t> peak_mib = log_peak_rss(comm, "peak resident memory per rank");
   json cfg = job.config;
   if (!run.description.empty()) cfg["objective"] = run.description;
   cfg["result"] = {{"steps", res.steps_done}, {"resumed_from", res.resumed_from}, {"seconds", res.seconds},
@@ -317,8 +321,7 @@ int run_training(const TrainJob& job, const Runtime& rt) {
   else
     save_model_on_ranks(run.model, job.output.out, job.output.format, cfg, job.run.model.dir,
                         job.output.max_shard_bytes, comm);
-  spdlog::info("peak resident memory per rank including the save (MiB): {}",
-               json(all_gather_int(comm, peak_rss_mib())).dump());
+  log_peak_rss(comm, "peak resident memory per rank including the save");
   if (comm.rank() == 0) spdlog::info("saved {} checkpoint to {}", format_name(job.output.format), job.output.out);
   return 0;
 }

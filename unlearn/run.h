@@ -70,12 +70,13 @@ std::map<std::string, torch::Tensor> gather_adapters(DataParallel& engine);
 
 // The relearning probe's finetune (eval/probe.h's Relearner): a fresh copy of the model trained
 // with NLL on the items at a constant lr for `epochs` passes, in global batches of batch_size,
-// over `comm`.
+// over `comm`; at zero_stage 3 each rank reads and trains its shard of the decoder layers, and
+// the model stays sharded (the returned engine).
 struct RelearnBudget {
   double lr = 2e-5, epochs = 1;
   int64_t batch_size = 8;
 };
-Relearner make_relearner(const DataOptions& data, const RelearnBudget& budget, Communicator& comm,
+Relearner make_relearner(const DataOptions& data, const RelearnBudget& budget, int zero_stage, Communicator& comm,
                          torch::Device device);
 
 // `lethe finetune` / `lethe unlearn`: one run on the world, evaluated on `eval_splits` during

@@ -301,8 +301,8 @@ int run_spunge(const SpungeOptions& o, const SpungeData& data, const Runtime& rt
   const double merge_s = seconds_since(t_merge);
   spdlog::info("spunge: merged checkpoint written to {} ({}) in {:.1f} s", merged_dir, format_name(o.output.format),
                merge_s);
-  const std::vector<int64_t> peak_mib = all_gather_int(world, peak_rss_mib());  // training and merge
-  spdlog::info("spunge: peak resident memory per rank through the merge (MiB): {}", json(peak_mib).dump());
+  // training and merge
+  const std::vector<int64_t> peak_mib = log_peak_rss(world, "spunge: peak resident memory per rank through the merge");
 
   auto evaluate = [&](const std::string& dir, const std::string& out, const std::string& title) {
     EvalJob job;
@@ -342,7 +342,8 @@ int run_spunge(const SpungeOptions& o, const SpungeData& data, const Runtime& rt
     if (o.probe) {  // 7. robustness of both
       RelearnBudget budget = o.relearn;
       budget.batch_size = o.run.train.batch_size;
-      Relearner relearn = make_relearner(o.run.data, budget, world, rt.device);
+      const int zero_stage = o.run.train.zero_stage == 3 ? 3 : 0;  // as the evaluations: no rank holds a model whole
+      Relearner relearn = make_relearner(o.run.data, budget, zero_stage, world, rt.device);
       json tables = json::object();
       for (auto [name, dir] : {std::pair{"plain", plain_dir}, std::pair{"spunge", merged_dir}}) {
         const std::string out = (run / ("probe_" + std::string(name))).string();
@@ -352,6 +353,7 @@ int run_spunge(const SpungeOptions& o, const SpungeData& data, const Runtime& rt
         }
         EvalJob job;
         job.model = {dir, o.run.model.dtype, ""};
+        job.zero_stage = zero_stage;
         job.max_len = o.run.data.max_len;
         job.eval = o.eval;
         job.report.out = out;

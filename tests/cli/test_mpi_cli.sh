@@ -87,6 +87,26 @@ EA=(eval --model "$T/base" --adapter "$T/lora2_adapter" --forget "$T/data/forget
 "$MPIRUN" -np 2 "$LETHE" "${EA[@]}" --zero-stage 3 --out "$T/eva3" >"$T/log" 2>&1 \
   && "$LETHE" "${EA[@]}" --out "$T/eva1" >/dev/null 2>&1 && ok || { bad "eval of an adapter at ZeRO 3"; tail -3 "$T/log"; }
 $REPORTS "$T/eva1" "$T/eva3" --rtol 1e-5 && ok || bad "ZeRO 3 evaluation of an adapter differs"
+# Quantized at ZeRO 3 with the adapter attached: each gathered layer's base weight becomes
+# Q(W + s B A) - s B A, so the layer computes the merged, quantized weight the whole probe gets
+# (the adapter merged before it quantizes): the same rounding, the same rows within 1e-5.
+PA=(probe --model "$T/base" --adapter "$T/lora2_adapter" --forget "$T/data/forget.jsonl" --retain "$T/data/retain.jsonl"
+  --no-generate --prompts none --no-logit-lens --quantize int8,nf4)
+"$MPIRUN" -np 2 "$LETHE" "${PA[@]}" --zero-stage 3 --out "$T/pra3" >"$T/log" 2>&1 \
+  && "$LETHE" "${PA[@]}" --out "$T/pra1" >/dev/null 2>&1 && ok || { bad "probe of an adapter at ZeRO 3"; tail -3 "$T/log"; }
+"$PY" - "$T/pra1" "$T/pra3" <<'PY' && ok || bad "ZeRO 3 quantization of an adapted model differs from the merged one's"
+import json, sys, math
+a = json.load(open(sys.argv[1] + "/probe.json"))["probes"]
+b = json.load(open(sys.argv[2] + "/probe.json"))["probes"]
+assert [r["probe"] for r in a] == [r["probe"] for r in b] == ["as is", "int8", "nf4"]
+for ra, rb in zip(a, b):
+    assert ra.get("quantized_tensors") == rb.get("quantized_tensors")
+    assert math.isclose(ra.get("weight_relative_error", 0), rb.get("weight_relative_error", 0), rel_tol=1e-6)
+    for split in ("forget", "retain"):
+        for k, v in ra[split].items():
+            assert math.isclose(v, rb[split][k], rel_tol=1e-5, abs_tol=1e-7), (ra["probe"], split, k, v, rb[split][k])
+assert a[1]["forget"]["mean_nll"] != a[0]["forget"]["mean_nll"]  # the quantization changed the model
+PY
 
 # ---- preemption: SIGUSR1 -> checkpoint, exit 75; --resume is bit-identical ----
 LONG=("${FT[@]}" --steps 40 --zero-stage 1)

@@ -2,7 +2,8 @@
 # `lethe probe` end to end on a tiny model: the table has a row per probe (as is, paraphrased
 # questions, the "Sure, here is the answer:" prefix, int8, NF4, FP4), the logit lens's last layer
 # is the model's own answer probability, quantized rows report what they changed, 2 ranks give
-# the table of 1 rank, the plot is an SVG, and bad input is refused before any work.
+# the table of 1 rank (at ZeRO 3 too, no rank holding the model whole), the plot is an SVG, and
+# bad input is refused before any work.
 # usage: test_probe.sh LETHE_BINARY SOURCE_DIR MPIRUN
 set -u
 LETHE=$1; SRC=$2; MPIRUN=$3
@@ -57,6 +58,28 @@ xml.dom.minidom.parseString(svg)  # well-formed
 md = open(sys.argv[1] + "/probe.md").read()
 assert "| nf4 |" in md and "Logit lens" in md
 PY
+# At ZeRO 3 no rank holds the model whole: each model (as it is and once per quantization: rank 0
+# logs 4 sharded loads) is read as shards, a quantization rounds one gathered layer at a time and every rank keeps its shard of
+# the result, the logit lens reads the sharded layers; the table is 1 rank's.
+"$MPIRUN" -np 2 "$LETHE" "${P[@]}" --zero-stage 3 --out "$T/p2z3" >"$T/log2z3" 2>&1 \
+  && [ "$(grep -c "ZeRO 3 over 2 rank(s): each rank read and keeps its shard" "$T/log2z3")" = 4 ] && ok \
+  || { bad "probe --zero-stage 3 on 2 ranks"; tail -5 "$T/log2z3"; }
+"$PY" - "$T/p1" "$T/p2z3" <<'PY' && ok || bad "the ZeRO 3 probe differs from 1 rank's"
+import json, sys, math
+a = json.load(open(sys.argv[1] + "/probe.json"))
+b = json.load(open(sys.argv[2] + "/probe.json"))
+assert [r["probe"] for r in a["probes"]] == [r["probe"] for r in b["probes"]]
+for ra, rb in zip(a["probes"], b["probes"]):
+    # The same rounding of the same whole weights (the error's sum is taken layer by layer there).
+    assert ra.get("quantized_tensors") == rb.get("quantized_tensors"), (ra, rb)
+    assert math.isclose(ra.get("weight_relative_error", 0), rb.get("weight_relative_error", 0), rel_tol=1e-12), (ra, rb)
+    for split in ("forget", "retain"):
+        for k, v in ra.get(split, {}).items():
+            assert math.isclose(v, rb[split][k], rel_tol=1e-5, abs_tol=1e-7), (ra["probe"], split, k, v, rb[split][k])
+for split in ("forget", "retain"):
+    for x, y in zip(a["logit_lens"][split], b["logit_lens"][split]):
+        assert math.isclose(x, y, rel_tol=1e-5), (split, x, y)
+PY
 # Bad input: named, exit 2, nothing written.
 expect_refusal() {  # WANT, then the command
   local want=$1; shift
@@ -90,6 +113,22 @@ for m, r in R.items():
     d_ref = rows["reference relearned"]["forget"][m] - rows["reference as is, held-out forget part"]["forget"][m]
     want = 1.0 if d_probe <= 0 else min(max(d_ref / d_probe, 0.0), 1.0)
     assert abs(r - want) < 1e-12 and 0 <= r <= 1, (m, r, want)
+PY
+# Relearning at ZeRO 3 (the probed model and the reference read as shards, relearnt as shards and
+# evaluated through the engine that trained them): 1 rank's rows.
+"$MPIRUN" -np 2 "$LETHE" "${R[@]}" --relearn-reference "$T/base" --zero-stage 3 --out "$T/r3z3" >"$T/logr3z3" 2>&1 \
+  && grep -q "relearning 3 forget items, .* (ZeRO 3)" "$T/logr3z3" && ! grep -q "loads the model whole" "$T/logr3z3" \
+  && ok || { bad "relearn probe at ZeRO 3"; tail -3 "$T/logr3z3"; }
+"$PY" - "$T/r3" "$T/r3z3" <<'PY' && ok || bad "the ZeRO 3 relearn rows differ from 1 rank's"
+import json, sys, math
+a = json.load(open(sys.argv[1] + "/probe.json"))
+b = json.load(open(sys.argv[2] + "/probe.json"))
+assert [r["probe"] for r in a["probes"]] == [r["probe"] for r in b["probes"]]
+for ra, rb in zip(a["probes"], b["probes"]):
+    for split in ("forget", "retain"):
+        for k, v in ra.get(split, {}).items():
+            assert math.isclose(v, rb[split][k], rel_tol=1e-3, abs_tol=1e-6), (ra["probe"], split, k, v, rb[split][k])
+assert a["relearn_ratio"].keys() == b["relearn_ratio"].keys()
 PY
 expect_refusal "--relearn-reference needs --relearn" "$LETHE" "${P[@]}" --relearn-reference "$T/base" --out "$T/bad"
 "$PY" - "$T/r1" "$T/r2" <<'PY' && ok || bad "relearn rows"

@@ -9,6 +9,9 @@
 #include "dist/process_groups.h"
 #include "checkpoints/model_io.h"
 #include "dist/sharded_checkpoint.h"
+#include "eval/report_writer.h"
+#include "checkpoints/peft_adapter.h"
+#include "model/quantize.h"
 #include "merge/merge_io.h"
 #include "unlearn/run.h"
 #include "unlearn/trainer.h"
@@ -521,6 +524,69 @@ TEST_P(ShardedMerge, EqualsSingleProcessMerge) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Rules, ShardedMerge, ::testing::Values("ties", "dare_ties", "task_arithmetic"));
+
+// A model evaluated at ZeRO 3 (load_sharded_eval_model) is changed one gathered layer at a time
+// (update_frozen_layers), as the probe quantizes it: the shards each rank keeps are what
+// quantizing the whole model gives, bit for bit, and so is the summary. With a peft adapter
+// attached the layer is quantized as merged (the whole model merges the adapter first): the base
+// weight plus the adapter's delta is the merged model's quantized weight, to fp32 rounding (the
+// delta itself may differ in the last bit, see below).
+class ShardedEval : public ::testing::TestWithParam<bool> {};
+
+TEST_P(ShardedEval, QuantizesOneGatheredLayerAtATime) {
+  const bool adapter = GetParam();
+  auto world = make_world_communicator();
+  const std::string root = shared_temp(adapter ? "sharded_eval_lora" : "sharded_eval");
+  const ModelLoadOptions m{root + "/base", "float32", adapter ? root + "/adapter" : ""};
+  if (world->rank() == 0) {
+    CausalLM base = fresh_model();
+    save_model(base, m.dir, CheckpointFormat::kHf, json::object(), "", 6000);
+    if (adapter) {
+      LoraOptions lo;
+      lo.rank = 4;
+      lo.seed = 7;
+      base->add_lora(lo);
+      torch::NoGradGuard ng;
+      for (auto& [name, lin] : base->linear_layers())
+        if (lin->has_lora()) lin->lora_B->weight.normal_(0, 0.05);  // a delta that changes the rounding
+      save_peft_adapter(base, m.adapter, m.dir);
+    }
+  }
+  world->barrier();
+  auto sharded = load_sharded_eval_model(m, torch::kCPU, *world, false);
+  ASSERT_TRUE(sharded->engine->sharded());
+  std::vector<int64_t> layers;
+  QuantizeSummary q;
+  sharded->engine->update_frozen_layers([&](int64_t layer) {
+    layers.push_back(layer);
+    q += quantize_linear_weights(sharded->model, QuantFormat::kNf4, 64, layer);
+  });
+  EXPECT_EQ(layers, (std::vector<int64_t>{0, 1}));
+  sharded->engine->materialize();
+  CausalLM whole = load_eval_model(m, torch::kCPU);  // the adapter merged
+  const QuantizeSummary w = quantize_linear_weights(whole, QuantFormat::kNf4);
+  EXPECT_EQ(q.tensors, w.tensors);
+  EXPECT_EQ(q.elements, w.elements);
+  // With an adapter its delta B A is a GEMM on the gathered buffer's views there, on the whole
+  // model's own tensors here: MKL may sum in another order, so the merged weights agree to rounding.
+  if (adapter)
+    EXPECT_NEAR(q.relative_error(), w.relative_error(), 1e-6 * w.relative_error());
+  else
+    EXPECT_EQ(q.relative_error(), w.relative_error());
+  std::map<std::string, torch::Tensor> got;
+  for (auto& [name, lin] : sharded->model->linear_layers()) got[name] = lin->merged_weight();
+  for (auto& [name, lin] : whole->linear_layers()) {
+    ASSERT_TRUE(got.count(name)) << name;
+    if (adapter)
+      EXPECT_TRUE(torch::allclose(got[name], lin->weight, 0, 1e-6)) << name;
+    else
+      EXPECT_TRUE(torch::equal(got[name], lin->weight)) << name;
+  }
+  world->barrier();
+  if (world->rank() == 0) fs::remove_all(root);
+}
+
+INSTANTIATE_TEST_SUITE_P(Adapter, ShardedEval, ::testing::Bool());
 
 TEST(Nccl, AllReduceOnOneGpuPerRank) {
 #ifndef LETHE_HAVE_NCCL

@@ -96,8 +96,8 @@ TEST(Quantize, LinearWeightsOfTheDecoderLayersOnly) {
   for (auto& [name, w] : model->named_weights()) before[name] = w.detach().clone();
   QuantizeSummary s = quantize_linear_weights(model, QuantFormat::kNf4);
   EXPECT_EQ(s.tensors, 2 * 7);  // q, k, v, o, gate, up, down per layer
-  EXPECT_GT(s.relative_error, 0.01);
-  EXPECT_LT(s.relative_error, 0.2);
+  EXPECT_GT(s.relative_error(), 0.01);
+  EXPECT_LT(s.relative_error(), 0.2);
   for (auto& [name, w] : model->named_weights()) {
     bool linear = name.find("model.layers.") == 0 && w.dim() == 2;
     EXPECT_EQ(torch::equal(w, before[name]), !linear) << name;
