@@ -3,7 +3,8 @@
 # with CUDA + NCCL): device and versions; the distributed test binary on one rank with its NCCL
 # test; lethe on the GPU vs the CPU (finetune and unlearning, ZeRO 0 and 3 on the NCCL
 # communicator: the same model within fp32 kernel-rounding tolerance); training-step throughput vs
-# Hugging Face transformers on the same GPU. Writes logs and a summary into OUT.
+# Hugging Face transformers on the same GPU; the 1B step's MFU against the batch and its operator
+# calls per step. Writes logs and a summary into OUT.
 # Hardware: one CUDA GPU; about 5 minutes on an H100. usage: bench/gpu_check.sh BUILD OUT
 set -uo pipefail
 SRC=$(cd "$(dirname "$0")/.." && pwd); B=$(cd "$1" && pwd); O=$2; mkdir -p "$O"
@@ -48,3 +49,13 @@ for spec in "tiny-llama.json 16 64 ga 20 float32 eager 0" "llama-1b.json 4 2048 
   read -r cfg b t m n dt attn lr <<<"$spec"
   say "$(PYTHON=$PY BUILD=$B bash "$SRC/bench/run_train_step.sh" "$SRC/configs/models/$cfg" $b $t $m $n 16 2 $lr cuda $dt $attn 2>&1)"
 done
+# Host time against GPU time (where CUDA graphs would pay): the 1B ga step at 1, 2 and 4 sequences
+# of 2048 (lethe alone; a step bound by the host's operator calls gains MFU with the batch), and
+# the operator calls of one step on this device (--count-ops; that run is slower, its time unused).
+for b in 1 2 4; do
+  say "1B ga bf16 B=$b: $("$L" bench step --model-config "$SRC/configs/models/llama-1b.json" --batch-size $b --seq-len 2048 \
+    --steps 4 --warmup 2 --method ga --device cuda --dtype bfloat16 --json --log-level warn 2>&1 | tail -1)"
+done
+say "1B ga bf16 B=4, operator calls: $("$L" bench step --model-config "$SRC/configs/models/llama-1b.json" --batch-size 4 \
+  --seq-len 2048 --steps 2 --warmup 1 --method ga --device cuda --dtype bfloat16 --count-ops --json --log-level warn 2>&1 \
+  | tail -1)"

@@ -62,6 +62,8 @@ void declare_step(OptionSet& o, StepFlags& f, const RuntimeOptions& rt) {
   auto unfused = std::make_shared<bool>(false);
   o.add("unfused-adamw", unfused.get(), "AdamW as a loop over parameters (the fused kernel's before/after)");
   o.then([&b, unfused](const po::variables_map&, std::vector<std::string>&) { b.train.optimizer.fused = !*unfused; });
+  o.add("count-ops", &b.count_ops,
+        "also count the ATen operator calls per step (ops_per_step, s_per_op; the step runs slower while counted)");
   o.add("peak-flops", &b.peak_flops,
         "peak FLOP/s for MFU (0: 989e12 for bf16 on CUDA, else the GEMM rate measured now)", non_negative<double>());
   bind_dtype(o, b.dtype);

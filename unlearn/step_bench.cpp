@@ -1,5 +1,8 @@
 #include "unlearn/step_bench.h"
 
+#include <ATen/record_function.h>
+
+#include <atomic>
 #include <chrono>
 #include <random>
 
@@ -64,6 +67,27 @@ std::vector<Example> random_examples(int64_t count, int64_t chars, uint64_t seed
   return out;
 }
 
+// ATen operator calls on any thread while counted (bench_step's count_ops).
+std::atomic<int64_t> operator_calls{0};
+
+// Counts every operator call from construction to destruction (a global RecordFunction callback).
+class OperatorCounter {
+ public:
+  OperatorCounter() {
+    handle_ = at::addGlobalCallback(
+        at::RecordFunctionCallback([](const at::RecordFunction&) -> std::unique_ptr<at::ObserverContext> {
+          operator_calls.fetch_add(1, std::memory_order_relaxed);
+          return nullptr;
+        }).scopes({at::RecordScope::FUNCTION}));
+  }
+  ~OperatorCounter() { at::removeCallback(handle_); }
+  OperatorCounter(const OperatorCounter&) = delete;
+  OperatorCounter& operator=(const OperatorCounter&) = delete;
+
+ private:
+  at::CallbackHandle handle_;
+};
+
 double mean_length(const std::vector<TokenizedItem>& items) {
   double n = 0;
   for (auto& it : items) n += double(it.ids.size());
@@ -120,10 +144,14 @@ json bench_step(const StepBenchOptions& o, Communicator& comm, torch::Device dev
   synchronize(device);
   reset_peak_memory(device);
   std::vector<double> ends;  // seconds since the start at the end of each step
+  std::unique_ptr<OperatorCounter> counter;
+  if (o.count_ops) counter = std::make_unique<OperatorCounter>();
+  int64_t calls_before_timed = operator_calls.load();
   auto t0 = std::chrono::steady_clock::now();
   auto on_step = [&](int64_t) {
     synchronize(device);
     ends.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    if (int64_t(ends.size()) == o.warmup) calls_before_timed = operator_calls.load();
     return false;
   };
   train_loop(model, *objective, forget, uses_retain ? &retain : nullptr, to, ctx.pad_id,
@@ -133,6 +161,8 @@ json bench_step(const StepBenchOptions& o, Communicator& comm, torch::Device dev
               {},
               {}},
              comm);
+  const int64_t calls = operator_calls.load() - calls_before_timed;
+  counter.reset();
   std::vector<double> step_s;
   for (size_t i = size_t(o.warmup); i < ends.size(); ++i) step_s.push_back(ends[i] - (i ? ends[i - 1] : 0.0));
   // Every rank's step ends at the same collective: rank 0's times are the job's.
@@ -190,7 +220,9 @@ json bench_step(const StepBenchOptions& o, Communicator& comm, torch::Device dev
           {"peak_flops_source", peak_source},
           {"mfu", achieved / peak},
           {"peak_memory_mib", memory},
-          {"peak_memory_kind", device.is_cuda() ? "cuda allocated" : "host resident set"}};
+          {"peak_memory_kind", device.is_cuda() ? "cuda allocated" : "host resident set"},
+          {"ops_per_step", o.count_ops ? json(double(calls) / double(o.train.steps)) : json()},
+          {"s_per_op", o.count_ops ? json(med * double(o.train.steps) / std::max<double>(double(calls), 1)) : json()}};
 }
 
 }  // namespace lethe

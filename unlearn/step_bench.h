@@ -20,8 +20,12 @@ struct StepBenchOptions {
   int64_t seq_len = 256;
   int64_t warmup = 2;     // steps not timed
   double peak_flops = 0;  // 0: the default for the device (below)
-  LoraOptions lora;       // rank 0: every weight trains
-  TrainOptions train;     // train.steps: the timed steps
+  // Also count the ATen operator calls of each timed step (nested ones included: every call the
+  // dispatcher makes, which is what a CUDA step pays host time for). Every operator is then
+  // recorded, which slows the step: its times are not the plain step's.
+  bool count_ops = false;
+  LoraOptions lora;    // rank 0: every weight trains
+  TrainOptions train;  // train.steps: the timed steps
   const ObjectiveSpec* method = nullptr;
   MethodOptions method_options;
 };
@@ -41,7 +45,9 @@ double training_flops(const ModelConfig& c, int64_t T, bool lora);
 double default_peak_flops(torch::Device device, torch::ScalarType dtype, std::string* source);
 
 // Runs the benchmark over `comm` on `device`; the JSON on rank 0 has step_s, tokens_per_s,
-// flops_per_step, achieved_flops, peak_flops, mfu, peak_memory_mib (per rank) and the settings.
+// flops_per_step, achieved_flops, peak_flops, mfu, peak_memory_mib (per rank) and the settings,
+// and with count_ops ops_per_step (this rank's operator calls per timed step, their mean) and
+// s_per_op (step_s / ops_per_step: the host time of one call and its share of the compute).
 json bench_step(const StepBenchOptions& o, Communicator& comm, torch::Device device);
 
 }  // namespace lethe

@@ -38,8 +38,19 @@ for m in gd npo; do
   check_json "$T/step_$m.json" "j['bench'] == 'step'" "j['method'] == '$m'" "j['step_s'] > 0" \
     "abs(j['tokens_per_s'] - j['tokens_per_step'] / j['step_s']) < 1e-6 * j['tokens_per_s']" \
     "j['tokens_per_step'] == 2 * 4 * 32" "j['flops_per_step'] > 0" "0 < j['mfu'] <= 1" \
-    "j['peak_flops_source'] == 'measured GEMM rate'" "len(j['step_s_all']) == 3" "j['peak_memory_mib'][0] > 0"
+    "j['peak_flops_source'] == 'measured GEMM rate'" "len(j['step_s_all']) == 3" "j['peak_memory_mib'][0] > 0" \
+    "j['ops_per_step'] is None"
 done
+# --count-ops: the operator calls of a timed step. gd runs a forward and backward on the forget and
+# on the retain batch, ga on the forget batch alone (both: clipping and the fused AdamW), so gd
+# makes nearly twice ga's calls; the same every step (the mean is a whole number).
+for m in gd ga; do
+  "$LETHE" "${STEP[@]}" --method $m --threads 1 --count-ops >"$T/ops_$m.json" 2>"$T/err" || bad "bench step --count-ops: $(cat "$T/err")"
+  check_json "$T/ops_$m.json" "j['ops_per_step'] > 100" "j['ops_per_step'] == int(j['ops_per_step'])" \
+    "abs(j['s_per_op'] * j['ops_per_step'] - j['step_s']) < 1e-9 + 1e-6 * j['step_s']"
+done
+"$PY" -c "import json,sys; g, a = (json.loads(open(f).read().splitlines()[-1])['ops_per_step'] for f in sys.argv[1:]); \
+  sys.exit(0 if 1.6 < g / a < 2.2 else f'gd {g} ga {a}')" "$T/ops_gd.json" "$T/ops_ga.json" && ok || bad "gd's operator calls against ga's"
 "$LETHE" "${STEP[@]}" --method ga --lora-rank 4 --threads 1 >"$T/step_lora.json" 2>"$T/err" || bad "bench step lora: $(cat "$T/err")"
 check_json "$T/step_lora.json" "j['lora_rank'] == 4" "j['trainable'] < j['params']" "j['tokens_per_step'] == 4 * 32"
 "$MPIRUN" -np 2 "$LETHE" "${STEP[@]}" --method gd --zero-stage 3 >"$T/step_np2.json" 2>"$T/err" \
