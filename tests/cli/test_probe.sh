@@ -43,14 +43,6 @@ lens = a["logit_lens"]
 assert lens["layers"] == layers and len(lens["forget"]) == layers and len(lens["retain"]) == layers
 for split in ("forget", "retain"):
     assert math.isclose(lens[split][-1], base[split]["answer_prob"], rel_tol=1e-4), (split, lens[split][-1], base[split])
-# 2 ranks: the same table
-for ra, rb in zip(a["probes"], b["probes"]):
-    for split in ("forget", "retain"):
-        for k, v in ra.get(split, {}).items():
-            assert math.isclose(v, rb[split][k], rel_tol=1e-4, abs_tol=1e-7), (ra["probe"], split, k, v, rb[split][k])
-for split in ("forget", "retain"):
-    for x, y in zip(a["logit_lens"][split], b["logit_lens"][split]):
-        assert math.isclose(x, y, rel_tol=1e-4), (split, x, y)
 svg = open(sys.argv[1] + "/probe.svg").read()
 assert svg.startswith("<svg") and svg.count("<polyline") == 2, svg[:200]
 import xml.dom.minidom
@@ -58,28 +50,16 @@ xml.dom.minidom.parseString(svg)  # well-formed
 md = open(sys.argv[1] + "/probe.md").read()
 assert "| nf4 |" in md and "Logit lens" in md
 PY
+$REPORTS "$T/p1" "$T/p2" --keys probes,logit_lens --rtol 1e-5 && ok || bad "the 2-rank probe differs from 1 rank's"
 # At ZeRO 3 no rank holds the model whole: each model (as it is and once per quantization: rank 0
 # logs 4 sharded loads) is read as shards, a quantization rounds one gathered layer at a time and every rank keeps its shard of
 # the result, the logit lens reads the sharded layers; the table is 1 rank's.
 "$MPIRUN" -np 2 "$LETHE" "${P[@]}" --zero-stage 3 --out "$T/p2z3" >"$T/log2z3" 2>&1 \
   && [ "$(grep -c "ZeRO 3 over 2 rank(s): each rank read and keeps its shard" "$T/log2z3")" = 4 ] && ok \
   || { bad "probe --zero-stage 3 on 2 ranks"; tail -5 "$T/log2z3"; }
-"$PY" - "$T/p1" "$T/p2z3" <<'PY' && ok || bad "the ZeRO 3 probe differs from 1 rank's"
-import json, sys, math
-a = json.load(open(sys.argv[1] + "/probe.json"))
-b = json.load(open(sys.argv[2] + "/probe.json"))
-assert [r["probe"] for r in a["probes"]] == [r["probe"] for r in b["probes"]]
-for ra, rb in zip(a["probes"], b["probes"]):
-    # The same rounding of the same whole weights (the error's sum is taken layer by layer there).
-    assert ra.get("quantized_tensors") == rb.get("quantized_tensors"), (ra, rb)
-    assert math.isclose(ra.get("weight_relative_error", 0), rb.get("weight_relative_error", 0), rel_tol=1e-12), (ra, rb)
-    for split in ("forget", "retain"):
-        for k, v in ra.get(split, {}).items():
-            assert math.isclose(v, rb[split][k], rel_tol=1e-5, abs_tol=1e-7), (ra["probe"], split, k, v, rb[split][k])
-for split in ("forget", "retain"):
-    for x, y in zip(a["logit_lens"][split], b["logit_lens"][split]):
-        assert math.isclose(x, y, rel_tol=1e-5), (split, x, y)
-PY
+# (The quantized rows' weight errors: the same rounding of the same whole weights, summed layer by
+# layer there, so within rounding too.)
+$REPORTS "$T/p1" "$T/p2z3" --keys probes,logit_lens --rtol 1e-5 && ok || bad "the ZeRO 3 probe differs from 1 rank's"
 # Bad input: named, exit 2, nothing written.
 expect_refusal() {  # WANT, then the command
   local want=$1; shift
@@ -119,32 +99,18 @@ PY
 "$MPIRUN" -np 2 "$LETHE" "${R[@]}" --relearn-reference "$T/base" --zero-stage 3 --out "$T/r3z3" >"$T/logr3z3" 2>&1 \
   && grep -q "relearning 3 forget items, .* (ZeRO 3)" "$T/logr3z3" && ! grep -q "loads the model whole" "$T/logr3z3" \
   && ok || { bad "relearn probe at ZeRO 3"; tail -3 "$T/logr3z3"; }
-"$PY" - "$T/r3" "$T/r3z3" <<'PY' && ok || bad "the ZeRO 3 relearn rows differ from 1 rank's"
-import json, sys, math
-a = json.load(open(sys.argv[1] + "/probe.json"))
-b = json.load(open(sys.argv[2] + "/probe.json"))
-assert [r["probe"] for r in a["probes"]] == [r["probe"] for r in b["probes"]]
-for ra, rb in zip(a["probes"], b["probes"]):
-    for split in ("forget", "retain"):
-        for k, v in ra.get(split, {}).items():
-            assert math.isclose(v, rb[split][k], rel_tol=1e-3, abs_tol=1e-6), (ra["probe"], split, k, v, rb[split][k])
-assert a["relearn_ratio"].keys() == b["relearn_ratio"].keys()
-PY
+$REPORTS "$T/r3" "$T/r3z3" --keys probes --rtol 1e-3 && ok || bad "the ZeRO 3 relearn rows differ from 1 rank's"
 expect_refusal "--relearn-reference needs --relearn" "$LETHE" "${P[@]}" --relearn-reference "$T/base" --out "$T/bad"
-"$PY" - "$T/r1" "$T/r2" <<'PY' && ok || bad "relearn rows"
-import json, sys, math
+"$PY" - "$T/r1" <<'PY' && ok || bad "relearn rows"
+import json, sys
 a = json.load(open(sys.argv[1] + "/probe.json"))["probes"]
-b = json.load(open(sys.argv[2] + "/probe.json"))["probes"]
 names = [r["probe"] for r in a]
 assert names == ["as is", "as is, held-out forget part", "relearned"], names
 before, after = a[1], a[2]
 assert before["forget_items"] == after["forget_items"] == 3 and after["relearned_items"] == 3, after
 assert after["forget"]["answer_prob"] != before["forget"]["answer_prob"] and "retain" in after
-for ra, rb in zip(a, b):
-    for split in ("forget", "retain"):
-        for k, v in ra.get(split, {}).items():
-            assert math.isclose(v, rb[split][k], rel_tol=1e-3, abs_tol=1e-6), (ra["probe"], split, k, v, rb[split][k])
 PY
+$REPORTS "$T/r1" "$T/r2" --keys probes --rtol 1e-3 && ok || bad "the 2-rank relearn rows differ from 1 rank's"
 expect_refusal "--relearn-share must be in (0, 1)" "$LETHE" "${P[@]}" --relearn --relearn-share 1 --out "$T/bad"
 # Membership inference and open-unlearning's layout in `lethe eval`: forget against a holdout of
 # six other TOFU records; the model's own TOFU_EVAL.json as the reference gives forget quality 1

@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""Two lethe report.json files agree: every number under the given top-level keys within a
-relative tolerance (of max(1, |x|)), every string and flag equal, the same keys and lengths.
+"""Two lethe report.json (or probe.json) files agree: every number under the given top-level keys
+within a relative tolerance (of max(1, |x|)), every string and flag equal, the same keys and
+lengths.
 Membership scores (any path with "mia") get their own tolerance: Min-K%++ subtracts two
 log-probabilities of similar size, so the rounding of differently batched passes shows there.
 
 usage: compare_reports.py A B [--keys splits,tofu,mia] [--rtol 1e-6] [--mia-rtol 1e-4]
-(A and B: report.json files or the report directories holding them)
+(A and B: report.json or probe.json files, or the directories holding them; probe.json's keys
+are probes, logit_lens and relearn_ratio)
 """
 import argparse
 import json
@@ -14,7 +16,10 @@ import sys
 
 
 def load(path):
-    return json.load(open(os.path.join(path, "report.json") if os.path.isdir(path) else path))
+    if os.path.isdir(path):
+        report = os.path.join(path, "report.json")
+        path = report if os.path.exists(report) else os.path.join(path, "probe.json")
+    return json.load(open(path))
 
 
 def compare(x, y, where, rtol, mia_rtol):
