@@ -86,6 +86,18 @@ spunge_zero3() {  # TAG LOG_PATTERN EXTRA_FLAGS...
 }
 spunge_zero3 full "each rank reads its shard of the decoder layers"
 spunge_zero3 lora "frozen base weights included" --lora-rank 4 --lora-dropout 0
+# --probe at ZeRO 3: the plain and the SPUNGE model probed as shards (as is, relearnt, quantized
+# one gathered layer at a time); the plain model's table is the ZeRO 0 run's above.
+if "$MPIRUN" -np 4 "$LETHE" "${SP[@]}" --split-by domain --group-sizes 2,2 --merge ties --format hf --compare --probe \
+     --zero-stage 3 --out "$T/spz3p" >"$T/spz3p.log" 2>&1; then
+  grep -q "probe: relearning .* (ZeRO 3)" "$T/spz3p.log" && ! grep -q "loads the model whole" "$T/spz3p.log" \
+    && [ "$(grep -c "eval: ZeRO 3 over 4 rank(s)" "$T/spz3p.log")" -ge 10 ] && ok \
+    || bad "spunge --probe at ZeRO 3 did not probe as shards"
+  $REPORTS "$T/sp4/probe_plain" "$T/spz3p/probe_plain" --keys probes --rtol 1e-3 && ok \
+    || bad "spunge --probe at ZeRO 3: the plain model's table differs from ZeRO 0's"
+else
+  bad "spunge --probe at ZeRO 3"; tail -20 "$T/spz3p.log"
+fi
 
 # ---- lethe merge: 1 rank == 2 ranks; native inputs == HF inputs; native output; sharded output ----
 "$LETHE" merge --format hf --base "$T/ft" --models "$T/u_copyright" "$T/u_privacy" --merge ties --out "$T/m1" >/dev/null 2>&1
