@@ -74,8 +74,7 @@ class HfWriter : public CheckpointWriter {
 
 void CheckpointWriter::write_shard(const std::string& path, const NamedTensors& tensors, const json& model_config,
                                    const json& run_config) const {
-  write_shard_streamed(
-      path, tensors, [&](size_t i) { return tensors[i].second; }, model_config, run_config);
+  write_shard_streamed(path, tensors, values_of(tensors), model_config, run_config);
 }
 
 std::unique_ptr<CheckpointWriter> make_checkpoint_writer(CheckpointFormat f) {

@@ -204,8 +204,7 @@ H5Dataset check_dataset(hid_t ds, const std::string& what) {
 }  // namespace
 
 void write_h5_tensors(const std::string& path, const NamedTensors& tensors, const std::map<std::string, json>& attrs) {
-  write_h5_tensors(
-      path, tensors, [&](size_t i) { return tensors[i].second; }, attrs);
+  write_h5_tensors(path, tensors, values_of(tensors), attrs);
 }
 
 void write_h5_tensors(const std::string& path, const NamedTensors& layout, const TensorSource& value,

@@ -193,8 +193,7 @@ TensorMap read_safetensors(const std::string& path) { return read_safetensors_su
 
 void write_safetensors(const std::string& path, const NamedTensors& tensors,
                        const std::map<std::string, std::string>& metadata) {
-  write_safetensors(
-      path, tensors, [&](size_t i) { return tensors[i].second; }, metadata);
+  write_safetensors(path, tensors, values_of(tensors), metadata);
 }
 
 void write_safetensors(const std::string& path, const NamedTensors& layout, const TensorSource& value,

@@ -66,6 +66,10 @@ std::string dtype_and_shape(const torch::Tensor& t) {
 }
 }  // namespace
 
+TensorSource values_of(const NamedTensors& tensors) {
+  return [&tensors](size_t i) { return tensors[i].second; };
+}
+
 torch::Tensor source_tensor(const NamedTensors& layout, const TensorSource& value, size_t i, const std::string& path) {
   const torch::Tensor& want = layout[i].second;
   torch::Tensor t = value(i).detach().to(torch::kCPU).contiguous();

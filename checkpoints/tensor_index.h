@@ -18,6 +18,8 @@ using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
 // Tensor i of a file being written, computed when the writer asks for it (the writers below call
 // it once per tensor, in order), so a file's tensors need not all be in memory at once.
 using TensorSource = std::function<torch::Tensor(size_t i)>;
+// The source of tensors already in memory: tensors[i].second (`tensors` must outlive it).
+TensorSource values_of(const NamedTensors& tensors);
 
 // Shards of consecutive items, each at most max_shard_bytes (0: one shard; an item larger than
 // the limit gets a shard of its own); indices into `bytes`.
