@@ -329,17 +329,18 @@ DataParallel::~DataParallel() {
   model_->collective_forward = false;
 }
 
-void DataParallel::gather_into_model(Block& b) {
+torch::Tensor DataParallel::gather_into_model(Block& b) {
   torch::NoGradGuard ng;
   if (!b.params.empty()) {
     auto full = torch::empty({b.padded}, b.owned.options().requires_grad(false));
     comm_.all_gather(b.owned.detach(), full);
     view_into(full, b.params, b.offsets, b.param_numels, b.param_shapes);
   }
-  if (b.frozen.empty()) return;
+  if (b.frozen.empty()) return {};
   auto frozen = torch::empty({b.frozen_padded}, b.frozen_owned.options());
   comm_.all_gather(b.frozen_owned, frozen);
   view_into(frozen, b.frozen, b.frozen_offsets, b.frozen_numels, b.frozen_shapes);
+  return frozen;
 }
 
 void DataParallel::gather_layer(size_t k, int direction) {
@@ -435,12 +436,9 @@ void DataParallel::update_frozen_layers(const std::function<void(int64_t layer)>
     if (!b.sharded_params) return;
     if (!b.params.empty())
       throw InternalError("update_frozen_layers: decoder layer " + std::to_string(b.layer) + " has trained parameters");
-    gather_into_model(b);
+    const torch::Tensor whole = gather_into_model(b);  // the parameters are views of it
     fn(b.layer);
-    auto full = torch::zeros({b.frozen_padded}, b.frozen_owned.options());  // the padding stays zero
-    for (size_t i = 0; i < b.frozen.size(); ++i)
-      full.narrow(0, b.frozen_offsets[i], b.frozen_numels[i]).copy_(b.frozen[i].second.detach().reshape(-1));
-    b.frozen_owned.copy_(full.narrow(0, comm_.rank() * b.frozen_shard, b.frozen_shard));
+    b.frozen_owned.copy_(whole.narrow(0, comm_.rank() * b.frozen_shard, b.frozen_shard));
     release_from_model(b);
   });
 }

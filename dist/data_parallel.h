@@ -75,8 +75,8 @@ class DataParallel {
                               const std::function<void(const torch::Tensor& param, const torch::Tensor& value)>& fn);
   // Collective, stage 3: for each decoder layer kept as shards whose parameters are all frozen
   // (an engine built to evaluate), gathers the layer into the model, calls fn(layer), which may
-  // change the layer's parameters in place (whole tensors), and keeps this rank's shard of what
-  // fn left; one layer is whole at a time. Layers with trained parameters are refused
+  // change the layer's parameters in place (whole tensors, views of the gathered buffer), and
+  // keeps this rank's shard of what fn left; one layer is whole at a time. Layers with trained parameters are refused
   // (InternalError): their optimizer state would not follow.
   void update_frozen_layers(const std::function<void(int64_t layer)>& fn);
   // A trained parameter's shape (a ZeRO 3 layer's parameters are empty in the model); the
@@ -161,8 +161,10 @@ class DataParallel {
   };
 
  public:
-  // Helpers of the layer autograd functions (ZeRO 2 and 3).
-  void gather_into_model(Block& b);
+  // Helpers of the layer autograd functions (ZeRO 2 and 3). gather_into_model returns the
+  // gathered buffer of the frozen parameters (undefined when there are none), whose views they
+  // now are.
+  torch::Tensor gather_into_model(Block& b);
   // gather_into_model for the sharded layer of block k, from its prefetched buffers when they
   // were started for it; then, with prefetch on, starts the gather of the sharded layer at
   // layer + direction (+1 forward, -1 backward) if there is one.

@@ -26,9 +26,14 @@ int64_t pad_token_id(const Tokenizer& tok, ChatTemplate tmpl) {
   return eot >= 0 ? eot : 0;
 }
 
-std::vector<int64_t> strided_items(int64_t n, int64_t rank, int64_t world) {
+ItemShare item_share(const CausalLM& model, Communicator* comm) {
+  if (!comm || comm->size() == 1) return {};
+  return {size_t(comm->rank()), size_t(comm->size()), true, model->collective_forward};
+}
+
+std::vector<int64_t> ItemShare::items(size_t count) const {
   std::vector<int64_t> v;
-  for (int64_t i = rank; i < n; i += world) v.push_back(i);
+  for (size_t j = 0; j < rounds(count) && item(j) < count; ++j) v.push_back(int64_t(item(j)));
   return v;
 }
 
@@ -39,12 +44,12 @@ std::vector<int64_t> EvalShare::batch(size_t k) const {
 
 EvalShare eval_share(const CausalLM& model, int64_t n, int64_t batch_size, Communicator* comm) {
   LETHE_CHECK(batch_size > 0, "evaluation batch size must be positive");
-  const int64_t rank = comm ? comm->rank() : 0, world = comm ? comm->size() : 1;
+  const ItemShare items = item_share(model, comm);
   EvalShare s;
-  s.collective = world > 1 && model->collective_forward;
-  s.mine = strided_items(n, rank, world);
+  s.collective = items.fillers;
+  s.mine = items.items(size_t(n));
   s.batch_size = size_t(batch_size);
-  const size_t most = s.collective ? strided_items(n, 0, world).size() : s.mine.size();
+  const size_t most = s.collective ? items.rounds(size_t(n)) : s.mine.size();
   s.batches = (most + s.batch_size - 1) / s.batch_size;
   return s;
 }
@@ -113,7 +118,7 @@ SplitMetrics evaluate_split(CausalLM& model, const Tokenizer& tok, ChatTemplate 
     // the longest prompt of any rank's batch k (every rank knows every rank's items).
     std::vector<int64_t> longest(batches, 0);
     for (int64_t r = 0; r < (collective ? world : 0); ++r) {
-      const std::vector<int64_t> theirs = strided_items(n, r, world);
+      const std::vector<int64_t> theirs = ItemShare{size_t(r), size_t(world)}.items(size_t(n));
       const std::vector<size_t> o = by_length(theirs);
       for (size_t k = 0; k < o.size(); ++k)
         longest[k / bs] = std::max<int64_t>(longest[k / bs], std::max<int64_t>(1, prompt_len(theirs[o[k]])));

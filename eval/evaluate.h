@@ -54,10 +54,27 @@ struct SplitMetrics {
   std::vector<ItemMetrics> per_item;
 };
 
-// Rank r's share of n items evaluated in batches: items r, r + N, ... of them, and how many
-// batches it runs. That is its own count, or, when the forward is a collective
-// (model->collective_forward: ZeRO 3 shards), rank 0's, which has the most; a batch past the
-// rank's items is then empty, and the rank runs a filler pass (a copy of item 0, dropped).
+// The ranks that run passes over `count` items, one item each in turn (prepare()'s reference
+// values, evaluation's batches are made of them too): in round j,
+// rank r takes item j N + r. When the passes gather sharded layers (model->collective_forward),
+// a rank past the end runs a filler pass (on item 0, its result dropped), so every rank runs as
+// many passes. `split`: the results must be gathered across ranks afterwards.
+//   for (size_t j = 0; j < share.rounds(count); ++j) {
+//     const size_t k = share.item(j);
+//     if (k >= count && !share.fillers) break;  // else a filler: run item 0, keep nothing
+struct ItemShare {
+  size_t rank = 0, ranks = 1;
+  bool split = false, fillers = false;
+  size_t rounds(size_t count) const { return (count + ranks - 1) / ranks; }
+  size_t item(size_t round) const { return round * ranks + rank; }
+  std::vector<int64_t> items(size_t count) const;  // this rank's items below count, in order
+};
+ItemShare item_share(const CausalLM& model, Communicator* comm);
+
+// Rank r's share of n items evaluated in batches: its items (item_share), and how many batches
+// it runs. That is its own count, or, when the forward is a collective (model->collective_forward:
+// ZeRO 3 shards), as many as rank 0, which has the most; a batch past the rank's items is then
+// empty, and the rank runs a filler pass (a copy of item 0, dropped).
 struct EvalShare {
   std::vector<int64_t> mine;
   size_t batch_size = 1, batches = 0;
@@ -65,8 +82,6 @@ struct EvalShare {
   std::vector<int64_t> batch(size_t k) const;  // the items of batch k (empty: a filler)
 };
 EvalShare eval_share(const CausalLM& model, int64_t n, int64_t batch_size, Communicator* comm);
-// Items r, r + N, ... of n.
-std::vector<int64_t> strided_items(int64_t n, int64_t rank, int64_t world);
 
 // Distributed when comm is given: rank r scores items r, r+N, ...; the per-item results are
 // reduced so every rank returns the whole split. When the forward is a collective (ZeRO 3

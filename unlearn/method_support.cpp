@@ -18,11 +18,6 @@ uint64_t item_seed(uint64_t seed, uint64_t stream, int64_t item) {
   return b.next();
 }
 
-ItemShare item_share(const CausalLM& model, Communicator* comm) {
-  if (!comm || comm->size() == 1) return {};
-  return {size_t(comm->rank()), size_t(comm->size()), true, model->collective_forward};
-}
-
 std::vector<torch::Tensor> cache_per_item(CausalLM& model, const std::vector<TokenizedItem>& items,
                                           const std::vector<int64_t>& which, int64_t pad_id, int64_t pad_to,
                                           const ItemForward& fn, const std::string& what, Communicator* comm) {

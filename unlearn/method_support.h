@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "eval/evaluate.h"
 #include "unlearn/objective.h"
 
 namespace lethe {
@@ -25,20 +26,7 @@ enum RngStream : uint64_t {
 // A seed for (stream, item) that does not depend on the rank that handles the item.
 uint64_t item_seed(uint64_t seed, uint64_t stream, int64_t item);
 
-// The ranks that run prepare()'s passes over `count` items, one item each in turn: in round j,
-// rank r takes item j N + r. When the passes gather sharded layers (model->collective_forward),
-// a rank past the end runs a filler pass (on item 0, its result dropped), so every rank runs as
-// many passes. `split`: the results must be gathered across ranks afterwards.
-//   for (size_t j = 0; j < share.rounds(count); ++j) {
-//     const size_t k = share.item(j);
-//     if (k >= count && !share.fillers) break;  // else a filler: run item 0, keep nothing
-struct ItemShare {
-  size_t rank = 0, ranks = 1;
-  bool split = false, fillers = false;
-  size_t rounds(size_t count) const { return (count + ranks - 1) / ranks; }
-  size_t item(size_t round) const { return round * ranks + rank; }
-};
-ItemShare item_share(const CausalLM& model, Communicator* comm);
+// ItemShare / item_share (eval/evaluate.h): which rank runs prepare()'s pass over which item.
 
 // fn gets one item alone (padded to pad_to tokens when pad_to > 0) and returns its cached value:
 // a tensor whose first dimension is the position, or a scalar. Runs in eval mode, no grad, on
