@@ -10,6 +10,8 @@
 #include <filesystem>
 #include <mutex>
 
+#include <ATen/Parallel.h>
+
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/hash.h"
@@ -336,15 +338,27 @@ std::map<std::string, json> H5Reader::attributes() const {
   return attrs;
 }
 
+namespace {
+// Where a dataset's bytes lie in the file when they can be read in place: contiguous, little-
+// endian, checksummed by `hash64b`, and `fd` open; 0 otherwise (the superblock is there).
+uint64_t offset_in_place(int fd, hid_t ds, const H5Dataset& d) {
+  H5Id stored(H5Dget_type(ds), H5Tclose);
+  const haddr_t offset = H5Dget_offset(ds);  // HADDR_UNDEF unless contiguous and allocated
+  const bool little = __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ && H5Tget_order(stored) == H5T_ORDER_LE;
+  return fd < 0 || offset == HADDR_UNDEF || !little || d.hash64b.empty() ? 0 : uint64_t(offset);
+}
+}  // namespace
+
 // Dataset `name`, checked (dtype attribute against the stored type, its checksum), into `dst`
 // when defined (same dtype and element count, contiguous) or a new tensor; the bytes read are
-// compared with the dataset's `hash64b` (the marker's checksum does not cover them).
+// compared with the dataset's `hash64b` (the marker's checksum does not cover them). Bytes that
+// lie in place are read in 1 MiB blocks on the intra-op threads, each hashed as it lands.
 torch::Tensor H5Reader::read_dataset(const std::string& name, torch::Tensor dst) const {
   const std::string what = path_ + ": dataset '" + name + "'";
   if (!has(name)) throw InputError(path_ + ": has no tensor '" + name + "'");
   H5Id ds(H5Dopen2(file_, to_h5_name(name).c_str(), H5P_DEFAULT), H5Dclose);
   if (ds.id < 0) throw CorruptError(what + " cannot be opened (corrupt metadata)");
-  H5Dataset d = check_dataset(ds, what);
+  const H5Dataset d = check_dataset(ds, what);
   torch::Tensor t = dst;
   if (t.defined()) {
     LETHE_CHECK(t.scalar_type() == d.dtype && t.numel() == c10::multiply_integers(d.stored_shape) &&
@@ -355,13 +369,22 @@ torch::Tensor H5Reader::read_dataset(const std::string& name, torch::Tensor dst)
   }
   // The tensors that follow this one in the file (written in the order they are read) are
   // prefetched while this one is read, checksummed and checked, so the disk does not idle.
-  const haddr_t offset = H5Dget_offset(ds);
-  if (fd_ >= 0 && offset != HADDR_UNDEF)
-    ::posix_fadvise(fd_, off_t(offset), off_t(kPrefetchBytes), POSIX_FADV_WILLNEED);
-  if (t.numel() > 0 && H5Dread(ds, hdf5_dtype(d.dtype).mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr()) < 0)
-    throw CorruptError(what + " failed its checksum or is truncated: the checkpoint is corrupt");
-  if (!d.hash64b.empty() && hex64(hash_blocks(t.data_ptr(), size_t(t.numel()) * dtype_size(d.dtype))) != d.hash64b)
-    throw CorruptError(what + " failed its checksum: the checkpoint is corrupt");
+  const uint64_t offset = offset_in_place(fd_, ds, d);
+  if (offset != 0) ::posix_fadvise(fd_, off_t(offset), off_t(kPrefetchBytes), POSIX_FADV_WILLNEED);
+  const uint64_t bytes = t.nbytes();
+  if (offset != 0 && bytes > 0) {
+    std::vector<uint64_t> hashes((bytes + kHashBlockBytes - 1) / kHashBlockBytes);
+    if (!pread_pieces(fd_, t.data_ptr(), bytes, offset, kHashBlockBytes,
+                      [&](int64_t b, const unsigned char* p, size_t n) { hashes[size_t(b)] = hash_block(p, n); }))
+      throw CorruptError(what + " is truncated: the checkpoint is corrupt");
+    if (hex64(fold_block_hashes(hashes, bytes)) != d.hash64b)
+      throw CorruptError(what + " failed its checksum: the checkpoint is corrupt");
+  } else if (bytes > 0) {
+    if (H5Dread(ds, hdf5_dtype(d.dtype).mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr()) < 0)
+      throw CorruptError(what + " failed its checksum or is truncated: the checkpoint is corrupt");
+    if (!d.hash64b.empty() && hex64(hash_blocks(t.data_ptr(), bytes)) != d.hash64b)
+      throw CorruptError(what + " failed its checksum: the checkpoint is corrupt");
+  }
   return dst.defined() ? dst : d.shape.empty() ? t.reshape({}) : t;
 }
 
@@ -370,14 +393,9 @@ H5Reader::InPlace H5Reader::in_place(const std::string& name) const {
   if (!has(name)) throw InputError(path_ + ": has no tensor '" + name + "'");
   H5Id ds(H5Dopen2(file_, to_h5_name(name).c_str(), H5P_DEFAULT), H5Dclose);
   if (ds.id < 0) throw CorruptError(what + " cannot be opened (corrupt metadata)");
-  H5Dataset d = check_dataset(ds, what);
-  InPlace p{d.dtype, c10::multiply_integers(d.stored_shape), 0, d.hash64b, {}};
-  H5Id stored(H5Dget_type(ds), H5Tclose);
-  const haddr_t offset = H5Dget_offset(ds);  // HADDR_UNDEF unless contiguous and allocated
-  const bool little = __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ && H5Tget_order(stored) == H5T_ORDER_LE;
-  if (fd_ < 0 || offset == HADDR_UNDEF || !little || d.hash64b.empty()) return p;
-  p.offset = uint64_t(offset);
-  if (H5Aexists(ds, "hash64b_blocks") > 0) p.blocks = read_block_hashes_attr(ds, what);
+  const H5Dataset d = check_dataset(ds, what);
+  InPlace p{d.dtype, c10::multiply_integers(d.stored_shape), offset_in_place(fd_, ds, d), d.hash64b, {}};
+  if (p.offset != 0 && H5Aexists(ds, "hash64b_blocks") > 0) p.blocks = read_block_hashes_attr(ds, what);
   return p;
 }
 
@@ -392,19 +410,28 @@ torch::Tensor H5Reader::read_range(const std::string& name, int64_t first, int64
     throw CorruptError(what + ": its block hashes do not fold to its checksum (corrupt metadata)");
   auto out = torch::empty({count}, torch::TensorOptions().dtype(p.dtype));
   if (count == 0) return out;
-  // The whole blocks that cover the range, read and checked one at a time.
+  // The whole blocks that cover the range, read on the intra-op threads and each checked against
+  // its hash: straight into `out` where a block lies inside the range, through a buffer at its ends.
   const uint64_t lo = uint64_t(first) * es, hi = uint64_t(first + count) * es;
-  std::vector<unsigned char> block(kHashBlockBytes);
   auto* dst = static_cast<unsigned char*>(out.data_ptr());
-  for (uint64_t b = lo / kHashBlockBytes; b * kHashBlockBytes < hi; ++b) {
-    const uint64_t begin = b * kHashBlockBytes, len = std::min<uint64_t>(kHashBlockBytes, total - begin);
-    if (pread_full(fd_, block.data(), len, p.offset + begin) != ssize_t(len))
-      throw CorruptError(what + " is truncated: the checkpoint is corrupt");
-    if (block_hashes(block.data(), len).at(0) != p.blocks[b])
-      throw CorruptError(what + " failed its checksum: the checkpoint is corrupt");
-    const uint64_t from = std::max(lo, begin), to = std::min(hi, begin + len);
-    std::memcpy(dst + (from - lo), block.data() + (from - begin), to - from);
-  }
+  at::parallel_for(int64_t(lo / kHashBlockBytes), int64_t((hi + kHashBlockBytes - 1) / kHashBlockBytes), 1,
+                   [&](int64_t b0, int64_t b1) {
+                     std::vector<unsigned char> edge;
+                     for (int64_t b = b0; b < b1; ++b) {
+                       const uint64_t begin = uint64_t(b) * kHashBlockBytes;
+                       const uint64_t len = std::min<uint64_t>(kHashBlockBytes, total - begin);
+                       const bool inside = begin >= lo && begin + len <= hi;
+                       if (!inside) edge.resize(len);
+                       unsigned char* block = inside ? dst + (begin - lo) : edge.data();
+                       if (pread_full(fd_, block, len, p.offset + begin) != ssize_t(len))
+                         throw CorruptError(what + " is truncated: the checkpoint is corrupt");
+                       if (hash_block(block, len) != p.blocks[size_t(b)])
+                         throw CorruptError(what + " failed its checksum: the checkpoint is corrupt");
+                       if (inside) continue;
+                       const uint64_t from = std::max(lo, begin), to = std::min(hi, begin + len);
+                       std::memcpy(dst + (from - lo), block + (from - begin), to - from);
+                     }
+                   });
   return out;
 }
 

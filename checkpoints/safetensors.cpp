@@ -167,9 +167,9 @@ void read_safetensors_tensor_into(const std::string& path, uint64_t offset, cons
   // What follows this tensor in the file is prefetched while it is read and checked (models are
   // read in file order), so the disk does not idle between tensors.
   ::posix_fadvise(fd, off_t(offset), off_t(256) << 20, POSIX_FADV_WILLNEED);
-  const ssize_t got = pread_full(fd, dst.data_ptr(), dst.nbytes(), offset);
+  const bool whole = pread_pieces(fd, dst.data_ptr(), dst.nbytes(), offset, size_t(1) << 20);
   ::close(fd);
-  if (got != ssize_t(dst.nbytes())) throw CorruptError(path + ": truncated while reading tensor '" + name + "'");
+  if (!whole) throw CorruptError(path + ": truncated while reading tensor '" + name + "'");
 }
 
 TensorMap read_safetensors_subset(const std::string& path, const std::vector<std::string>& names) {

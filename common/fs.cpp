@@ -20,6 +20,8 @@
 #include <thread>
 #include <vector>
 
+#include <ATen/Parallel.h>
+
 #include "common/error.h"
 #include "common/hash.h"
 #include "common/json_io.h"
@@ -306,6 +308,24 @@ ssize_t pread_full(int fd, void* buf, size_t n, uint64_t offset) {
     got += size_t(r);
   }
   return ssize_t(got);
+}
+
+bool pread_pieces(int fd, void* buf, size_t n, uint64_t offset, size_t piece,
+                  const std::function<void(int64_t, const unsigned char*, size_t)>& on_piece) {
+  LETHE_CHECK(piece > 0, "pread_pieces: empty pieces");
+  std::atomic<bool> ok{true};
+  auto* dst = static_cast<unsigned char*>(buf);
+  at::parallel_for(0, int64_t((n + piece - 1) / piece), 1, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1 && ok; ++p) {
+      const size_t at = size_t(p) * piece, len = std::min(piece, n - at);
+      if (pread_full(fd, dst + at, len, offset + at) != ssize_t(len)) {
+        ok = false;
+        return;
+      }
+      if (on_piece) on_piece(p, dst + at, len);
+    }
+  });
+  return ok;
 }
 
 namespace {

@@ -58,6 +58,13 @@ class SequentialFile {
 void start_writeback(int fd);
 // pread until `n` bytes or the end of the file: the bytes read, or -1 (errno set) on an error.
 ssize_t pread_full(int fd, void* buf, size_t n, uint64_t offset);
+// pread_full of n bytes at `offset` into buf, in `piece`-byte pieces read on LibTorch's intra-op
+// threads: the copies out of the page cache and the faults of the destination's fresh pages
+// are most of a load's time, and they scale with threads. on_piece(index, data, length) runs on
+// the thread that read each piece, right after it (the bytes still in its cache). False when
+// the file ends or fails before n bytes.
+bool pread_pieces(int fd, void* buf, size_t n, uint64_t offset, size_t piece,
+                  const std::function<void(int64_t, const unsigned char*, size_t)>& on_piece = {});
 void fsync_parent_dir(const std::string& path);
 bool path_exists(const std::string& path);
 // Refuses (InputError) when `dir` exists and is not empty; creates it (and parents) otherwise.

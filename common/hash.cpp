@@ -53,8 +53,10 @@ uint64_t hash_file(const std::string& path) {
 namespace {
 constexpr size_t kHashBlock = kHashBlockBytes;
 constexpr uint64_t kFnvPrime = 1099511628211ULL;
+}  // namespace
 
-uint64_t hash_block(const unsigned char* p, size_t n) {
+uint64_t hash_block(const void* data, size_t n) {
+  const auto* p = static_cast<const unsigned char*>(data);
   uint64_t h[4] = {kFnvOffset, kFnvOffset ^ 1, kFnvOffset ^ 2, kFnvOffset ^ 3};
   size_t i = 0;
   for (; i + 32 <= n; i += 32)
@@ -68,6 +70,8 @@ uint64_t hash_block(const unsigned char* p, size_t n) {
   for (; i < n; ++i) out = (out ^ p[i]) * kFnvPrime;
   return out;
 }
+
+namespace {
 
 // Appends the hashes of the 1 MiB blocks of p[0, n) to `out` (in parallel).
 void hash_block_range(const unsigned char* p, size_t n, std::vector<uint64_t>* out) {

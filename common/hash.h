@@ -30,6 +30,8 @@ uint64_t hash_blocks(const void* data, size_t n);
 constexpr size_t kHashBlockBytes = size_t(1) << 20;
 std::vector<uint64_t> block_hashes(const void* data, size_t n);
 uint64_t fold_block_hashes(const std::vector<uint64_t>& hashes, uint64_t n);
+// One block's hash (n <= kHashBlockBytes): block_hashes(p, n)[k] is hash_block of the k-th block.
+uint64_t hash_block(const void* data, size_t n);
 // hash_blocks of a file's bytes (read in 16 MiB pieces). InputError when unreadable.
 uint64_t hash_file_blocks(const std::string& path);
 

@@ -4,8 +4,16 @@
 #include <sys/vfs.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+
 #include <fstream>
 #include <iterator>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include <ATen/Parallel.h>
 
 #include "checkpoints/format.h"
 #include "checkpoints/safetensors.h"
@@ -54,6 +62,40 @@ TEST(SequentialFile, WritesTheBytesAppendedDirectAndBuffered) {
   check_sequential_file((tmp.path / "direct.bin").string(), true, ext4 ? 1 : -1);
   check_sequential_file((tmp.path / "buffered.bin").string(), false, 0);
   EXPECT_THROW(SequentialFile((tmp.path / "no" / "such" / "dir").string()), InputError);
+}
+
+// pread_pieces: the bytes at the offset, each piece handed on once with its index and length
+// (the last one shorter), on more than one thread when LibTorch has two: lethe's code is
+// compiled with OpenMP, without which ATen's parallel_for runs every loop on the caller's thread.
+// A file that ends early is a short read.
+TEST(PreadPieces, ReadsEveryPieceOnceOnTheIntraOpThreads) {
+  test::TempDir tmp;
+  std::string bytes((size_t(5) << 20) + 777, '\0');
+  uint64_t x = 7;
+  for (auto& c : bytes) c = char((x = x * 6364136223846793005ULL + 1442695040888963407ULL) >> 56);
+  test::spit(tmp / "f", bytes);
+  const int fd = ::open((tmp.path / "f").c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  const int threads = at::get_num_threads();
+  at::set_num_threads(2);
+  const size_t offset = 4099, piece = size_t(1) << 20, n = bytes.size() - offset;
+  std::string got(n, '\0');
+  std::mutex m;
+  std::map<int64_t, size_t> seen;
+  std::set<std::thread::id> on;
+  EXPECT_TRUE(pread_pieces(fd, got.data(), n, offset, piece, [&](int64_t i, const unsigned char* p, size_t len) {
+    std::lock_guard<std::mutex> lock(m);
+    EXPECT_EQ(p, reinterpret_cast<const unsigned char*>(got.data()) + size_t(i) * piece);
+    EXPECT_TRUE(seen.emplace(i, len).second) << "piece " << i << " twice";
+    on.insert(std::this_thread::get_id());
+  }));
+  EXPECT_TRUE(got == bytes.substr(offset));
+  ASSERT_EQ(seen.size(), (n + piece - 1) / piece);
+  for (auto& [i, len] : seen) EXPECT_EQ(len, std::min(piece, n - size_t(i) * piece)) << i;
+  EXPECT_EQ(on.size(), 2u) << "pread_pieces ran on one thread: built without OpenMP?";
+  EXPECT_FALSE(pread_pieces(fd, got.data(), n + 1, offset, piece));
+  at::set_num_threads(threads);
+  ::close(fd);
 }
 
 TEST(SequentialFile, ShardsWrittenTensorByTensorEqualWholeWrites) {
