@@ -168,7 +168,8 @@ struct H5Dataset {
   torch::ScalarType dtype;
   std::vector<int64_t> shape;  // [] for a scalar
   std::vector<int64_t> stored_shape;
-  std::string hash64b;  // empty: Fletcher32 guards the chunks
+  std::string hash64b;         // empty: Fletcher32 guards the chunks
+  bool little_endian = false;  // the stored bytes are this machine's (little-endian) order
 };
 
 H5Dataset check_dataset(hid_t ds, const std::string& what) {
@@ -176,7 +177,7 @@ H5Dataset check_dataset(hid_t ds, const std::string& what) {
   H5Id stored(H5Dget_type(ds), H5Tclose);
   if (stored.id < 0 || H5Tequal(stored, row.file) <= 0)
     throw CorruptError(what + ": stored type does not match its dtype attribute '" + std::string(row.label) + "'");
-  H5Dataset d{row.dtype, {}, {}, {}};
+  H5Dataset d{row.dtype, {}, {}, {}, __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ && H5Tget_order(stored) == H5T_ORDER_LE};
   if (H5Aexists(ds, "hash64b") > 0) {
     d.hash64b = read_string_attr(ds, "hash64b", what);
   } else {
@@ -342,10 +343,8 @@ namespace {
 // Where a dataset's bytes lie in the file when they can be read in place: contiguous, little-
 // endian, checksummed by `hash64b`, and `fd` open; 0 otherwise (the superblock is there).
 uint64_t offset_in_place(int fd, hid_t ds, const H5Dataset& d) {
-  H5Id stored(H5Dget_type(ds), H5Tclose);
   const haddr_t offset = H5Dget_offset(ds);  // HADDR_UNDEF unless contiguous and allocated
-  const bool little = __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ && H5Tget_order(stored) == H5T_ORDER_LE;
-  return fd < 0 || offset == HADDR_UNDEF || !little || d.hash64b.empty() ? 0 : uint64_t(offset);
+  return fd < 0 || offset == HADDR_UNDEF || !d.little_endian || d.hash64b.empty() ? 0 : uint64_t(offset);
 }
 }  // namespace
 
